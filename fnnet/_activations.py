@@ -1,0 +1,133 @@
+"""Parameter-free activation layers, each a forward and its hand-written backward.
+
+Shapes: x [batch, ...] -> y of the same shape; params are always `()`.
+Kinks: relu'(0) = 0 and leaky_relu'(0) = alpha (the left derivative); the forwards
+are written with `x > 0` so that jax.grad of them uses the same convention.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+
+from fnnet._validate import check_floating
+
+
+class _Activation:
+    """Shared plumbing: shape-preserving, no parameters, input checks."""
+
+    def init(self, key, in_shape):
+        del key
+        return (), tuple(in_shape)
+
+    def _check(self, params, x):
+        if params != ():
+            raise ValueError(f"{self}: takes no parameters (params must be ()), got {type(params).__name__}")
+        check_floating(str(self), "x", x)
+        if x.ndim < 1:
+            raise ValueError(f"{self}: x must be [batch, ...], got a scalar")
+
+    def _check_dy(self, cache, dy):
+        if dy.shape != cache.shape:
+            raise ValueError(f"{self}: dy must have the output's shape {tuple(cache.shape)}, got {tuple(dy.shape)}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Identity(_Activation):
+    def forward(self, params, x):
+        self._check(params, x)
+        return x, x
+
+    def backward(self, params, cache, dy):
+        self._check_dy(cache, dy)
+        return (), dy                                   # dL/dx = dL/dy
+
+
+@dataclasses.dataclass(frozen=True)
+class Relu(_Activation):
+    def forward(self, params, x):
+        self._check(params, x)
+        return jnp.where(x > 0, x, 0), x                # y = max(x, 0); cache x
+
+    def backward(self, params, cache, dy):
+        x = cache
+        self._check_dy(x, dy)
+        return (), jnp.where(x > 0, dy, 0)              # dL/dx = dL/dy · 1[x > 0]
+
+
+@dataclasses.dataclass(frozen=True)
+class LeakyRelu(_Activation):
+    alpha: float = 0.01
+
+    def forward(self, params, x):
+        self._check(params, x)
+        return jnp.where(x > 0, x, self.alpha * x), x   # y = x if x > 0 else αx
+
+    def backward(self, params, cache, dy):
+        x = cache
+        self._check_dy(x, dy)
+        return (), jnp.where(x > 0, dy, self.alpha * dy)  # dL/dx = dL/dy · (1 or α)
+
+
+@dataclasses.dataclass(frozen=True)
+class Sigmoid(_Activation):
+    def forward(self, params, x):
+        self._check(params, x)
+        y = jax.nn.sigmoid(x)                           # y = 1 / (1 + e^-x), overflow-free
+        return y, y                                     # cache the output s
+
+    def backward(self, params, cache, dy):
+        s = cache
+        self._check_dy(s, dy)
+        return (), dy * s * (1 - s)                     # dL/dx = dL/dy · s(1 - s)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tanh(_Activation):
+    def forward(self, params, x):
+        self._check(params, x)
+        y = jnp.tanh(x)
+        return y, y                                     # cache the output t
+
+    def backward(self, params, cache, dy):
+        t = cache
+        self._check_dy(t, dy)
+        return (), dy * (1 - t * t)                     # dL/dx = dL/dy · (1 - t²)
+
+
+def softmax(x):
+    """Max-shifted softmax over the last axis."""
+    z = x - jax.lax.stop_gradient(x.max(axis=-1, keepdims=True))
+    e = jnp.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Softmax(_Activation):
+    """Softmax over the last axis as a layer; backward is the full Jacobian product."""
+
+    def forward(self, params, x):
+        self._check(params, x)
+        s = softmax(x)
+        return s, s
+
+    def backward(self, params, cache, dy):
+        s = cache
+        self._check_dy(s, dy)
+        # J = diag(s) - s sᵀ, so dL/dx = Jᵀ dy = s ⊙ (dy - <dy, s>)
+        return (), s * (dy - (dy * s).sum(axis=-1, keepdims=True))
+
+
+ACTIVATIONS = {"identity": Identity, "relu": Relu, "leaky_relu": LeakyRelu,
+               "sigmoid": Sigmoid, "tanh": Tanh, "softmax": Softmax}
+
+
+def get(name_or_layer):
+    """'relu' -> Relu(); a layer object passes through."""
+    if isinstance(name_or_layer, str):
+        try:
+            return ACTIVATIONS[name_or_layer]()
+        except KeyError:
+            raise ValueError(f"unknown activation {name_or_layer!r}; known: {sorted(ACTIVATIONS)}") from None
+    return name_or_layer

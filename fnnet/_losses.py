@@ -1,0 +1,164 @@
+"""Losses: `value(out, target) -> scalar` and a hand-written `grad(out, target) -> dL/dout`.
+
+Shapes: out [batch, k]. Targets: same shape as `out`, except softmax cross-entropy,
+which also takes integer class labels [batch]. `link(out)` turns the network output
+into predictions (probabilities for the two fused classification losses).
+The L2 penalty lives in `fnnet._network` because it reads the params, not the output.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnnet._activations import softmax
+from fnnet._validate import check_finite, check_floating, check_shape, is_concrete
+
+
+class _Loss:
+    fused = False  # True when `out` are logits and the output nonlinearity lives in the loss
+
+    def link(self, out):
+        return out
+
+    def _check_out(self, out):
+        check_floating(self.name, "network output", out)
+        if out.ndim != 2:
+            raise ValueError(f"{self.name}: network output must be [batch, k], got {tuple(out.shape)}")
+
+    def prepare(self, out, target):
+        """Validate `target` against `out` [batch, k]; return it in out's dtype."""
+        self._check_out(out)
+        target = jnp.asarray(target)
+        check_shape(self.name, "target", target, tuple(out.shape))
+        check_finite(self.name, "target", target)
+        return target.astype(out.dtype)
+
+    def __str__(self):
+        return self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class MSE(_Loss):
+    """L = mean over all elements of (out - target)² (seed 003)."""
+    name = "mse"
+
+    def value(self, out, target):
+        t = self.prepare(out, target)
+        return jnp.mean((out - t) ** 2)
+
+    def grad(self, out, target):
+        t = self.prepare(out, target)
+        return 2 * (out - t) / out.size               # dL/dout = 2(out - t) / n_elements
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfSSE(_Loss):
+    """L = Σ ½(out - target)² over all elements (seed 000's J); no 1/n."""
+    name = "half_sse"
+
+    def value(self, out, target):
+        t = self.prepare(out, target)
+        return 0.5 * jnp.sum((out - t) ** 2)
+
+    def grad(self, out, target):
+        t = self.prepare(out, target)
+        return out - t                                # dL/dout = out - t
+
+
+def log_softmax(z):
+    """z - logsumexp(z) over the last axis, max-shifted."""
+    m = jax.lax.stop_gradient(z.max(axis=-1, keepdims=True))
+    return z - m - jnp.log(jnp.exp(z - m).sum(axis=-1, keepdims=True))
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftmaxCrossEntropy(_Loss):
+    """Softmax and cross-entropy fused on logits z [batch, k].
+
+    target: one-hot / probabilities [batch, k], or integer labels [batch] in [0, k).
+    L = -(1/batch) Σ_n Σ_k y_nk · log softmax(z)_nk
+    """
+    name = "softmax_cross_entropy"
+    fused = True
+
+    def link(self, out):
+        return softmax(out)
+
+    def prepare(self, out, target):
+        self._check_out(out)
+        target = jnp.asarray(target)
+        n, k = out.shape
+        if jnp.issubdtype(target.dtype, jnp.integer):
+            check_shape(self.name, "integer labels", target, (n,))
+            if is_concrete(target) and target.size:
+                lo, hi = int(np.min(target)), int(np.max(target))
+                if lo < 0 or hi >= k:
+                    raise ValueError(f"{self.name}: labels must be in [0, {k}), got values "
+                                     f"from {lo} to {hi}")
+            return jax.nn.one_hot(target, k, dtype=out.dtype)
+        if target.dtype == jnp.bool_:
+            target = target.astype(out.dtype)
+        if target.ndim == 1:
+            raise TypeError(f"{self.name}: labels of shape [batch] must be integers, got dtype "
+                            f"{target.dtype} (pass int class indices or [batch, {k}] one-hot)")
+        check_shape(self.name, "target", target, (n, k))
+        check_finite(self.name, "target", target)
+        if is_concrete(target) and bool(np.any(np.asarray(target) < 0)):
+            raise ValueError(f"{self.name}: target probabilities must be >= 0")
+        return target.astype(out.dtype)
+
+    def value(self, out, target):
+        y = self.prepare(out, target)
+        return -jnp.sum(y * log_softmax(out)) / out.shape[0]
+
+    def grad(self, out, target):
+        y = self.prepare(out, target)
+        p = softmax(out)
+        # dL/dz = (softmax(z) · Σ_k y - y) / batch  ==  (softmax(z) - y) / batch for one-hot y
+        return (p * y.sum(axis=-1, keepdims=True) - y) / out.shape[0]
+
+
+@dataclasses.dataclass(frozen=True)
+class SigmoidBinaryCrossEntropy(_Loss):
+    """Sigmoid and binary cross-entropy fused on logits z [batch, k], targets t in [0, 1].
+
+    L = mean over all elements of  -t·log σ(z) - (1-t)·log(1-σ(z))
+      = mean of  max(z, 0) - z·t + log(1 + e^-|z|)      (no overflow for any z)
+    """
+    name = "sigmoid_binary_cross_entropy"
+    fused = True
+
+    def link(self, out):
+        return jax.nn.sigmoid(out)
+
+    def prepare(self, out, target):
+        t = super().prepare(out, target)
+        if is_concrete(t):
+            tn = np.asarray(t)
+            if tn.size and (tn.min() < 0 or tn.max() > 1):
+                raise ValueError(f"{self.name}: targets must be in [0, 1], got values from "
+                                 f"{tn.min()} to {tn.max()}")
+        return t
+
+    def value(self, out, target):
+        t = self.prepare(out, target)
+        return jnp.mean(jnp.maximum(out, 0) - out * t + jnp.log1p(jnp.exp(-jnp.abs(out))))
+
+    def grad(self, out, target):
+        t = self.prepare(out, target)
+        return (jax.nn.sigmoid(out) - t) / out.size   # dL/dz = (σ(z) - t) / n_elements
+
+
+LOSSES = {c.name: c for c in (MSE, HalfSSE, SoftmaxCrossEntropy, SigmoidBinaryCrossEntropy)}
+
+
+def get(name_or_loss):
+    if isinstance(name_or_loss, str):
+        try:
+            return LOSSES[name_or_loss]()
+        except KeyError:
+            raise ValueError(f"unknown loss {name_or_loss!r}; known: {sorted(LOSSES)}") from None
+    return name_or_loss

@@ -1,0 +1,245 @@
+"""Networks: an immutable description plus pure forward / loss / backward functions.
+
+    net    = mlp([64, 128, 128, 10], activation="sigmoid", loss="softmax_cross_entropy")
+    params = init(net, jax.random.key(0))         # tuple, one entry per layer
+    out    = forward(net, params, x)              # x [batch, 64] -> [batch, 10]
+    grads  = backward(net, params, x, y)          # hand-written; same tree as params
+
+`backward` runs every layer's forward keeping its cache, takes the loss's
+hand-written `grad`, then walks the layers in reverse calling each `backward`.
+No autodiff anywhere: jax.grad is only ever an oracle (see fnnet.check).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+
+import jax
+import jax.numpy as jnp
+
+from fnnet import _activations, _losses
+from fnnet._dense import Dense
+from fnnet._validate import check_finite, check_floating, check_same_dtype, check_shape
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    """layers: tuple of layer objects (init/forward/backward); loss: a loss object;
+    in_shape: feature shape of one example, e.g. (64,); l2: strength λ of ½λΣw².
+
+    Hashable, so it can be a static argument of jax.jit.
+    """
+    layers: tuple
+    loss: object
+    in_shape: tuple
+    l2: float = 0.0
+
+    def __post_init__(self):
+        layers = tuple(self.layers)
+        for i, layer in enumerate(layers):
+            missing = [m for m in ("init", "forward", "backward") if not callable(getattr(layer, m, None))]
+            if missing:
+                raise TypeError(f"Network: layer {i} ({layer!r}) lacks method(s) {missing}")
+            try:
+                hash(layer)
+            except TypeError:
+                raise TypeError(f"Network: layer {i} ({layer!r}) must be hashable (e.g. a frozen "
+                                f"dataclass) so that nets can be static jit arguments") from None
+        loss = _losses.get(self.loss)
+        for m in ("value", "grad"):
+            if not callable(getattr(loss, m, None)):
+                raise TypeError(f"Network: loss {loss!r} lacks method {m}")
+        in_shape = (self.in_shape,) if isinstance(self.in_shape, int) else tuple(self.in_shape)
+        if not in_shape or not all(isinstance(d, int) and d >= 1 for d in in_shape):
+            raise ValueError(f"Network: in_shape must be positive ints, got {self.in_shape!r}")
+        l2 = float(self.l2)
+        if not (math.isfinite(l2) and l2 >= 0):
+            raise ValueError(f"Network: l2 must be a finite number >= 0, got {self.l2!r}")
+        object.__setattr__(self, "layers", layers)
+        object.__setattr__(self, "loss", loss)
+        object.__setattr__(self, "in_shape", in_shape)
+        object.__setattr__(self, "l2", l2)
+
+    def __str__(self):
+        body = " -> ".join(str(layer) for layer in self.layers)
+        return f"Network({list(self.in_shape)} -> {body} | loss={self.loss}, l2={self.l2})"
+
+
+def mlp(sizes, activation="relu", output="identity", loss="mse", l2=0.0, w_init=None, b_init="zeros"):
+    """Multilayer perceptron: sizes [d_in, h_1, ..., d_out].
+
+    Dense layers with `activation` between them and `output` after the last one.
+    With a fused loss ("softmax_cross_entropy", "sigmoid_binary_cross_entropy") the
+    network emits logits, so `output` must stay "identity".
+    w_init defaults to he_normal for relu-like activations, glorot_uniform otherwise.
+    """
+    sizes = list(sizes)
+    if len(sizes) < 2 or not all(isinstance(s, int) and s >= 1 for s in sizes):
+        raise ValueError(f"mlp: sizes must be >= 2 positive ints [d_in, ..., d_out], got {sizes!r}")
+    loss = _losses.get(loss)
+    act, out_act = _activations.get(activation), _activations.get(output)
+    if getattr(loss, "fused", False) and not isinstance(out_act, _activations.Identity):
+        raise ValueError(f"mlp: loss {loss} takes logits and applies its own output nonlinearity; "
+                         f"got output={output!r}, use output='identity'")
+    if w_init is None:
+        w_init = "he_normal" if isinstance(act, (_activations.Relu, _activations.LeakyRelu)) else "glorot_uniform"
+    layers = []
+    for i, width in enumerate(sizes[1:]):
+        layers.append(Dense(width, w_init=w_init, b_init=b_init))
+        last = i == len(sizes) - 2
+        if not (last and isinstance(out_act, _activations.Identity)):
+            layers.append(out_act if last else act)
+    return Network(tuple(layers), loss, (sizes[0],), l2)
+
+
+@functools.lru_cache(maxsize=256)
+def _layout(net: Network):
+    """Per layer: (in_shape, expected params ShapeDtypeStruct tree, out_shape)."""
+    shapes, in_shape = [], net.in_shape
+    for i, layer in enumerate(net.layers):
+        box = []  # the out shape is static Python data: smuggle it out of the trace
+
+        def shapes_only(k, s=in_shape, l=layer):
+            p, o = l.init(k, s)
+            box.append(tuple(int(d) for d in o))
+            return p
+        try:
+            p = jax.eval_shape(shapes_only, jax.random.key(0))
+        except (ValueError, TypeError) as e:
+            raise ValueError(f"layer {i} ({layer}): cannot take input of shape [batch, "
+                             f"{', '.join(map(str, in_shape))}]: {e}") from e
+        out_shape = box[0]
+        shapes.append((in_shape, p, out_shape))
+        in_shape = out_shape
+    return tuple(shapes)
+
+
+def out_shape(net: Network):
+    """Feature shape of the network output, e.g. (10,)."""
+    return _layout(net)[-1][2] if net.layers else net.in_shape
+
+
+def _check_params(net: Network, params):
+    """Tree structure and every leaf shape must match what init would build."""
+    if not isinstance(params, (tuple, list)) or len(params) != len(net.layers):
+        raise ValueError(f"params must be a tuple with one entry per layer ({len(net.layers)}), "
+                         f"got {type(params).__name__} of length {len(params) if hasattr(params, '__len__') else '?'}")
+    dtype = None
+    for i, (layer, p, (_, expected, _)) in enumerate(zip(net.layers, params, _layout(net))):
+        where = f"layer {i} ({layer})"
+        if jax.tree.structure(p) != jax.tree.structure(expected):
+            raise ValueError(f"{where}: params tree must be {jax.tree.structure(expected)}, "
+                             f"got {jax.tree.structure(p)}")
+        for (path, leaf), want in zip(jax.tree_util.tree_leaves_with_path(p), jax.tree.leaves(expected)):
+            name = "params" + jax.tree_util.keystr(path)
+            check_floating(where, name, leaf)
+            if tuple(leaf.shape) != tuple(want.shape):
+                raise ValueError(f"{where}: {name} must have shape {tuple(want.shape)}, got {tuple(leaf.shape)}")
+            dtype = dtype or leaf.dtype
+            if leaf.dtype != dtype:
+                raise TypeError(f"{where}: {name} has dtype {leaf.dtype}, other params are {dtype}")
+    return dtype
+
+
+def _check_x(net: Network, params, x):
+    x = jnp.asarray(x)
+    first = f"layer 0 ({net.layers[0]})" if net.layers else "network"
+    check_floating(first, "x", x)
+    check_shape(first, "x", x, (None, *net.in_shape))
+    dtype = _check_params(net, params)
+    if dtype is not None:
+        check_same_dtype(first, "x", x, dtype)
+    check_finite(first, "x", x)
+    return x
+
+
+def _check_y(net, x, y):
+    """Validate targets against the (static) output shape before computing anything."""
+    prepare = getattr(net.loss, "prepare", None)
+    if prepare is not None:
+        prepare(jax.ShapeDtypeStruct((x.shape[0], *out_shape(net)), x.dtype), y)
+
+
+def _forward(net, params, x):
+    caches = []
+    for layer, p in zip(net.layers, params):
+        x, cache = layer.forward(p, x)
+        caches.append(cache)
+    return x, caches
+
+
+def _l2_masks(net, params):
+    return [layer.l2_mask(p) if hasattr(layer, "l2_mask") else jax.tree.map(lambda _: False, p)
+            for layer, p in zip(net.layers, params)]
+
+
+def _l2_value(net, params):
+    total = 0.0
+    if net.l2:
+        for p, mask in zip(params, _l2_masks(net, params)):
+            for leaf, m in zip(jax.tree.leaves(p), jax.tree.leaves(mask)):
+                if m:
+                    total = total + 0.5 * net.l2 * jnp.sum(leaf * leaf)   # ½λΣw²
+    return total
+
+
+def forward(net: Network, params, x):
+    """x [batch, *in_shape] -> network output [batch, *out_shape] (logits for fused losses)."""
+    x = _check_x(net, params, x)
+    return _forward(net, params, x)[0]
+
+
+def loss(net: Network, params, x, y):
+    """Scalar: the loss of forward(net, params, x) against y, plus ½λΣw² over weights."""
+    x = _check_x(net, params, x)
+    _check_y(net, x, y)
+    out, _ = _forward(net, params, x)
+    return net.loss.value(out, y) + _l2_value(net, params)
+
+
+def value_and_grad(net: Network, params, x, y):
+    """(loss, grads) from one forward pass and the hand-written backward pass."""
+    x = _check_x(net, params, x)
+    _check_y(net, x, y)
+    out, caches = _forward(net, params, x)
+    value = net.loss.value(out, y) + _l2_value(net, params)
+    d = net.loss.grad(out, y)                                  # dL/dout
+    grads = [None] * len(net.layers)
+    for i in reversed(range(len(net.layers))):
+        grads[i], d = net.layers[i].backward(params[i], caches[i], d)   # dL/dparams_i, dL/dx_i
+    if net.l2:
+        for i, mask in enumerate(_l2_masks(net, params)):
+            grads[i] = jax.tree.map(lambda g, w, m: g + net.l2 * w if m else g,   # + λw
+                                    grads[i], params[i], mask)
+    return value, tuple(grads)
+
+
+def backward(net: Network, params, x, y):
+    """Hand-written gradient of `loss` w.r.t. params; the same tree as params."""
+    return value_and_grad(net, params, x, y)[1]
+
+
+def init(net: Network, key, dtype=jnp.float32):
+    """Fresh params: a tuple with one entry per layer, leaves of `dtype`.
+
+    float64 needs jax_enable_x64; asking for it without raises instead of silently
+    returning float32.
+    """
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"init: dtype must be floating, got {dtype}")
+    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
+        raise TypeError(f"init: dtype {dtype} needs jax.config.update('jax_enable_x64', True)")
+    _layout(net)  # fail on impossible shapes before drawing numbers
+    params, in_shape = [], net.in_shape
+    for layer, k in zip(net.layers, jax.random.split(key, max(len(net.layers), 1))):
+        p, in_shape = layer.init(k, in_shape)
+        params.append(jax.tree.map(lambda a: jnp.asarray(a, dtype), p))
+    return tuple(params)
+
+
+def predict(net: Network, params, x):
+    """Predictions: class probabilities for the fused classification losses, else the output."""
+    link = getattr(net.loss, "link", lambda o: o)
+    return link(forward(net, params, x))
