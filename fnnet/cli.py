@@ -1,0 +1,34 @@
+"""`fnnet` console command: `fnnet check`, `fnnet train`, `fnnet bench`."""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "check": ("fnnet._cli_check", "four-way gradient check of every built-in primitive and a few networks"),
+    "train": ("fnnet._cli_train", "train a network (default: seed 001's digits classifier)"),
+    "bench": ("fnnet._bench.cli", "side-by-side training benchmark (NumPy, reference, fnnet, jax.grad, torch)"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: fnnet COMMAND [options]   (fnnet COMMAND --help for options)", "", "commands:"]
+    lines += [f"  {name:<6} {desc}" for name, (_, desc) in COMMANDS.items()]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(usage())
+        return 0 if argv else 2
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"fnnet: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
