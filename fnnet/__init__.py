@@ -2,13 +2,13 @@
 from fnnet._activations import Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh
 from fnnet._dense import Dense, DenseParams
 from fnnet._losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
-from fnnet._network import (Network, backward, forward, init, loss, mlp, out_shape, predict,
+from fnnet._network import (Network, backprop, backward, forward, init, loss, mlp, out_shape, predict,
                             value_and_grad)
 from fnnet import _init as initializers
 
 __all__ = [
     "Dense", "DenseParams", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
-    "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "predict",
+    "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
     "out_shape", "initializers",
 ]

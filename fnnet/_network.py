@@ -198,8 +198,11 @@ def loss(net: Network, params, x, y):
     return net.loss.value(out, y) + _l2_value(net, params)
 
 
-def value_and_grad(net: Network, params, x, y):
-    """(loss, grads) from one forward pass and the hand-written backward pass."""
+def backprop(net: Network, params, x, y):
+    """(loss, grads, dL/dx): one forward pass keeping caches, then the reverse walk.
+
+    x [batch, *in_shape]; grads has params' tree; dL/dx has x's shape.
+    """
     x = _check_x(net, params, x)
     _check_y(net, x, y)
     out, caches = _forward(net, params, x)
@@ -212,7 +215,16 @@ def value_and_grad(net: Network, params, x, y):
         for i, mask in enumerate(_l2_masks(net, params)):
             grads[i] = jax.tree.map(lambda g, w, m: g + net.l2 * w if m else g,   # + λw
                                     grads[i], params[i], mask)
-    return value, tuple(grads)
+    return value, tuple(grads), d
+
+
+def value_and_grad(net: Network, params, x, y):
+    """(loss, grads) from one forward pass and the hand-written backward pass.
+
+    Under jit the unused dL/dx of the first layer is dead code and is not computed.
+    """
+    value, grads, _ = backprop(net, params, x, y)
+    return value, grads
 
 
 def backward(net: Network, params, x, y):
