@@ -4,6 +4,7 @@ from fnnet._dense import Dense, DenseParams
 from fnnet._losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from fnnet._network import (Network, backprop, backward, forward, init, loss, mlp, out_shape, predict,
                             value_and_grad)
+from fnnet._checkpoint import load, save
 from fnnet import _init as initializers
 
 __all__ = [
@@ -11,4 +12,5 @@ __all__ = [
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
     "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
     "out_shape", "initializers",
+    "save", "load",
 ]
