@@ -94,7 +94,8 @@ class SoftmaxCrossEntropy(_Loss):
         if jnp.issubdtype(target.dtype, jnp.integer):
             check_shape(self.name, "integer labels", target, (n,))
             if is_concrete(target) and target.size:
-                lo, hi = int(np.min(target)), int(np.max(target))
+                values = np.asarray(target)  # host copy: jnp ops would be staged under jit
+                lo, hi = int(values.min()), int(values.max())
                 if lo < 0 or hi >= k:
                     raise ValueError(f"{self.name}: labels must be in [0, {k}), got values "
                                      f"from {lo} to {hi}")
@@ -126,7 +127,10 @@ class SigmoidBinaryCrossEntropy(_Loss):
     """Sigmoid and binary cross-entropy fused on logits z [batch, k], targets t in [0, 1].
 
     L = mean over all elements of  -t·log σ(z) - (1-t)·log(1-σ(z))
-      = mean of  max(z, 0) - z·t + log(1 + e^-|z|)      (no overflow for any z)
+      = mean of  log(1 + e^z) - z·t                      (logaddexp: no overflow for any z)
+
+    Written with logaddexp rather than max(z,0) + log1p(e^-|z|): equal in value, but
+    autodiff of max and abs at z = 0 would give jax.grad (our oracle) a wrong kink.
     """
     name = "sigmoid_binary_cross_entropy"
     fused = True
@@ -136,8 +140,8 @@ class SigmoidBinaryCrossEntropy(_Loss):
 
     def prepare(self, out, target):
         t = super().prepare(out, target)
-        if is_concrete(t):
-            tn = np.asarray(t)
+        if is_concrete(target):
+            tn = np.asarray(target)
             if tn.size and (tn.min() < 0 or tn.max() > 1):
                 raise ValueError(f"{self.name}: targets must be in [0, 1], got values from "
                                  f"{tn.min()} to {tn.max()}")
@@ -145,7 +149,7 @@ class SigmoidBinaryCrossEntropy(_Loss):
 
     def value(self, out, target):
         t = self.prepare(out, target)
-        return jnp.mean(jnp.maximum(out, 0) - out * t + jnp.log1p(jnp.exp(-jnp.abs(out))))
+        return jnp.mean(jnp.logaddexp(0, out) - out * t)
 
     def grad(self, out, target):
         t = self.prepare(out, target)
