@@ -1,0 +1,20 @@
+"""`fnnet bench`: the same training workload run side by side by several systems.
+
+    python scripts/bench.py --workloads W1,W2 --repeats 5 --out bench/
+    fnnet bench --quick                       # seconds; what tests/test_bench.py runs
+
+Files, one topic each:
+  workloads.py       W1 (seed 001 digits), W2 (seed 002 blobs), W3 (wide MLP, Adam):
+                     data, shared initial weights, step counts, analytic FLOPs
+  systems_numpy.py   the seeds' NumPy loops (float64 as published, and float32) and
+                     the `reference/` twin (train_sgd, or backward + a NumPy Adam)
+  systems_jax.py     fnnet's hand-written backward in a jitted lax.scan, fnnet.fit,
+                     jax.grad of fnnet.loss in the same scan; the float32 matmul peak
+  systems_torch.py   PyTorch eager on CPU (optional: `pip install fnnet[bench]`)
+  timing.py          runners, interleaved repeats, medians
+  report.py          targets, JSON and the Markdown table
+  cli.py             argument parsing, `main(argv) -> int`
+
+Speed is measured here and reported as ratios within one run; it is never asserted in
+pytest (tests/test_bench.py only checks that --quick runs and writes well-formed files).
+"""

@@ -1,0 +1,246 @@
+"""`fnnet bench` / `python scripts/bench.py`: run the workloads, write JSON and Markdown."""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+SYSTEMS = ("numpy-seed", "reference", "fnnet", "fnnet.fit", "jax.grad", "torch")
+
+EPILOG = """\
+systems (one row per system and dtype):
+  numpy-seed  the seed's own NumPy loop (W1: seed 001, W2: seed 002; W3: the same style
+              with a NumPy Adam), float64 as published and float32
+  reference   reference/ (NumPy float64 twin): train_sgd, or backward + NumPy Adam
+  fnnet       jit(lax.scan) of fnnet.value_and_grad (hand-written backward) + optax
+  fnnet.fit   fnnet.fit itself (its overhead over the bare scan above)
+  jax.grad    the same scan with jax.value_and_grad(fnnet.loss)
+  torch       PyTorch eager on CPU (optional: pip install 'fnnet[bench]')
+
+workloads:
+  W1  seed 001 digits: 64-128-128-10 sigmoid/softmax CE, SGD lr 0.5, 1500 full-batch epochs
+  W2  seed 002 blobs: 2-5-3 relu/softmax CE + L2 0.01, SGD lr 0.01, 5001 full-batch steps
+  W3  784-1024-1024-10 relu, synthetic 60000x784, Adam 1e-3, batch 256, one epoch
+      (its NumPy/reference rows time a few steps and extrapolate, labelled as such)
+
+Writes OUT/results-<backend>.json and OUT/results-<backend>.md. Speed targets are
+checked in the report, never asserted in tests.
+"""
+
+
+def parser():
+    p = argparse.ArgumentParser(
+        prog="fnnet bench", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+        description="Side-by-side training benchmark: the same workload, the same initial "
+                    "weights, timed in one process for NumPy (the seeds), reference/, fnnet, "
+                    "fnnet.fit, jax.grad and PyTorch.")
+    p.add_argument("--quick", action="store_true",
+                   help="tiny epochs and a small W3 (a few seconds; for tests)")
+    p.add_argument("--workloads", default="W1,W2,W3", help="comma list (default: W1,W2,W3)")
+    p.add_argument("--systems", default=",".join(SYSTEMS),
+                   help=f"comma list (default: all: {','.join(SYSTEMS)})")
+    p.add_argument("--repeats", type=int, default=None,
+                   help="timed runs per system, interleaved; the median is reported (default 3, quick 1)")
+    p.add_argument("--out", default="bench", help="output folder (default: bench/)")
+    p.add_argument("--threads", default="1",
+                   help="BLAS threads of the NumPy rows and intra-op threads of torch: a number, "
+                        "or 'default' (default: 1, see the report's notes; 'default threads' "
+                        "rows show the libraries' own setting)")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    return p
+
+
+def _split(text, known, what):
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in items if t not in known]
+    if bad or not items:
+        raise SystemExit(f"fnnet bench: unknown {what} {bad or text!r}; known: {', '.join(known)}")
+    return items
+
+
+def plan(w, systems, threads, quick, torch_ok, torch_why):
+    """[(system, variant, dtype, factory)] for one workload; factory() -> Runner, or a
+    string saying why the system cannot run ("not installed").
+
+    threads: BLAS threads of the NumPy rows and torch's intra-op threads (None: their
+    defaults); when set, a "default threads" row of numpy-seed and torch, timed over a
+    few steps and extrapolated, shows what the untouched defaults do.
+    """
+    from fnnet._bench import systems_jax as sj
+    from fnnet._bench import systems_numpy as sn
+    from fnnet._bench import systems_torch as st
+
+    few = w.slow_steps if w.batch_size is not None else (2 if quick else 30)
+    out = []
+    if "numpy-seed" in systems:
+        for dt in ("float64", "float32"):
+            out.append(("numpy-seed", "", dt, lambda dt=dt: sn.seed_runner(w, dt, threads)))
+        if threads is not None:
+            out.append(("numpy-seed", "default threads", "float64",
+                        lambda: sn.seed_runner(w, "float64", None, "default threads", timed_steps=few)))
+    if "reference" in systems:
+        out.append(("reference", "", "float64", lambda: sn.reference_runner(w, threads)))
+    for dt in w.dtypes:
+        if "fnnet" in systems:
+            out.append(("fnnet", "", dt, lambda dt=dt: sj.scan_runner(w, dt, "fnnet")))
+        if "jax.grad" in systems:
+            out.append(("jax.grad", "", dt, lambda dt=dt: sj.scan_runner(w, dt, "jax.grad")))
+    if "fnnet.fit" in systems:
+        out.append(("fnnet.fit", "", "float32", lambda: sj.fit_runner(w, "float32")))
+    if "torch" in systems:
+        variants = [("", dt, threads, None) for dt in w.dtypes]
+        if threads is not None:
+            variants.append(("default threads", "float32", None, few))
+        for variant, dt, n, k in variants:
+            factory = (lambda dt=dt, n=n, variant=variant, k=k: st.torch_runner(w, dt, n, variant, k)) \
+                if torch_ok else torch_why
+            out.append(("torch", variant, dt, factory))
+    return out
+
+
+def notes(result, threads):
+    n = [
+        "FLOPs: forward = 2 · rows · Σ_layers d_in·d_out, backward = 2 × forward (dL/dW and "
+        "dL/dx), so a run = 3 · forward · epochs with every training row seen once per epoch; "
+        "only the dense layers' matmuls count (activations, softmax, loss and the optimizer "
+        "update are free in this count). The first layer's dL/dx is never computed by any "
+        "system, so the work actually needed (`needed_flops`) is smaller: "
+        + ", ".join(f"{k} by {100 * (1 - w['needed_flops'] / w['flops']):.1f}%"
+                    for k, w in result["workloads"].items()) + ".",
+        "% peak = GFLOP/s ÷ the float32 peak above (the larger of the medians measured at the "
+        "start and at the end of the run). The 'matmul ceiling' line times only the step's "
+        "matmuls at the step's shapes: a network made of small matrices cannot beat it, and "
+        "it is what a % peak target should be compared with.",
+        "Compile time: the bare scans are compiled ahead of time (`jit(...).lower(...).compile()`, "
+        "tracing included); fnnet.fit compiles inside its first call, so its compile time is "
+        "its first call minus its median call. No timed run includes compilation.",
+        "All systems start from the same initial weights (drawn once in float64 and cast) and "
+        "take the same steps on the same batches, except fnnet.fit on W3, which shuffles each "
+        "epoch with its key (same work, other batches). `final loss` is the loss of the "
+        "returned weights on the training data (W3: first 4096 rows), computed afterwards in "
+        "NumPy float64: equal losses show that the rows did the same training.",
+        "The seed-001 loop fixes the post's final listing, which writes `self.b3 = ...`, "
+        "`self.w2 = ...` (plain `=`) from its line 65 on; the intended `-=` (as in the post's "
+        "own step-by-step code) is used.",
+        f"Threads: the NumPy rows run with {threads or 'the default number of'} BLAS thread(s) "
+        f"(threadpoolctl) and torch with {threads or 'its default'} intra-op thread(s). On a shared "
+        "machine the spinning worker threads of OpenBLAS and of torch's OpenMP pool fight the other "
+        "load and can be many times slower than one thread; the `[default threads]` rows show "
+        "the libraries untouched (timed over a few steps and extrapolated). JAX/XLA always runs "
+        "with its own default thread pool.",
+        "Rows marked 'extrapolated from k of N steps' trained k steps and their time is "
+        "scaled by N / k; they report no final loss.",
+    ]
+    return n
+
+
+def main(argv=None) -> int:
+    try:
+        args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as e:                          # --help, or a usage error
+        return e.code if isinstance(e.code, int) else 2
+    return run(args)
+
+
+def _loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
+
+
+def run(args) -> int:
+    t_start = time.perf_counter()
+    load_start = _loadavg()
+    import jax
+    jax.config.update("jax_enable_x64", True)        # float64 rows; float32 rows stay float32
+
+    from fnnet._bench import report, systems_torch, timing, workloads
+    from fnnet._bench import systems_jax as sj
+    from fnnet._bench.systems_numpy import eval_loss
+
+    log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
+    try:
+        names = _split(args.workloads, ("W1", "W2", "W3"), "workload(s)")
+        systems = _split(args.systems, SYSTEMS, "system(s)")
+        wls = workloads.get(names, args.quick)
+        threads = None if args.threads == "default" else int(args.threads)
+    except (SystemExit, ValueError) as e:
+        print(e if isinstance(e, SystemExit) else f"fnnet bench: {e}", file=sys.stderr)
+        return 2
+    repeats = args.repeats or (1 if args.quick else 3)
+    if repeats < 1:
+        print("fnnet bench: --repeats must be >= 1", file=sys.stderr)
+        return 2
+
+    torch_ok, torch_info = systems_torch.available()
+    if not torch_ok and "torch" in systems:
+        log(f"note: PyTorch {torch_info}: its rows are marked 'not installed'")
+    torch_label = f"{torch_info} ({systems_torch.threads()} threads)" if torch_ok else "not installed"
+
+    peak_n, peak_reps = (256, 3) if args.quick else (2048, 7)
+    log(f"float32 matmul peak ({peak_n}x{peak_n} jnp.dot) ...")
+    peak_start = sj.matmul_peak(peak_n, peak_reps)
+    log(f"  {peak_start['gflops']:.1f} GFLOP/s")
+
+    out_w = {}
+    for w in wls:
+        log(f"== {w.name} ({w.title}): {w.describe()}")
+        runners, missing = [], []
+        for system, variant, dt, factory in plan(w, systems, threads, args.quick, torch_ok,
+                                                 "not installed"):
+            if isinstance(factory, str):
+                missing.append((system, variant, dt, factory))
+                continue
+            try:
+                r = factory()
+                runners.append(r)
+                if r.compile_s is not None:
+                    log(f"    {r.key:<34} compiled in {r.compile_s:.2f} s")
+            except Exception as e:                   # e.g. reference/ not importable
+                missing.append((system, variant, dt, f"error: {type(e).__name__}: {e}"))
+                log(f"    {system}/{dt}: {type(e).__name__}: {e}")
+        timings = timing.measure(runners, repeats, w.steps, log)
+        ceiling = sj.matmul_ceiling(w, 3 if args.quick else 7, per_shape=not args.quick)
+        out_w[w.name] = {"runners": runners, "timings": timings, "missing": missing,
+                         "ceiling": ceiling, "workload": w}
+        del runners
+
+    peak_end = sj.matmul_peak(peak_n, peak_reps)
+    peak = max(peak_start, peak_end, key=lambda p: p["gflops"])
+    peak = {**peak, "start_gflops": peak_start["gflops"], "end_gflops": peak_end["gflops"]}
+
+    workloads_out = {}
+    for name, d in out_w.items():
+        w, ceiling = d["workload"], d["ceiling"]
+        ceiling["fraction_of_peak"] = ceiling["gflops"] / peak["gflops"]
+        rows = report.rows_for(w, d["runners"], d["timings"], d["missing"], peak["gflops"], eval_loss)
+        workloads_out[name] = {
+            "title": w.title, "origin": w.origin, "description": w.describe(),
+            "sizes": list(w.sizes), "rows_per_epoch": w.n, "batch": w.batch, "epochs": w.epochs,
+            "steps": w.steps, "sum_din_dout": sum(a * b for a, b in zip(w.sizes[:-1], w.sizes[1:])),
+            "flops": w.flops, "needed_flops": w.needed_flops,
+            "flops_formula": "3 * 2 * rows_per_epoch * sum(d_in*d_out) * epochs",
+            "matmul_ceiling": ceiling, "rows": rows,
+        }
+    result = {
+        "machine": {**report.machine(torch_label), "load_start": load_start, "load_end": _loadavg()},
+        "config": {"quick": args.quick, "repeats": repeats, "workloads": names, "systems": systems,
+                   "threads": threads},
+        "peak": peak,
+        "workloads": workloads_out,
+    }
+    result["targets"] = report.targets(workloads_out)
+    result["notes"] = notes(result, threads)
+    result["wall_s"] = time.perf_counter() - t_start
+    jpath, mpath = report.write(result, args.out)
+    log(f"wrote {jpath} and {mpath} ({result['wall_s']:.0f} s)")
+    for t in result["targets"]:
+        met = "n/a" if t["met"] is None else ("MET" if t["met"] else "MISSED")
+        log(f"  [{met:>6}] {t['workload']}: {t['target']}: {report._measured(t)}  {t['detail']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

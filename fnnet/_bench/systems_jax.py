@@ -1,0 +1,197 @@
+"""JAX systems: fnnet's hand-written backward, fnnet.fit, and jax.grad of fnnet.loss.
+
+    fnnet     jit(lax.scan over steps of fnnet.value_and_grad + optax update), params and
+              optimizer state donated; compiled ahead of time (.lower().compile()), so
+              compile time is measured apart and never inside a timed run.
+    jax.grad  the same scan with jax.value_and_grad(fnnet.loss) as the gradient.
+    fnnet.fit fnnet.fit itself (it compiles on its first call: compile time = first call
+              minus the median steady call). It shuffles minibatches with its key, so for
+              W3 its batches differ from the bare scan's (data order); the work is equal.
+
+The bare scans take minibatches in data order with lax.dynamic_slice and, as fit does,
+one more, smaller step on the n % batch left-over rows.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax import lax
+
+import fnnet
+from fnnet._bench.timing import Runner, median_time
+
+
+def network(workload):
+    return fnnet.mlp(list(workload.sizes), activation=workload.activation,
+                     loss="softmax_cross_entropy", l2=workload.l2)
+
+
+def params_for(net, workload, dtype):
+    """The workload's shared initial weights as fnnet params (a tuple, one entry per layer)."""
+    dense = iter(workload.init_params())
+    out = []
+    for layer in net.layers:
+        if isinstance(layer, fnnet.Dense):
+            w, b = next(dense)
+            out.append(fnnet.DenseParams(jnp.asarray(w, dtype), jnp.asarray(b, dtype)))
+        else:
+            out.append(())
+    return tuple(out)
+
+
+def dense_params(params):
+    return [(np.asarray(p.w), np.asarray(p.b)) for p in params if isinstance(p, fnnet.DenseParams)]
+
+
+def optimizer(workload):
+    if workload.optimizer == "sgd":
+        return optax.sgd(workload.lr)
+    if workload.optimizer == "adam":
+        return optax.adam(workload.lr)
+    raise ValueError(f"unknown optimizer {workload.optimizer!r}")
+
+
+def grad_fn(net, kind):
+    """(params, xb, yb) -> (loss, grads)."""
+    if kind == "fnnet":
+        return lambda p, xb, yb: fnnet.value_and_grad(net, p, xb, yb)      # hand-written
+    if kind == "jax.grad":
+        return lambda p, xb, yb: jax.value_and_grad(lambda q: fnnet.loss(net, q, xb, yb))(p)
+    raise ValueError(kind)
+
+
+def make_train(workload, opt, value_and_grad):
+    """train(params, opt_state, x, y) -> (params, opt_state, last step's loss)."""
+    n, k = workload.n, workload.batch
+    full, rem = n // k, n % k
+
+    def step(p, s, xb, yb):
+        value, g = value_and_grad(p, xb, yb)
+        updates, s = opt.update(g, s, p)
+        return optax.apply_updates(p, updates), s, value
+
+    def train(params, opt_state, x, y):
+        def epoch(carry, _):
+            p, s = carry
+            if full == 1 and rem == 0:                               # full batch: one step
+                p, s, value = step(p, s, x, y)
+                return (p, s), value
+
+            def body(c, i):
+                xb = lax.dynamic_slice_in_dim(x, i * k, k)
+                yb = lax.dynamic_slice_in_dim(y, i * k, k)
+                q, t, v = step(*c, xb, yb)
+                return (q, t), v
+
+            (p, s), values = lax.scan(body, (p, s), jnp.arange(full))
+            value = values[-1]
+            if rem:                                                  # the left-over rows
+                p, s, value = step(p, s, x[full * k:], y[full * k:])
+            return (p, s), value
+
+        (params, opt_state), values = lax.scan(epoch, (params, opt_state), None,
+                                               length=workload.epochs)
+        return params, opt_state, values[-1]
+
+    return train
+
+
+def _timed_compile(jitted, *args):
+    import time
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def scan_runner(workload, dtype, kind):
+    """kind "fnnet" (hand-written backward) or "jax.grad" (autodiff of fnnet.loss)."""
+    net = network(workload)
+    opt = optimizer(workload)
+    x_np, y_np = workload.data()
+    x, y = jnp.asarray(x_np, dtype), jnp.asarray(y_np, dtype)
+    init = params_for(net, workload, dtype)
+    train = jax.jit(make_train(workload, opt, grad_fn(net, kind)), donate_argnums=(0, 1))
+    compiled, compile_s = _timed_compile(train, init, opt.init(init), x, y)
+    state = {}
+
+    def reset():
+        p = jax.tree.map(lambda a: jnp.array(a, copy=True), init)
+        state["args"] = jax.block_until_ready((p, opt.init(p)))
+
+    def run():
+        return jax.block_until_ready(compiled(*state.pop("args"), x, y))
+
+    what = "fnnet.value_and_grad (hand-written)" if kind == "fnnet" else "jax.value_and_grad(fnnet.loss)"
+    return Runner(kind, jnp.dtype(dtype).name, run, result_params=lambda out: dense_params(out[0]),
+                  reset=reset, compile_s=compile_s,
+                  note=f"jit(lax.scan) of {what} + optax.{workload.optimizer}, donated carry")
+
+
+def fit_runner(workload, dtype):
+    net = network(workload)
+    opt = optimizer(workload)                      # one object: fit's jit cache keys on it
+    x_np, y_np = workload.data()
+    x, y = jnp.asarray(x_np, dtype), jnp.asarray(y_np, dtype)
+    init = params_for(net, workload, dtype)
+    minibatch = workload.batch < workload.n
+    key = jax.random.key(0) if minibatch else None
+
+    def run():
+        params, _ = fnnet.fit(net, init, x, y, optimizer=opt, epochs=workload.epochs,
+                              batch_size=workload.batch_size, key=key)
+        return jax.block_until_ready(params)
+
+    note = "fnnet.fit" + (" (shuffled each epoch with its key)" if minibatch else " (full batch)")
+    return Runner("fnnet.fit", jnp.dtype(dtype).name, run, result_params=dense_params,
+                  first_call_compiles=True, note=note)
+
+
+def matmul_peak(n=2048, repeats=7, dtype=jnp.float32):
+    """GFLOP/s of a jitted n×n · n×n jnp.dot: median of `repeats` calls after a warm-up."""
+    rng = np.random.default_rng(0)
+    a = jnp.asarray(rng.standard_normal((n, n)), dtype)
+    b = jnp.asarray(rng.standard_normal((n, n)), dtype)
+    f, _ = _timed_compile(jax.jit(jnp.dot), a, b)
+    med, times = median_time(lambda: f(a, b).block_until_ready(), repeats)
+    return {"n": n, "dtype": jnp.dtype(dtype).name, "median_s": med, "times_s": times,
+            "gflops": 2 * n ** 3 / med / 1e9}
+
+
+def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True):
+    """The best the step's matmuls alone reach: every dense layer's forward x·W, dW = xᵀ·dy
+    and dx = dy·Wᵀ (not for the first layer) at the step's batch size, jitted, no
+    activations, loss or update. GFLOP/s over the needed matmul FLOPs, and per shape."""
+    rng = np.random.default_rng(0)
+    rows = workload.batch
+    sizes = workload.sizes
+    mats = []
+    for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        x = jnp.asarray(rng.standard_normal((rows, d_in)), dtype)
+        w = jnp.asarray(rng.standard_normal((d_in, d_out)), dtype)
+        dy = jnp.asarray(rng.standard_normal((rows, d_out)), dtype)
+        mats.append((x, w, dy, i > 0))
+
+    arrays = [m[:3] for m in mats]
+
+    def step(arrays):
+        outs = []
+        for (x, w, dy), (_, _, _, need_dx) in zip(arrays, mats):
+            outs.append(x @ w)                    # forward
+            outs.append(x.T @ dy)                 # dL/dW
+            if need_dx:
+                outs.append(dy @ w.T)             # dL/dx
+        return outs
+
+    f, _ = _timed_compile(jax.jit(step), arrays)
+    med, _ = median_time(lambda: jax.block_until_ready(f(arrays)), repeats)
+    flops = sum((6 if need_dx else 4) * rows * x.shape[1] * w.shape[1] for x, w, _, need_dx in mats)
+    shapes = []
+    for x, w, dy, _ in (mats if per_shape else ()):   # each forward matmul alone
+        g, _ = _timed_compile(jax.jit(jnp.matmul), x, w)
+        t, _ = median_time(lambda: g(x, w).block_until_ready(), repeats)
+        shapes.append({"shape": f"{rows}x{x.shape[1]} · {x.shape[1]}x{w.shape[1]}",
+                          "gflops": 2 * rows * x.shape[1] * w.shape[1] / t / 1e9})
+    return {"rows": rows, "median_s": med, "flops": flops, "gflops": flops / med / 1e9,
+            "forward_matmuls": shapes}

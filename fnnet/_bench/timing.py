@@ -1,0 +1,126 @@
+"""Runners and the timing loop: interleaved repeats, medians, compile time apart.
+
+A Runner trains one workload once per `run()` call, from the workload's initial weights,
+and blocks until the result is computed. The repeats are interleaved (system A, B, C,
+A, B, C, ...) so that load from other processes on a shared machine hits every system
+alike; the medians and the ratios between them are what the report uses.
+"""
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+
+@dataclasses.dataclass
+class Runner:
+    """system: e.g. "fnnet"; dtype: "float32"/"float64".
+
+    run() -> result, blocking; result_params(result) -> [(w, b)] NumPy, outside the timer.
+    reset(): untimed, before each run (fresh copies of donated or mutated buffers).
+    warmup(): untimed, once before the repeats (e.g. a few torch steps: lazy kernel set-up).
+    compile_s: measured ahead of time (jit(...).lower(...).compile()); when None and
+      `first_call_compiles`, it is the first call's time minus the median steady call.
+    timed_steps: when smaller than the workload's steps, each run trains only that many
+      steps and its time is scaled by steps / timed_steps ("extrapolated").
+    """
+    system: str
+    dtype: str
+    run: Callable[[], Any]
+    result_params: Callable[[Any], Any] = lambda r: r
+    reset: Callable[[], None] = lambda: None
+    compile_s: Optional[float] = None
+    first_call_compiles: bool = False
+    timed_steps: Optional[int] = None
+    warmup: Optional[Callable[[], Any]] = None
+    note: str = ""
+    variant: str = ""
+
+    @property
+    def key(self):
+        return f"{self.system}{'[' + self.variant + ']' if self.variant else ''}/{self.dtype}"
+
+
+@dataclasses.dataclass
+class Timing:
+    times_s: list
+    compile_s: Optional[float]
+    params: Any                      # final params of the last run, [(w, b)] NumPy
+    scale: float = 1.0
+
+    @property
+    def median_s(self):
+        return statistics.median(self.times_s)
+
+
+def measure(runners, repeats, steps, log=print):
+    """Time every runner `repeats` times, interleaved -> {runner.key: Timing or error str}."""
+    first, errors = {}, {}
+    for r in runners:
+        if r.warmup is not None:
+            try:
+                r.warmup()
+            except Exception as e:
+                errors[r.key] = f"{type(e).__name__}: {e}"
+        if r.first_call_compiles:                    # e.g. fnnet.fit compiles on its first call
+            try:
+                r.reset()
+                t0 = time.perf_counter()
+                r.run()
+                first[r.key] = time.perf_counter() - t0
+            except Exception as e:
+                errors[r.key] = f"{type(e).__name__}: {e}"
+    times = {r.key: [] for r in runners}
+    results = {}
+    for rep in range(repeats):
+        for r in runners:
+            if r.key in errors:
+                continue
+            try:
+                r.reset()
+                t0 = time.perf_counter()
+                out = r.run()
+                dt = time.perf_counter() - t0
+            except Exception as e:                   # one broken system must not sink the rest
+                errors[r.key] = f"{type(e).__name__}: {e}"
+                log(f"    {r.key:<34} FAILED: {errors[r.key]}")
+                continue
+            scale = steps / r.timed_steps if r.timed_steps else 1.0
+            times[r.key].append(dt * scale)
+            results[r.key] = out
+            log(f"    {r.key:<34} run {rep + 1}/{repeats}: {dt * scale:9.3f} s"
+                + (f"  (extrapolated x{scale:.1f})" if scale != 1.0 else ""))
+    timings = {}
+    for r in runners:
+        if r.key in errors:
+            timings[r.key] = errors[r.key]
+            continue
+        med = statistics.median(times[r.key])
+        compile_s = r.compile_s
+        if compile_s is None and r.key in first:
+            compile_s = max(first[r.key] - med, 0.0)
+        scale = steps / r.timed_steps if r.timed_steps else 1.0
+        params = None if scale != 1.0 else r.result_params(results[r.key])
+        timings[r.key] = Timing(times[r.key], compile_s, params, scale)
+    return timings
+
+
+def median_time(fn, repeats, warmup=1):
+    """Median wall time of fn() (which must block), after `warmup` untimed calls."""
+    for _ in range(warmup):
+        fn()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts), ts
+
+
+def to_numpy_params(params):
+    """[(w, b)] of any array type -> [(np.ndarray, np.ndarray)] float64."""
+    return [(np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64).reshape(-1))
+            for w, b in params]

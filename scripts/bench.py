@@ -1,0 +1,15 @@
+#!/usr/bin/env python
+"""Side-by-side training benchmark; the same as `fnnet bench`. See `--help`.
+
+    python scripts/bench.py                      # full run, writes bench/results-cpu.{json,md}
+    python scripts/bench.py --quick --out /tmp/b # seconds
+"""
+import os
+import sys
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+from fnnet._bench.cli import main  # noqa: E402
+
+if __name__ == "__main__":
+    sys.exit(main())
