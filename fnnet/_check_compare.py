@@ -1,0 +1,103 @@
+"""Tolerances and the element-by-element comparison behind fnnet.check.
+
+All comparisons are judged against a *scale*, never element by element relative, so a
+zero gradient never divides by zero:
+
+    err_i = |hand_i - oracle_i|,   scale = max(|hand|max, |oracle|max) over the leaf,
+    pass  when  max_i err_i <= rtol · scale + atol        (reported: rel err vs tol = that / scale)
+
+rtol by the dtype the hand-written backward ran in (the same numbers as tests/helpers.py):
+  float64  1e-10: both sides round at eps = 2.2e-16; 1e-10 leaves 10^5-10^6 headroom for
+                  reductions (a 26k-parameter network's sums included).
+  float32  1e-4:  eps = 1.2e-7; 1e-4 leaves ~10^3 for rounding accumulated over sums
+                  of up to ~10^5 terms.
+atol, the resolution floor (matters only when a whole leaf is tiny): a hand-written
+backward builds each entry from forward values (s = σ(z), t = tanh z, softmax) that are
+rounded to eps relative to the output's size, e.g. σ'(40) ≈ 4e-18 comes out as
+s(1 - s) = 0 in float64 as well as float32. Entries are therefore only determined to
+about eps · |ct ⊙ y| per output term; spread over the leaf that is eps · G / n with
+G = Σ|ct ⊙ y| (the size of g = <ct, f(x)>'s terms) and n the leaf's size. We allow 16
+such roundings. It is negligible next to rtol · scale whenever the leaf is not tiny.
+
+Finite differences (central, float64, step t = 1e-6 · max(1, |x_i|) per element):
+  truncation  t²·|g'''|/6: 1e-12 relative for unit curvature, so RTOL_FD = 1e-6 leaves
+              room for curvature 10^5-10^6 times the gradient's scale (softmax near a tie,
+              tanh near 0) and is still ~10^5 below any real bug (O(1) relative).
+  rounding    g± are known to ~16·eps·G each, so the difference quotient carries
+              noise <= 16 · eps · G / t: added to atol.
+A float32 backward compared with float64 finite differences uses max(RTOL_FD, 1e-4).
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+RTOL = {np.dtype("float64"): 1e-10, np.dtype("float32"): 1e-4}
+RTOL_FD = 1e-6
+ROUNDINGS = 16           # rounding errors allowed per term, see the floors above
+MAX_ADJUDICATE = 4096    # at most this many disagreeing elements are re-examined by FD
+
+
+def eps(dtype) -> float:
+    """Machine epsilon: 2.2e-16 for float64, 1.2e-7 for float32 (bfloat16 included)."""
+    return float(jnp.finfo(dtype).eps)
+
+
+def rtol(dtype) -> float:
+    """Relative tolerance for a hand-written backward that ran in `dtype`."""
+    dtype = np.dtype(dtype)
+    if dtype in RTOL:
+        return RTOL[dtype]
+    return max(1e-4, 1e3 * eps(dtype))   # float16/bfloat16: the float32 reasoning, scaled by eps
+
+
+def resolution_floor(dtype, G: float, n: int) -> float:
+    """atol below which a hand-written entry in `dtype` cannot be resolved (see module doc)."""
+    return ROUNDINGS * eps(dtype) * G / max(n, 1)
+
+
+def fd_noise(G: float, t: float, fd_eps: float) -> float:
+    """Rounding noise of a central difference quotient (g⁺ - g⁻) / 2t, g known to 16·eps·G."""
+    return ROUNDINGS * fd_eps * G / t
+
+
+def compare(hand, oracle, rtol_, atol, adjudicate=None):
+    """Element-by-element comparison of two same-shaped float64 arrays.
+
+    adjudicate(flat_indices) -> (lo, hi, tol) gives, per element, the interval spanned by the
+    one-sided finite differences and its tolerance; elements where hand and oracle disagree
+    but both lie inside a genuine kink interval (hi - lo > tol) are accepted and counted.
+    Returns dict(max_abs_err, rel_err, worst_index, tol, ok, kinks).
+    """
+    hand = np.asarray(hand, np.float64)
+    oracle = np.asarray(oracle, np.float64)
+    diff = np.abs(hand - oracle)
+    scale = max(float(np.abs(hand).max(initial=0.0)), float(np.abs(oracle).max(initial=0.0)))
+    allowed = rtol_ * scale + atol
+    kinks = 0
+    bad = np.flatnonzero(diff > allowed)
+    if bad.size and adjudicate is not None and bad.size <= MAX_ADJUDICATE:
+        lo, hi, tol = adjudicate(bad)
+        h, o = hand.reshape(-1)[bad], oracle.reshape(-1)[bad]
+        inside = lambda v: (v >= lo - tol) & (v <= hi + tol)
+        accept = (hi - lo > tol) & inside(h) & inside(o)
+        kinks = int(accept.sum())
+        diff = diff.copy().reshape(-1)
+        diff[bad[accept]] = 0.0   # accepted at a kink: out of the error statistics
+        diff = diff.reshape(hand.shape)
+    return summarize(diff, scale, allowed, kinks)
+
+
+def summarize(diff, scale, allowed, kinks=0):
+    diff = np.asarray(diff, np.float64)
+    if diff.size:
+        flat = int(np.argmax(diff))
+        err = float(diff.reshape(-1)[flat])
+        worst = tuple(int(i) for i in np.unravel_index(flat, diff.shape)) if err > 0 else None
+    else:
+        err, worst = 0.0, None
+    ok = bool(err <= allowed)
+    if scale == 0.0:   # both sides exactly zero everywhere: nothing to scale by, nothing wrong
+        return dict(max_abs_err=err, rel_err=0.0, worst_index=worst, tol=float("nan"), ok=ok, kinks=kinks)
+    return dict(max_abs_err=err, rel_err=err / scale, worst_index=worst,
+                tol=float(allowed) / scale, ok=ok, kinks=kinks)

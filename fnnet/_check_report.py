@@ -1,0 +1,129 @@
+"""What fnnet.check returns: one Row per (primal leaf, oracle) and a Report that prints them.
+
+    primal       oracle              max abs err  rel err  worst index  tol     verdict
+    params.w     jax.vjp             2.2e-16      1.1e-16  (1, 0)       1e-10   ok
+    params.b     finite diff (full)  0.31         0.5      (2,)         1e-06   FAIL [1]
+
+err is |hand-written - oracle|: the hand-written backward is always the side under test,
+the oracle column names who it is compared with. rel err = max err / scale of the leaf;
+a row passes when rel err <= tol (tol folds in the absolute floors, see _check_compare).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+
+KINDS = ("jax", "reference", "fd")
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """One comparison. kind: "jax" | "reference" | "fd" | "structure"; status: ok | FAIL | n/a."""
+    primal: str                 # pytree path of the leaf, e.g. "params.w" or "x"
+    oracle: str                 # who the hand-written value is compared with, in words
+    kind: str
+    status: str
+    max_abs_err: float = math.nan
+    rel_err: float = math.nan
+    worst_index: tuple | None = None   # index into the leaf of the largest error, if localized
+    tol: float = math.nan              # allowed rel err (relative tolerance plus floors / scale)
+    kinks: int = 0                     # elements accepted at a kink (see _check_compare)
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "FAIL"
+
+
+def _num(v) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
+
+
+def _index(ix) -> str:
+    if ix is None:
+        return "—"
+    return "(" + ", ".join(str(int(i)) for i in ix) + (",)" if len(ix) == 1 else ")")
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Result of fnnet.check.check_vjp / check_layer / check_network / check_loss.
+
+    ok: every comparison passed (n/a rows do not fail). str(report): the table.
+    raise_if_failed(): AssertionError carrying the table.
+    """
+    title: str
+    rows: tuple
+    header: str = ""            # dtype, cotangent, directions: how the numbers were made
+    seconds: float = math.nan
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for r in self.rows)
+
+    @property
+    def failures(self) -> tuple:
+        return tuple(r for r in self.rows if not r.ok)
+
+    @property
+    def failed_primals(self) -> tuple:
+        """Leaf paths with at least one failed comparison, in table order, no repeats."""
+        return tuple(dict.fromkeys(r.primal for r in self.failures))
+
+    @property
+    def kinks(self) -> int:
+        return sum(r.kinks for r in self.rows)
+
+    def rows_for(self, primal=None, kind=None) -> tuple:
+        return tuple(r for r in self.rows if (primal is None or r.primal == primal)
+                     and (kind is None or r.kind == kind))
+
+    def max_rel_err(self, kind: str):
+        """Largest rel err over the leaves for one oracle kind ("jax", "reference", "fd");
+        None when that oracle was n/a everywhere."""
+        vals = [r.rel_err for r in self.rows if r.kind == kind and r.status != "n/a"
+                and not math.isnan(r.rel_err)]
+        return max(vals) if vals else None
+
+    def raise_if_failed(self):
+        if not self.ok:
+            raise AssertionError("fnnet.check failed:\n" + str(self))
+        return self
+
+    def __bool__(self):
+        raise TypeError("a Report has no truth value; use report.ok or report.raise_if_failed()")
+
+    def __str__(self):
+        notes, body = {}, []   # note text -> footnote number (a note shared by rows is printed once)
+        for r in self.rows:
+            verdict = r.status
+            if r.kinks:
+                verdict += f" ({r.kinks} at kink{'s' if r.kinks > 1 else ''})"
+            if r.note:
+                if r.status == "n/a":           # the same for every leaf: say it once
+                    text = f"{r.oracle}: {r.note}"
+                elif r.kind == "structure":
+                    text = f"{r.primal}: {r.note}"
+                else:
+                    text = f"{r.primal} vs {r.oracle}: {r.note}"
+                verdict += f" [{notes.setdefault(text, len(notes) + 1)}]"
+            body.append((r.primal, r.oracle, _num(r.max_abs_err), _num(r.rel_err),
+                         _index(r.worst_index) if r.kind != "structure" else "—",
+                         _num(r.tol), verdict))
+        head = ("primal", "oracle", "max abs err", "rel err", "worst index", "tol", "verdict")
+        widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
+        line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+        failed = self.failures
+        verdict = ("OK" if not failed else
+                   f"FAIL: {len(failed)} of {len(self.rows)} comparisons, "
+                   f"primal(s) {', '.join(self.failed_primals)}")
+        out = [f"{self.title}: hand-written vs oracle",
+               *([self.header] if self.header else []),
+               "err = |hand-written - oracle|; rel err = max err / leaf scale; passes when rel err <= tol",
+               line(head), line(["-" * w for w in widths]), *map(line, body),
+               *(f"[{n}] {text}" for text, n in notes.items()),
+               f"result: {verdict}" + (f"  ({self.seconds:.2f} s)" if not math.isnan(self.seconds) else "")]
+        return "\n".join(out)
+
+    def __repr__(self):
+        return f"<fnnet.check.Report {self.title!r} ok={self.ok} rows={len(self.rows)}>"

@@ -1,0 +1,496 @@
+"""fnnet.check: prove a hand-written backward against three independent oracles.
+
+    report = check_vjp(fun, vjp, *primals, cotangent=None, key=None)
+    #   fun(*primals) -> y                  pure JAX forward (array or pytree)
+    #   vjp(*primals, cotangent) -> tuple   one cotangent per primal (pytrees allowed)
+    report.ok                  # every comparison passed
+    print(report)              # table: primal | oracle | max abs err | rel err | worst index | tol | verdict
+    report.raise_if_failed()   # AssertionError carrying the table
+
+    check_layer(layer, params, x)            # layer.backward vs jax / reference / FD
+    check_network(net, params, x, y)         # fnnet.backprop (params and x) vs the same
+    check_loss(loss, out, target)            # loss.grad vs the same
+
+The oracles, per primal leaf (pytree path such as `params.w` or `x`):
+  jax.vjp    autodiff of `fun`, in the primals' dtype, element by element;
+  reference  the NumPy float64 twin in reference/ (check_layer/network/loss find it
+             through fnnet._check_bridge; check_vjp takes reference=callable), "n/a" if none;
+  finite differences of g = <cotangent, fun> in float64 (fnnet._check_fd): one
+             difference per element for leaves up to `full_max` elements, else a few random
+             directions, localized per element when one fails.
+Kinks (relu at 0, max ties) are not failures: where two answers disagree, or one disagrees
+with the central difference, and both lie inside the interval spanned by the one-sided
+differences of a genuine kink, the element is "accepted at kink" and counted.
+Tolerances and why: fnnet._check_compare.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import inspect
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnnet import _check_bridge as bridge
+from fnnet._check_compare import RTOL_FD, compare, eps, resolution_floor, rtol, summarize
+from fnnet._check_fd import JIT_OPTIONS, FiniteDifferences
+from fnnet._check_report import Report, Row
+
+__all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "Report", "Row"]
+
+MODES = ("auto", "directional", "full")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Leaf:
+    name: str        # "params.w"
+    primal: int      # which primal it belongs to
+    shape: tuple
+    dtype: np.dtype
+    offset: int      # position in the flattened primals (finite differences)
+    size: int
+
+
+# -- small helpers ----------------------------------------------------------------------
+
+def _names(fun, n, names):
+    if names is not None:
+        names = tuple(str(s) for s in names)
+        if len(names) != n:
+            raise ValueError(f"names must have one entry per primal ({n}), got {len(names)}")
+        return names
+    try:
+        ps = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):
+        ps = []
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    if len(ps) >= n and all(p.kind in positional for p in ps[:n]):
+        return tuple(p.name for p in ps[:n])
+    return tuple(f"arg{i}" for i in range(n))
+
+
+class _Leaf_:
+    def __repr__(self):
+        return "*"
+
+
+def _tree_text(tree) -> str:
+    """DenseParams(w=*, b=*), dict {'w': *, 'b': *}, (*, ()): the tree with leaves as *."""
+    text = repr(jax.tree.map(lambda _: _Leaf_(), tree))
+    return f"{type(tree).__name__} {text}" if isinstance(tree, dict) else text
+
+
+def _describe(obj) -> str:
+    if isinstance(obj, (tuple, list)):
+        return f"{type(obj).__name__} of length {len(obj)}"
+    if hasattr(obj, "shape"):
+        return f"a single array of shape {tuple(obj.shape)}"
+    return type(obj).__name__
+
+
+def _x64_context(trees):
+    """float64 leaves need x64 on while fun/vjp run; turn it on for the call if it is off."""
+    wants = any(np.dtype(getattr(l, "dtype", np.float32)) == np.float64 for l in jax.tree.leaves(trees))
+    return jax.enable_x64(True) if wants and not jax.config.jax_enable_x64 else contextlib.nullcontext()
+
+
+def _as_primal(name, path, leaf):
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+        leaf = np.asarray(leaf)
+        dtype = leaf.dtype
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"check: primal {name}{jax.tree_util.keystr(path)} must be a floating array, "
+                        f"got dtype {dtype} (close over non-differentiable arguments such as "
+                        f"integer labels inside fun instead)")
+    return jnp.asarray(leaf, dtype)
+
+
+def _annotate(err, what):
+    if hasattr(err, "add_note"):
+        err.add_note(f"(fnnet.check: raised by {what})")
+    return err
+
+
+def _shape_hint(got, want) -> str:
+    if len(got) == len(want) and got == want[::-1]:
+        return " (looks transposed)"
+    if len(got) == len(want) + 1 and got[1:] == want:
+        return " (one per example: not summed over the batch?)"
+    return ""
+
+
+# -- the core ---------------------------------------------------------------------------
+
+def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode="auto",
+              names=None, directions=4, full_max=2000, full_budget=1024, localize_max=50_000,
+              step=1e-6, jit=True, title=None, _cache_key=None):
+    """Compare a hand-written vjp with jax.vjp, an optional reference and finite differences.
+
+    fun(*primals) -> y: pure JAX (y an array or pytree of floating arrays).
+    vjp(*primals, cotangent) -> tuple with one cotangent per primal, each of its primal's
+        tree, shapes and dtype (e.g. (DenseParams(dw, db), dx)).
+    cotangent: tree of y; default standard normal drawn from `key`.
+    key: jax.random key or int seed (default key(0)); cotangent and directions derive from it.
+    reference: callable like vjp but on NumPy float64 arrays, or None (reported "n/a").
+    mode: "auto": per element for leaves of <= full_max elements, smallest first, while the
+        check's per-element total stays <= full_budget (each element costs two evaluations
+        of fun); the other leaves directional. "full": always per element. "directional":
+        `directions` random directions per leaf. A leaf failing a directional check is re-run
+        per element (if it has <= localize_max elements) to find the index.
+    step: finite-difference step, scaled per element by max(1, |x_i|).
+    jit: evaluate fun, vjp and jax.vjp inside one jax.jit (one compilation instead of one
+        per eager op); jit=False runs them eagerly, exactly as given.
+    names: display names of the primals (default: fun's parameter names).
+    Returns a Report; never raises for a wrong answer (raise_if_failed() does), but raises
+    ValueError/TypeError when the vjp's output cannot be matched to the primals at all.
+    """
+    t0 = time.perf_counter()
+    if mode not in MODES:
+        raise ValueError(f"check: mode must be one of {MODES}, got {mode!r}")
+    if not primals:
+        raise ValueError("check: give at least one primal")
+    names = _names(fun, len(primals), names)
+    title = title or getattr(fun, "__name__", "fun")
+    if key is None:
+        key = jax.random.key(0)
+    elif isinstance(key, int):
+        key = jax.random.key(key)
+    ref_note = "no reference given (pass reference=callable)"
+    if isinstance(reference, tuple):   # (callable or None, why missing) from the wrappers below
+        reference, ref_note = reference
+
+    with _x64_context((primals, cotangent)):
+        primals = tuple(jax.tree_util.tree_map_with_path(lambda p, l, n=n: _as_primal(n, p, l), prim)
+                        for n, prim in zip(names, primals))
+        leaves, offset = [], 0
+        for i, (n, prim) in enumerate(zip(names, primals)):
+            for path, leaf in jax.tree_util.tree_leaves_with_path(prim):
+                leaves.append(_Leaf(n + jax.tree_util.keystr(path), i, tuple(leaf.shape),
+                                    np.dtype(leaf.dtype), offset, int(leaf.size)))
+                offset += int(leaf.size)
+        out = jax.eval_shape(fun, *primals)
+        for path, leaf in jax.tree_util.tree_leaves_with_path(out):
+            if not jnp.issubdtype(leaf.dtype, jnp.floating):
+                raise TypeError(f"check: fun's output{jax.tree_util.keystr(path)} must be a floating "
+                                f"array, got dtype {leaf.dtype}")
+        ct, ct_text = _cotangent(cotangent, out, _rng(key, 0))
+        y, hand, by_jax = _evaluate(fun, vjp, primals, ct, jit)
+        G = float(sum(np.sum(np.abs(np.asarray(c, np.float64) * np.asarray(v, np.float64)))
+                      for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y))))
+
+    if not isinstance(hand, (tuple, list)) or len(hand) != len(primals):
+        raise ValueError(f"{title}: the hand-written vjp must return a tuple with one cotangent per "
+                         f"primal ({len(primals)}: {', '.join(names)}), got {_describe(hand)}")
+    rows, hand_leaf, skip = [], {}, set()
+    for i, (n, prim, h) in enumerate(zip(names, primals, hand)):
+        if jax.tree.structure(h) != jax.tree.structure(prim):
+            rows.append(Row(n, "structure", "structure", "FAIL",
+                            note=f"the hand-written cotangent's tree is {_tree_text(h)}, expected "
+                                 f"{_tree_text(prim)} (the primal's tree)"))
+            skip.update(l.name for l in leaves if l.primal == i)
+            continue
+        for leaf, v in zip([l for l in leaves if l.primal == i], jax.tree.leaves(h)):
+            got_shape = tuple(np.shape(v))
+            got_dtype = np.dtype(getattr(v, "dtype", np.asarray(v).dtype))
+            if got_shape != leaf.shape:
+                rows.append(Row(leaf.name, "structure", "structure", "FAIL",
+                                note=f"the hand-written cotangent has shape {got_shape}, expected "
+                                     f"{leaf.shape} (the primal's shape){_shape_hint(got_shape, leaf.shape)}"))
+                skip.add(leaf.name)
+                continue
+            if got_dtype != leaf.dtype:
+                rows.append(Row(leaf.name, "structure", "structure", "FAIL",
+                                note=f"the hand-written cotangent has dtype {got_dtype}, expected "
+                                     f"{leaf.dtype} (the primal's; fnnet never changes precision silently)"))
+            hand_leaf[leaf.name] = (np.asarray(v, np.float64), np.dtype(got_dtype))
+
+    by_ref = _call_reference(reference, primals, ct, names, leaves) if reference is not None else None
+    fd = FiniteDifferences(fun, primals, ct, step, _cache_key) if offset else None
+    jax_leaves = dict(zip([l.name for l in leaves], (np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax))))
+    if len(jax_leaves) != len(leaves):  # jax.vjp always matches; guard against odd custom pytrees
+        raise RuntimeError("check: jax.vjp returned a different number of leaves than the primals have")
+
+    per_element, spent = set(), 0
+    for leaf in sorted(leaves, key=lambda l: l.size):
+        if mode == "full" or (mode == "auto" and leaf.size <= full_max and spent + leaf.size <= full_budget):
+            per_element.add(leaf.name)
+            spent += leaf.size
+    rngs = {leaf.name: _rng(key, 1, k) for k, leaf in enumerate(leaves)}
+    if fd is not None:   # all finite differences of the check in one go (fewest padded chunks)
+        todo = [l for l in leaves if l.name not in skip]
+        fd.prefetch(np.concatenate([np.arange(l.offset, l.offset + l.size) for l in todo
+                                    if l.name in per_element] + [np.zeros(0, np.int64)]),
+                    [(l.offset, l.size, directions, rngs[l.name]) for l in todo if l.name not in per_element])
+
+    for k, leaf in enumerate(leaves):
+        if leaf.name in skip:
+            continue
+        h, h_dtype = hand_leaf[leaf.name]
+        j = jax_leaves[leaf.name]
+        dtype = max((leaf.dtype, h_dtype), key=eps)          # the coarser of the two
+        rt = rtol(dtype)
+        atol = resolution_floor(dtype, G, leaf.size)
+        rt_fd = max(RTOL_FD, rt)
+
+        def adjudicate(bad, leaf=leaf, h=h, j=j):
+            c, f, b, tmin = fd.per_element(leaf.offset + bad)
+            scale = max(np.abs(h).max(initial=0.0), np.abs(j).max(initial=0.0), np.abs(c).max(initial=0.0))
+            return np.minimum(f, b), np.maximum(f, b), rt_fd * scale + atol + 2 * fd.noise(tmin)
+
+        adj = adjudicate if fd is not None else None
+        res = compare(h, j, rt, atol, adj)
+        rows.append(_row(leaf.name, "jax.vjp", "jax", res))
+        jax_allowed = res["tol"] * max(np.abs(h).max(initial=0.0), np.abs(j).max(initial=0.0))
+        if by_ref is None:
+            rows.append(Row(leaf.name, "reference", "reference", "n/a", note=ref_note))
+        else:
+            rows.append(_row(leaf.name, "reference", "reference", compare(h, by_ref[leaf.name], rt, atol, adj)))
+        if fd is not None:
+            rows.append(_fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, leaf.name in per_element,
+                                directions, localize_max, rngs[leaf.name]))
+
+    dtypes = sorted({str(l.dtype) for l in leaves})
+    fd_text = (f"finite differences in float64, step {step:g}·max(1, |x|)" if fd is None or fd.fd_eps <= eps(np.float64)
+               else f"finite differences limited to {sorted(map(str, fd.out_dtypes))} (fun's output under x64)")
+    header = f"primals {'/'.join(dtypes)}; cotangent {ct_text}; {fd_text}"
+    return Report(title, tuple(rows), header, time.perf_counter() - t0)
+
+
+def _rng(key, *salt):
+    """A NumPy generator determined by the jax key and a salt (no jax compilation per shape)."""
+    data = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+    return np.random.default_rng([int(v) for v in data.reshape(-1)] + [int(s) for s in salt])
+
+
+def _evaluate(fun, vjp, primals, ct, jit):
+    """(y, hand-written cotangents, jax.vjp's cotangents), by default in one jitted call."""
+    def hand_written(primals, ct):
+        try:
+            return vjp(*primals, ct)
+        except Exception as e:
+            raise _annotate(e, "the hand-written vjp")
+
+    def both(primals, ct):
+        y, pullback = jax.vjp(fun, *primals)
+        return y, hand_written(primals, ct), pullback(ct)
+
+    if not jit:
+        return both(primals, ct)
+    try:
+        return jax.jit(both, compiler_options=JIT_OPTIONS)(primals, ct)
+    except TypeError as e:
+        if "not a valid JAX type" not in str(e):
+            raise
+        return both(primals, ct)   # the vjp returned non-arrays (None, strings): let the checks name it
+
+
+def _cotangent(cotangent, out, rng):
+    """The given cotangent, validated against out's tree and shapes, or a random normal one."""
+    if cotangent is None:
+        leaves, tree = jax.tree.flatten(out)
+        cts = [jnp.asarray(rng.standard_normal(l.shape).astype(l.dtype)) for l in leaves]
+        return jax.tree.unflatten(tree, cts), "random normal"
+    if jax.tree.structure(cotangent) != jax.tree.structure(out):
+        raise ValueError(f"check: cotangent must have the output's tree {_tree_text(out)}, "
+                         f"got {_tree_text(cotangent)}")
+    cts = []
+    for (path, c), v in zip(jax.tree_util.tree_leaves_with_path(cotangent), jax.tree.leaves(out)):
+        if tuple(np.shape(c)) != tuple(v.shape):
+            raise ValueError(f"check: cotangent{jax.tree_util.keystr(path)} must have the output's "
+                             f"shape {tuple(v.shape)}, got {tuple(np.shape(c))}")
+        cts.append(jnp.asarray(np.asarray(c, v.dtype)))
+    return jax.tree.unflatten(jax.tree.structure(out), cts), "given"
+
+
+def _call_reference(reference, primals, ct, names, leaves):
+    p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), primals)
+    c64 = jax.tree.map(lambda a: np.asarray(a, np.float64), ct)
+    try:
+        out = reference(*p64, c64)
+    except Exception as e:
+        raise _annotate(e, "the reference oracle")
+    if not isinstance(out, (tuple, list)) or len(out) != len(primals):
+        raise ValueError(f"check: reference must return one cotangent per primal ({', '.join(names)}), "
+                         f"got {_describe(out)}")
+    flat = {}
+    for i, (n, prim, r) in enumerate(zip(names, primals, out)):
+        if jax.tree.structure(r) != jax.tree.structure(prim):
+            raise ValueError(f"check: reference's cotangent for {n} has tree {_tree_text(r)}, "
+                             f"expected {_tree_text(prim)}")
+        for leaf, v in zip([l for l in leaves if l.primal == i], jax.tree.leaves(r)):
+            v = np.asarray(v, np.float64)
+            if v.shape != leaf.shape:
+                raise ValueError(f"check: reference's cotangent for {leaf.name} has shape {v.shape}, "
+                                 f"expected {leaf.shape}")
+            flat[leaf.name] = v
+    return flat
+
+
+def _row(primal, oracle, kind, res, note=""):
+    return Row(primal, oracle, kind, "ok" if res["ok"] else "FAIL", res["max_abs_err"], res["rel_err"],
+               res["worst_index"], res["tol"], res["kinks"], note)
+
+
+def _fd_full(fd, leaf, h, j, rt_fd, atol, jax_allowed):
+    """One central difference per element; kinks judged by the one-sided differences."""
+    c, f, b, tmin = fd.per_element(np.arange(leaf.offset, leaf.offset + leaf.size))
+    h, j = h.reshape(-1), j.reshape(-1)
+    noise = fd.noise(tmin)
+    scale = max(np.abs(h).max(initial=0.0), np.abs(c).max(initial=0.0))
+    allowed = rt_fd * scale + atol + noise
+    diff = np.abs(h - c)
+    tol1 = allowed + 2 * noise                      # one-sided quotients carry twice the noise
+    lo, hi = np.minimum(f, b), np.maximum(f, b)
+    kink = (diff > allowed) & (hi - lo > tol1)      # the one-sided slopes really differ
+    inside = kink & (h >= lo - tol1) & (h <= hi + tol1)
+    # Several kinks crossed at once (e.g. a zero input row feeding many relus) can put even a
+    # correct rule outside [backward, forward]; there FD cannot decide, and autodiff of the
+    # same forward is the judge.
+    agree = kink & ~inside & (np.abs(h - j) <= jax_allowed)
+    diff[inside | agree] = 0.0
+    return summarize(diff.reshape(leaf.shape), scale, allowed, int((inside | agree).sum()))
+
+
+def _fd_directional(fd, leaf, h, j, rt_fd, atol, directions, rng):
+    """<hand, v> vs (g(x+tv) - g(x-tv))/2t for random v; scale Σ|hand_i·v_i| per direction."""
+    d = fd.directional(leaf.offset, leaf.size, directions, rng)
+    h, j = h.reshape(-1), j.reshape(-1)
+    pred = d["vc"] @ h
+    scale = np.maximum.reduce([np.abs(d["vc"]) @ np.abs(h), np.abs(d["vc"]) @ np.abs(j), np.abs(d["central"])])
+    noise = fd.noise(d["t"])
+    allowed = rt_fd * scale + atol * np.abs(d["vc"]).sum(axis=1) + noise
+    diff = np.abs(pred - d["central"])
+    tol1 = allowed + 2 * noise
+    lo, hi = np.minimum(d["forward"], d["backward"]), np.maximum(d["forward"], d["backward"])
+    kink = (diff > allowed) & (hi - lo > tol1) & (pred >= lo - tol1) & (pred <= hi + tol1)
+    diff = np.where(kink, 0.0, diff)
+    k = int(np.argmax(diff / np.maximum(allowed, 1e-300)))
+    s = max(float(scale[k]), 1e-300)
+    return dict(max_abs_err=float(diff[k]), rel_err=float(diff[k]) / s, worst_index=None,
+                tol=float(allowed[k]) / s, ok=bool((diff <= allowed).all()), kinks=int(kink.sum()),
+                direction=k)
+
+
+def _fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, full, directions, localize_max, rng):
+    if full:
+        return _row(leaf.name, "finite diff (per element)", "fd", _fd_full(fd, leaf, h, j, rt_fd, atol, jax_allowed))
+    res = _fd_directional(fd, leaf, h, j, rt_fd, atol, directions, rng)
+    label = f"finite diff ({directions} directions)"
+    if res["ok"]:
+        return _row(leaf.name, label, "fd", res)
+    what = f"{directions} random directions: rel err {res['rel_err']:.2g} > tol {res['tol']:.2g}"
+    if leaf.size > localize_max:
+        return _row(leaf.name, label, "fd", res,
+                    note=f"{what}; the leaf ({leaf.size} elements) is too large to localize per element "
+                         f"(localize_max={localize_max}); the jax.vjp row has the index, or pass mode='full'")
+    local = _fd_full(fd, leaf, h, j, rt_fd, atol, jax_allowed)
+    note = (f"{what}; per element ({leaf.size} differences) localizes it" if not local["ok"] else
+            f"{what}, but per element every entry agrees: the directions crossed several kinks at once")
+    return _row(leaf.name, "finite diff (per element)", "fd", local, note=note)
+
+
+# -- fnnet objects ----------------------------------------------------------------------
+
+def _hashable(*parts):
+    """A key naming a pure function of (layer / loss / net, closed-over data), or None."""
+    out = []
+    for p in parts:
+        if hasattr(p, "shape") and hasattr(p, "dtype"):
+            a = np.asarray(p)
+            p = (a.shape, str(a.dtype), a.tobytes())
+        try:
+            hash(p)
+        except TypeError:
+            return None
+        out.append(p)
+    return tuple(out)
+
+
+def _resolve_reference(reference, auto, obj):
+    """reference="auto" -> the bridge's twin (or n/a), callable -> itself, None -> n/a."""
+    if isinstance(reference, str) and reference == "auto":
+        found = auto()
+        return (found, "") if found is not None else (None, bridge.why_missing(obj))
+    if reference is None or reference is False:
+        return (None, "not requested (reference=None)")
+    if not callable(reference):
+        raise TypeError(f"check: reference must be 'auto', None or a callable, got {type(reference).__name__}")
+    return (reference, "")
+
+
+def check_layer(layer, params, x, *, cotangent=None, key=None, reference="auto", **options):
+    """layer.backward vs jax.vjp / reference / finite differences of layer.forward.
+
+    Primals (params, x): params as layer.init made them (() for parameter-free layers),
+    x [batch, *in_shape]. The hand-written vjp is forward (keeping the cache) then backward.
+    reference: "auto" (the twin in reference/ by type, n/a for a user's layer), a callable
+    (params, x, ct) -> (dparams, dx) on NumPy float64 arrays, or None.
+    options: mode, directions, full_max, full_budget, localize_max, step, jit (see check_vjp).
+    """
+    def forward(params, x):
+        return layer.forward(params, x)[0]
+
+    def backward(params, x, ct):
+        _, cache = layer.forward(params, x)
+        return layer.backward(params, cache, ct)
+
+    ref = _resolve_reference(reference, lambda: bridge.layer_vjp(layer), layer)
+    return check_vjp(forward, backward, params, x, cotangent=cotangent, key=key, reference=ref,
+                     names=("params", "x"), title=str(layer), _cache_key=_hashable("layer", layer), **options)
+
+
+def check_loss(loss, out, target, *, key=None, reference="auto", **options):
+    """loss.grad vs jax.vjp / reference / finite differences of loss.value, wrt out [batch, k].
+
+    The cotangent is a random scalar, so the hand-written side is ct · loss.grad(out, target).
+    """
+    from fnnet import _losses
+    loss = _losses.get(loss)
+    target_np = np.asarray(target)
+
+    def value(out):
+        return loss.value(out, target)
+
+    def grad(out, ct):
+        return (ct * loss.grad(out, target),)
+
+    def auto():
+        g = bridge.loss_grad(loss)
+        return None if g is None else (lambda out, ct: (ct * g(out, target_np),))
+
+    ref = _resolve_reference(reference, auto, loss)
+    return check_vjp(value, grad, out, key=key, reference=ref, names=("out",), title=f"loss {loss}",
+                     _cache_key=_hashable("loss", loss, target_np), **options)
+
+
+def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", **options):
+    """fnnet.backprop vs jax.vjp / reference / finite differences of fnnet.loss.
+
+    Primals (params, x) (or params alone with wrt_x=False); the cotangent is 1, so the rows
+    compare the gradient of the loss itself (L2 term included when net.l2 > 0).
+    reference: "auto" (reference.backward for the parameters, reference's per-layer
+    backwards for dL/dx; n/a when a layer or the loss has no twin), a callable
+    (params, x, ct) -> (grads, dx) on NumPy float64 arrays, or None.
+    """
+    from fnnet import _network
+
+    def loss(params, x):
+        return _network.loss(net, params, x, y)
+
+    def backward(params, x, ct):
+        _, grads, dx = _network.backprop(net, params, x, y)
+        return jax.tree.map(lambda g: ct * g, grads), ct * dx
+
+    ref = _resolve_reference(reference, lambda: bridge.network_vjp(net, y), net)
+    ct = np.ones((), (jax.tree.leaves(params) or [np.asarray(x)])[0].dtype)
+    if wrt_x:
+        return check_vjp(loss, backward, params, x, cotangent=ct, key=key, reference=ref,
+                         names=("params", "x"), title=str(net), _cache_key=_hashable("net", net, y), **options)
+    ref_fn, why = ref
+    ref_p = (None if ref_fn is None else (lambda p, c: (ref_fn(p, np.asarray(x, np.float64), c)[0],)), why)
+    return check_vjp(lambda p: loss(p, x), lambda p, c: (backward(p, x, c)[0],), params, cotangent=ct,
+                     key=key, reference=ref_p, names=("params",), title=str(net), **options)
