@@ -1,0 +1,41 @@
+"""reference: an independent NumPy float64 oracle for fnnet.
+
+The same layers, activations, losses and whole-network backward pass as fnnet,
+written again from the seed tutorials' equations in plain NumPy float64. It imports
+only numpy and the standard library (never jax, never fnnet), so agreeing with it is
+evidence that fnnet's hand-written gradients are right, not that one piece of code
+agrees with itself. Its own correctness is shown by finite differences in
+tests/test_reference.py.
+
+Layout: rows are samples. x: [batch, d_in], dense w: [d_in, d_out], b: [d_out].
+Networks are plain lists of layer dicts (see reference.network).
+"""
+from reference.activations import (
+    identity, identity_backward, leaky_relu, leaky_relu_backward, relu, relu_backward,
+    sigmoid, sigmoid_backward, softmax, softmax_backward, tanh, tanh_backward,
+)
+from reference.dense import dense_backward, dense_forward
+from reference.losses import (
+    half_sse, half_sse_grad, l2_grad, l2_penalty, mse, mse_grad,
+    sigmoid_binary_cross_entropy, sigmoid_binary_cross_entropy_grad,
+    softmax_cross_entropy, softmax_cross_entropy_grad,
+)
+from reference.network import (
+    accuracy, backward, forward, loss, predict, sgd_step, train_sgd,
+)
+
+__all__ = [
+    # dense
+    "dense_forward", "dense_backward",
+    # activations
+    "identity", "identity_backward", "relu", "relu_backward",
+    "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
+    "tanh", "tanh_backward", "softmax", "softmax_backward",
+    # losses
+    "mse", "mse_grad", "half_sse", "half_sse_grad",
+    "softmax_cross_entropy", "softmax_cross_entropy_grad",
+    "sigmoid_binary_cross_entropy", "sigmoid_binary_cross_entropy_grad",
+    "l2_penalty", "l2_grad",
+    # networks
+    "forward", "loss", "backward", "sgd_step", "train_sgd", "predict", "accuracy",
+]
