@@ -202,7 +202,11 @@ def run(args) -> int:
                 missing.append((system, variant, dt, f"error: {type(e).__name__}: {e}"))
                 log(f"    {system}/{dt}: {type(e).__name__}: {e}")
         timings = timing.measure(runners, repeats, w.steps, log)
-        ceiling = sj.matmul_ceiling(w, 3 if args.quick else 7, per_shape=not args.quick)
+        reps = 3 if args.quick else 7
+        ceiling = sj.matmul_ceiling(w, reps, per_shape=not args.quick)
+        from fnnet._bench import systems_numpy
+        ceiling["numpy_gflops"] = systems_numpy.matmul_ceiling(w, reps, threads)
+        ceiling["torch_gflops"] = systems_torch.matmul_ceiling(w, reps, threads) if torch_ok else None
         out_w[w.name] = {"runners": runners, "timings": timings, "missing": missing,
                          "ceiling": ceiling, "workload": w}
         del runners

@@ -224,8 +224,10 @@ def markdown(res):
             f"needed (no first-layer dL/dx): {w['needed_flops']:.4g}.",
             "",
             f"Matmul ceiling: the step's matmuls alone (forward, dW, dx at batch {c['rows']}), jitted "
-            f"float32: {c['gflops']:.1f} GFLOP/s = {100 * c['fraction_of_peak']:.0f}% of peak. "
-            f"Each forward matmul alone, GFLOP/s: {shapes}.",
+            f"float32: XLA (jit) {c['gflops']:.1f} GFLOP/s = {100 * c['fraction_of_peak']:.0f}% of peak; "
+            f"the same matmuls in NumPy {_f(c.get('numpy_gflops'), '{:.1f}')}, in torch "
+            f"{_f(c.get('torch_gflops'), '{:.1f}', 'not installed')} GFLOP/s (their rows' threads). "
+            f"Each forward matmul alone under XLA, GFLOP/s: {shapes}.",
             "",
             "| system | dtype | median s | min–max s | compile s | × fnnet | × same dtype | GFLOP/s | % peak | final loss | note |",
             "|---|---|---|---|---|---|---|---|---|---|---|",

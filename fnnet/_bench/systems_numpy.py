@@ -323,3 +323,32 @@ def eval_loss(workload, params, rows=4096):
     logp = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
     l2 = 0.5 * workload.l2 * sum(float(np.sum(np.asarray(w, np.float64) ** 2)) for w, _ in params)
     return float(-(y * logp).sum() / len(x)) + l2
+
+
+def matmul_ceiling(workload, repeats=7, threads=1, dtype="float32"):
+    """GFLOP/s of the step's matmuls alone in NumPy (as systems_jax.matmul_ceiling)."""
+    import statistics
+    import time
+
+    rows, sizes = workload.batch, workload.sizes
+    rng = np.random.default_rng(0)
+    mats = [(rng.standard_normal((rows, a)).astype(dtype), rng.standard_normal((a, b)).astype(dtype),
+             rng.standard_normal((rows, b)).astype(dtype), i > 0)
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    flops = sum((6 if need_dx else 4) * rows * x.shape[1] * w.shape[1] for x, w, _, need_dx in mats)
+
+    def step():
+        for x, w, dy, need_dx in mats:
+            np.dot(x, w)
+            np.dot(x.T, dy)
+            if need_dx:
+                np.dot(dy, w.T)
+
+    with blas_threads(threads):
+        step()
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            step()
+            ts.append(time.perf_counter() - t0)
+    return flops / statistics.median(ts) / 1e9

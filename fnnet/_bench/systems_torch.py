@@ -85,3 +85,38 @@ def torch_runner(workload, dtype, threads=1, variant="", timed_steps=None):
 
 def type_name(workload):
     return "SGD" if workload.optimizer == "sgd" else "Adam"
+
+
+def matmul_ceiling(workload, repeats=7, threads=1):
+    """GFLOP/s of the step's matmuls alone in torch float32 (as systems_jax.matmul_ceiling)."""
+    import statistics
+    import time
+
+    import torch
+
+    rows, sizes = workload.batch, workload.sizes
+    g = torch.Generator().manual_seed(0)
+    mats = [(torch.randn(rows, a, generator=g), torch.randn(a, b, generator=g),
+             torch.randn(rows, b, generator=g), i > 0)
+            for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:]))]
+    flops = sum((6 if need_dx else 4) * rows * x.shape[1] * w.shape[1] for x, w, _, need_dx in mats)
+
+    def step():
+        for x, w, dy, need_dx in mats:
+            x @ w
+            x.T @ dy
+            if need_dx:
+                dy @ w.T
+
+    default = torch.get_num_threads()
+    torch.set_num_threads(threads or default)
+    try:
+        step()
+        ts = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            step()
+            ts.append(time.perf_counter() - t0)
+    finally:
+        torch.set_num_threads(default)
+    return flops / statistics.median(ts) / 1e9
