@@ -5,6 +5,8 @@ from fnnet._losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossE
 from fnnet._network import (Network, backprop, backward, forward, init, loss, mlp, out_shape, predict,
                             value_and_grad)
 from fnnet._checkpoint import load, save
+from fnnet._fit import DivergedError, History, fit
+from fnnet._metrics import accuracy
 from fnnet import _init as initializers
 
 __all__ = [
@@ -13,4 +15,5 @@ __all__ = [
     "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
     "out_shape", "initializers",
     "save", "load",
+    "fit", "History", "DivergedError", "accuracy",
 ]

@@ -1,0 +1,146 @@
+"""The compiled training loop behind `fnnet.fit`.
+
+One call of `run_chunk` trains up to `spec.chunk` epochs entirely on the device:
+
+    lax.scan over epochs  (static length spec.chunk; epochs past `active` are skipped)
+      └─ lax.scan over the full minibatches of the epoch, then one smaller step on the
+         remainder (n % batch examples) so that no example is dropped
+
+The carry (params, optimizer state, first bad epoch) is donated, so a chunk updates its
+buffers in place. Divergence is found on the device: an epoch whose mean loss or new
+params are not all finite is not committed; its index goes in the carry and every later
+epoch is skipped, so the carry keeps the last finite params with no host sync per epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from fnnet import _network
+from fnnet._metrics import accuracy_value
+
+OK, DIVERGED, SKIPPED = 0, 1, 2   # the STATUS column of the records
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopSpec:
+    """Everything static about a run; hashable, so it is jit's static argument."""
+    net: Any
+    optimizer: Any        # optax GradientTransformation (hashed by its functions' identity)
+    grad: str             # "manual" (fnnet's hand-written backward) or "autodiff"
+    n: int                # training examples
+    batch: int            # examples per step; == n for full batch
+    shuffle: bool         # a fresh permutation each epoch from fold_in(key, epoch)
+    chunk: int            # epochs per compiled chunk (scan length)
+    validate: bool        # compute val loss / accuracy after each epoch
+
+
+class Carry(NamedTuple):
+    params: Any
+    opt_state: Any
+    bad: jax.Array        # int32 []: first diverged epoch, -1 while all is finite
+
+
+# run_chunk's second output is records [chunk, 4] of the params' dtype, one row per epoch,
+# packed into one array so that a chunk boundary costs a single device-to-host copy.
+LOSS, VAL_LOSS, VAL_ACCURACY, STATUS = range(4)   # columns; NaN where not computed
+
+
+class Data(NamedTuple):
+    x: jax.Array          # [n, *in_shape]
+    y: jax.Array          # [n] labels or [n, k] targets
+    x_val: Any = None
+    y_val: Any = None
+
+
+def _value_and_grad(net, grad, params, xb, yb):
+    if grad == "manual":
+        return _network.value_and_grad(net, params, xb, yb)        # hand-written backward
+    # --- comparison path only (fit(grad="autodiff")): autodiff of the same forward. ---
+    # This is the one place outside fnnet.check where jax.grad appears; fnnet never
+    # trains with it unless asked to, so that the two can be compared.
+    return jax.value_and_grad(lambda p: _network.loss(net, p, xb, yb))(params)
+
+
+def _step(spec, params, opt_state, xb, yb):
+    """One optimizer step on the batch; returns the loss measured before the update."""
+    value, grads = _value_and_grad(spec.net, spec.grad, params, xb, yb)
+    updates, opt_state = spec.optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, value
+
+
+def _epoch(spec, params, opt_state, data, key, epoch):
+    """All steps of one epoch -> (params, opt_state, mean of the step losses)."""
+    x, y = data.x, data.y
+    dtype = jax.tree.leaves(params)[0].dtype
+    if spec.batch == spec.n:                                       # full batch: one step
+        params, opt_state, value = _step(spec, params, opt_state, x, y)
+        return params, opt_state, value.astype(dtype)
+    full, rem, k = spec.n // spec.batch, spec.n % spec.batch, spec.batch
+    if spec.shuffle:                                               # gather this epoch's order
+        perm = jax.random.permutation(jax.random.fold_in(key, epoch), spec.n)
+
+        def batch(start, size):
+            idx = lax.dynamic_slice_in_dim(perm, start, size)
+            return x[idx], y[idx]
+    else:                                                          # data order: plain slices
+        def batch(start, size):
+            return lax.dynamic_slice_in_dim(x, start, size), lax.dynamic_slice_in_dim(y, start, size)
+
+    def body(carry, i):
+        p, s = carry
+        p, s, value = _step(spec, p, s, *batch(i * k, k))
+        return (p, s), value.astype(dtype)
+
+    (params, opt_state), values = lax.scan(body, (params, opt_state), jnp.arange(full))
+    total, steps = values.sum(), full
+    if rem:                                                        # the last, smaller batch
+        params, opt_state, value = _step(spec, params, opt_state, *batch(full * k, rem))
+        total, steps = total + value.astype(dtype), steps + 1
+    return params, opt_state, total / steps
+
+
+def _all_finite(tree):
+    leaves = [jnp.all(jnp.isfinite(a)) for a in jax.tree.leaves(tree)]
+    return functools.reduce(jnp.logical_and, leaves, jnp.bool_(True))
+
+
+def _where(ok, new, old):
+    return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
+
+
+@functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
+def run_chunk(spec: LoopSpec, carry: Carry, data: Data, key, start, active):
+    """Train epochs start .. start+active-1 (active <= spec.chunk) -> (carry, records)."""
+    dtype = jax.tree.leaves(carry.params)[0].dtype
+    nan = jnp.full((), jnp.nan, dtype)
+
+    def epoch(c: Carry, i):
+        e = start + i
+
+        def train(c):
+            params, opt_state, value = _epoch(spec, c.params, c.opt_state, data, key, e)
+            ok = jnp.isfinite(value) & _all_finite(params)
+            params = _where(ok, params, c.params)                  # keep the last finite ones
+            opt_state = _where(ok, opt_state, c.opt_state)
+            if spec.validate:
+                vl = _network.loss(spec.net, params, data.x_val, data.y_val).astype(dtype)
+                va = accuracy_value(spec.net, params, data.x_val, data.y_val).astype(dtype)
+            else:
+                vl = va = nan
+            status = jnp.where(ok, OK, DIVERGED).astype(dtype)
+            return (Carry(params, opt_state, jnp.where(ok, c.bad, e).astype(jnp.int32)),
+                    jnp.stack([value, vl, va, status]))
+
+        def skip(c):
+            return c, jnp.stack([nan, nan, nan, jnp.full((), SKIPPED, dtype)])
+
+        return lax.cond((i < active) & (c.bad < 0), train, skip, c)
+
+    return lax.scan(epoch, carry, jnp.arange(spec.chunk, dtype=jnp.int32))

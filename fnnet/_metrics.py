@@ -1,0 +1,76 @@
+"""Classification accuracy of a network's predictions.
+
+    acc = accuracy(net, params, x, y)        # Python float in [0, 1]
+
+How a prediction is scored, with out = predict(net, params, x) [batch, k]:
+
+* k > 1 and integer labels y [batch]:        argmax(out) == y
+* k > 1 and targets y [batch, k] (one-hot):  argmax(out) == argmax(y)
+  (sigmoid binary cross-entropy with k > 1 is multi-label instead: scored
+  element by element as below, averaged over all batch·k elements)
+* k == 1 (y [batch] or [batch, 1]):
+  - sigmoid binary cross-entropy: the probability thresholded at 0.5,
+    (p > 0.5) == (t > 0.5), as Keras' binary accuracy;
+  - any other loss (tanh / sigmoid / identity outputs regressing class
+    values, seed 003's XOR): round the output to the nearest integer and
+    compare with the target, round(out) == t.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+
+from fnnet import _network
+from fnnet._losses import SigmoidBinaryCrossEntropy
+from fnnet._validate import check_finite
+
+
+def _elementwise(net) -> bool:
+    return isinstance(net.loss, SigmoidBinaryCrossEntropy)
+
+
+def check_targets(net, x, y, where="accuracy"):
+    """Validate targets for scoring against the (static) output shape [batch, k]."""
+    y = jnp.asarray(y)
+    n, k = x.shape[0], _network.out_shape(net)[-1]
+    integer = jnp.issubdtype(y.dtype, jnp.integer)
+    if y.ndim == 0 or y.shape[0] != n:
+        raise ValueError(f"{where}: y must have x's batch size {n}, got shape {tuple(y.shape)}")
+    if y.ndim == 1 and not (integer or k == 1):
+        raise TypeError(f"{where}: targets of shape [batch] must be integer class labels when the "
+                        f"network has {k} outputs, got dtype {y.dtype} (or pass [batch, {k}] one-hot)")
+    if (y.ndim == 2 and y.shape[1] != k) or y.ndim > 2:
+        raise ValueError(f"{where}: y must be [batch] labels or [batch, {k}] targets, got {tuple(y.shape)}")
+    if integer and y.ndim == 1 and k > 1 and y.size:
+        lo, hi = int(np.min(y)), int(np.max(y))
+        if lo < 0 or hi >= k:
+            raise ValueError(f"{where}: labels must be in [0, {k}), got values from {lo} to {hi}")
+    check_finite(where, "y", y)
+    return y
+
+
+def accuracy_value(net, params, x, y):
+    """Traceable accuracy (a 0-d array of params' dtype); no value checks, usable under jit."""
+    pred = _network.predict(net, params, x)                        # [batch, k]
+    k = pred.shape[-1]
+    if k > 1 and not (_elementwise(net) and y.ndim == 2):
+        truth = y if y.ndim == 1 else jnp.argmax(y, axis=-1)        # class index per example
+        hit = jnp.argmax(pred, axis=-1) == truth
+    else:
+        t = y.reshape(pred.shape).astype(pred.dtype)                # [batch] -> [batch, 1]
+        if _elementwise(net):
+            hit = (pred > 0.5) == (t > 0.5)                         # probability vs 0.5
+        else:
+            hit = jnp.round(pred) == t                              # nearest class value
+    return jnp.mean(hit.astype(pred.dtype))
+
+
+def accuracy(net, params, x, y) -> float:
+    """Fraction in [0, 1] of examples (elements, for multi-label) predicted right.
+
+    x: [batch, *in_shape]; y: integer labels [batch], or targets [batch, k]
+    (one-hot for k > 1). The scoring rule per output kind is in this module's docstring.
+    """
+    x = _network._check_x(net, params, x)
+    y = check_targets(net, x, y)
+    return float(accuracy_value(net, params, x, y))
