@@ -7,6 +7,7 @@ from fnnet._network import (Network, backprop, backward, forward, init, loss, ml
 from fnnet._checkpoint import load, save
 from fnnet._fit import DivergedError, History, fit
 from fnnet._metrics import accuracy
+from fnnet._custom_vjp import loss_with_manual_grad
 from fnnet import _init as initializers
 
 __all__ = [
@@ -15,5 +16,5 @@ __all__ = [
     "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
     "out_shape", "initializers",
     "save", "load",
-    "fit", "History", "DivergedError", "accuracy",
+    "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
 ]
