@@ -1,0 +1,230 @@
+"""`fnnet train` end to end, in-process: outputs, files, exit codes, --check, divergence."""
+import json
+import re
+import struct
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import fnnet
+from fnnet import _cli_train, _plot, datasets
+from fnnet._cli_train import main
+
+
+def png_size(path):
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    return struct.unpack(">II", data[16:24])      # IHDR width, height
+
+
+@pytest.fixture
+def figures(monkeypatch):
+    """Spy on the figures the CLI draws: [(path, Figure)]."""
+    drawn = []
+    real = _plot.save_figure
+
+    def spy(path, *a, **k):
+        fig = real(path, *a, **k)
+        drawn.append((path, fig))
+        return fig
+    monkeypatch.setattr(_plot, "save_figure", spy)
+    return drawn
+
+
+def titles(fig):
+    return [ax.get_title() for ax in fig.axes]
+
+
+def test_digits_short_run_prints_accuracies_and_writes_every_file(tmp_path, capsys, figures):
+    j, ck, png = tmp_path / "run.json", tmp_path / "model.npz", tmp_path / "curves.png"
+    rc = main(["--epochs", "20", "--json", str(j), "--save", str(ck), "--plot", str(png)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "seed 001" in out and "1617 train / 180 test" in out
+    assert "Dense(128) -> Sigmoid() -> Dense(128) -> Sigmoid() -> Dense(10)" in out
+    assert "sgd lr 0.5, 20 epochs, full batch" in out
+    m = re.search(r"test accuracy: (\d+\.\d\d)% \((\d+)/180\)", out)
+    assert m and abs(float(m[1]) - 100 * int(m[2]) / 180) < 0.006
+    assert re.search(r"train accuracy: \d+\.\d\d% \(\d+/1617\)", out)
+    assert re.search(r"time: \d+\.\d\d s training", out)
+    assert "epoch 20/20" in err and "loss" in err            # the live progress bar
+
+    summary = json.loads(j.read_text())
+    assert summary["epochs"] == 20 and summary["diverged"] is False
+    assert summary["settings"]["sizes"] == [64, 128, 128, 10] and summary["settings"]["lr"] == 0.5
+    assert summary["settings"]["optimizer"] == "sgd" and summary["settings"]["init"] == "normal"
+    assert 0 <= summary["test_accuracy"] <= 1 and summary["seconds"] >= summary["train_seconds"] > 0
+    assert round(summary["test_accuracy"] * 180) == int(m[2])
+
+    net, params = fnnet.load(ck)
+    assert net == fnnet.mlp([64, 128, 128, 10], activation="sigmoid", loss="softmax_cross_entropy",
+                            w_init="normal")
+    _, _, x_te, y_te = datasets.digits()
+    hits = int((_plot.predicted_class(net, params, x_te) == y_te).sum())
+    assert hits == round(summary["test_accuracy"] * 180)
+    assert png.stat().st_size > 10_000 and png_size(png)[0] > 600
+    [(_, fig)] = figures
+    assert titles(fig)[0] == "loss per epoch" and titles(fig)[1].startswith("test accuracy per epoch")
+
+
+def test_blobs_minibatches_with_decision_regions(tmp_path, capsys, figures):
+    png = tmp_path / "blobs.png"
+    rc = main(["--dataset", "blobs", "--epochs", "3", "--batch-size", "500", "--lr", "0.05",
+               "--quiet", "--plot", str(png)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "seed 002" in out and "13500 train / 1500 test" in out and "l2=0.01" in out
+    assert "batch size 500, reshuffled each epoch" in out
+    assert re.search(r"test accuracy: \d+\.\d\d% \(\d+/1500\)", out)
+    assert err == ""                                            # --quiet: no progress bar
+    w, h = png_size(png)
+    assert w > 1000 and h > 400
+    [(_, fig)] = figures
+    assert titles(fig)[1].startswith("decision regions, test accuracy")
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert any(t.startswith("test point, right") for t in legend)
+    assert any(t.startswith("test point, wrong") for t in legend)
+
+
+def test_xor_seed_003_defaults_solve_it(tmp_path, capsys):
+    j = tmp_path / "xor.json"
+    rc = main(["--dataset", "xor", "--quiet", "--json", str(j)])
+    out, _ = capsys.readouterr()
+    assert rc == 0
+    assert "Dense(3) -> Tanh() -> Dense(1) -> Tanh() | loss=mse" in out
+    assert "sgd lr 0.1, 1000 epochs, batch size 1" in out and "biases normal" in out
+    assert "test accuracy: 100.00% (4/4)" in out
+    s = json.loads(j.read_text())
+    assert s["settings"]["batch_size"] == 1 and s["final_loss"] < 0.05
+
+
+def test_float64_and_adam_round_trip(tmp_path, capsys):
+    ck = tmp_path / "m.npz"
+    rc = main(["--dataset", "xor", "--dtype", "float64", "--optimizer", "adam", "--epochs", "5",
+               "--quiet", "--save", str(ck)])
+    out, _ = capsys.readouterr()
+    assert rc == 0 and "adam lr 0.001" in out and "float64" in out
+    _, params = fnnet.load(ck)
+    assert params[0].w.dtype == jnp.float64
+
+
+@pytest.mark.parametrize("argv,msg", [
+    (["--lr", "-1"], "--lr: must be a finite number > 0"),
+    (["--lr", "fast"], "--lr: must be a number"),
+    (["--epochs", "0"], "--epochs: must be >= 1"),
+    (["--batch-size", "0"], "--batch-size: must be >= 1"),
+    (["--l2", "nan"], "--l2: must be a finite number >= 0"),
+    (["--seed", "-3"], "--seed: must be >= 0"),
+    (["--dataset", "mnist"], "invalid choice: 'mnist'"),
+    (["--optimizer", "lbfgs"], "invalid choice: 'lbfgs'"),
+    (["--init", "magic"], "invalid choice: 'magic'"),
+    (["--sizes", "64,a,10"], "comma-separated integers"),
+    (["--sizes", "64"], ">= 2 positive sizes"),
+    (["--sizes", "63,128,10"], "digits has 64 input features and 10 outputs"),
+    (["--dataset", "blobs", "--sizes", "2,5,2"], "blobs has 2 input features and 3 outputs"),
+    (["--dataset", "xor", "--loss", "softmax_cross_entropy"], "needs >= 2 classes"),
+    (["--output", "tanh"], "takes logits"),
+    (["--plot", "curves.jpg"], "--plot: must end in .png"),
+    (["--save", "/no/such/dir/m.npz"], "does not exist"),
+    (["--bogus"], "unrecognized arguments: --bogus"),
+])
+def test_bad_options_exit_2_with_argparse_error(capsys, argv, msg):
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("usage: fnnet train") and "error:" in err
+    assert msg in err, err
+
+
+def test_help_lists_every_option(capsys):
+    assert main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for opt in ("--dataset", "--sizes", "--activation", "--loss", "--optimizer", "--lr", "--epochs",
+                "--batch-size", "--l2", "--seed", "--init", "--dtype", "--plot", "--save", "--check",
+                "--quiet", "--json"):
+        assert opt in out
+
+
+def test_defaults_per_dataset_and_optimizer():
+    parser = _cli_train.build_parser()
+
+    def settings(*argv):
+        return _cli_train.resolve(parser.parse_args(list(argv)), parser)
+    d = settings()
+    assert (d["sizes"], d["activation"], d["output"], d["loss"], d["lr"], d["epochs"], d["batch_size"],
+            d["init"], d["b_init"], d["l2"]) == ((64, 128, 128, 10), "sigmoid", "identity",
+                                                  "softmax_cross_entropy", 0.5, 1500, None, "normal", "zeros", 0.0)
+    b = settings("--dataset", "blobs")
+    assert (b["sizes"], b["activation"], b["lr"], b["epochs"], b["l2"]) == ((2, 5, 3), "relu", 0.01, 5001, 0.01)
+    x = settings("--dataset", "xor")
+    assert (x["output"], x["loss"], x["batch_size"], x["b_init"]) == ("tanh", "mse", 1, "normal")
+    assert settings("--dataset", "xor", "--loss", "sigmoid_binary_cross_entropy")["output"] == "identity"
+    assert settings("--optimizer", "momentum")["lr"] == pytest.approx(0.05)
+    assert settings("--optimizer", "adadelta")["lr"] == 1.0
+    assert settings("--optimizer", "rmsprop", "--lr", "0.3")["lr"] == 0.3
+
+
+@pytest.mark.parametrize("loss", ["mse", "half_sse", "sigmoid_binary_cross_entropy"])
+def test_non_softmax_losses_train_on_one_hot_targets(loss, capsys):
+    rc = main(["--dataset", "blobs", "--loss", loss, "--epochs", "2", "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert f"loss={loss}" in out and re.search(r"test accuracy: \d+\.\d\d% \(\d+/1500\)", out)
+
+
+def test_check_passes_then_trains(capsys):
+    rc = main(["--dataset", "xor", "--check", "--epochs", "2", "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "gradient check on the initial params" in out and "result: OK" in out
+    assert "test accuracy:" in out
+
+
+def test_check_failure_exits_1_without_training(capsys, monkeypatch):
+    def wrong_backward(self, params, cache, dy):
+        return (), dy * (1 - cache)            # the bug: 1 - t instead of 1 - t²
+    monkeypatch.setattr(fnnet.Tanh, "backward", wrong_backward)
+    rc = main(["--dataset", "xor", "--check", "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert "gradient check FAILED" in err and "test accuracy" not in out
+
+
+def test_divergence_exits_1_and_saves_last_finite_params(tmp_path, capsys):
+    ck, j = tmp_path / "m.npz", tmp_path / "run.json"
+    rc = main(["--dataset", "blobs", "--lr", "1e6", "--epochs", "30", "--quiet", "--save", str(ck),
+               "--json", str(j)])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    m = re.search(r"training diverged at epoch (\d+) of 30.*lower --lr \(now 1e\+06\)", err)
+    assert m, err
+    net, params = fnnet.load(ck)                       # load checks every value is finite
+    assert all(bool(jnp.isfinite(a).all()) for a in jax.tree.leaves(params))
+    s = json.loads(j.read_text())                      # strict JSON: no NaN/Infinity tokens
+    assert s["diverged"] is True and s["diverged_epoch"] == int(m[1]) and s["epochs"] == int(m[1]) - 1
+    assert "last finite params" in out
+
+
+def test_unwritable_output_exits_1_with_message(tmp_path, capsys, monkeypatch):
+    def full(*a, **k):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(fnnet, "save", full)
+    rc = main(["--dataset", "xor", "--epochs", "2", "--quiet", "--save", str(tmp_path / "m.npz")])
+    out, err = capsys.readouterr()
+    assert rc == 1 and "cannot write output" in err and "No space left" in err
+    assert "test accuracy:" in out                     # the results were printed first
+
+
+def test_dispatcher_runs_train(capsys):
+    from fnnet import cli
+    assert cli.main(["train", "--epochs", "0"]) == 2
+    assert "usage: fnnet train" in capsys.readouterr().err
+
+
+def test_predicted_class_rules():
+    net = fnnet.mlp([2, 1], output="tanh", loss="mse")
+    params = (fnnet.DenseParams(jnp.array([[1.0], [0.0]], jnp.float32), jnp.zeros(1, jnp.float32)),
+              ())
+    x = np.array([[0.2, 0.0], [0.9, 0.0]], np.float32)
+    assert _plot.predicted_class(net, params, x).tolist() == [0, 1]
