@@ -181,8 +181,8 @@ def main(argv=None) -> int:
               f"{epochs} epochs; stuck: {stuck or 'none'} ({t_sw.seconds:.2f} s, fnnet only).")
         if stuck:
             print(lib.wrap("With N(0, 1) weights and only 3 tanh units some starts settle in a local "
-                           "minimum where one of the inputs (0,1)/(1,0)/(1,1) sits near 0.5; the post "
-                           "drew one unseeded start and does not say how often this happens."))
+                           "minimum where two of the four outputs sit near 0.5 (rounding either way); "
+                           "the post drew one unseeded start and does not say how often this happens."))
         results["sweep"] = {"seeds": sweep, "solved": int(sum(ok)), "stuck": stuck, "seconds": t_sw.seconds}
 
     lib.write_json(args.json, results)
