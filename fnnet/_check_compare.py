@@ -12,19 +12,24 @@ rtol by the dtype the hand-written backward ran in (the same numbers as tests/he
   float32  1e-4:  eps = 1.2e-7; 1e-4 leaves ~10^3 for rounding accumulated over sums
                   of up to ~10^5 terms.
 atol, the resolution floor (matters only when a whole leaf is tiny): a hand-written
-backward builds each entry from forward values (s = σ(z), t = tanh z, softmax) that are
-rounded to eps relative to the output's size, e.g. σ'(40) ≈ 4e-18 comes out as
-s(1 - s) = 0 in float64 as well as float32. Entries are therefore only determined to
-about eps · |ct ⊙ y| per output term; spread over the leaf that is eps · G / n with
-G = Σ|ct ⊙ y| (the size of g = <ct, f(x)>'s terms) and n the leaf's size. We allow 16
-such roundings. It is negligible next to rtol · scale whenever the leaf is not tiny.
+backward builds each entry from forward values (s = σ(z), t = tanh z, softmax) rounded
+to eps relative to the output's size, e.g. σ'(40) ≈ 4e-18 comes out as s(1 - s) = 0 in
+float64 as well as float32, and a saturated float32 softmax's s ⊙ (dy - <dy, s>) cancels
+down to eps·|dy|. An entry is therefore only determined to about eps times the output
+terms ct_j·y_j it is built from: at most T = max_j |ct_j·y_j| each, n_out / n_leaf of
+them per entry on average (n_out output elements shared among the leaf's n_leaf
+entries). We allow 16 such roundings:  atol = 16 · eps · T · n_out / n_leaf.
+It is negligible next to rtol · scale whenever the leaf is not tiny (the table's tol shows it).
 
 Finite differences (central, float64, step t = 1e-6 · max(1, |x_i|) per element):
   truncation  t²·|g'''|/6: 1e-12 relative for unit curvature, so RTOL_FD = 1e-6 leaves
               room for curvature 10^5-10^6 times the gradient's scale (softmax near a tie,
               tanh near 0) and is still ~10^5 below any real bug (O(1) relative).
-  rounding    g± are known to ~16·eps·G each, so the difference quotient carries
-              noise <= 16 · eps · G / t: added to atol.
+  rounding    g = <ct, fun(x)> is computed from quantities of size M = Σ|ct ⊙ y| (its
+              terms) + Σ|ct| · max(1, |x|max) (what fun rounds inside: a loss near 0 is
+              a difference of terms the size of its inputs, e.g. log-sum-exp of ±30
+              logits); g± are each known to ~16·eps·M, so the difference quotient
+              carries noise <= 16 · eps · M / t: added to atol.
 A float32 backward compared with float64 finite differences uses max(RTOL_FD, 1e-4).
 """
 from __future__ import annotations
@@ -51,14 +56,14 @@ def rtol(dtype) -> float:
     return max(1e-4, 1e3 * eps(dtype))   # float16/bfloat16: the float32 reasoning, scaled by eps
 
 
-def resolution_floor(dtype, G: float, n: int) -> float:
+def resolution_floor(dtype, largest_term: float, n_out: int, n_leaf: int) -> float:
     """atol below which a hand-written entry in `dtype` cannot be resolved (see module doc)."""
-    return ROUNDINGS * eps(dtype) * G / max(n, 1)
+    return ROUNDINGS * eps(dtype) * largest_term * n_out / max(n_leaf, 1)
 
 
-def fd_noise(G: float, t: float, fd_eps: float) -> float:
-    """Rounding noise of a central difference quotient (g⁺ - g⁻) / 2t, g known to 16·eps·G."""
-    return ROUNDINGS * fd_eps * G / t
+def fd_noise(M: float, t: float, fd_eps: float) -> float:
+    """Rounding noise of a central difference quotient (g⁺ - g⁻) / 2t, g known to 16·eps·M."""
+    return ROUNDINGS * fd_eps * M / t
 
 
 def compare(hand, oracle, rtol_, atol, adjudicate=None):

@@ -28,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._check_compare import eps, fd_noise
+from fnnet._check_compare import eps, fd_noise, summarize
 
 MAX_BATCH_ELEMENTS = 1 << 22   # B · P float64 values per chunk (32 MiB)
 # A check runs each program a handful of times, so XLA's LLVM optimization costs more than
@@ -88,9 +88,16 @@ class FiniteDifferences:
                 while len(_G_CACHE) > _G_CACHE_SIZE:
                     _G_CACHE.popitem(last=False)
         self._points = _points
+        # Autodiff of g at a batch of points: only to tell whether the derivative map jumps at
+        # an element (see compare_per_element); compiled on first use.
+        self._g = g
+        self._grad_rows = None
         self._elements = {}      # flat index -> (central, forward, backward, smallest step)
         self._directions = {}    # offset -> dict (see directional)
         self.g0 = self.G = None  # g and Σ|ct ⊙ y| at the unperturbed point
+        # what fun rounds inside, beyond its output terms: Σ|ct| · max(1, |x|max)
+        self.inner = (sum(float(np.abs(np.asarray(c, np.float64)).sum()) for c in jax.tree.leaves(cotangent))
+                      * max(1.0, float(np.abs(self.flat0).max(initial=0.0))))
         self.evaluations = 0
 
     # -- raw evaluations, in fixed-size chunks; the first chunk also yields g0 --------------
@@ -197,6 +204,81 @@ class FiniteDifferences:
         self.prefetch([], [(offset, size, directions, rng)])
         return self._directions[offset]
 
+    def derivative_jumps(self, flat_idx, tol):
+        """Per index: does jax's derivative of g along e_i at x differ from its value at
+        x + t·e_i or at x - t·e_i by more than tol? True marks a non-smooth point of some
+        intermediate (an input exactly at a kink), where a convention like relu'(0) = 0 need
+        not equal the composite's derivative even when the composite is smooth."""
+        flat_idx = np.asarray(flat_idx, np.int64)
+        if self._grad_rows is None:
+            grad = jax.grad(lambda flat, ct: self._g(flat, ct)[0])
+            self._grad_rows = jax.jit(jax.vmap(grad, in_axes=(0, None)), compiler_options=JIT_OPTIONS)
+        x = self.flat0[flat_idx]
+        t = self.step * np.maximum(1.0, np.abs(x))
+        idx = np.concatenate([flat_idx] * 3)
+        vals = np.concatenate([x, x + t, x - t])
+        out = []
+        with jax.enable_x64(True):
+            flat = jnp.asarray(self.flat0)
+            for s in range(0, len(idx), self.batch):
+                i, v = idx[s:s + self.batch], vals[s:s + self.batch]
+                pad = self.batch - len(i)
+                pts = self._points(flat, jnp.asarray(np.pad(i, (0, pad))),
+                                   jnp.asarray(np.pad(v, (0, pad), constant_values=self.flat0[0])))
+                grads = np.asarray(self._grad_rows(pts, self.ct64))[:len(i)]
+                out.append(grads[np.arange(len(i)), i])
+        d = np.concatenate(out).reshape(3, -1)
+        return (np.abs(d[1] - d[0]) > tol) | (np.abs(d[2] - d[0]) > tol)
+
     def noise(self, t):
-        """Rounding noise bound of a central difference quotient with step t."""
-        return fd_noise(self.G, t, self.fd_eps)
+        """Rounding noise bound of a central difference quotient with step t (see _check_compare)."""
+        return fd_noise(self.G + self.inner, t, self.fd_eps)
+
+
+# -- comparisons of a hand-written leaf with the differences ---------------------------------
+
+def compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed):
+    """One central difference per element; kinks judged by the one-sided differences."""
+    c, f, b, tmin = fd.per_element(np.arange(leaf.offset, leaf.offset + leaf.size))
+    h, j = h.reshape(-1), j.reshape(-1)
+    noise = fd.noise(tmin)
+    scale = max(np.abs(h).max(initial=0.0), np.abs(c).max(initial=0.0))
+    allowed = rt_fd * scale + atol + noise
+    diff = np.abs(h - c)
+    tol1 = allowed + 2 * noise                      # one-sided quotients carry twice the noise
+    lo, hi = np.minimum(f, b), np.maximum(f, b)
+    kink = (diff > allowed) & (hi - lo > tol1)      # the one-sided slopes really differ
+    inside = kink & (h >= lo - tol1) & (h <= hi + tol1)
+    # Several kinks crossed at once (a zero input row feeding many relus, a chain of units all
+    # at 0) can put even a correct rule outside [backward, forward], or make the composite
+    # smooth while the chain rule's conventions (relu'(0) = 0) give another value. There FD
+    # cannot judge the rule: where the hand-written value equals autodiff of the same forward
+    # and the point is non-smooth (one-sided slopes differ, or autodiff's derivative jumps
+    # right beside it), the element is accepted at a kink.
+    agree = (diff > allowed) & ~inside & (np.abs(h - j) <= jax_allowed)
+    if agree.any():
+        suspects = np.flatnonzero(agree & ~kink)
+        if suspects.size:
+            agree[suspects] = fd.derivative_jumps(leaf.offset + suspects, float(tol1))
+    diff[inside | agree] = 0.0
+    return summarize(diff.reshape(leaf.shape), scale, allowed, int((inside | agree).sum()))
+
+
+def compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng):
+    """<hand, v> vs (g(x+tv) - g(x-tv))/2t for random v; scale Σ|hand_i·v_i| per direction."""
+    d = fd.directional(leaf.offset, leaf.size, directions, rng)
+    h, j = h.reshape(-1), j.reshape(-1)
+    pred = d["vc"] @ h
+    scale = np.maximum.reduce([np.abs(d["vc"]) @ np.abs(h), np.abs(d["vc"]) @ np.abs(j), np.abs(d["central"])])
+    noise = fd.noise(d["t"])
+    allowed = rt_fd * scale + atol * np.abs(d["vc"]).sum(axis=1) + noise
+    diff = np.abs(pred - d["central"])
+    tol1 = allowed + 2 * noise
+    lo, hi = np.minimum(d["forward"], d["backward"]), np.maximum(d["forward"], d["backward"])
+    kink = (diff > allowed) & (hi - lo > tol1) & (pred >= lo - tol1) & (pred <= hi + tol1)
+    diff = np.where(kink, 0.0, diff)
+    k = int(np.argmax(diff / np.maximum(allowed, 1e-300)))
+    s = max(float(scale[k]), 1e-300)
+    return dict(max_abs_err=float(diff[k]), rel_err=float(diff[k]) / s, worst_index=None,
+                tol=float(allowed[k]) / s, ok=bool((diff <= allowed).all()), kinks=int(kink.sum()),
+                direction=k)

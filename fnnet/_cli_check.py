@@ -16,7 +16,6 @@ import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 DTYPES = {"float64": np.float64, "float32": np.float32}

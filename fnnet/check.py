@@ -25,9 +25,6 @@ Tolerances and why: fnnet._check_compare.
 """
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import inspect
 import time
 
 import jax
@@ -35,8 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet import _check_bridge as bridge
-from fnnet._check_compare import RTOL_FD, compare, eps, resolution_floor, rtol, summarize
-from fnnet._check_fd import JIT_OPTIONS, FiniteDifferences
+from fnnet._check_compare import RTOL_FD, compare, eps, resolution_floor, rtol
+from fnnet._check_fd import JIT_OPTIONS, FiniteDifferences, compare_directional, compare_per_element
+from fnnet._check_inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
+                                 primal_names, rng_for, x64_context)
 from fnnet._check_report import Report, Row
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "Report", "Row"]
@@ -44,90 +43,11 @@ __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "Report", 
 MODES = ("auto", "directional", "full")
 
 
-@dataclasses.dataclass(frozen=True)
-class _Leaf:
-    name: str        # "params.w"
-    primal: int      # which primal it belongs to
-    shape: tuple
-    dtype: np.dtype
-    offset: int      # position in the flattened primals (finite differences)
-    size: int
-
-
-# -- small helpers ----------------------------------------------------------------------
-
-def _names(fun, n, names):
-    if names is not None:
-        names = tuple(str(s) for s in names)
-        if len(names) != n:
-            raise ValueError(f"names must have one entry per primal ({n}), got {len(names)}")
-        return names
-    try:
-        ps = list(inspect.signature(fun).parameters.values())
-    except (TypeError, ValueError):
-        ps = []
-    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
-    if len(ps) >= n and all(p.kind in positional for p in ps[:n]):
-        return tuple(p.name for p in ps[:n])
-    return tuple(f"arg{i}" for i in range(n))
-
-
-class _Leaf_:
-    def __repr__(self):
-        return "*"
-
-
-def _tree_text(tree) -> str:
-    """DenseParams(w=*, b=*), dict {'w': *, 'b': *}, (*, ()): the tree with leaves as *."""
-    text = repr(jax.tree.map(lambda _: _Leaf_(), tree))
-    return f"{type(tree).__name__} {text}" if isinstance(tree, dict) else text
-
-
-def _describe(obj) -> str:
-    if isinstance(obj, (tuple, list)):
-        return f"{type(obj).__name__} of length {len(obj)}"
-    if hasattr(obj, "shape"):
-        return f"a single array of shape {tuple(obj.shape)}"
-    return type(obj).__name__
-
-
-def _x64_context(trees):
-    """float64 leaves need x64 on while fun/vjp run; turn it on for the call if it is off."""
-    wants = any(np.dtype(getattr(l, "dtype", np.float32)) == np.float64 for l in jax.tree.leaves(trees))
-    return jax.enable_x64(True) if wants and not jax.config.jax_enable_x64 else contextlib.nullcontext()
-
-
-def _as_primal(name, path, leaf):
-    dtype = getattr(leaf, "dtype", None)
-    if dtype is None:
-        leaf = np.asarray(leaf)
-        dtype = leaf.dtype
-    if not jnp.issubdtype(dtype, jnp.floating):
-        raise TypeError(f"check: primal {name}{jax.tree_util.keystr(path)} must be a floating array, "
-                        f"got dtype {dtype} (close over non-differentiable arguments such as "
-                        f"integer labels inside fun instead)")
-    return jnp.asarray(leaf, dtype)
-
-
-def _annotate(err, what):
-    if hasattr(err, "add_note"):
-        err.add_note(f"(fnnet.check: raised by {what})")
-    return err
-
-
-def _shape_hint(got, want) -> str:
-    if len(got) == len(want) and got == want[::-1]:
-        return " (looks transposed)"
-    if len(got) == len(want) + 1 and got[1:] == want:
-        return " (one per example: not summed over the batch?)"
-    return ""
-
-
 # -- the core ---------------------------------------------------------------------------
 
 def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode="auto",
               names=None, directions=4, full_max=2000, full_budget=1024, localize_max=50_000,
-              step=1e-6, jit=True, title=None, _cache_key=None):
+              step=1e-6, jit=True, title=None, _cache_key=None, _cotangent_text=None):
     """Compare a hand-written vjp with jax.vjp, an optional reference and finite differences.
 
     fun(*primals) -> y: pure JAX (y an array or pytree of floating arrays).
@@ -153,7 +73,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode
         raise ValueError(f"check: mode must be one of {MODES}, got {mode!r}")
     if not primals:
         raise ValueError("check: give at least one primal")
-    names = _names(fun, len(primals), names)
+    names = primal_names(fun, len(primals), names)
     title = title or getattr(fun, "__name__", "fun")
     if key is None:
         key = jax.random.key(0)
@@ -163,13 +83,13 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode
     if isinstance(reference, tuple):   # (callable or None, why missing) from the wrappers below
         reference, ref_note = reference
 
-    with _x64_context((primals, cotangent)):
-        primals = tuple(jax.tree_util.tree_map_with_path(lambda p, l, n=n: _as_primal(n, p, l), prim)
+    with x64_context((primals, cotangent)):
+        primals = tuple(jax.tree_util.tree_map_with_path(lambda p, l, n=n: as_primal(n, p, l), prim)
                         for n, prim in zip(names, primals))
         leaves, offset = [], 0
         for i, (n, prim) in enumerate(zip(names, primals)):
             for path, leaf in jax.tree_util.tree_leaves_with_path(prim):
-                leaves.append(_Leaf(n + jax.tree_util.keystr(path), i, tuple(leaf.shape),
+                leaves.append(Leaf(n + jax.tree_util.keystr(path), i, tuple(leaf.shape),
                                     np.dtype(leaf.dtype), offset, int(leaf.size)))
                 offset += int(leaf.size)
         out = jax.eval_shape(fun, *primals)
@@ -177,38 +97,16 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode
             if not jnp.issubdtype(leaf.dtype, jnp.floating):
                 raise TypeError(f"check: fun's output{jax.tree_util.keystr(path)} must be a floating "
                                 f"array, got dtype {leaf.dtype}")
-        ct, ct_text = _cotangent(cotangent, out, _rng(key, 0))
+        ct, ct_text = make_cotangent(cotangent, out, rng_for(key, 0))
         y, hand, by_jax = _evaluate(fun, vjp, primals, ct, jit)
-        G = float(sum(np.sum(np.abs(np.asarray(c, np.float64) * np.asarray(v, np.float64)))
-                      for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y))))
+        terms = [np.abs(np.asarray(c, np.float64) * np.asarray(v, np.float64))
+                 for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y))]
+        largest_term = max((float(t.max(initial=0.0)) for t in terms), default=0.0)   # max |ct_j·y_j|
+        n_out = sum(t.size for t in terms)
 
-    if not isinstance(hand, (tuple, list)) or len(hand) != len(primals):
-        raise ValueError(f"{title}: the hand-written vjp must return a tuple with one cotangent per "
-                         f"primal ({len(primals)}: {', '.join(names)}), got {_describe(hand)}")
-    rows, hand_leaf, skip = [], {}, set()
-    for i, (n, prim, h) in enumerate(zip(names, primals, hand)):
-        if jax.tree.structure(h) != jax.tree.structure(prim):
-            rows.append(Row(n, "structure", "structure", "FAIL",
-                            note=f"the hand-written cotangent's tree is {_tree_text(h)}, expected "
-                                 f"{_tree_text(prim)} (the primal's tree)"))
-            skip.update(l.name for l in leaves if l.primal == i)
-            continue
-        for leaf, v in zip([l for l in leaves if l.primal == i], jax.tree.leaves(h)):
-            got_shape = tuple(np.shape(v))
-            got_dtype = np.dtype(getattr(v, "dtype", np.asarray(v).dtype))
-            if got_shape != leaf.shape:
-                rows.append(Row(leaf.name, "structure", "structure", "FAIL",
-                                note=f"the hand-written cotangent has shape {got_shape}, expected "
-                                     f"{leaf.shape} (the primal's shape){_shape_hint(got_shape, leaf.shape)}"))
-                skip.add(leaf.name)
-                continue
-            if got_dtype != leaf.dtype:
-                rows.append(Row(leaf.name, "structure", "structure", "FAIL",
-                                note=f"the hand-written cotangent has dtype {got_dtype}, expected "
-                                     f"{leaf.dtype} (the primal's; fnnet never changes precision silently)"))
-            hand_leaf[leaf.name] = (np.asarray(v, np.float64), np.dtype(got_dtype))
+    rows, hand_leaf, skip = match_hand(hand, primals, names, leaves, title)
 
-    by_ref = _call_reference(reference, primals, ct, names, leaves) if reference is not None else None
+    by_ref = call_reference(reference, primals, ct, names, leaves) if reference is not None else None
     fd = FiniteDifferences(fun, primals, ct, step, _cache_key) if offset else None
     jax_leaves = dict(zip([l.name for l in leaves], (np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax))))
     if len(jax_leaves) != len(leaves):  # jax.vjp always matches; guard against odd custom pytrees
@@ -219,7 +117,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode
         if mode == "full" or (mode == "auto" and leaf.size <= full_max and spent + leaf.size <= full_budget):
             per_element.add(leaf.name)
             spent += leaf.size
-    rngs = {leaf.name: _rng(key, 1, k) for k, leaf in enumerate(leaves)}
+    rngs = {leaf.name: rng_for(key, 1, k) for k, leaf in enumerate(leaves)}
     if fd is not None:   # all finite differences of the check in one go (fewest padded chunks)
         todo = [l for l in leaves if l.name not in skip]
         fd.prefetch(np.concatenate([np.arange(l.offset, l.offset + l.size) for l in todo
@@ -233,7 +131,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode
         j = jax_leaves[leaf.name]
         dtype = max((leaf.dtype, h_dtype), key=eps)          # the coarser of the two
         rt = rtol(dtype)
-        atol = resolution_floor(dtype, G, leaf.size)
+        atol = resolution_floor(dtype, largest_term, n_out, leaf.size)
         rt_fd = max(RTOL_FD, rt)
 
         def adjudicate(bad, leaf=leaf, h=h, j=j):
@@ -253,17 +151,15 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode
             rows.append(_fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, leaf.name in per_element,
                                 directions, localize_max, rngs[leaf.name]))
 
+    order = {l.name: k for k, l in reversed(list(enumerate(leaves)))}
+    order.update({n: order.get(next((l.name for l in leaves if l.primal == i), ""), -1)
+                  for i, n in enumerate(names) if n not in order})
+    rows.sort(key=lambda r: order.get(r.primal, -1))    # leaf order; structure rows first within a leaf
     dtypes = sorted({str(l.dtype) for l in leaves})
     fd_text = (f"finite differences in float64, step {step:g}·max(1, |x|)" if fd is None or fd.fd_eps <= eps(np.float64)
                else f"finite differences limited to {sorted(map(str, fd.out_dtypes))} (fun's output under x64)")
-    header = f"primals {'/'.join(dtypes)}; cotangent {ct_text}; {fd_text}"
+    header = f"primals {'/'.join(dtypes)}; cotangent {_cotangent_text or ct_text}; {fd_text}"
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
-
-
-def _rng(key, *salt):
-    """A NumPy generator determined by the jax key and a salt (no jax compilation per shape)."""
-    data = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
-    return np.random.default_rng([int(v) for v in data.reshape(-1)] + [int(s) for s in salt])
 
 
 def _evaluate(fun, vjp, primals, ct, jit):
@@ -272,7 +168,7 @@ def _evaluate(fun, vjp, primals, ct, jit):
         try:
             return vjp(*primals, ct)
         except Exception as e:
-            raise _annotate(e, "the hand-written vjp")
+            raise annotate(e, "the hand-written vjp")
 
     def both(primals, ct):
         y, pullback = jax.vjp(fun, *primals)
@@ -282,52 +178,13 @@ def _evaluate(fun, vjp, primals, ct, jit):
         return both(primals, ct)
     try:
         return jax.jit(both, compiler_options=JIT_OPTIONS)(primals, ct)
+    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
+            jax.errors.TracerIntegerConversionError):
+        return both(primals, ct)   # value-dependent Python in the vjp: it only runs eagerly
     except TypeError as e:
         if "not a valid JAX type" not in str(e):
             raise
         return both(primals, ct)   # the vjp returned non-arrays (None, strings): let the checks name it
-
-
-def _cotangent(cotangent, out, rng):
-    """The given cotangent, validated against out's tree and shapes, or a random normal one."""
-    if cotangent is None:
-        leaves, tree = jax.tree.flatten(out)
-        cts = [jnp.asarray(rng.standard_normal(l.shape).astype(l.dtype)) for l in leaves]
-        return jax.tree.unflatten(tree, cts), "random normal"
-    if jax.tree.structure(cotangent) != jax.tree.structure(out):
-        raise ValueError(f"check: cotangent must have the output's tree {_tree_text(out)}, "
-                         f"got {_tree_text(cotangent)}")
-    cts = []
-    for (path, c), v in zip(jax.tree_util.tree_leaves_with_path(cotangent), jax.tree.leaves(out)):
-        if tuple(np.shape(c)) != tuple(v.shape):
-            raise ValueError(f"check: cotangent{jax.tree_util.keystr(path)} must have the output's "
-                             f"shape {tuple(v.shape)}, got {tuple(np.shape(c))}")
-        cts.append(jnp.asarray(np.asarray(c, v.dtype)))
-    return jax.tree.unflatten(jax.tree.structure(out), cts), "given"
-
-
-def _call_reference(reference, primals, ct, names, leaves):
-    p64 = jax.tree.map(lambda a: np.asarray(a, np.float64), primals)
-    c64 = jax.tree.map(lambda a: np.asarray(a, np.float64), ct)
-    try:
-        out = reference(*p64, c64)
-    except Exception as e:
-        raise _annotate(e, "the reference oracle")
-    if not isinstance(out, (tuple, list)) or len(out) != len(primals):
-        raise ValueError(f"check: reference must return one cotangent per primal ({', '.join(names)}), "
-                         f"got {_describe(out)}")
-    flat = {}
-    for i, (n, prim, r) in enumerate(zip(names, primals, out)):
-        if jax.tree.structure(r) != jax.tree.structure(prim):
-            raise ValueError(f"check: reference's cotangent for {n} has tree {_tree_text(r)}, "
-                             f"expected {_tree_text(prim)}")
-        for leaf, v in zip([l for l in leaves if l.primal == i], jax.tree.leaves(r)):
-            v = np.asarray(v, np.float64)
-            if v.shape != leaf.shape:
-                raise ValueError(f"check: reference's cotangent for {leaf.name} has shape {v.shape}, "
-                                 f"expected {leaf.shape}")
-            flat[leaf.name] = v
-    return flat
 
 
 def _row(primal, oracle, kind, res, note=""):
@@ -335,50 +192,10 @@ def _row(primal, oracle, kind, res, note=""):
                res["worst_index"], res["tol"], res["kinks"], note)
 
 
-def _fd_full(fd, leaf, h, j, rt_fd, atol, jax_allowed):
-    """One central difference per element; kinks judged by the one-sided differences."""
-    c, f, b, tmin = fd.per_element(np.arange(leaf.offset, leaf.offset + leaf.size))
-    h, j = h.reshape(-1), j.reshape(-1)
-    noise = fd.noise(tmin)
-    scale = max(np.abs(h).max(initial=0.0), np.abs(c).max(initial=0.0))
-    allowed = rt_fd * scale + atol + noise
-    diff = np.abs(h - c)
-    tol1 = allowed + 2 * noise                      # one-sided quotients carry twice the noise
-    lo, hi = np.minimum(f, b), np.maximum(f, b)
-    kink = (diff > allowed) & (hi - lo > tol1)      # the one-sided slopes really differ
-    inside = kink & (h >= lo - tol1) & (h <= hi + tol1)
-    # Several kinks crossed at once (e.g. a zero input row feeding many relus) can put even a
-    # correct rule outside [backward, forward]; there FD cannot decide, and autodiff of the
-    # same forward is the judge.
-    agree = kink & ~inside & (np.abs(h - j) <= jax_allowed)
-    diff[inside | agree] = 0.0
-    return summarize(diff.reshape(leaf.shape), scale, allowed, int((inside | agree).sum()))
-
-
-def _fd_directional(fd, leaf, h, j, rt_fd, atol, directions, rng):
-    """<hand, v> vs (g(x+tv) - g(x-tv))/2t for random v; scale Σ|hand_i·v_i| per direction."""
-    d = fd.directional(leaf.offset, leaf.size, directions, rng)
-    h, j = h.reshape(-1), j.reshape(-1)
-    pred = d["vc"] @ h
-    scale = np.maximum.reduce([np.abs(d["vc"]) @ np.abs(h), np.abs(d["vc"]) @ np.abs(j), np.abs(d["central"])])
-    noise = fd.noise(d["t"])
-    allowed = rt_fd * scale + atol * np.abs(d["vc"]).sum(axis=1) + noise
-    diff = np.abs(pred - d["central"])
-    tol1 = allowed + 2 * noise
-    lo, hi = np.minimum(d["forward"], d["backward"]), np.maximum(d["forward"], d["backward"])
-    kink = (diff > allowed) & (hi - lo > tol1) & (pred >= lo - tol1) & (pred <= hi + tol1)
-    diff = np.where(kink, 0.0, diff)
-    k = int(np.argmax(diff / np.maximum(allowed, 1e-300)))
-    s = max(float(scale[k]), 1e-300)
-    return dict(max_abs_err=float(diff[k]), rel_err=float(diff[k]) / s, worst_index=None,
-                tol=float(allowed[k]) / s, ok=bool((diff <= allowed).all()), kinks=int(kink.sum()),
-                direction=k)
-
-
 def _fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, full, directions, localize_max, rng):
     if full:
-        return _row(leaf.name, "finite diff (per element)", "fd", _fd_full(fd, leaf, h, j, rt_fd, atol, jax_allowed))
-    res = _fd_directional(fd, leaf, h, j, rt_fd, atol, directions, rng)
+        return _row(leaf.name, "finite diff (per element)", "fd", compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed))
+    res = compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng)
     label = f"finite diff ({directions} directions)"
     if res["ok"]:
         return _row(leaf.name, label, "fd", res)
@@ -387,7 +204,7 @@ def _fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, full, directions, localize
         return _row(leaf.name, label, "fd", res,
                     note=f"{what}; the leaf ({leaf.size} elements) is too large to localize per element "
                          f"(localize_max={localize_max}); the jax.vjp row has the index, or pass mode='full'")
-    local = _fd_full(fd, leaf, h, j, rt_fd, atol, jax_allowed)
+    local = compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed)
     note = (f"{what}; per element ({leaf.size} differences) localizes it" if not local["ok"] else
             f"{what}, but per element every entry agrees: the directions crossed several kinks at once")
     return _row(leaf.name, "finite diff (per element)", "fd", local, note=note)
@@ -489,8 +306,10 @@ def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", 
     ct = np.ones((), (jax.tree.leaves(params) or [np.asarray(x)])[0].dtype)
     if wrt_x:
         return check_vjp(loss, backward, params, x, cotangent=ct, key=key, reference=ref,
-                         names=("params", "x"), title=str(net), _cache_key=_hashable("net", net, y), **options)
+                         names=("params", "x"), title=str(net), _cache_key=_hashable("net", net, y),
+                         _cotangent_text="1 (the rows compare dL/dparams and dL/dx)", **options)
     ref_fn, why = ref
     ref_p = (None if ref_fn is None else (lambda p, c: (ref_fn(p, np.asarray(x, np.float64), c)[0],)), why)
     return check_vjp(lambda p: loss(p, x), lambda p, c: (backward(p, x, c)[0],), params, cotangent=ct,
-                     key=key, reference=ref_p, names=("params",), title=str(net), **options)
+                     key=key, reference=ref_p, names=("params",), title=str(net),
+                     _cotangent_text="1 (the rows compare dL/dparams)", **options)

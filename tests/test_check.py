@@ -200,6 +200,32 @@ def test_digits_net_speed_printed_not_asserted(capsys):
             print(f"\ncheck_network on the digits net (26k params, batch 64, {np.dtype(dtype).name}): {secs:.2f} s")
 
 
+def test_pytree_primals_and_outputs_eager_and_jitted():
+    def fun(inputs, scale):
+        a = jnp.tanh(inputs["a"]) * scale
+        return {"sum": a + inputs["b"], "prod": (inputs["b"] * scale,)}
+
+    def vjp(inputs, scale, ct):
+        a = jnp.tanh(inputs["a"])
+        s, (p,) = ct["sum"], ct["prod"]
+        return ({"a": s * scale * (1 - a * a), "b": s + p * scale}, jnp.sum(s * a) + jnp.sum(p * inputs["b"]))
+
+    r = rng(28)
+    primals = ({"a": r.standard_normal((2, 3)), "b": r.standard_normal((2, 3))}, np.float64(1.5))
+    for jit in (True, False):
+        report = check.check_vjp(fun, vjp, *primals, jit=jit)
+        assert_all_ok(report)
+        assert [r.primal for r in report.rows_for(kind="jax")] == ["inputs['a']", "inputs['b']", "scale"]
+
+
+def test_vjp_with_value_dependent_python_runs_eagerly():
+    def vjp(x, ct):
+        if float(np.max(np.asarray(x))) > 100:    # concrete values only: cannot be jitted
+            raise ValueError("x too large")
+        return (ct * (1 - jnp.tanh(x) ** 2),)
+    assert_all_ok(check.check_vjp(jnp.tanh, vjp, rng(29).standard_normal((2, 3))))
+
+
 def test_deterministic_for_a_key():
     layer, x = fnnet.Tanh(), rng(10).standard_normal((3, 4))
     a = check.check_layer(layer, (), x, key=jax.random.key(3))
@@ -395,6 +421,23 @@ def test_directional_kink_combinations_resolved_per_element():
     assert_all_ok(report)
     report = check.check_layer(fnnet.Relu(), (), x)
     assert_all_ok(report)
+
+
+def test_chain_of_units_at_a_kink_is_not_a_false_alarm():
+    # width-1 hidden layers, zero biases, a zero input row: both hidden units of row 0 sit
+    # exactly at 0. Along params[0].b the composite is smooth there (slope 0.01·w on both
+    # sides) while the chain rule's leaky'(0) = alpha twice gives 0.0001·w, in the
+    # hand-written backward and in jax alike; autodiff's derivative jumps right beside the
+    # point, which marks it as a kink rather than a bug
+    net = fnnet.mlp([3, 1, 1, 4], activation="leaky_relu", loss="mse")
+    r = rng(1)
+    params = tuple(fnnet.DenseParams(r.standard_normal(q.w.shape), np.zeros(q.b.shape)) if q else ()
+                   for q in fnnet.init(net, jax.random.key(0), np.float64))
+    x = rng(66).standard_normal((4, 3))
+    x[0] = 0.0
+    report = check.check_network(net, params, x, r.uniform(0, 1, (4, 4)))
+    assert_all_ok(report)
+    assert report.rows_for("params[0].b", "fd")[0].kinks == 1
 
 
 def test_large_leaf_bug_is_localized_after_directional_failure():
