@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import time
 from typing import NamedTuple, Optional
 
 import jax
@@ -19,12 +20,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet import _fit_progress, _network
-from fnnet._fit_loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Carry, Data, LoopSpec,
-                             run_chunk)
+from fnnet._fit_loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,
+                             start_carry)
 from fnnet._validate import check_finite
 
 GRAD_MODES = ("manual", "autodiff")
-PROGRESS_UPDATES = 100   # with progress on, chunk_epochs defaults to ceil(epochs / this)
+MAX_CHUNK = 1 << 16      # most epochs per call (the records buffer is [chunk, 4])
+PROGRESS_UPDATES = 100   # adaptive chunks start at ceil(epochs / this) epochs ...
+CHUNK_SECONDS = 0.25     # ... and are resized towards this many seconds each
 
 
 class History(NamedTuple):
@@ -97,11 +100,6 @@ def _check_key(key):
     raise TypeError(f"fit: key must be a jax PRNG key such as jax.random.key(0), got {key!r}")
 
 
-def _copy(tree):
-    """Fresh buffers that fit owns (and donates), so the caller's arrays stay valid."""
-    return jax.tree.map(lambda a: jnp.array(a, copy=True), tree)
-
-
 def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad="manual",
         validation=None, progress=None, chunk_epochs=None):
     """Train `params` of `net` on (x, y) -> (params, History).
@@ -120,8 +118,10 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     validation: (x_val, y_val), checked like (x, y); adds val_loss/val_accuracy.
     progress: None (silent), True (a progress line on stderr) or
       callable(epochs_done, history_so_far), called after each chunk of epochs.
-    chunk_epochs: epochs per compiled chunk; default all of them when progress is
-      None, else ceil(epochs / 100). Only the chunk boundaries touch the host.
+    chunk_epochs: epochs per chunk (at most 65536), the host's only chance to act.
+      Default: all epochs in one chunk when progress is None; with progress, chunks
+      that start at 1% of the epochs and are resized to take about 0.25 s each (the
+      overhead stays < 1%; where they fall depends on timing, never the results).
 
     Raises ValueError/TypeError on bad input before training, and DivergedError
     (a FloatingPointError carrying the last finite params) if the loss or params
@@ -133,7 +133,7 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise TypeError(f"fit: optimizer must be an optax GradientTransformation "
                         f"(e.g. optax.sgd(0.1)), got {optimizer!r}")
-    report = _fit_progress.make(progress, epochs)
+    _fit_progress.check(progress)
     params = _check_params(net, params)
     x, y = _check_data(net, params, x, y, "training data")
     n = x.shape[0]
@@ -150,19 +150,29 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         data = Data(x, y, *_check_data(net, params, *validation, "validation data"))
     else:
         data = Data(x, y)
-    chunk = epochs if chunk_epochs is None and report is None else \
-        math.ceil(epochs / PROGRESS_UPDATES) if chunk_epochs is None else \
-        _check_int("chunk_epochs", chunk_epochs, 1)
-    spec = LoopSpec(net, optimizer, grad, n, batch, key is not None and batch < n,
-                    min(chunk, epochs), validation is not None)
-    return _run(spec, params, data, key if spec.shuffle else None, epochs, report)
+    # spec.chunk is the records buffer's length, rounded up to a power of two so that runs
+    # of similar length share one executable; `size` is how many epochs a call runs.
+    adaptive = chunk_epochs is None and not (progress is None or progress is False)
+    size = epochs if chunk_epochs is None else _check_int("chunk_epochs", chunk_epochs, 1)
+    capacity = min(MAX_CHUNK, 1 << (size - 1).bit_length())
+    if adaptive:
+        size = math.ceil(epochs / PROGRESS_UPDATES)
+    spec = LoopSpec(net, optimizer, grad, n, batch, key is not None and batch < n, capacity,
+                    validation is not None)
+    report = _fit_progress.make(progress, epochs)
+    return _run(spec, params, data, key if spec.shuffle else None, epochs, report,
+                min(size, capacity), adaptive)
 
 
-def _run(spec, params, data, key, epochs, report):
-    params = _copy(params)
-    carry = Carry(params, _copy(spec.optimizer.init(params)), jnp.int32(-1))
+def _resize(size, seconds, cap):
+    """Next adaptive chunk size: aim at CHUNK_SECONDS per chunk, changing by x0.5 .. x4."""
+    factor = min(4.0, max(0.5, CHUNK_SECONDS / max(seconds, 1e-6)))
+    return max(1, min(cap, int(size * factor)))
+
+
+def _run(spec, params, data, key, epochs, report, size, adaptive):
+    carry = start_carry(spec.optimizer, params)
     table = np.full((epochs, 4), np.nan, jax.tree.leaves(params)[0].dtype)  # rows: epochs
-    done, bad = 0, None
 
     def history(upto):
         cols = table[:upto, LOSS], table[:upto, VAL_LOSS], table[:upto, VAL_ACCURACY]
@@ -179,26 +189,37 @@ def _run(spec, params, data, key, epochs, report):
             report(start + active, history(start + active))
         return None
 
-    pending = None
+    # Chunks of `size` epochs; adaptive ones (progress on, chunk_epochs not given) start at
+    # 1% of the run and are resized towards CHUNK_SECONDS each, so that the ~0.1 ms of
+    # host work per chunk stays far below 1% of the run.
+    start, pending, bad, last = 0, None, None, None
     try:
-        for start in range(0, epochs, spec.chunk):
-            active = min(spec.chunk, epochs - start)
-            # Dispatch this chunk before reading the previous one's records, so that the
-            # host's reporting overlaps the device's training.
-            carry, records = run_chunk(spec, carry, data, key, np.int32(start), np.int32(active))
-            if pending is not None and (bad := collect(*pending)) is not None:
-                break
-            pending = (start, active, records)
-        else:
-            bad = collect(*pending)
+        while pending is not None or start < epochs:
+            dispatched = None
+            if start < epochs:
+                # Dispatch the next chunk before reading the previous one's records, so that
+                # the host's reporting overlaps the device's training.
+                active = min(size, epochs - start)
+                carry, records = run_chunk(spec, carry, data, key, np.int32(start), np.int32(active))
+                dispatched, start = (start, active, records), start + active
+            if pending is not None:
+                bad = collect(*pending)
+                now = time.perf_counter()
+                if adaptive and last is not None:       # the chunk collected ran since `last`
+                    size = _resize(pending[1], now - last, spec.chunk)
+                last = now
+                if bad is not None:
+                    break
+            pending = dispatched
     finally:
         if isinstance(report, _fit_progress.ProgressBar):
             report.close()
     if bad is not None:
+        kept = f"the params after epoch {bad - 1}" if bad else "the initial params"
         raise DivergedError(
             f"fit: training diverged at epoch {bad} (0-based): loss {table[bad, LOSS]} or the new "
-            f"params are not finite; the error's .params are the params after epoch {bad - 1} "
-            f"and .history the {bad} good epochs (try a smaller learning rate)",
+            f"params are not finite; the error's .params are {kept} and .history the {bad} good "
+            f"epochs (try a smaller learning rate)",
             epoch=bad, params=carry.params, opt_state=carry.opt_state,
             history=jax.tree.map(np.copy, history(bad)))
     return carry.params, history(epochs)

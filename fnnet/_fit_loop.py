@@ -2,14 +2,15 @@
 
 One call of `run_chunk` trains up to `spec.chunk` epochs entirely on the device:
 
-    lax.scan over epochs  (static length spec.chunk; epochs past `active` are skipped)
+    lax.while_loop over epochs  (a dynamic count `active`, stopping early on divergence)
       └─ lax.scan over the full minibatches of the epoch, then one smaller step on the
          remainder (n % batch examples) so that no example is dropped
 
 The carry (params, optimizer state, first bad epoch) is donated, so a chunk updates its
 buffers in place. Divergence is found on the device: an epoch whose mean loss or new
-params are not all finite is not committed; its index goes in the carry and every later
-epoch is skipped, so the carry keeps the last finite params with no host sync per epoch.
+params are not all finite is not committed; its index goes in the carry and the loop
+stops, so the carry keeps the last finite params with no host sync per epoch.
+The per-epoch records come back as one [chunk, 4] array: one device-to-host copy per chunk.
 """
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from jax import lax
 from fnnet import _network
 from fnnet._metrics import accuracy_value
 
-OK, DIVERGED, SKIPPED = 0, 1, 2   # the STATUS column of the records
+# run_chunk's second output is records [chunk, 4] of the params' dtype, one row per epoch:
+LOSS, VAL_LOSS, VAL_ACCURACY, STATUS = range(4)   # columns; NaN where not computed
+OK, DIVERGED, SKIPPED = 0, 1, 2                   # values of the STATUS column
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +40,7 @@ class LoopSpec:
     n: int                # training examples
     batch: int            # examples per step; == n for full batch
     shuffle: bool         # a fresh permutation each epoch from fold_in(key, epoch)
-    chunk: int            # epochs per compiled chunk (scan length)
+    chunk: int            # most epochs one call can run (rows of its records buffer)
     validate: bool        # compute val loss / accuracy after each epoch
 
 
@@ -46,10 +49,6 @@ class Carry(NamedTuple):
     opt_state: Any
     bad: jax.Array        # int32 []: first diverged epoch, -1 while all is finite
 
-
-# run_chunk's second output is records [chunk, 4] of the params' dtype, one row per epoch,
-# packed into one array so that a chunk boundary costs a single device-to-host copy.
-LOSS, VAL_LOSS, VAL_ACCURACY, STATUS = range(4)   # columns; NaN where not computed
 
 
 class Data(NamedTuple):
@@ -115,32 +114,46 @@ def _where(ok, new, old):
     return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def start_carry(optimizer, params):
+    """The first carry, in fresh buffers (copies, never the caller's: they get donated)."""
+    params = jax.tree.map(jnp.copy, params)
+    opt_state = jax.tree.map(jnp.copy, optimizer.init(params))
+    return Carry(params, opt_state, jnp.int32(-1))
+
+
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
 def run_chunk(spec: LoopSpec, carry: Carry, data: Data, key, start, active):
-    """Train epochs start .. start+active-1 (active <= spec.chunk) -> (carry, records)."""
+    """Train epochs start, start+1, ... : `active` (<= spec.chunk) of them, or up to and
+    including the first diverged one -> (carry, records [spec.chunk, 4]).
+
+    A while_loop with a dynamic trip count: one executable serves every chunk size, so
+    the host can resize chunks (and run a shorter last one) without recompiling, and a
+    diverged run stops at once. Rows past the last epoch run are SKIPPED.
+    """
     dtype = jax.tree.leaves(carry.params)[0].dtype
     nan = jnp.full((), jnp.nan, dtype)
+    records = jnp.full((spec.chunk, 4), jnp.nan, dtype).at[:, STATUS].set(SKIPPED)
 
-    def epoch(c: Carry, i):
+    def more(state):
+        i, c, _ = state
+        return (i < active) & (c.bad < 0)
+
+    def epoch(state):
+        i, c, records = state
         e = start + i
+        params, opt_state, value = _epoch(spec, c.params, c.opt_state, data, key, e)
+        ok = jnp.isfinite(value) & _all_finite(params)
+        params = _where(ok, params, c.params)                      # keep the last finite ones
+        opt_state = _where(ok, opt_state, c.opt_state)
+        if spec.validate:                                          # on the params after epoch e
+            vl = _network.loss(spec.net, params, data.x_val, data.y_val).astype(dtype)
+            va = accuracy_value(spec.net, params, data.x_val, data.y_val).astype(dtype)
+        else:
+            vl = va = nan
+        row = jnp.stack([value.astype(dtype), vl, va, jnp.where(ok, OK, DIVERGED).astype(dtype)])
+        c = Carry(params, opt_state, jnp.where(ok, c.bad, e).astype(jnp.int32))
+        return i + 1, c, lax.dynamic_update_slice(records, row[None, :], (i, jnp.int32(0)))
 
-        def train(c):
-            params, opt_state, value = _epoch(spec, c.params, c.opt_state, data, key, e)
-            ok = jnp.isfinite(value) & _all_finite(params)
-            params = _where(ok, params, c.params)                  # keep the last finite ones
-            opt_state = _where(ok, opt_state, c.opt_state)
-            if spec.validate:
-                vl = _network.loss(spec.net, params, data.x_val, data.y_val).astype(dtype)
-                va = accuracy_value(spec.net, params, data.x_val, data.y_val).astype(dtype)
-            else:
-                vl = va = nan
-            status = jnp.where(ok, OK, DIVERGED).astype(dtype)
-            return (Carry(params, opt_state, jnp.where(ok, c.bad, e).astype(jnp.int32)),
-                    jnp.stack([value, vl, va, status]))
-
-        def skip(c):
-            return c, jnp.stack([nan, nan, nan, jnp.full((), SKIPPED, dtype)])
-
-        return lax.cond((i < active) & (c.bad < 0), train, skip, c)
-
-    return lax.scan(epoch, carry, jnp.arange(spec.chunk, dtype=jnp.int32))
+    _, carry, records = lax.while_loop(more, epoch, (jnp.int32(0), carry, records))
+    return carry, records

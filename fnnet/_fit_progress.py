@@ -16,6 +16,7 @@ class ProgressBar:
         self.stream = stream if stream is not None else sys.stderr
         self.t0 = time.perf_counter()
         self.last = 0   # length of the line drawn last, to blank out what a shorter one leaves
+        self._draw(f"\repoch {0:>{len(str(epochs))}}/{epochs} [{'-' * width}]   0% starting (compiling)")
 
     def __call__(self, epoch, history):
         frac = epoch / self.epochs
@@ -25,7 +26,9 @@ class ProgressBar:
                 f" {100 * frac:3.0f}% loss {history.loss[-1]:.4g}")
         if history.val_loss is not None:
             line += f" val_loss {history.val_loss[-1]:.4g} val_acc {history.val_accuracy[-1]:.3f}"
-        line = f"{line} {time.perf_counter() - self.t0:.1f}s"
+        self._draw(f"{line} {time.perf_counter() - self.t0:.1f}s")
+
+    def _draw(self, line):
         self.stream.write(line + " " * max(0, self.last - len(line)))
         self.last = len(line)
         self.stream.flush()
@@ -35,12 +38,14 @@ class ProgressBar:
         self.stream.flush()
 
 
+def check(progress):
+    if not (progress is None or isinstance(progress, bool) or callable(progress)):
+        raise TypeError(f"fit: progress must be None, True or a callable(epoch, history), got {progress!r}")
+
+
 def make(progress, epochs):
-    """None/False -> None; True -> ProgressBar; a callable passes through."""
+    """None/False -> None; True -> ProgressBar (drawn from now on); a callable passes through."""
+    check(progress)
     if progress is None or progress is False:
         return None
-    if progress is True:
-        return ProgressBar(epochs)
-    if callable(progress):
-        return progress
-    raise TypeError(f"fit: progress must be None, True or a callable(epoch, history), got {progress!r}")
+    return ProgressBar(epochs) if progress is True else progress

@@ -17,6 +17,7 @@ How a prediction is scored, with out = predict(net, params, x) [batch, k]:
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -65,6 +66,9 @@ def accuracy_value(net, params, x, y):
     return jnp.mean(hit.astype(pred.dtype))
 
 
+_accuracy_jit = jax.jit(accuracy_value, static_argnums=0)
+
+
 def accuracy(net, params, x, y) -> float:
     """Fraction in [0, 1] of examples (elements, for multi-label) predicted right.
 
@@ -73,4 +77,4 @@ def accuracy(net, params, x, y) -> float:
     """
     x = _network._check_x(net, params, x)
     y = check_targets(net, x, y)
-    return float(accuracy_value(net, params, x, y))
+    return float(_accuracy_jit(net, params, x, y))   # one compiled program per net and shapes

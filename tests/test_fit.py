@@ -111,6 +111,9 @@ def test_xor_converges_per_sample_sgd():
 
 # ------------------------------------------------------------------ history
 
+loss = jax.jit(fnnet.loss, static_argnums=0)     # oracle, jitted for speed only
+
+
 def test_history_full_batch_matches_loss_and_validation():
     net, p0 = _classifier()
     x, y = _data()
@@ -118,9 +121,9 @@ def test_history_full_batch_matches_loss_and_validation():
     params, hist = _fit(validation=(xv, yv))
     assert [len(h) for h in hist] == [EPOCHS] * 3 and hist.loss.dtype == np.float64
     p1, _ = hand_sgd(net, p0, x, y, 0.1, 1)
-    np.testing.assert_allclose(hist.loss[:2], [fnnet.loss(net, p0, x, y), fnnet.loss(net, p1, x, y)], rtol=F64)
-    np.testing.assert_allclose(hist.val_loss[0], fnnet.loss(net, p1, xv, yv), rtol=F64)
-    np.testing.assert_allclose(hist.val_loss[-1], fnnet.loss(net, params, xv, yv), rtol=F64)
+    np.testing.assert_allclose(hist.loss[:2], [loss(net, p0, x, y), loss(net, p1, x, y)], rtol=F64)
+    np.testing.assert_allclose(hist.val_loss[0], loss(net, p1, xv, yv), rtol=F64)
+    np.testing.assert_allclose(hist.val_loss[-1], loss(net, params, xv, yv), rtol=F64)
     assert hist.val_accuracy[-1] == fnnet.accuracy(net, params, xv, yv)
     assert np.all((0 <= hist.val_accuracy) & (hist.val_accuracy <= 1))
 
@@ -189,13 +192,24 @@ def test_progress_callable_between_chunks_and_chunking_changes_nothing():
         np.testing.assert_allclose(a, b, rtol=F64)
 
 
+def test_default_progress_chunks_adapt_without_changing_results():
+    calls = []
+    p, hist = _fit("per-sample", epochs=EPOCHS, progress=lambda e, h: calls.append((e, len(h.loss))))
+    assert calls[-1] == (EPOCHS, EPOCHS) and all(e == n for e, n in calls)
+    assert [e for e, _ in calls] == sorted({e for e, _ in calls})          # strictly increasing
+    p1, hist1 = _fit("per-sample")
+    assert_trees_close(p, p1, 0.0, "same executable, other chunking")
+    np.testing.assert_array_equal(hist.loss, hist1.loss)
+
+
 def test_progress_true_writes_one_line_to_stderr(capsys):
     xv, yv = _data(seed=1)
     _fit(epochs=5, validation=(xv, yv), chunk_epochs=2, progress=True)
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and captured.err.endswith("\n")
-    assert captured.err.count("\r") == 3
+    assert captured.err.count("\r") == 4                     # compiling..., then after each chunk
+    assert "epoch 0/5" in captured.err
     assert "epoch 2/5" in captured.err and "epoch 5/5" in captured.err and "100%" in captured.err
     assert "val_loss" in captured.err
 
@@ -279,7 +293,7 @@ def test_divergence_raises_with_last_finite_params(dtype, chunk):
     assert 5 < err.epoch < 1000 and f"epoch {err.epoch} (0-based)" in str(err)
     assert len(err.history.loss) == err.epoch and np.all(np.isfinite(err.history.loss))
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(err.params))
-    want, hist = fnnet.fit(LINEAR, p0, x, y, optimizer=HUGE_LR, epochs=err.epoch, chunk_epochs=chunk)
+    want, hist = fnnet.fit(LINEAR, p0, x, y, optimizer=HUGE_LR, epochs=err.epoch, chunk_epochs=chunk or 1000)
     assert_trees_close(err.params, want, RTOL[np.dtype(dtype)], "params before the bad epoch")
     np.testing.assert_array_equal(err.history.loss, hist.loss)
     if chunk:
