@@ -31,6 +31,15 @@ Finite differences (central, float64, step t = 1e-6 · max(1, |x_i|) per element
               logits); g± are each known to ~16·eps·M, so the difference quotient
               carries noise <= 16 · eps · M / t: added to atol.
 A float32 backward compared with float64 finite differences uses max(RTOL_FD, 1e-4).
+
+Autodiff yardstick (float64 oracles only: reference/ and finite differences): derivative
+formulas evaluated from cached outputs cancel when units saturate (1 - t² with t = tanh z
+≈ 1 - 1e-12 keeps 4 digits in float64; in float32 already at |z| ≈ 5), so a correct
+backward can sit further from the float64 truth than rtol says. jax.vjp, run at the
+hand-written side's precision on the same forward, measures how far: element by element
+the hand-written value may differ from the oracle by 4× as much as jax.vjp's value does.
+Capped at 1e-2 · scale: beyond that the disagreement is not rounding, and a wrong oracle
+(or forward) still shows. The jax.vjp row itself never uses it.
 """
 from __future__ import annotations
 
@@ -39,6 +48,7 @@ import numpy as np
 
 RTOL = {np.dtype("float64"): 1e-10, np.dtype("float32"): 1e-4}
 RTOL_FD = 1e-6
+YARDSTICK, YARDSTICK_CAP = 4.0, 1e-2   # autodiff yardstick, see the module doc
 ROUNDINGS = 16           # rounding errors allowed per term, see the floors above
 MAX_ADJUDICATE = 4096    # at most this many disagreeing elements are re-examined by FD
 
@@ -66,12 +76,19 @@ def fd_noise(M: float, t: float, fd_eps: float) -> float:
     return ROUNDINGS * fd_eps * M / t
 
 
-def compare(hand, oracle, rtol_, atol, adjudicate=None):
+def yardstick_allowance(jax_values, oracle, scale):
+    """Per element: YARDSTICK × how far autodiff at the hand's precision is from the oracle,
+    capped at YARDSTICK_CAP · scale (see the module doc)."""
+    return YARDSTICK * np.minimum(np.abs(np.asarray(jax_values, np.float64) - oracle), YARDSTICK_CAP * scale)
+
+
+def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None):
     """Element-by-element comparison of two same-shaped float64 arrays.
 
     adjudicate(flat_indices) -> (lo, hi, tol) gives, per element, the interval spanned by the
     one-sided finite differences and its tolerance; elements where hand and oracle disagree
     but both lie inside a genuine kink interval (hi - lo > tol) are accepted and counted.
+    yardstick: jax.vjp's values, for a float64 oracle (see the module doc).
     Returns dict(max_abs_err, rel_err, worst_index, tol, ok, kinks).
     """
     hand = np.asarray(hand, np.float64)
@@ -79,10 +96,15 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None):
     diff = np.abs(hand - oracle)
     scale = max(float(np.abs(hand).max(initial=0.0)), float(np.abs(oracle).max(initial=0.0)))
     allowed = rtol_ * scale + atol
+    if yardstick is not None:
+        allowed = allowed + yardstick_allowance(yardstick, oracle, scale)
+        allowed_flat = allowed.reshape(-1)
     kinks = 0
-    bad = np.flatnonzero(diff > allowed)
+    bad = np.flatnonzero(diff > allowed)   # (array or scalar allowed)
     if bad.size and adjudicate is not None and bad.size <= MAX_ADJUDICATE:
         lo, hi, tol = adjudicate(bad)
+        if yardstick is not None:
+            tol = tol + allowed_flat[bad]
         h, o = hand.reshape(-1)[bad], oracle.reshape(-1)[bad]
         inside = lambda v: (v >= lo - tol) & (v <= hi + tol)
         accept = (hi - lo > tol) & inside(h) & inside(o)
@@ -94,15 +116,17 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None):
 
 
 def summarize(diff, scale, allowed, kinks=0):
+    """The row's numbers. `allowed` is a scalar or per element; the worst element is the one
+    with the largest err / allowed (the largest err when allowed is uniform)."""
     diff = np.asarray(diff, np.float64)
-    if diff.size:
-        flat = int(np.argmax(diff))
-        err = float(diff.reshape(-1)[flat])
-        worst = tuple(int(i) for i in np.unravel_index(flat, diff.shape)) if err > 0 else None
+    allowed = np.broadcast_to(np.asarray(allowed, np.float64), diff.shape)
+    ok = bool((diff <= allowed).all())
+    if diff.size and diff.max() > 0:
+        flat = int(np.argmax(diff.reshape(-1) / np.maximum(allowed.reshape(-1), 1e-300)))
+        err, tol = float(diff.reshape(-1)[flat]), float(allowed.reshape(-1)[flat])
+        worst = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
     else:
-        err, worst = 0.0, None
-    ok = bool(err <= allowed)
+        err, tol, worst = 0.0, float(allowed.min(initial=np.inf)), None
     if scale == 0.0:   # both sides exactly zero everywhere: nothing to scale by, nothing wrong
         return dict(max_abs_err=err, rel_err=0.0, worst_index=worst, tol=float("nan"), ok=ok, kinks=kinks)
-    return dict(max_abs_err=err, rel_err=err / scale, worst_index=worst,
-                tol=float(allowed) / scale, ok=ok, kinks=kinks)
+    return dict(max_abs_err=err, rel_err=err / scale, worst_index=worst, tol=tol / scale, ok=ok, kinks=kinks)

@@ -24,6 +24,14 @@ class Leaf:
     size: int
 
 
+def to_device(a, dtype=None):
+    """A jax array of `dtype`. jax.device_put of a NumPy array, because jnp.asarray compiles a
+    small program per new shape (dozens per check run, ~0.05 s each)."""
+    if isinstance(a, jax.Array) and (dtype is None or a.dtype == dtype):
+        return a
+    return jax.device_put(np.asarray(a, dtype))
+
+
 # -- names and texts ----------------------------------------------------------------------
 
 def primal_names(fun, n, names):
@@ -76,7 +84,7 @@ def as_primal(name, path, leaf):
         raise TypeError(f"check: primal {name}{jax.tree_util.keystr(path)} must be a floating array, "
                         f"got dtype {dtype} (close over non-differentiable arguments such as "
                         f"integer labels inside fun instead)")
-    return jnp.asarray(leaf, dtype)
+    return to_device(leaf, dtype)
 
 
 def annotate(err, what):
@@ -94,8 +102,14 @@ def shape_hint(got, want) -> str:
 
 
 def rng_for(key, *salt):
-    """A NumPy generator determined by the jax key and a salt (no jax compilation per shape)."""
-    data = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
+    """A NumPy generator determined by the jax key and a salt (no jax compilation per shape).
+
+    key None is jax.random.key(0), whose key data is [0, 0] (not built: that compiles).
+    """
+    if key is None:
+        data = np.zeros(2, np.uint32)
+    else:
+        data = np.asarray(jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key)
     return np.random.default_rng([int(v) for v in data.reshape(-1)] + [int(s) for s in salt])
 
 
@@ -103,7 +117,7 @@ def make_cotangent(cotangent, out, rng):
     """The given cotangent, validated against out's tree and shapes, or a random normal one."""
     if cotangent is None:
         leaves, tree = jax.tree.flatten(out)
-        cts = [jnp.asarray(rng.standard_normal(l.shape).astype(l.dtype)) for l in leaves]
+        cts = [to_device(rng.standard_normal(l.shape), l.dtype) for l in leaves]
         return jax.tree.unflatten(tree, cts), "random normal"
     if jax.tree.structure(cotangent) != jax.tree.structure(out):
         raise ValueError(f"check: cotangent must have the output's tree {tree_text(out)}, "
@@ -113,7 +127,7 @@ def make_cotangent(cotangent, out, rng):
         if tuple(np.shape(c)) != tuple(v.shape):
             raise ValueError(f"check: cotangent{jax.tree_util.keystr(path)} must have the output's "
                              f"shape {tuple(v.shape)}, got {tuple(np.shape(c))}")
-        cts.append(jnp.asarray(np.asarray(c, v.dtype)))
+        cts.append(to_device(c, v.dtype))
     return jax.tree.unflatten(jax.tree.structure(out), cts), "given"
 
 

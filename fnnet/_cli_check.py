@@ -33,7 +33,6 @@ def _kinky(rng, shape, step=1e-6):
 def _cases(rng):
     """[(name, kind, builder(dtype) -> (fnnet.check function, args, kwargs))]."""
     import fnnet
-    from fnnet import datasets
 
     def layer(lyr, x, params=None):
         def build(dt):
@@ -78,13 +77,17 @@ def _cases(rng):
     sat[0, :3], sat[1, :3] = 40.0, -40.0                 # saturated sigmoid / tanh
     sat[2, :3] = 20.0
     onehot = np.eye(5)[rng.integers(0, 5, 6)]
-    x_xor, y_xor, _, _ = datasets.xor(dtype=np.float64)
+    x_xor = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])   # seed 003's XOR
+    y_xor = np.array([[0.0], [1.0], [1.0], [0.0]])
     # Seed 001's net on a digits-shaped batch: 64 pixel intensities in [0, 1] (a third of them
     # 0, like the scaled 8x8 digits) and labels 0-9. Loading the real digits costs seconds of
     # scikit-learn import; the check is about the network's gradients, not the data.
     x_digits = rng.uniform(0, 1, (64, 64)) * (rng.uniform(0, 1, (64, 64)) > 0.33)
     y_digits = rng.integers(0, 10, 64)
-    x_blobs, y_blobs, _, _ = datasets.blobs(n_per_class=20, dtype=np.float64)   # seed 002's clusters
+    # seed 002's three clusters (means (0, 0), (1, 4), (2, 8)), drawn here: fnnet.datasets.blobs
+    # splits with scikit-learn, whose import alone costs seconds
+    y_blobs = np.arange(16) % 3
+    x_blobs = np.array([(0.0, 0.0), (1.0, 4.0), (2.0, 8.0)])[y_blobs] + rng.standard_normal((16, 2))
     return [
         ("dense", "layer", layer(fnnet.Dense(4), rng.standard_normal((5, 3)), dense_params)),
         ("identity", "layer", layer(fnnet.Identity(), rng.standard_normal((5, 4)))),
@@ -134,6 +137,7 @@ def run(dtypes=("float64", "float32"), only=None, verbose=False, jobs=1, out=Non
           "(jax.vjp / reference/ NumPy float64 / finite differences in float64)", file=out)
     print(line(header), file=out)
     print(line(["-" * w for w in widths]), file=out)
+
     def one(name, dt, build):
         # float64 cases need x64; float32 cases run as a user without x64 would run them
         # (jax's x64 switch is thread-local, so cases can run side by side)
@@ -145,12 +149,13 @@ def run(dtypes=("float64", "float32"), only=None, verbose=False, jobs=1, out=Non
 
     ok, rows = True, []
     todo = [(name, dt, build) for name, _, build in cases for dt in dtypes]
-    # XLA compiles with the GIL released: two workers overlap one case's compilation with
-    # another's tracing and comparison. Rows are printed in order as they complete.
-    with concurrent.futures.ThreadPoolExecutor(max(1, jobs)) as pool:
-        futures = [pool.submit(one, *case) for case in todo]
-        for (name, dt, _), future in zip(todo, futures):
-            report, secs = future.result()
+    # jobs > 1: XLA compiles with the GIL released, so threads overlap one case's compilation
+    # with another's tracing. Rows are printed in order either way.
+    pool = concurrent.futures.ThreadPoolExecutor(jobs) if jobs > 1 else None
+    results = ([pool.submit(one, *case) for case in todo] if pool else (one(*case) for case in todo))
+    try:
+        for (name, dt, _), result in zip(todo, results):
+            report, secs = result.result() if pool else result
             row = (name, dt, _fmt(report.max_rel_err("jax")), _fmt(report.max_rel_err("reference")),
                    _fmt(report.max_rel_err("fd")), report.kinks, f"{secs:.2f}",
                    "ok" if report.ok else "FAIL")
@@ -159,6 +164,9 @@ def run(dtypes=("float64", "float32"), only=None, verbose=False, jobs=1, out=Non
             print(line(row), file=out, flush=True)
             if verbose or not report.ok:
                 print("\n" + str(report) + "\n", file=out)
+    finally:
+        if pool:
+            pool.shutdown(cancel_futures=True)
     seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu0
     n_fail = sum(not r.ok for _, r in rows)
     print(f"\n{len(rows)} checks, {n_fail} failed, total {seconds:.1f} s wall "
