@@ -101,6 +101,8 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode
                  for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y))]
         largest_term = max((float(t.max(initial=0.0)) for t in terms), default=0.0)   # max |ct_j·y_j|
         n_out = sum(t.size for t in terms)
+        inner = (sum(float(np.abs(np.asarray(c, np.float64)).sum()) for c in jax.tree.leaves(ct))
+                 * max([1.0] + [float(np.abs(np.asarray(l)).max(initial=0.0)) for l in jax.tree.leaves(primals)]))
 
     rows, hand_leaf, skip = match_hand(hand, primals, names, leaves, title)
 
@@ -129,7 +131,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode
         j = jax_leaves[leaf.name]
         dtype = max((leaf.dtype, h_dtype), key=eps)          # the coarser of the two
         rt = rtol(dtype)
-        atol = resolution_floor(dtype, largest_term, n_out, leaf.size)
+        atol = resolution_floor(dtype, largest_term, n_out, inner, leaf.size)
         rt_fd = max(RTOL_FD, rt)
 
         def adjudicate(bad, leaf=leaf, h=h, j=j):
@@ -145,9 +147,9 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, mode
             rows.append(Row(leaf.name, "reference", "reference", "n/a", note=ref_note))
         else:
             rows.append(_row(leaf.name, "reference", "reference",
-                             compare(h, by_ref[leaf.name], rt, atol, adj, yardstick=j)))
+                             compare(h, by_ref[leaf.name], rt, atol, adj, yardstick=(j, dtype))))
         if fd is not None:
-            rows.append(_fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, leaf.name in per_element,
+            rows.append(_fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype, leaf.name in per_element,
                                 directions, localize_max, rngs[leaf.name]))
 
     order = {l.name: k for k, l in reversed(list(enumerate(leaves)))}
@@ -195,12 +197,12 @@ _UNRESOLVED = ("inconclusive: the whole leaf is below what float64 differences r
                "(tol > 1); the other oracles judge it")
 
 
-def _fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, full, directions, localize_max, rng):
+def _fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype, full, directions, localize_max, rng):
     if full:
-        res = compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed)
+        res = compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype)
         return _row(leaf.name, "finite diff (per element)", "fd", res,
                     note=_UNRESOLVED if res["ok"] and res["tol"] > 1 else "")
-    res = compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng)
+    res = compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng, dtype)
     label = f"finite diff ({directions} directions)"
     if res["ok"]:
         return _row(leaf.name, label, "fd", res, note=_UNRESOLVED if res["tol"] > 1 else "")
@@ -209,7 +211,7 @@ def _fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, full, directions, localize
         return _row(leaf.name, label, "fd", res,
                     note=f"{what}; the leaf ({leaf.size} elements) is too large to localize per element "
                          f"(localize_max={localize_max}); the jax.vjp row has the index, or pass mode='full'")
-    local = compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed)
+    local = compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype)
     note = (f"{what}; per element ({leaf.size} differences) localizes it" if not local["ok"] else
             f"{what}, but per element every entry agrees: the directions crossed several kinks at once")
     return _row(leaf.name, "finite diff (per element)", "fd", local, note=note)

@@ -173,6 +173,32 @@ def test_seed_networks_pass_including_relu_kinks(dtype):
         assert all(r.status == "ok" for r in report.rows_for(kind="reference")), str(report)
 
 
+def test_saturation_corner_cases_found_by_fuzzing():
+    # a loss of e^-34: its gradient p - y cancels down to rounding in every implementation
+    assert_all_ok(check.check_loss("softmax_cross_entropy", np.array([[-39.5938698, -5.5548724]]),
+                                   np.array([[0.0, 1.0]])))
+    # tanh layers fed inputs of ±50 in float32 (1 - t² keeps 3 digits) with L2 on top
+    net = fnnet.mlp([1, 2, 2], activation="tanh", loss="half_sse", l2=0.1)
+    params = (fnnet.DenseParams(np.array([[-1.66507027, 0.34680086]]), np.array([-1.51238550, 0.22549291])), (),
+              fnnet.DenseParams(np.array([[0.38814226, 0.55497262], [-0.14737863, -1.00016802]]),
+                                np.array([-0.26383107, -0.33852489])))
+    x = np.array([[52.4513028], [-18.6696675], [-7.36073512], [-59.1098716]])
+    y = np.array([[0.0374065, 0.5396928], [0.4214104, 0.1099920], [0.3074517, 0.8060296], [0.3300029, 0.2783470]])
+    for dtype in DTYPES:
+        p = jax.tree.map(lambda a: np.asarray(a, dtype), params)
+        assert_all_ok(check.check_network(net, p, x.astype(dtype), y.astype(dtype)))
+    # two saturated tanh layers: the first layer's gradient is 1e-12 of the others'
+    net = fnnet.mlp([4, 3, 3, 1], activation="tanh", loss="half_sse")
+    r = rng(278)
+    params = (fnnet.DenseParams(r.standard_normal((4, 3)), r.standard_normal(3)), (),
+              fnnet.DenseParams(r.standard_normal((3, 3)), r.standard_normal(3)), (),
+              fnnet.DenseParams(r.standard_normal((3, 1)), r.standard_normal(1)))
+    x = 30 * r.standard_normal((3, 4))
+    for dtype in DTYPES:
+        p = jax.tree.map(lambda a: np.asarray(a, dtype), params)
+        assert_all_ok(check.check_network(net, p, x.astype(dtype), r.uniform(0, 1, (3, 1)).astype(dtype)))
+
+
 def test_x64_off_float32_user():
     """A user who never enabled x64: float32 in, finite differences still in float64."""
     with jax.enable_x64(False):
