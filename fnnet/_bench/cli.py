@@ -112,8 +112,9 @@ def notes(result, threads):
         "matmuls at the step's shapes: a network made of small matrices cannot beat it, and "
         "it is what a % peak target should be compared with.",
         "Compile time: the bare scans are compiled ahead of time (`jit(...).lower(...).compile()`, "
-        "tracing included); fnnet.fit compiles inside its first call, so its compile time is "
-        "its first call minus its median call. No timed run includes compilation.",
+        "tracing included); fnnet.fit compiles inside its first call, an untimed warm-up, and its "
+        "compile time is the trace + lowering + XLA compile seconds that jax.monitoring reports "
+        "for that call. No timed run includes compilation.",
         "All systems start from the same initial weights (drawn once in float64 and cast) and "
         "take the same steps on the same batches, except fnnet.fit on W3, which shuffles each "
         "epoch with its key (same work, other batches). `final loss` is the loss of the "

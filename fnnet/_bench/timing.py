@@ -21,9 +21,9 @@ class Runner:
 
     run() -> result, blocking; result_params(result) -> [(w, b)] NumPy, outside the timer.
     reset(): untimed, before each run (fresh copies of donated or mutated buffers).
-    warmup(): untimed, once before the repeats (e.g. a few torch steps: lazy kernel set-up).
-    compile_s: measured ahead of time (jit(...).lower(...).compile()); when None and
-      `first_call_compiles`, it is the first call's time minus the median steady call.
+    warmup(): untimed, once before the repeats (a few torch steps: lazy kernel set-up;
+      fnnet.fit's first call, which compiles and sets compile_s).
+    compile_s: seconds spent compiling, never inside a timed run.
     timed_steps: when smaller than the workload's steps, each run trains only that many
       steps and its time is scaled by steps / timed_steps ("extrapolated").
     """
@@ -33,9 +33,9 @@ class Runner:
     result_params: Callable[[Any], Any] = lambda r: r
     reset: Callable[[], None] = lambda: None
     compile_s: Optional[float] = None
-    first_call_compiles: bool = False
     timed_steps: Optional[int] = None
     warmup: Optional[Callable[[], Any]] = None
+    hlo: Optional[dict] = None            # op counts of the compiled program (JAX rows)
     note: str = ""
     variant: str = ""
 
@@ -58,20 +58,13 @@ class Timing:
 
 def measure(runners, repeats, steps, log=print):
     """Time every runner `repeats` times, interleaved -> {runner.key: Timing or error str}."""
-    first, errors = {}, {}
+    errors = {}
     for r in runners:
         if r.warmup is not None:
             try:
-                r.warmup()
-            except Exception as e:
-                errors[r.key] = f"{type(e).__name__}: {e}"
-        if r.first_call_compiles:                    # e.g. fnnet.fit compiles on its first call
-            try:
                 r.reset()
-                t0 = time.perf_counter()
-                r.run()
-                first[r.key] = time.perf_counter() - t0
-            except Exception as e:
+                r.warmup()
+            except Exception as e:                   # one broken system must not sink the rest
                 errors[r.key] = f"{type(e).__name__}: {e}"
     times = {r.key: [] for r in runners}
     results = {}
@@ -84,7 +77,7 @@ def measure(runners, repeats, steps, log=print):
                 t0 = time.perf_counter()
                 out = r.run()
                 dt = time.perf_counter() - t0
-            except Exception as e:                   # one broken system must not sink the rest
+            except Exception as e:
                 errors[r.key] = f"{type(e).__name__}: {e}"
                 log(f"    {r.key:<34} FAILED: {errors[r.key]}")
                 continue
@@ -98,13 +91,9 @@ def measure(runners, repeats, steps, log=print):
         if r.key in errors:
             timings[r.key] = errors[r.key]
             continue
-        med = statistics.median(times[r.key])
-        compile_s = r.compile_s
-        if compile_s is None and r.key in first:
-            compile_s = max(first[r.key] - med, 0.0)
         scale = steps / r.timed_steps if r.timed_steps else 1.0
         params = None if scale != 1.0 else r.result_params(results[r.key])
-        timings[r.key] = Timing(times[r.key], compile_s, params, scale)
+        timings[r.key] = Timing(times[r.key], r.compile_s, params, scale)
     return timings
 
 
