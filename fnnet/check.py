@@ -15,13 +15,16 @@ The oracles, per primal leaf (pytree path such as `params.w` or `x`):
   jax.vjp    autodiff of `fun`, in the primals' dtype, element by element;
   reference  the NumPy float64 twin in reference/ (check_layer/network/loss find it
              through fnnet._check_bridge; check_vjp takes reference=callable), "n/a" if none;
-  finite differences of g = <cotangent, fun> in float64 (fnnet._check_fd): one
-             difference per element for leaves up to `full_max` elements, else a few random
-             directions, localized per element when one fails.
+  finite differences of g = <cotangent, fun> in float64 (fnnet._check_fd), under
+             jax.enable_x64 whatever the user's setting: one difference per element for
+             small leaves (mode="auto": <= full_max elements, <= full_budget in all), a few
+             random directions for the others, localized per element when one fails.
 Kinks (relu at 0, max ties) are not failures: where two answers disagree, or one disagrees
 with the central difference, and both lie inside the interval spanned by the one-sided
-differences of a genuine kink, the element is "accepted at kink" and counted.
-Tolerances and why: fnnet._check_compare.
+differences of a genuine kink, the element is "accepted at kink" and counted (the rules,
+including several kinks crossed at once: fnnet._check_fd.compare_per_element).
+Tolerances and why (dtype-aware rtol, resolution floor, FD noise, autodiff yardstick):
+fnnet._check_compare. Validation of what goes in and comes out: fnnet._check_inputs.
 """
 from __future__ import annotations
 
