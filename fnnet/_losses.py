@@ -28,13 +28,17 @@ class _Loss:
         if out.ndim != 2:
             raise ValueError(f"{self.name}: network output must be [batch, k], got {tuple(out.shape)}")
 
-    def prepare(self, out, target):
-        """Validate `target` against `out` [batch, k]; return it in out's dtype."""
+    def check(self, out, target):
+        """Validate `target` against `out` [batch, k] (an array or a ShapeDtypeStruct);
+        computes nothing on the device."""
         self._check_out(out)
-        target = jnp.asarray(target)
         check_shape(self.name, "target", target, tuple(out.shape))
         check_finite(self.name, "target", target)
-        return target.astype(out.dtype)
+
+    def prepare(self, out, target):
+        """Validate `target` and return it as an array of out's dtype."""
+        self.check(out, target)
+        return jnp.asarray(target).astype(out.dtype)
 
     def __str__(self):
         return self.name
@@ -87,28 +91,32 @@ class SoftmaxCrossEntropy(_Loss):
     def link(self, out):
         return softmax(out)
 
-    def prepare(self, out, target):
+    def check(self, out, target):
         self._check_out(out)
-        target = jnp.asarray(target)
         n, k = out.shape
-        if jnp.issubdtype(target.dtype, jnp.integer):
+        dtype = np.dtype(target.dtype if hasattr(target, "dtype") else np.asarray(target).dtype)
+        if np.issubdtype(dtype, np.integer):
             check_shape(self.name, "integer labels", target, (n,))
-            if is_concrete(target) and target.size:
+            if is_concrete(target) and np.size(target):
                 values = np.asarray(target)  # host copy: jnp ops would be staged under jit
                 lo, hi = int(values.min()), int(values.max())
                 if lo < 0 or hi >= k:
                     raise ValueError(f"{self.name}: labels must be in [0, {k}), got values "
                                      f"from {lo} to {hi}")
-            return jax.nn.one_hot(target, k, dtype=out.dtype)
-        if target.dtype == jnp.bool_:
-            target = target.astype(out.dtype)
-        if target.ndim == 1:
+            return
+        if np.ndim(target) == 1 and dtype != np.bool_:
             raise TypeError(f"{self.name}: labels of shape [batch] must be integers, got dtype "
-                            f"{target.dtype} (pass int class indices or [batch, {k}] one-hot)")
+                            f"{dtype} (pass int class indices or [batch, {k}] one-hot)")
         check_shape(self.name, "target", target, (n, k))
         check_finite(self.name, "target", target)
         if is_concrete(target) and bool(np.any(np.asarray(target) < 0)):
             raise ValueError(f"{self.name}: target probabilities must be >= 0")
+
+    def prepare(self, out, target):
+        self.check(out, target)
+        target = jnp.asarray(target)
+        if jnp.issubdtype(target.dtype, jnp.integer):
+            return jax.nn.one_hot(target, out.shape[1], dtype=out.dtype)
         return target.astype(out.dtype)
 
     def value(self, out, target):
@@ -138,14 +146,13 @@ class SigmoidBinaryCrossEntropy(_Loss):
     def link(self, out):
         return jax.nn.sigmoid(out)
 
-    def prepare(self, out, target):
-        t = super().prepare(out, target)
+    def check(self, out, target):
+        super().check(out, target)
         if is_concrete(target):
             tn = np.asarray(target)
             if tn.size and (tn.min() < 0 or tn.max() > 1):
                 raise ValueError(f"{self.name}: targets must be in [0, 1], got values from "
                                  f"{tn.min()} to {tn.max()}")
-        return t
 
     def value(self, out, target):
         t = self.prepare(out, target)

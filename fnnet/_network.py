@@ -156,9 +156,9 @@ def _check_x(net: Network, params, x):
 
 def _check_y(net, x, y):
     """Validate targets against the (static) output shape before computing anything."""
-    prepare = getattr(net.loss, "prepare", None)
-    if prepare is not None:
-        prepare(jax.ShapeDtypeStruct((x.shape[0], *out_shape(net)), x.dtype), y)
+    check = getattr(net.loss, "check", None)
+    if check is not None:
+        check(jax.ShapeDtypeStruct((x.shape[0], *out_shape(net)), x.dtype), y)
 
 
 def _forward(net, params, x):

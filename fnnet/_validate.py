@@ -46,8 +46,11 @@ def check_same_dtype(where: str, what: str, x, dtype) -> None:
 
 def check_finite(where: str, what: str, x) -> None:
     """Raise on NaN/Inf in a concrete array; no-op on tracers."""
-    if is_concrete(x) and jnp.issubdtype(x.dtype, jnp.floating):
-        bad = ~np.isfinite(np.asarray(x))
+    if not is_concrete(x) or isinstance(x, jax.ShapeDtypeStruct):
+        return
+    x = np.asarray(x)
+    if np.issubdtype(x.dtype, np.floating):
+        bad = ~np.isfinite(x)
         if bad.any():
             idx = tuple(int(i) for i in np.argwhere(bad)[0])
             raise ValueError(f"{where}: {what} contains {int(bad.sum())} NaN/Inf "
