@@ -66,17 +66,19 @@ def test_seed000_weights_equal_the_post_and_its_bug_is_flagged(tmp_path):
 # -- seed 001 --------------------------------------------------------------------------------
 
 def test_seed001_digits_full_post_settings(tmp_path):
-    """1500 full-batch epochs at lr 0.5 from N(0, 1) weights, jax.random.key(0).
+    """1500 full-batch epochs at lr 0.5 from N(0, 1) weights, five initial keys.
 
-    The post prints its accuracies but its text gives no numbers. Over keys 0..11 this run
-    ends at 100% train accuracy (99.9% for one key) and 94.4%-98.3% test accuracy (mean
-    96.7%) on the 180 test images; key 0 is one of the two lowest, 170/180 = 94.4%. So the
-    bound is 94%, below every key seen, not the 95% one might expect.
+    The post prints its accuracies but its text gives no numbers. One init decides a lot
+    on 180 test images: over keys 0..11 the test accuracy spans 94.4%-98.3% (mean 96.7%),
+    key 0 being one of the two lowest (170/180). So the claim tested is the experiment's,
+    not one draw's: mean test accuracy over keys 0..4 >= 95% (measured 95.7%), every key
+    >= 94% and >= 99% train accuracy.
     """
-    r = _run("seed001_digits", tmp_path, "--no-reference", "--seeds", "1", "--no-keras")
+    r = _run("seed001_digits", tmp_path, "--no-reference", "--seeds", "5", "--no-keras")
     fn = r["scratch"]["fnnet"]
-    assert fn["train_accuracy"] >= 0.99
-    assert fn["test_accuracy"] >= 0.94
+    assert all(run["train_accuracy"] >= 0.99 for run in fn["runs"])
+    assert fn["test_accuracy_spread"]["mean"] >= 0.95
+    assert fn["test_accuracy_spread"]["min"] >= 0.94
     assert fn["loss_last"] < 0.05
 
 
