@@ -9,13 +9,13 @@ from fnnet._fit import DivergedError, History, fit
 from fnnet._metrics import accuracy
 from fnnet._custom_vjp import loss_with_manual_grad
 from fnnet import _init as initializers
-from fnnet import check
+from fnnet import check, datasets
 
 __all__ = [
     "Dense", "DenseParams", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
     "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
-    "out_shape", "initializers", "check",
+    "out_shape", "initializers", "check", "datasets",
     "save", "load",
     "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
 ]
