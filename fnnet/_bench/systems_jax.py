@@ -198,39 +198,41 @@ def matmul_peak(n=2048, repeats=7, dtype=jnp.float32):
             "gflops": 2 * n ** 3 / med / 1e9}
 
 
-def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True):
-    """The best the step's matmuls alone reach: every dense layer's forward x·W, dW = xᵀ·dy
-    and dx = dy·Wᵀ (not for the first layer) at the step's batch size, jitted, no
-    activations, loss or update. GFLOP/s over the needed matmul FLOPs, and per shape."""
+def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, seconds=0.5):
+    """What the step's matmuls alone reach: every dense layer's forward x·W, dW = xᵀ·dy and
+    dx = dy·Wᵀ (not for the first layer) at the step's batch size, run as the training runs
+    them: in a jitted lax.scan over steps, no activations, loss or update. Each step's inputs
+    move by a scalar carried from the previous step's outputs (their sums, a read of every
+    output), so that XLA can neither hoist the matmuls out of the loop nor drop them.
+    GFLOP/s over the needed matmul FLOPs; per_shape adds each forward matmul alone."""
     rng = np.random.default_rng(0)
     rows = workload.batch
     sizes = workload.sizes
-    mats = []
+    mats, need = [], []
     for i, (d_in, d_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-        x = jnp.asarray(rng.standard_normal((rows, d_in)), dtype)
-        w = jnp.asarray(rng.standard_normal((d_in, d_out)), dtype)
-        dy = jnp.asarray(rng.standard_normal((rows, d_out)), dtype)
-        mats.append((x, w, dy, i > 0))
+        mats.append(tuple(jnp.asarray(rng.standard_normal(shape), dtype)
+                          for shape in ((rows, d_in), (d_in, d_out), (rows, d_out))))
+        need.append(i > 0)
+    flops = sum((6 if nd else 4) * rows * w.shape[0] * w.shape[1] for (_, w, _), nd in zip(mats, need))
+    steps = int(min(max(seconds * 100e9 / flops, 2), 1000))      # ~`seconds` at 100 GFLOP/s
 
-    arrays = [m[:3] for m in mats]
+    def loop(mats):
+        def body(c, _):
+            total = jnp.zeros((), dtype)
+            for (x, w, dy), need_dx in zip(mats, need):
+                x, dy = x + c, dy + c
+                outs = [x @ w, x.T @ dy] + ([dy @ w.T] if need_dx else [])   # fwd, dL/dW, dL/dx
+                total = total + sum(o.sum() for o in outs)
+            return total * 1e-30, None
+        return lax.scan(body, jnp.zeros((), dtype), None, length=steps)[0]
 
-    def step(arrays):
-        outs = []
-        for (x, w, dy), (_, _, _, need_dx) in zip(arrays, mats):
-            outs.append(x @ w)                    # forward
-            outs.append(x.T @ dy)                 # dL/dW
-            if need_dx:
-                outs.append(dy @ w.T)             # dL/dx
-        return outs
-
-    f, _ = _timed_compile(jax.jit(step), arrays)
-    med, _ = median_time(lambda: jax.block_until_ready(f(arrays)), repeats)
-    flops = sum((6 if need_dx else 4) * rows * x.shape[1] * w.shape[1] for x, w, _, need_dx in mats)
+    f, _ = _timed_compile(jax.jit(loop), mats)
+    med, _ = median_time(lambda: f(mats).block_until_ready(), repeats)
     shapes = []
-    for x, w, dy, _ in (mats if per_shape else ()):   # each forward matmul alone
+    for (x, w, _) in (mats if per_shape else ()):          # each forward matmul alone
         g, _ = _timed_compile(jax.jit(jnp.matmul), x, w)
         t, _ = median_time(lambda: g(x, w).block_until_ready(), repeats)
         shapes.append({"shape": f"{rows}x{x.shape[1]} · {x.shape[1]}x{w.shape[1]}",
-                          "gflops": 2 * rows * x.shape[1] * w.shape[1] / t / 1e9})
-    return {"rows": rows, "median_s": med, "flops": flops, "gflops": flops / med / 1e9,
-            "forward_matmuls": shapes}
+                       "gflops": 2 * rows * x.shape[1] * w.shape[1] / t / 1e9})
+    return {"rows": rows, "steps": steps, "median_s": med, "flops": flops * steps,
+            "gflops": flops * steps / med / 1e9, "forward_matmuls": shapes}
