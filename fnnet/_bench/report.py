@@ -237,8 +237,8 @@ def markdown(res):
             "",
             f"Matmul ceiling: the step's matmuls alone (forward, dW, dx at batch {c['rows']}; "
             f"{c['steps']} steps in a jitted scan), float32: XLA {c['gflops']:.1f} GFLOP/s = {100 * c['fraction_of_peak']:.0f}% of peak; "
-            f"the same matmuls in NumPy {_f(c.get('numpy_gflops'), '{:.1f}')}, in torch "
-            f"{_f(c.get('torch_gflops'), '{:.1f}', 'not installed')} GFLOP/s (their rows' threads). "
+            f"the same matmuls in NumPy {_f(c.get('numpy_gflops'), '{:.1f}')} GFLOP/s, in torch "
+            f"{_f(c.get('torch_gflops'), '{:.1f} GFLOP/s', '(not installed)')} (their rows' threads). "
             f"Each forward matmul alone under XLA, GFLOP/s: {shapes}.",
             "",
             "Compiled training programs (XLA HLO op counts after fusion): " + "; ".join(hlo) + ".",

@@ -214,7 +214,7 @@ def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, secon
                           for shape in ((rows, d_in), (d_in, d_out), (rows, d_out))))
         need.append(i > 0)
     flops = sum((6 if nd else 4) * rows * w.shape[0] * w.shape[1] for (_, w, _), nd in zip(mats, need))
-    steps = int(min(max(seconds * 100e9 / flops, 2), 1000))      # ~`seconds` at 100 GFLOP/s
+    steps = int(min(max(seconds * 100e9 / flops, 2), 2000 * seconds))   # ~`seconds` at 100 GFLOP/s
 
     def loop(mats):
         def body(c, _):
