@@ -19,7 +19,7 @@ import contextlib
 
 import numpy as np
 
-from fnnet._bench.timing import Runner
+from fnnet._bench.timing import Runner, median_time
 
 # ---------------------------------------------------------------- seed 001, verbatim style
 
@@ -327,9 +327,6 @@ def eval_loss(workload, params, rows=4096):
 
 def matmul_ceiling(workload, repeats=7, threads=1, dtype="float32"):
     """GFLOP/s of the step's matmuls alone in NumPy (as systems_jax.matmul_ceiling)."""
-    import statistics
-    import time
-
     rows, sizes = workload.batch, workload.sizes
     rng = np.random.default_rng(0)
     mats = [(rng.standard_normal((rows, a)).astype(dtype), rng.standard_normal((a, b)).astype(dtype),
@@ -345,10 +342,5 @@ def matmul_ceiling(workload, repeats=7, threads=1, dtype="float32"):
                 np.dot(dy, w.T)
 
     with blas_threads(threads):
-        step()
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            step()
-            ts.append(time.perf_counter() - t0)
-    return flops / statistics.median(ts) / 1e9
+        median, _ = median_time(step, repeats)
+    return flops / median / 1e9

@@ -7,7 +7,7 @@ logits (one-hot targets), loss.backward(), torch.optim.SGD / Adam (foreach kerne
 """
 from __future__ import annotations
 
-from fnnet._bench.timing import Runner
+from fnnet._bench.timing import Runner, median_time
 
 
 def available():
@@ -89,9 +89,6 @@ def type_name(workload):
 
 def matmul_ceiling(workload, repeats=7, threads=1):
     """GFLOP/s of the step's matmuls alone in torch float32 (as systems_jax.matmul_ceiling)."""
-    import statistics
-    import time
-
     import torch
 
     rows, sizes = workload.batch, workload.sizes
@@ -111,12 +108,7 @@ def matmul_ceiling(workload, repeats=7, threads=1):
     default = torch.get_num_threads()
     torch.set_num_threads(threads or default)
     try:
-        step()
-        ts = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            step()
-            ts.append(time.perf_counter() - t0)
+        median, _ = median_time(step, repeats)
     finally:
         torch.set_num_threads(default)
-    return flops / statistics.median(ts) / 1e9
+    return flops / median / 1e9
