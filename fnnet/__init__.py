@@ -1,14 +1,14 @@
 """fnnet: functional neural networks on JAX with hand-written, proven backward passes."""
-from fnnet._activations import Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh
-from fnnet._dense import Dense, DenseParams
-from fnnet._losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
-from fnnet._network import (Network, backprop, backward, forward, init, loss, mlp, out_shape, predict,
+from fnnet.layers.activations import Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh
+from fnnet.layers.dense import Dense, DenseParams
+from fnnet.losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
+from fnnet.network import (Network, backprop, backward, forward, init, loss, mlp, out_shape, predict,
                             value_and_grad)
-from fnnet._checkpoint import load, save
-from fnnet._fit import DivergedError, History, fit
-from fnnet._metrics import accuracy
-from fnnet._custom_vjp import loss_with_manual_grad
-from fnnet import _init as initializers
+from fnnet.checkpoint import load, save
+from fnnet.train.fit import DivergedError, History, fit
+from fnnet.train.metrics import accuracy
+from fnnet.custom_vjp import loss_with_manual_grad
+from fnnet import initializers
 from fnnet import check, datasets
 
 __all__ = [

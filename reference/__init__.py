@@ -10,11 +10,11 @@ tests/test_reference.py.
 Layout: rows are samples. x: [batch, d_in], dense w: [d_in, d_out], b: [d_out].
 Networks are plain lists of layer dicts (see reference.network).
 """
-from reference.activations import (
+from reference.layers.activations import (
     identity, identity_backward, leaky_relu, leaky_relu_backward, relu, relu_backward,
     sigmoid, sigmoid_backward, softmax, softmax_backward, tanh, tanh_backward,
 )
-from reference.dense import dense_backward, dense_forward
+from reference.layers.dense import dense_backward, dense_forward
 from reference.losses import (
     half_sse, half_sse_grad, l2_grad, l2_penalty, mse, mse_grad,
     sigmoid_binary_cross_entropy, sigmoid_binary_cross_entropy_grad,

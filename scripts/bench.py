@@ -9,7 +9,7 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
-from fnnet._bench.cli import main  # noqa: E402
+from fnnet.bench.cli import main  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet import _checkpoint
-from fnnet._checkpoint import load, save
+from fnnet import checkpoint as _checkpoint
+from fnnet.checkpoint import load, save
 
 # Shapes are shared (3 inputs, 4 hidden, 2 outputs) so eager ops compile once for the file.
 NETS = {

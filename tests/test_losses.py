@@ -27,7 +27,7 @@ REF = {name: (getattr(reference, name), getattr(reference, name + "_grad"))
 @pytest.mark.parametrize("jit", [False, True])
 def test_loss_against_all_oracles(name, dtype, jit):
     rng = np.random.default_rng(1)
-    loss = fnnet._losses.get(name)
+    loss = fnnet.losses.get(name)
     out = jnp.asarray(rng.normal(size=(6, 4)) * 3, dtype)
     t = targets(name, 6, 4, rng)
     t_j = jnp.asarray(t) if t.dtype.kind == "i" else jnp.asarray(t, dtype)
@@ -48,7 +48,7 @@ def test_loss_against_all_oracles(name, dtype, jit):
 @given(name=st.sampled_from(list(REF)), n=st.integers(1, 5), k=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_loss_random_shapes(name, n, k, seed):
     rng = np.random.default_rng(seed)
-    loss = fnnet._losses.get(name)
+    loss = fnnet.losses.get(name)
     out = jnp.asarray(rng.normal(size=(n, k)))
     t = targets(name, n, k, rng)
     grad = loss.grad(out, jnp.asarray(t))

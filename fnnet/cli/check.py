@@ -53,7 +53,7 @@ def _cases(rng):
         # Params drawn here with NumPy (N(0, 1/fan_in) weights): fnnet.init would spend a
         # compilation per op on them, and the check only needs generic values.
         params = []
-        for layer, (in_shape, _, _) in zip(net.layers, fnnet._network._layout(net)):
+        for layer, (in_shape, _, _) in zip(net.layers, fnnet.network._layout(net)):
             if isinstance(layer, fnnet.Dense):
                 w = rng.standard_normal((in_shape[0], layer.units)) / np.sqrt(in_shape[0])
                 b = np.zeros(layer.units) if zero_biases else 0.1 * rng.standard_normal(layer.units)

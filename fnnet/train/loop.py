@@ -23,8 +23,8 @@ import jax.numpy as jnp
 import optax
 from jax import lax
 
-from fnnet import _network
-from fnnet._metrics import accuracy_value
+from fnnet import network as _network
+from fnnet.train.metrics import accuracy_value
 
 # run_chunk's second output is records [chunk, 4] of the params' dtype, one row per epoch:
 LOSS, VAL_LOSS, VAL_ACCURACY, STATUS = range(4)   # columns; NaN where not computed

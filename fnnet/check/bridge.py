@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from fnnet import _activations as A
-from fnnet._dense import Dense
+from fnnet.layers import activations as A
+from fnnet.layers.dense import Dense
 
 
 def _reference():
@@ -77,7 +77,7 @@ def loss_grad(loss):
     The loss must also keep the built-in's `value` (a copy with a planted bug in `grad` is
     checked against the twin; a different loss that reuses a name is not).
     """
-    from fnnet._losses import LOSSES
+    from fnnet.losses import LOSSES
     R = _reference()
     name = getattr(loss, "name", None)
     if R is None or name not in LOSSES or not _same_value(loss, LOSSES[name]):

@@ -19,7 +19,7 @@ import contextlib
 
 import numpy as np
 
-from fnnet._bench.timing import Runner, median_time
+from fnnet.bench.timing import Runner, median_time
 
 # ---------------------------------------------------------------- seed 001, verbatim style
 

@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._check_report import Row
+from fnnet.check.report import Row
 
 
 @dataclasses.dataclass(frozen=True)

@@ -21,8 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet import _network
-from fnnet._losses import SigmoidBinaryCrossEntropy
+from fnnet import network as _network
+from fnnet.losses import SigmoidBinaryCrossEntropy
 from fnnet._validate import check_finite
 
 

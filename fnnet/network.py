@@ -18,8 +18,9 @@ import math
 import jax
 import jax.numpy as jnp
 
-from fnnet import _activations, _losses
-from fnnet._dense import Dense
+from fnnet.layers import activations as _activations
+from fnnet import losses as _losses
+from fnnet.layers.dense import Dense
 from fnnet._validate import check_finite, check_floating, check_same_dtype, check_shape
 
 

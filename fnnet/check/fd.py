@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._check_compare import eps, fd_noise, summarize, yardstick_allowance
-from fnnet._check_inputs import to_device
+from fnnet.check.compare import eps, fd_noise, summarize, yardstick_allowance
+from fnnet.check.inputs import to_device
 
 MAX_BATCH_ELEMENTS = 1 << 22   # B · P float64 values per chunk (32 MiB)
 SMALL_P = 4096                 # per-element points built in NumPy up to this many elements

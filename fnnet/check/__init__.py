@@ -14,17 +14,17 @@
 The oracles, per primal leaf (pytree path such as `params.w` or `x`):
   jax.vjp    autodiff of `fun`, in the primals' dtype, element by element;
   reference  the NumPy float64 twin in reference/ (check_layer/network/loss find it
-             through fnnet._check_bridge; check_vjp takes reference=callable), "n/a" if none;
-  finite differences of g = <cotangent, fun> in float64 (fnnet._check_fd), under
+             through fnnet.check.bridge; check_vjp takes reference=callable), "n/a" if none;
+  finite differences of g = <cotangent, fun> in float64 (fnnet.check.fd), under
              jax.enable_x64 whatever the user's setting: one difference per element for
              small leaves (mode="auto": <= full_max elements, <= full_budget in all), a few
              random directions for the others, localized per element when one fails.
 Kinks (relu at 0, max ties) are not failures: where two answers disagree, or one disagrees
 with the central difference, and both lie inside the interval spanned by the one-sided
 differences of a genuine kink, the element is "accepted at kink" and counted (the rules,
-including several kinks crossed at once: fnnet._check_fd.compare_per_element).
+including several kinks crossed at once: fnnet.check.fd.compare_per_element).
 Tolerances and why (dtype-aware rtol, resolution floor, FD noise, autodiff yardstick):
-fnnet._check_compare. Validation of what goes in and comes out: fnnet._check_inputs.
+fnnet.check.compare. Validation of what goes in and comes out: fnnet.check.inputs.
 """
 from __future__ import annotations
 
@@ -34,12 +34,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet import _check_bridge as bridge
-from fnnet._check_compare import RTOL_FD, compare, eps, resolution_floor, rtol
-from fnnet._check_fd import JIT_OPTIONS, FiniteDifferences, compare_directional, compare_per_element
-from fnnet._check_inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
+from fnnet.check import bridge
+from fnnet.check.compare import RTOL_FD, compare, eps, resolution_floor, rtol
+from fnnet.check.fd import JIT_OPTIONS, FiniteDifferences, compare_directional, compare_per_element
+from fnnet.check.inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
                                  primal_names, rng_for, x64_context)
-from fnnet._check_report import Report, Row
+from fnnet.check.report import Report, Row
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "Report", "Row"]
 
@@ -275,7 +275,7 @@ def check_loss(loss, out, target, *, key=None, reference="auto", **options):
 
     The cotangent is a random scalar, so the hand-written side is ct · loss.grad(out, target).
     """
-    from fnnet import _losses
+    from fnnet import losses as _losses
     loss = _losses.get(loss)
     target_np = np.asarray(target)
 
@@ -303,7 +303,7 @@ def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", 
     backwards for dL/dx; n/a when a layer or the loss has no twin), a callable
     (params, x, ct) -> (grads, dx) on NumPy float64 arrays, or None.
     """
-    from fnnet import _network
+    from fnnet import network as _network
 
     def loss(params, x):
         return _network.loss(net, params, x, y)

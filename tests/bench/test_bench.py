@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from fnnet._bench import cli
+from fnnet.bench import cli
 
 SYSTEMS = {"numpy-seed", "reference", "fnnet", "fnnet.fit", "jax.grad", "torch"}
 

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fnnet import _init
+from fnnet import initializers as _init
 from fnnet._validate import check_floating, check_shape
 
 
@@ -23,7 +23,7 @@ class DenseParams(NamedTuple):
 class Dense:
     """Fully connected layer with `units` outputs.
 
-    `w_init` / `b_init` name an initializer from `fnnet._init` (glorot_uniform and
+    `w_init` / `b_init` name an initializer from `fnnet.initializers` (glorot_uniform and
     zeros by default; the seeds used "normal" and "lecun_normal").
     """
     units: int

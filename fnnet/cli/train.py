@@ -41,7 +41,7 @@ FIGURE_FORMATS = (".png", ".pdf", ".svg")
 
 
 def _initializers():
-    from fnnet import _init
+    from fnnet import initializers as _init
     return sorted(_init.INITIALIZERS)
 
 
@@ -227,7 +227,8 @@ def evaluate(net, params, x, y, labels):
     fit has already validated the data's values; jit keeps the shape/dtype checks.
     """
     import jax
-    from fnnet import _metrics, _network
+    from fnnet.train import metrics as _metrics
+    from fnnet import network as _network
 
     def both(params, x, y, labels):
         return _network.loss(net, params, x, y), _metrics.accuracy_value(net, params, x, labels)
@@ -351,7 +352,7 @@ def _write_outputs(args, s, summary, net, params, history, note, status, x_te, l
         fnnet.save(args.save, net, params)
         print(f"saved checkpoint{note} to {args.save}", file=out)
     if args.plot:
-        from fnnet import _plot
+        from fnnet.cli import plot as _plot
         title = (f"fnnet train --dataset {s['dataset']}: {'-'.join(map(str, s['sizes']))}, {s['activation']} "
                  f"hidden, {s['output']} output, {s['loss']}, l2 {s['l2']:g}; {s['optimizer']} lr {s['lr']:g}, "
                  f"{epochs_done} epochs{' (diverged)' if status else ''}, seed {s['seed']}")

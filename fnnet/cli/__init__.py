@@ -5,9 +5,9 @@ import importlib
 import sys
 
 COMMANDS = {
-    "check": ("fnnet._cli_check", "four-way gradient check of every built-in primitive and a few networks"),
-    "train": ("fnnet._cli_train", "train a network (default: seed 001's digits classifier)"),
-    "bench": ("fnnet._bench.cli", "side-by-side training benchmark (NumPy, reference, fnnet, jax.grad, torch)"),
+    "check": ("fnnet.cli.check", "four-way gradient check of every built-in primitive and a few networks"),
+    "train": ("fnnet.cli.train", "train a network (default: seed 001's digits classifier)"),
+    "bench": ("fnnet.bench.cli", "side-by-side training benchmark (NumPy, reference, fnnet, jax.grad, torch)"),
 }
 
 

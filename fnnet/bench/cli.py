@@ -66,9 +66,9 @@ def plan(w, systems, threads, quick, torch_ok, torch_why):
     defaults); when set, a "default threads" row of numpy-seed and torch, timed over a
     few steps and extrapolated, shows what the untouched defaults do.
     """
-    from fnnet._bench import systems_jax as sj
-    from fnnet._bench import systems_numpy as sn
-    from fnnet._bench import systems_torch as st
+    from fnnet.bench import systems_jax as sj
+    from fnnet.bench import systems_numpy as sn
+    from fnnet.bench import systems_torch as st
 
     few = w.slow_steps if w.batch_size is not None else (2 if quick else 30)
     out = []
@@ -159,9 +159,9 @@ def run(args) -> int:
     import jax
     jax.config.update("jax_enable_x64", True)        # float64 rows; float32 rows stay float32
 
-    from fnnet._bench import report, systems_torch, timing, workloads
-    from fnnet._bench import systems_jax as sj
-    from fnnet._bench.systems_numpy import eval_loss
+    from fnnet.bench import report, systems_torch, timing, workloads
+    from fnnet.bench import systems_jax as sj
+    from fnnet.bench.systems_numpy import eval_loss
 
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
     try:
@@ -207,7 +207,7 @@ def run(args) -> int:
         timings = timing.measure(runners, repeats, w.steps, log)
         reps = 3 if args.quick else 7
         ceiling = sj.matmul_ceiling(w, reps, per_shape=not args.quick, seconds=0.02 if args.quick else 0.5)
-        from fnnet._bench import systems_numpy
+        from fnnet.bench import systems_numpy
         ceiling["numpy_gflops"] = systems_numpy.matmul_ceiling(w, reps, threads)
         ceiling["torch_gflops"] = systems_torch.matmul_ceiling(w, reps, threads) if torch_ok else None
         out_w[w.name] = {"runners": runners, "timings": timings, "missing": missing,

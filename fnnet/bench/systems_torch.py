@@ -7,7 +7,7 @@ logits (one-hot targets), loss.backward(), torch.optim.SGD / Adam (foreach kerne
 """
 from __future__ import annotations
 
-from fnnet._bench.timing import Runner, median_time
+from fnnet.bench.timing import Runner, median_time
 
 
 def available():

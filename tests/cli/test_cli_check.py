@@ -3,7 +3,8 @@ import jax
 import pytest
 
 import fnnet
-from fnnet import _cli_check, cli
+from fnnet import cli
+from fnnet.cli import check as _cli_check
 
 PRIMITIVES = ["dense", "identity", "relu (kinks)", "leaky_relu (kinks)", "sigmoid (saturated)",
               "tanh (saturated)", "softmax (±1000 logits)", "mse", "half_sse", "softmax_cross_entropy",

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import fnnet
-from fnnet import _cli_train, _plot, datasets
-from fnnet._cli_train import main
+from fnnet import datasets
+from fnnet.cli import train as _cli_train
+from fnnet.cli import plot as _plot
+from fnnet.cli.train import main
 
 
 def png_size(path):

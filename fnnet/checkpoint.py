@@ -31,9 +31,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet import _activations, _init, _losses
-from fnnet._dense import Dense
-from fnnet._network import Network, _check_params, _layout
+from fnnet.layers import activations as _activations
+from fnnet import initializers as _init
+from fnnet import losses as _losses
+from fnnet.layers.dense import Dense
+from fnnet.network import Network, _check_params, _layout
 
 FORMAT = "fnnet.checkpoint"
 VERSION = 1

@@ -19,8 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet import _fit_progress, _network
-from fnnet._fit_loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,
+from fnnet.train import progress as _fit_progress
+from fnnet import network as _network
+from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,
                              start_carry)
 from fnnet._validate import check_finite
 

@@ -14,7 +14,7 @@ import functools
 
 import jax
 
-from fnnet import _network
+from fnnet import network as _network
 
 
 @functools.lru_cache(maxsize=256)

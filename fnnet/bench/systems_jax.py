@@ -20,7 +20,7 @@ import optax
 from jax import lax
 
 import fnnet
-from fnnet._bench.timing import Runner, median_time
+from fnnet.bench.timing import Runner, median_time
 
 
 def network(workload):

@@ -3,7 +3,7 @@
 Shapes: out [batch, k]. Targets: same shape as `out`, except softmax cross-entropy,
 which also takes integer class labels [batch]. `link(out)` turns the network output
 into predictions (probabilities for the two fused classification losses).
-The L2 penalty lives in `fnnet._network` because it reads the params, not the output.
+The L2 penalty lives in `fnnet.network` because it reads the params, not the output.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._activations import softmax
+from fnnet.layers.activations import softmax
 from fnnet._validate import check_finite, check_floating, check_shape, is_concrete
 
 
