@@ -1,4 +1,5 @@
 """fnnet: functional neural networks on JAX with hand-written, proven backward passes."""
+from fnnet._version import __version__
 from fnnet.layers.activations import Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh
 from fnnet.layers.dense import Dense, DenseParams
 from fnnet.losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy

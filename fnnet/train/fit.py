@@ -276,7 +276,7 @@ def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size
                     break
             pending = dispatched
     finally:
-        if hasattr(report, "close"):
+        if isinstance(report, _fit_progress.ProgressBar):
             report.close()
     if bad is not None:
         raise _diverged(spec, data, carry, bad, initial, table, history)
