@@ -133,8 +133,8 @@ def build_parser():
     p.add_argument("--l2", type=_nonnegative_float,
                    help="L2 strength λ of ½λΣw² on weights (blobs 0.01, else 0)")
     p.add_argument("--seed", type=_int_at_least(0), default=0,
-                   help="seed of the one jax.random key that draws the initial weights and the "
-                        "batch order (default 0)")
+                   help="initial weights from fnnet.init(net, jax.random.key(SEED)); the batch order "
+                        "from jax.random.fold_in(that key, 1) (default 0)")
     p.add_argument("--init", choices=_initializers(), metavar="NAME",
                    help=f"weight initializer (default normal, the seeds' np.random.randn); one of "
                         f"{', '.join(_initializers())}")
@@ -307,7 +307,10 @@ def _train(s, args, t0) -> int:
                     l2=s["l2"], w_init=s["init"], b_init=s["b_init"])
     n = len(x_tr)
     batch = None if s["batch_size"] is None or s["batch_size"] >= n else s["batch_size"]
-    k_init, k_shuffle = jax.random.split(jax.random.key(s["seed"]))
+    # --seed N is fnnet.init(net, jax.random.key(N)), as in the README and scripts/seed00*.py;
+    # the batch order comes from a key folded out of it.
+    k_init = jax.random.key(s["seed"])
+    k_shuffle = jax.random.fold_in(k_init, 1)
     params = fnnet.init(net, k_init, jnp.dtype(s["dtype"]))
     out = sys.stdout
 
