@@ -204,7 +204,9 @@ def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, secon
     them: in a jitted lax.scan over steps, no activations, loss or update. Each step's inputs
     move by a scalar carried from the previous step's outputs (their sums, a read of every
     output), so that XLA can neither hoist the matmuls out of the loop nor drop them.
-    GFLOP/s over the needed matmul FLOPs; per_shape adds each forward matmul alone."""
+    GFLOP/s over the needed matmul FLOPs; per_shape adds each forward matmul alone.
+    dW is built as Dense.backward builds it, (dyᵀ·x)ᵀ with materialized transposes: the
+    folded `x.T @ dy` takes XLA:CPU's slow dot emitter and would understate the ceiling."""
     rng = np.random.default_rng(0)
     rows = workload.batch
     sizes = workload.sizes
@@ -221,7 +223,8 @@ def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, secon
             total = jnp.zeros((), dtype)
             for (x, w, dy), need_dx in zip(mats, need):
                 x, dy = x + c, dy + c
-                outs = [x @ w, x.T @ dy] + ([dy @ w.T] if need_dx else [])   # fwd, dL/dW, dL/dx
+                dw = lax.optimization_barrier(lax.optimization_barrier(dy.T) @ x).T   # as Dense
+                outs = [x @ w, dw] + ([dy @ w.T] if need_dx else [])   # fwd, dL/dW, dL/dx
                 total = total + sum(o.sum() for o in outs)
             return total * 1e-30, None
         return lax.scan(body, jnp.zeros((), dtype), None, length=steps)[0]
