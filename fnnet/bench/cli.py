@@ -13,7 +13,8 @@ systems (one row per system and dtype):
               with a NumPy Adam), float64 as published and float32
   reference   reference/ (NumPy float64 twin): train_sgd, or backward + NumPy Adam
   fnnet       jit(lax.scan) of fnnet.value_and_grad (hand-written backward) + optax
-  fnnet.fit   fnnet.fit itself (its overhead over the bare scan above)
+  fnnet.fit   fnnet.fit itself (its overhead over the bare scan above), and
+              fnnet.fit(..., grad="autodiff") in the row "fnnet.fit [autodiff]"
   jax.grad    the same scan with jax.value_and_grad(fnnet.loss)
   torch       PyTorch eager on CPU (optional: pip install 'fnnet[bench]')
 
@@ -96,6 +97,7 @@ def plan(w, systems, threads, quick, torch_ok, torch_why):
             out.append(("jax.grad", "", dt, lambda dt=dt: sj.scan_runner(w, dt, "jax.grad")))
     if "fnnet.fit" in systems:
         out.append(("fnnet.fit", "", "float32", lambda: sj.fit_runner(w, "float32")))
+        out.append(("fnnet.fit", "autodiff", "float32", lambda: sj.fit_runner(w, "float32", "autodiff")))
     if "torch" in systems:
         variants = [("", dt, threads, None) for dt in w.dtypes]
         if threads is not None:

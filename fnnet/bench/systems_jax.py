@@ -174,7 +174,8 @@ def compile_seconds(fn):
     return out, sum(spent)
 
 
-def fit_runner(workload, dtype):
+def fit_runner(workload, dtype, grad="manual"):
+    """fnnet.fit(..., grad=grad): "manual" (hand-written) or "autodiff" (jax.grad of the loss)."""
     net = network(workload)
     opt = optimizer(workload)                      # one object: fit's jit cache keys on it
     x_np, y_np = workload.data()
@@ -185,12 +186,14 @@ def fit_runner(workload, dtype):
 
     def run():
         params, _ = fnnet.fit(net, init, x, y, optimizer=opt, epochs=workload.epochs,
-                              batch_size=workload.batch_size, key=key)
+                              batch_size=workload.batch_size, key=key, grad=grad)
         return jax.block_until_ready(params)
 
     note = "fnnet.fit" + (" (shuffled each epoch with its key)" if minibatch else " (full batch)")
+    if grad != "manual":
+        note += f", grad={grad!r}"
     runner = Runner("fnnet.fit", jnp.dtype(dtype).name, run, result_params=result_params(workload),
-                    note=note)
+                    note=note, variant="" if grad == "manual" else grad)
 
     def warmup():                                  # fit compiles inside its first call
         _, runner.compile_s = compile_seconds(run)
