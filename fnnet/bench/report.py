@@ -24,6 +24,7 @@ TARGETS = [  # (workload, description, system(s), op, bound, kind)
     ("W3", "fnnet not slower than jax.grad (time ratio ≤ 1.0)", ("jax.grad", "", "float32"), "<=", 1.0, "time_ratio"),
     ("W4", "fnnet not slower than jax.grad (time ratio ≤ 1.0)", ("jax.grad", "", "float32"), "<=", 1.0, "time_ratio"),
     ("W4", "fnnet step temporaries ≤ 0.6× jax.grad's", "jax.grad", "<=", 0.6, "memory"),
+    ("W3", "bf16 matmuls (opt-in) faster than float32 fnnet", ("fnnet", "bf16 matmuls", "float32"), "<=", 1.0, "time_ratio"),
     ("W1", "fnnet ≥ 60% of the float32 matmul peak", None, ">=", 0.60, "peak"),
     ("W3", "fnnet ≥ 85% of the float32 matmul peak", None, ">=", 0.85, "peak"),
     ("W3", "fnnet ≥ 2× faster than PyTorch eager", ("torch", "", "float32"), ">=", 2.0, "speedup"),
@@ -78,7 +79,7 @@ def _id(row):
     return (row["system"], row["variant"], row["dtype"])
 
 
-def rows_for(workload, runners, timings, missing, peak_gflops, eval_loss):
+def rows_for(workload, runners, timings, missing, peak_gflops, eval_loss, eval_accuracy=None):
     """Rows for one workload: measured runners, then systems that could not run."""
     rows = []
     for r in runners:
@@ -93,7 +94,9 @@ def rows_for(workload, runners, timings, missing, peak_gflops, eval_loss):
                        times_s=t.times_s, compile_s=t.compile_s,
                        gflops=workload.flops / med / 1e9,
                        fraction_of_peak=workload.flops / med / 1e9 / peak_gflops,
-                       final_loss=eval_loss(workload, t.params) if t.params is not None else None)
+                       final_loss=eval_loss(workload, t.params) if t.params is not None else None,
+                       final_accuracy=(eval_accuracy(workload, t.params)
+                                       if t.params is not None and eval_accuracy else None))
         rows.append(row)
     for system, variant, dtype, why in missing:
         rows.append({"system": system, "variant": variant, "dtype": dtype, "status": why,
@@ -303,6 +306,7 @@ def markdown(res):
             if r["extrapolated_from_steps"]:
                 note = f"**extrapolated from {r['extrapolated_from_steps']} of {r['steps']} steps**; " + note
             lo, hi = r.get("ratio_to_fnnet_range") or (None, None)
+            acc = "" if r.get("final_accuracy") is None else f" (acc {100 * r['final_accuracy']:.1f}%)"
             ratio = _f(r["ratio_to_fnnet"], "{:.2f}")
             if lo is not None and r["repeats"] > 1 and _id(r) != BASE:
                 ratio += f" ({lo:.2f}–{hi:.2f})"
@@ -310,6 +314,6 @@ def markdown(res):
                 f"| {label} | {r['dtype']} | {_secs(r['median_s'])} | {_secs(r['min_s'])}–{_secs(r['max_s'])} | "
                 f"{_secs(r['compile_s'])} | {ratio} | {_f(r['ratio_to_fnnet_same_dtype'], '{:.2f}')} | "
                 f"{r['gflops']:.1f} | {100 * r['fraction_of_peak']:.1f}% | "
-                f"{_f(r['final_loss'], '{:.6g}')} | {note} |")
+                f"{_f(r['final_loss'], '{:.6g}')}{acc} | {note} |")
     lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(lines)

@@ -125,9 +125,12 @@ def hlo_stats(compiled):
     return {op: ops[op] for op in HLO_OPS}
 
 
-def scan_runner(workload, dtype, kind):
-    """kind "fnnet" (hand-written backward) or "jax.grad" (autodiff of fnnet.loss)."""
+def scan_runner(workload, dtype, kind, matmul_dtype=None):
+    """kind "fnnet" (hand-written backward) or "jax.grad" (autodiff of fnnet.loss);
+    matmul_dtype "bfloat16": every Dense multiplies in bf16 (fnnet.with_matmul_dtype)."""
     net = network(workload)
+    if matmul_dtype is not None:
+        net = fnnet.with_matmul_dtype(net, matmul_dtype)
     opt = optimizer(workload)
     x_np, y_np = workload.data()
     x, y = jnp.asarray(x_np, dtype), jnp.asarray(y_np, dtype)
@@ -144,9 +147,12 @@ def scan_runner(workload, dtype, kind):
         return jax.block_until_ready(compiled(*state.pop("args"), x, y))
 
     what = "fnnet.value_and_grad (hand-written)" if kind == "fnnet" else "jax.value_and_grad(fnnet.loss)"
+    if matmul_dtype is not None:
+        what += f" with {matmul_dtype} matmuls (float32 params and accumulation)"
     keep = result_params(workload)
     return Runner(kind, jnp.dtype(dtype).name, run, result_params=lambda out: keep(out[0]),
                   reset=reset, compile_s=compile_s, hlo=hlo_stats(compiled),
+                  variant="" if matmul_dtype is None else "bf16 matmuls",
                   note=f"jit(lax.scan) of {what} + optax.{workload.optimizer}, donated carry")
 
 
