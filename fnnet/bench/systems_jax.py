@@ -21,6 +21,7 @@ from jax import lax
 
 import fnnet
 from fnnet.bench.timing import Runner, median_time
+from fnnet.layers.dense import xt_matmul
 
 
 def network(workload):
@@ -225,8 +226,9 @@ def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, secon
     move by a scalar carried from the previous step's outputs (their sums, a read of every
     output), so that XLA can neither hoist the matmuls out of the loop nor drop them.
     GFLOP/s over the needed matmul FLOPs; per_shape adds each forward matmul alone.
-    dW is built as Dense.backward builds it, (dyᵀ·x)ᵀ with materialized transposes: the
-    folded `x.T @ dy` takes XLA:CPU's slow dot emitter and would understate the ceiling."""
+    dW is built as Dense.backward builds it (fnnet.layers.dense.xt_matmul, materialized
+    transposes): the folded `x.T @ dy` takes XLA:CPU's slow dot emitter and would
+    understate the ceiling."""
     rng = np.random.default_rng(0)
     rows = workload.batch
     sizes = workload.sizes
@@ -243,7 +245,7 @@ def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, secon
             total = jnp.zeros((), dtype)
             for (x, w, dy), need_dx in zip(mats, need):
                 x, dy = x + c, dy + c
-                dw = lax.optimization_barrier(lax.optimization_barrier(dy.T) @ x).T   # as Dense
+                dw = xt_matmul(x, dy)                                 # as Dense.backward
                 outs = [x @ w, dw] + ([dy @ w.T] if need_dx else [])   # fwd, dL/dW, dL/dx
                 total = total + sum(o.sum() for o in outs)
             return total * 1e-30, None
