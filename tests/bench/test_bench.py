@@ -66,6 +66,9 @@ def test_numbers_positive_and_ratios_consistent(quick):
             assert min(r["times_s"]) <= r["median_s"] <= max(r["times_s"])
             assert r["min_s"] == min(r["times_s"]) and r["max_s"] == max(r["times_s"])
             assert r["ratio_to_fnnet"] == pytest.approx(r["median_s"] / base["median_s"], rel=1e-12)
+            assert len(r["cpu_s"]) == 2 and all(c >= 0 for c in r["cpu_s"])    # process CPU time
+            if r["cpu_ratio_to_fnnet"] is not None:
+                assert r["cpu_ratio_to_fnnet"] == pytest.approx(r["cpu_median_s"] / base["cpu_median_s"], rel=1e-12)
             lo, hi = r["ratio_to_fnnet_range"]
             assert 0 < lo <= hi
             assert r["gflops"] == pytest.approx(w["flops"] / r["median_s"] / 1e9, rel=1e-12)
