@@ -12,8 +12,11 @@ systems (one row per system and dtype):
   numpy-seed  the seed's own NumPy loop (W1: seed 001, W2: seed 002; W3: the same style
               with a NumPy Adam), float64 as published and float32
   reference   reference/ (NumPy float64 twin): train_sgd, or backward + NumPy Adam
-  fnnet       jit(lax.scan) of fnnet.value_and_grad (hand-written backward) + optax
-  fnnet.fit   fnnet.fit itself (its overhead over the bare scan above)
+  fnnet       jit(lax.scan) of fnnet.value_and_grad (hand-written backward) + optax;
+              W3 adds "fnnet [bf16 matmuls]": the same with fnnet.with_matmul_dtype(net,
+              "bfloat16") (bf16 operands, float32 params and accumulation; opt-in)
+  fnnet.fit   fnnet.fit itself (its overhead over the bare scan above), and
+              fnnet.fit(..., grad="autodiff") in the row "fnnet.fit [autodiff]"
   jax.grad    the same scan with jax.value_and_grad(fnnet.loss)
   torch       PyTorch eager on CPU (optional: pip install 'fnnet[bench]')
 
@@ -22,6 +25,13 @@ workloads:
   W2  seed 002 blobs: 2-5-3 relu/softmax CE + L2 0.01, SGD lr 0.01, 5001 full-batch steps
   W3  784-1024-1024-10 relu, synthetic 60000x784, Adam 1e-3, batch 256, one epoch
       (its NumPy/reference rows time a few steps and extrapolate, labelled as such)
+  W4  deep ReLU: 512-(512 x 20)-10, synthetic 8192x512, SGD lr 0.01, batch 1024, one epoch
+      (where the step's activation memory differs: see the step memory table)
+  (more are registered with fnnet.bench.workloads.register)
+
+step memory: compiled.memory_analysis() of one jitted step (value and grad + optimizer
+update) at the workload's batch, for fnnet, jax.grad and the custom_vjp bridge
+(jax.value_and_grad of fnnet.loss_with_manual_grad(net)).
 
 Writes OUT/results-<backend>.json and OUT/results-<backend>.md. Speed targets are
 checked in the report, never asserted in tests.
@@ -36,7 +46,8 @@ def parser():
                     "fnnet.fit, jax.grad and PyTorch.")
     p.add_argument("--quick", action="store_true",
                    help="tiny epochs and a small W3 (a few seconds; for tests)")
-    p.add_argument("--workloads", default="W1,W2,W3", help="comma list (default: W1,W2,W3)")
+    p.add_argument("--workloads", default=None,
+                   help="comma list (default: every registered workload: W1,W2,W3,W4, ...)")
     p.add_argument("--systems", default=",".join(SYSTEMS),
                    help=f"comma list (default: all: {','.join(SYSTEMS)})")
     p.add_argument("--repeats", type=int, default=None,
@@ -71,6 +82,7 @@ def plan(w, systems, threads, quick, torch_ok, torch_why):
     from fnnet.bench import systems_torch as st
 
     few = w.slow_steps if w.batch_size is not None else (2 if quick else 30)
+    systems = [s for s in systems if w.runs(s)]
     out = []
     if "numpy-seed" in systems:
         for dt in ("float64", "float32"):
@@ -85,8 +97,12 @@ def plan(w, systems, threads, quick, torch_ok, torch_why):
             out.append(("fnnet", "", dt, lambda dt=dt: sj.scan_runner(w, dt, "fnnet")))
         if "jax.grad" in systems:
             out.append(("jax.grad", "", dt, lambda dt=dt: sj.scan_runner(w, dt, "jax.grad")))
+    if "fnnet" in systems and w.bf16_row:
+        out.append(("fnnet", "bf16 matmuls", "float32",
+                    lambda: sj.scan_runner(w, "float32", "fnnet", matmul_dtype="bfloat16")))
     if "fnnet.fit" in systems:
         out.append(("fnnet.fit", "", "float32", lambda: sj.fit_runner(w, "float32")))
+        out.append(("fnnet.fit", "autodiff", "float32", lambda: sj.fit_runner(w, "float32", "autodiff")))
     if "torch" in systems:
         variants = [("", dt, threads, None) for dt in w.dtypes]
         if threads is not None:
@@ -161,11 +177,11 @@ def run(args) -> int:
 
     from fnnet.bench import report, systems_torch, timing, workloads
     from fnnet.bench import systems_jax as sj
-    from fnnet.bench.systems_numpy import eval_loss
+    from fnnet.bench.systems_numpy import eval_accuracy, eval_loss
 
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
     try:
-        names = _split(args.workloads, ("W1", "W2", "W3"), "workload(s)")
+        names = _split(args.workloads or ",".join(workloads.names()), workloads.names(), "workload(s)")
         systems = _split(args.systems, SYSTEMS, "system(s)")
         wls = workloads.get(names, args.quick)
         threads = None if args.threads == "default" else int(args.threads)
@@ -210,8 +226,10 @@ def run(args) -> int:
         from fnnet.bench import systems_numpy
         ceiling["numpy_gflops"] = systems_numpy.matmul_ceiling(w, reps, threads)
         ceiling["torch_gflops"] = systems_torch.matmul_ceiling(w, reps, threads) if torch_ok else None
+        log("    step memory (compiled.memory_analysis) ...")
+        memory = sj.step_memory(w, "float32")
         out_w[w.name] = {"runners": runners, "timings": timings, "missing": missing,
-                         "ceiling": ceiling, "workload": w}
+                         "ceiling": ceiling, "workload": w, "memory": memory}
         del runners
 
     peak_end = sj.matmul_peak(peak_n, peak_reps)
@@ -222,14 +240,15 @@ def run(args) -> int:
     for name, d in out_w.items():
         w, ceiling = d["workload"], d["ceiling"]
         ceiling["fraction_of_peak"] = ceiling["gflops"] / peak["gflops"]
-        rows = report.rows_for(w, d["runners"], d["timings"], d["missing"], peak["gflops"], eval_loss)
+        rows = report.rows_for(w, d["runners"], d["timings"], d["missing"], peak["gflops"], eval_loss,
+                               eval_accuracy)
         workloads_out[name] = {
             "title": w.title, "origin": w.origin, "description": w.describe(),
             "sizes": list(w.sizes), "rows_per_epoch": w.n, "batch": w.batch, "epochs": w.epochs,
             "steps": w.steps, "sum_din_dout": sum(a * b for a, b in zip(w.sizes[:-1], w.sizes[1:])),
             "flops": w.flops, "needed_flops": w.needed_flops,
             "flops_formula": "3 * 2 * rows_per_epoch * sum(d_in*d_out) * epochs",
-            "matmul_ceiling": ceiling, "rows": rows,
+            "matmul_ceiling": ceiling, "step_memory": d["memory"], "rows": rows,
         }
     result = {
         "machine": {**report.machine(torch_label), "load_start": load_start, "load_end": _loadavg()},
