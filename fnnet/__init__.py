@@ -2,7 +2,7 @@
 from fnnet.layers.activations import Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh
 from fnnet.layers.dense import Dense, DenseParams
 from fnnet.losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
-from fnnet.network import (Network, backprop, backward, forward, init, loss, mlp, out_shape, predict,
+from fnnet.network import (Network, backprop, backward, forward, init, init_state, loss, mlp, out_shape, predict,
                             value_and_grad)
 from fnnet.checkpoint import load, save
 from fnnet.train.fit import DivergedError, History, fit
@@ -14,7 +14,7 @@ from fnnet import check, datasets
 __all__ = [
     "Dense", "DenseParams", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
-    "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
+    "Network", "mlp", "init", "init_state", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
     "out_shape", "initializers", "check", "datasets",
     "save", "load",
     "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
