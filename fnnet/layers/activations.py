@@ -131,3 +131,58 @@ def get(name_or_layer):
         except KeyError:
             raise ValueError(f"unknown activation {name_or_layer!r}; known: {sorted(ACTIVATIONS)}") from None
     return name_or_layer
+
+
+# --- smooth activations (issue 8): ELU, SiLU, Softplus ---------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ELU(_Activation):
+    """y = x for x > 0, α(eˣ - 1) otherwise (expm1: exact near 0; the exp never overflows)."""
+    alpha: float = 1.0
+
+    def forward(self, params, x):
+        self._check(params, x)
+        neg = self.alpha * jnp.expm1(jnp.minimum(x, 0))   # α(e^min(x,0) - 1): finite for any x
+        return jnp.where(x > 0, x, neg), x                # cache x
+
+    def backward(self, params, cache, dy):
+        x = cache
+        self._check_dy(x, dy)
+        d = self.alpha * jnp.exp(jnp.minimum(x, 0))       # d/dx α(eˣ - 1) = α eˣ
+        return (), jnp.where(x > 0, dy, dy * d)           # dL/dx = dL/dy · (1 or α eˣ); ELU'(0) = α
+
+
+@dataclasses.dataclass(frozen=True)
+class SiLU(_Activation):
+    """y = x σ(x) (swish)."""
+
+    def forward(self, params, x):
+        self._check(params, x)
+        return x * jax.nn.sigmoid(x), x                   # cache x
+
+    def backward(self, params, cache, dy):
+        x = cache
+        self._check_dy(x, dy)
+        s = jax.nn.sigmoid(x)
+        return (), dy * s * (1 + x * (1 - s))             # dL/dx = dL/dy · σ(x)(1 + x(1 - σ(x)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Softplus(_Activation):
+    """y = log(1 + eˣ) in the stable form max(x, 0) + log1p(e^-|x|); y' = σ(x), 0.5 at 0.
+
+    jax.grad of this form is right at 0 only because jnp.maximum splits the tie (½ + 0);
+    written with jnp.where(x > 0, x, 0) it would say 0 there (and relu-like forms say 1).
+    """
+
+    def forward(self, params, x):
+        self._check(params, x)
+        return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x))), x   # cache x
+
+    def backward(self, params, cache, dy):
+        x = cache
+        self._check_dy(x, dy)
+        return (), dy * jax.nn.sigmoid(x)                 # dL/dx = dL/dy · σ(x)
+
+
+ACTIVATIONS.update(elu=ELU, silu=SiLU, softplus=Softplus)
