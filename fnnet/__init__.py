@@ -15,6 +15,7 @@ from fnnet.train.fit import DivergedError, History, fit
 from fnnet.train.metrics import accuracy
 from fnnet.custom_vjp import loss_with_manual_grad
 from fnnet import initializers
+from fnnet.models.cnn import cnn
 from fnnet import check, datasets
 
 __all__ = [
@@ -22,7 +23,7 @@ __all__ = [
     "ELU", "SiLU", "Softplus", "Conv2D", "ConvParams", "MaxPool2D", "AvgPool2D", "Flatten", "Reshape",
     "Dropout", "BatchNorm", "BatchNormParams", "BatchNormState", "init_state",
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
-    "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
+    "Network", "mlp", "cnn", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
     "out_shape", "initializers", "check", "datasets",
     "save", "load",
     "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
