@@ -51,7 +51,9 @@ class Dropout:
             return x, None                                   # eval: y = x
         if key is None:
             raise ValueError(f"{self}: train mode needs a PRNG key (key=jax.random.key(...))")
-        keep = jax.random.bernoulli(key, 1.0 - self.rate, x.shape)
+        # p as float32 whatever x's dtype and the x64 switch: the same key gives the same mask
+        # in float32 and float64 (the checker's float64 finite differences rely on it)
+        keep = jax.random.bernoulli(key, jnp.float32(1.0 - self.rate), x.shape)
         return jnp.where(keep, x / (1.0 - self.rate), 0), keep   # y = m ⊙ x / (1 - rate)
 
     def backward(self, params, cache, dy):
