@@ -173,3 +173,41 @@ def test_hand_written_grads_with_key_and_state_match_jax_grad(dtype, jit):
     g_eval, _ = fnnet.backward(net, params, x, y, state=new_s, train=False)
     auto_eval = jax.grad(lambda p: fnnet.loss(net, p, x, y, state=new_s, train=False)[0])(params)
     assert_trees_close(g_eval, auto_eval, RTOL[np.dtype(dtype)], "eval grads vs jax.grad")
+
+
+def test_check_layer_and_check_network_hold_the_key_fixed_and_cover_both_modes():
+    x = jnp.asarray(np.random.default_rng(3).normal(size=(4, 3, 3, 2)))
+    drop = fnnet.check.check_layer(fnnet.Dropout(0.4), (), x, forward_key=jax.random.key(1))
+    assert drop.ok and drop.max_rel_err("fd") < 1e-6
+    bn = fnnet.BatchNorm()
+    params = fnnet.BatchNormParams(jnp.array([1.3, 0.7]), jnp.array([0.2, -0.1]))
+    st = fnnet.BatchNormState(jnp.array([0.1, -0.2]), jnp.array([1.5, 0.8]))
+    for train in (True, False):
+        r = fnnet.check.check_layer(bn, params, x, state=st, train=train)
+        assert r.ok and r.max_rel_err("reference") < 1e-10 and r.max_rel_err("fd") < 1e-6, r
+    net = fnnet.Network((fnnet.Conv2D(2, 2), fnnet.Tanh(), fnnet.BatchNorm(), fnnet.Flatten(), fnnet.Dropout(0.3),
+                         fnnet.Dense(3)), "softmax_cross_entropy", (3, 3, 2))
+    p = fnnet.init(net, jax.random.key(0), jnp.float64)
+    y = jnp.array([0, 2, 1, 1])
+    for train in (True, False):
+        r = fnnet.check.check_network(net, p, x, y, state=fnnet.init_state(net, jnp.float64),
+                                      forward_key=jax.random.key(2), train=train)
+        assert r.ok and r.max_rel_err("fd") < 1e-6, r
+    with pytest.raises(ValueError, match=r"check_layer: layer 0 \(Dropout\(0.4\)\) is stochastic"):
+        fnnet.check.check_layer(fnnet.Dropout(0.4), (), x)
+    with pytest.raises(ValueError, match=r"check_network: layer 2 \(BatchNorm.*init_state\(net, dtype\)"):
+        fnnet.check.check_network(net, p, x, y, forward_key=jax.random.key(2))
+
+
+def test_a_planted_batchnorm_bug_is_caught_in_train_mode():
+    """Treating the batch statistics as constants (the eval backward in train mode) is wrong."""
+    class Frozen(fnnet.BatchNorm):
+        def backward(self, params, cache, dy):
+            (dp, _), (xhat, inv) = super().backward(params, cache, dy), cache
+            return dp, dy * params.gamma.reshape(inv.shape) * inv        # forgets dμ and dσ²
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(6, 3)))
+    params = fnnet.BatchNormParams(jnp.array([1.3, 0.7, 1.1]), jnp.array([0.2, -0.1, 0.0]))
+    st = fnnet.BatchNormState(jnp.zeros(3), jnp.ones(3))
+    r = fnnet.check.check_layer(Frozen(), params, x, state=st, train=True)
+    assert not r.ok
+    assert fnnet.check.check_layer(Frozen(), params, x, state=st, train=False).ok   # right in eval mode
