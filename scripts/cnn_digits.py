@@ -9,6 +9,11 @@ the seconds each run took (wall clock, including compilation).
 
     python scripts/cnn_digits.py --keys 5
     python scripts/cnn_digits.py --keys 1 --epochs 3      # a smoke run
+    python scripts/cnn_digits.py --step-ratio --epochs 2  # fit step: hand-written vs jax.grad
+
+--step-ratio times fnnet.fit with grad="manual" (the hand-written backward) and
+grad="autodiff" (jax.grad of the same loss) on the same net, data and batches: each is
+run once to compile, then timed on a second, identical call (median of --repeats).
 """
 from __future__ import annotations
 
@@ -44,6 +49,30 @@ def run(key, epochs, batch, lr, dropout, batchnorm, dtype=jnp.float32):
     return acc, seconds, net
 
 
+def step_ratio(epochs, batch, repeats, dropout, batchnorm, dtype=jnp.float32):
+    """Median seconds per fit step for grad='manual' and grad='autodiff', and their ratio."""
+    x_train, y_train, _, _ = fnnet.datasets.digits()
+    x = jnp.asarray(x_train.reshape(-1, 8, 8, 1), dtype)
+    net = fnnet.cnn((8, 8, 1), classes=10, dropout=dropout, batchnorm=batchnorm)
+    params = fnnet.init(net, jax.random.key(0), dtype)
+    kw = {"state": fnnet.init_state(net, dtype)} if batchnorm else {}
+    steps = epochs * -(-x.shape[0] // batch)
+    times = {}
+    for grad in ("manual", "autodiff"):
+        def once():
+            t = time.perf_counter()
+            out = fnnet.fit(net, params, x, y_train, optimizer=optax.adam(1e-3), epochs=epochs,
+                            batch_size=batch, key=jax.random.key(1), grad=grad, **kw)
+            jax.block_until_ready(out[0])
+            return time.perf_counter() - t
+        once()                                            # compile
+        times[grad] = float(np.median([once() for _ in range(repeats)])) / steps
+    print(f"{net}\nfit step ({steps} steps of batch {batch}, median of {repeats}): hand-written "
+          f"{times['manual'] * 1e3:.2f} ms, jax.grad {times['autodiff'] * 1e3:.2f} ms, "
+          f"ratio {times['manual'] / times['autodiff']:.2f}")
+    return times
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--keys", type=int, default=5)
@@ -52,7 +81,12 @@ def main(argv=None):
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--batchnorm", action="store_true")
+    ap.add_argument("--step-ratio", action="store_true", help="time fit steps, hand-written vs jax.grad")
+    ap.add_argument("--repeats", type=int, default=3)
     a = ap.parse_args(argv)
+    if a.step_ratio:
+        step_ratio(a.epochs, a.batch, a.repeats, a.dropout, a.batchnorm)
+        return
     accs = []
     for k in range(a.keys):
         acc, sec, net = run(k, a.epochs, a.batch, a.lr, a.dropout, a.batchnorm)
