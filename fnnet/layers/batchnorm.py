@@ -103,8 +103,7 @@ class BatchNorm:
         """in_shape (C,) or (H, W, C) -> (BatchNormParams(gamma [C], beta [C]), in_shape)."""
         del key
         c = self._channels(in_shape)
-        dtype = jnp.zeros(()).dtype
-        return BatchNormParams(jnp.ones((c,), dtype), jnp.zeros((c,), dtype)), tuple(in_shape)
+        return BatchNormParams(jnp.ones((c,), jnp.float32), jnp.zeros((c,), jnp.float32)), tuple(in_shape)
 
     def init_state(self, in_shape, dtype):
         """-> BatchNormState(mean zeros [C], var ones [C]) of dtype."""

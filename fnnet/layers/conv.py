@@ -79,9 +79,9 @@ class Conv2D:
         h, w_, c = _checks.image_shape(str(self), in_shape)
         (kh, kw), _, _, (ho, wo) = self._geometry((h, w_))
         kw_, kb = jax.random.split(key)
-        dtype = jnp.zeros(()).dtype
-        w = _init.get(self.w_init)(kw_, (kh * kw * c, self.filters), dtype).reshape(kh, kw, c, self.filters)
-        b = _init.get(self.b_init)(kb, (self.filters,), dtype)
+        # drawn in float32 whatever jax_enable_x64 says (fnnet.init casts): same key, same weights
+        w = _init.get(self.w_init)(kw_, (kh * kw * c, self.filters), jnp.float32).reshape(kh, kw, c, self.filters)
+        b = _init.get(self.b_init)(kb, (self.filters,), jnp.float32)
         return ConvParams(w, b), (ho, wo, self.filters)
 
     def _check(self, params, x):
