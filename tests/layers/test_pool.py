@@ -1,5 +1,7 @@
 """MaxPool2D / AvgPool2D: backward vs jax.vjp, the loop twin and finite differences; the tie
 convention (one element per window, as jax.grad); mid-network; bad input."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,7 +9,7 @@ import pytest
 
 import fnnet
 import reference
-from helpers import assert_trees_close
+from fnnet.layers.pool import _offsets, _scatter, _window_slice
 from vision_oracles import check_mid_network, check_vjp_all, random
 
 LAYERS = {
@@ -55,6 +57,32 @@ def test_max_ties_send_the_gradient_to_the_first_maximum_like_jax_grad(jit):
     np.testing.assert_array_equal(dx[0, :, :, 0], [[5.0, 0.0], [0.0, 0.0]])   # all of it to the first
     np.testing.assert_array_equal(jax.grad(lambda x: 5 * layer.forward((), x)[0].sum())(x), dx)
     assert float(dx.sum()) == 5.0                                 # not 15: one element, not every tie
+
+
+@dataclasses.dataclass(frozen=True)
+class AllTies(fnnet.MaxPool2D):
+    """Planted bug: the full cotangent to EVERY tied maximum of a window (not a subgradient)."""
+
+    def forward(self, params, x):
+        y, cache = super().forward(params, x)
+        return y, (x, y)
+
+    def backward(self, params, cache, dy):
+        x, y = cache
+        k, s, out = self._out(x.shape[1:3])
+        dx = jnp.zeros(x.shape, dy.dtype)
+        for p, q in _offsets(k):
+            dx = dx + _scatter(jnp.where(_window_slice(x, p, q, s, out) == y, dy, 0), p, q, s, x.shape)
+        return (), dx
+
+
+@pytest.mark.xfail(strict=True, reason="fnnet.check (issue 7's) accepts every element of a tie group at a "
+                                       "kink independently; the joint rule (the tie group's gradients must "
+                                       "sum to the window's cotangent) is not implemented yet")
+def test_the_checker_rejects_the_full_cotangent_to_every_tied_element():
+    x = np.random.default_rng(4).integers(-1, 2, size=(2, 6, 6, 2)).astype(np.float64)
+    assert fnnet.check.check_layer(fnnet.MaxPool2D(2), (), x).ok
+    assert not fnnet.check.check_layer(AllTies(2), (), x, reference=None).ok
 
 
 def test_pool_mid_network():
