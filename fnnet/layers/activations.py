@@ -137,19 +137,28 @@ def get(name_or_layer):
 
 @dataclasses.dataclass(frozen=True)
 class ELU(_Activation):
-    """y = x for x > 0, α(eˣ - 1) otherwise (expm1: exact near 0; the exp never overflows)."""
+    """y = x for x > 0, α(eˣ - 1) otherwise (expm1: exact near 0; the exp never overflows); α > 0.
+
+    The cache is the output y: for α > 0, y > 0 exactly when x > 0, and for x <= 0 the
+    derivative α eˣ = y + α, so the backward needs no second exp (and y is the buffer the
+    next layer keeps anyway).
+    """
     alpha: float = 1.0
+
+    def __post_init__(self):
+        a = self.alpha
+        if isinstance(a, bool) or not isinstance(a, (int, float)) or not (a > 0 and a < float("inf")):
+            raise ValueError(f"ELU: alpha must be a finite number > 0, got {a!r}")
 
     def forward(self, params, x):
         self._check(params, x)
-        neg = self.alpha * jnp.expm1(jnp.minimum(x, 0))   # α(e^min(x,0) - 1): finite for any x
-        return jnp.where(x > 0, x, neg), x                # cache x
+        y = jnp.where(x > 0, x, self.alpha * jnp.expm1(jnp.minimum(x, 0)))   # α(e^min(x,0) - 1): finite
+        return y, y                                       # cache y
 
     def backward(self, params, cache, dy):
-        x = cache
-        self._check_dy(x, dy)
-        d = self.alpha * jnp.exp(jnp.minimum(x, 0))       # d/dx α(eˣ - 1) = α eˣ
-        return (), jnp.where(x > 0, dy, dy * d)           # dL/dx = dL/dy · (1 or α eˣ); ELU'(0) = α
+        y = cache
+        self._check_dy(y, dy)
+        return (), jnp.where(y > 0, dy, dy * (y + self.alpha))   # dL/dx = dL/dy · (1 or α eˣ = y + α); ELU'(0) = α
 
 
 @dataclasses.dataclass(frozen=True)

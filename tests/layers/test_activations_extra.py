@@ -48,8 +48,12 @@ def test_elu_and_silu_at_extremes_stay_finite():
         y, c = layer.forward((), x)
         _, dx = layer.backward((), c, jnp.ones_like(x))
         assert bool(jnp.isfinite(y).all() and jnp.isfinite(dx).all()), layer
-    _, dx = fnnet.ELU(0.7).backward((), x, jnp.ones_like(x))
+    elu = fnnet.ELU(0.7)
+    _, dx = elu.backward((), elu.forward((), x)[1], jnp.ones_like(x))
     assert float(dx[0, 2]) == pytest.approx(0.7)                          # ELU'(0) = α (from the left)
+    for bad in (0.0, -1.0, float("inf"), "1"):
+        with pytest.raises(ValueError, match="ELU: alpha must be a finite number > 0"):
+            fnnet.ELU(bad)
 
 
 def test_new_activations_mid_network():
