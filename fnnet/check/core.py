@@ -19,7 +19,7 @@ MODES = ("auto", "directional", "full")
 
 
 def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nondiff=(), mode="auto",
-              names=None, directions=4, detect=1e-2, full_max=2000, full_budget=1024, localize_max=50_000,
+              names=None, directions=4, detect=1e-3, full_max=2000, full_budget=1024, localize_max=50_000,
               step=1e-6, rtol=None, atol=None, jit=True, title=None, _cache_key=None, _cotangent_text=None,
               _oracle_fun=None, _oracle_text="jax.vjp"):
     """Compare a hand-written vjp with jax.vjp, an optional reference and finite differences.
@@ -38,10 +38,12 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
         (fnnet.check.nondiff).
     mode: "auto": per element for leaves of <= full_max elements, smallest first, while the
         check's per-element total stays <= full_budget (each element costs two evaluations
-        of fun); the other leaves directional. "full": always per element. "directional":
+        of fun); the other leaves directional. When jax.vjp is not an independent witness
+        (fun contains a user custom rule) localize_max stands for both limits. "full": always per element. "directional":
         `directions` random directions per leaf plus block directions (detect).
-    detect: directional power: block directions are sized so that any single entry off by
-        more than `detect` of the leaf's scale is caught (x of order 1); None: random only.
+    detect: directional power: block directions (random ±1 on blocks of detect / rtol
+        elements, at most 256 blocks) always catch a single entry whose error exceeds
+        detect × the mean |hand_k · max(1, |x_k|)| over its block; None: random only.
         A failing direction is re-run per element on its block (or the whole leaf, if it has
         <= localize_max elements) to find the index.
     step: finite-difference step, scaled per element by max(1, |x_i|).
@@ -148,9 +150,12 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
     if len(jax_leaves) != len(leaves):  # jax.vjp always matches; guard against odd custom pytrees
         raise RuntimeError("check: jax.vjp returned a different number of leaves than the primals have")
 
+    # Without an independent jax.vjp nothing else compares element by element: finite
+    # differences then go per element on every leaf up to localize_max elements (mode auto).
     per_element, spent = set(), 0
+    budget, biggest = (full_budget, full_max) if independent else (localize_max, localize_max)
     for leaf in sorted(leaves, key=lambda l: l.size):
-        if mode == "full" or (mode == "auto" and leaf.size <= full_max and spent + leaf.size <= full_budget):
+        if mode == "full" or (mode == "auto" and leaf.size <= biggest and spent + leaf.size <= budget):
             per_element.add(leaf.name)
             spent += leaf.size
     rngs = {leaf.name: rng_for(key, 1, k) for k, leaf in enumerate(leaves)}
@@ -213,8 +218,8 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
     fd_text = (f"finite differences in float64, step {step:g}·max(1, |x|)" if fd is None or fd.fd_eps <= eps(np.float64)
                else f"finite differences limited to {sorted(map(str, fd.out_dtypes))} (fun's output under x64)")
     if any(l.name not in per_element for l in leaves) and detect is not None:
-        fd_text += (f"; directional leaves add block directions: one wrong entry off by > "
-                    f"{detect:g} of the leaf scale is always caught")
+        fd_text += (f"; directional leaves add block directions: a single entry off by more than "
+                    f"rtol × block (>= {detect:g}) × the block's mean |hand·max(1, |x|)| is always caught")
     header = f"primals {'/'.join(dtypes)}; cotangent {cotangent_text or ct_text}; {fd_text}"
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
 

@@ -207,10 +207,15 @@ class FiniteDifferences:
         flat_idx = np.asarray(flat_idx, np.int64).reshape(-1)
         self.prefetch(flat_idx, [])
         vals = np.array([self._elements[int(i)] for i in flat_idx], np.float64).reshape(-1, 4)
-        return vals[:, 0], vals[:, 1], vals[:, 2], float(vals[:, 3].min(initial=math.inf))
+        steps = vals[:, 3][np.isfinite(vals[:, 3]) & (vals[:, 3] > 0)]   # an inf input has no step
+        return vals[:, 0], vals[:, 1], vals[:, 2], float(steps.min(initial=self.step))
 
     # -- directional ----------------------------------------------------------------------
     def _directional_eval(self, specs):
+        if len(specs) > 1 and sum(s[1] for s in specs) * self.flat0.size > MAX_BATCH_ELEMENTS:
+            for spec in specs:           # one leaf at a time: the rows [directions, P] stay small
+                self._directional_eval([spec])
+            return
         t = self.step
         rows, parts, block_sets = [], [], {}
         for spec in specs:

@@ -15,7 +15,7 @@ import numpy as np
 from fnnet.check.compare import summarize, yardstick_allowance
 from fnnet.check.kinks import joint_test
 
-MAX_BLOCKS = 128     # block directions per leaf at most (the block grows past that)
+MAX_BLOCKS = 256     # block directions per leaf at most (the block grows past that)
 
 
 def block_size(size, rt_fd, detect):
