@@ -43,7 +43,10 @@ fnnet.check.compare. Validation of what goes in and comes out: fnnet.check.input
 from __future__ import annotations
 
 from fnnet.check.core import check_vjp
+from fnnet.check.extra import check_per_example, check_second_order
+from fnnet.check.jvp import check_custom_vjp, check_jvp
 from fnnet.check.objects import check_layer, check_loss, check_network
 from fnnet.check.report import Report, Row
 
-__all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "Report", "Row"]
+__all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "check_custom_vjp", "check_jvp",
+           "check_second_order", "check_per_example", "Report", "Row"]

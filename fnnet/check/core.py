@@ -197,7 +197,7 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         adj = adjudicate if fd is not None else None
         ref = None if by_ref is None else by_ref[leaf.name]
         res = compare(h, j, rt, floor, adj,
-                      majority=majority_fn(adj, h, ref, rt, floor) if fd is not None and independent else None)
+                      majority=majority_fn(adj, h, ref, rt, floor, j) if fd is not None and independent else None)
         rows.append(oracle_row(leaf.name, oracle_text, "jax", res, independent, rules))
         jax_allowed = res["tol"] * max(np.abs(h[np.isfinite(h)]).max(initial=0.0),
                                        np.abs(j[np.isfinite(j)]).max(initial=0.0)) if independent else -1.0

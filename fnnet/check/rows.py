@@ -15,19 +15,23 @@ def _at(shape, flat):
     return tuple(int(i) for i in np.unravel_index(int(flat), shape))
 
 
-def majority_fn(adjudicate, h, other, rt, floor):
-    """majority(bad flat indices) -> bool per element: the hand-written value agrees with the
-    finite differences there (inside a genuine kink interval counts) and with `other`, the
-    remaining independent witness (None: none). Keeps the last evidence for the note."""
+def majority_fn(adjudicate, h, other, rt, floor, oracle):
+    """majority(bad flat indices) -> bool per element: the oracle (jax.vjp) disagrees with the
+    finite differences there, while the hand-written value agrees with them (inside a genuine
+    kink interval counts) and with `other`, the remaining independent witness (None: none).
+    An oracle that agrees with the differences is never outvoted: a disagreement below the
+    differences' resolution stays the hand-written rule's failure."""
     hf = np.asarray(h, np.float64).reshape(-1)
+    jf = np.asarray(oracle, np.float64).reshape(-1)
     of = None if other is None else np.asarray(other, np.float64).reshape(-1)
 
     def majority(bad):
         a = adjudicate(bad)
-        hv, c, lo, hi, tol = hf[bad], a["central"], a["lo"], a["hi"], a["tol"]
+        hv, jv, c, lo, hi, tol = hf[bad], jf[bad], a["central"], a["lo"], a["hi"], a["tol"]
         with np.errstate(invalid="ignore"):
-            fd_ok = np.isfinite(hv) & np.isfinite(c) & ((np.abs(hv - c) <= tol) |
-                                                         ((hi - lo > tol) & (hv >= lo - tol) & (hv <= hi + tol)))
+            agrees = lambda v: np.isfinite(v) & np.isfinite(c) & (
+                (np.abs(v - c) <= tol) | ((hi - lo > tol) & (v >= lo - tol) & (v <= hi + tol)))
+            fd_ok = agrees(hv) & ~agrees(jv)
             # only where the differences resolve the value (to 10%): an unresolved leaf agrees with anything
             fd_ok &= tol <= 0.1 * np.maximum.reduce([np.abs(hv), np.abs(c), hi - lo])
             if of is not None:
