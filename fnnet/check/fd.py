@@ -193,12 +193,14 @@ class FiniteDifferences:
         x = self.flat0[todo]
         t = self.step * np.maximum(1.0, np.abs(x))
         xp, xm = x + t, x - t
-        hp, hm = xp - x, x - xm                       # the steps actually taken
+        with np.errstate(invalid="ignore"):            # an inf input: its step is NaN, said later
+            hp, hm = xp - x, x - xm                   # the steps actually taken
         g = self._eval(idx=np.concatenate([todo, todo]), vals=np.concatenate([xp, xm]))
         gp, gm = g[:todo.size], g[todo.size:]
-        central = (gp - gm) / (hp + hm)
-        forward = (gp - self.g0) / hp
-        backward = (self.g0 - gm) / hm
+        with np.errstate(invalid="ignore", divide="ignore"):
+            central = (gp - gm) / (hp + hm)
+            forward = (gp - self.g0) / hp
+            backward = (self.g0 - gm) / hm
         for k, i in enumerate(todo):
             self._elements[int(i)] = (central[k], forward[k], backward[k], min(hp[k], hm[k]))
 
