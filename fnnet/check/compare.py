@@ -22,6 +22,11 @@ cotangent with quantities the size of the inputs (p - y of a saturated loss, an 
 30 times 1 - t²): I = Σ|ct| · max(1, |x|max). We allow 16 such roundings:
     atol = 16 · eps · (T · n_out + I) / n_leaf.
 It is negligible next to rtol · scale whenever the leaf is not tiny (the table's tol shows it).
+The floor is local (local_floor): T, n_out, Σ|ct| and max|x| are taken within the block of
+leading axes the leaf shares with each output (rows of a [batch, d] leaf), so one input of
+±800 or one huge output term raises the floor of its own row only; a leaf sharing no axes
+with the output (a weight) gets the whole-output form. Non-finite entries are left out of
+every scale and floor (they fail, or are inconclusive, on their own).
 
 Finite differences (central, float64, step t = 1e-6 · max(1, |x_i|) per element):
   truncation  t²·|g'''|/6: 1e-12 relative for unit curvature, so RTOL_FD = 1e-6 leaves
@@ -48,6 +53,14 @@ from the oracle by 4x as much as jax.vjp's value does:
   float32: without a cap: float32 autodiff is the measure of what float32 can do, and
            the float64 check of the same code shows a wrong oracle.
 The jax.vjp row itself never uses it, so a bug in the hand-written code always fails there.
+Only an independent jax.vjp is a yardstick: with a user custom rule inside fun there is none.
+
+Witnesses outvoted (compare's majority): where jax.vjp disagrees with the float64 differences
+(beyond their tolerance, kinks included) and the hand-written value agrees with them (and
+with the reference, if any), the jax.vjp row is "warn": autodiff at a kink or through a
+non-smooth rewrite (softplus as max(x, 0) + log1p(exp(-|x|)) has jax.grad 0 at 0, the truth
+0.5; sqrt(Σx²) has a NaN jax.vjp at 0). Only where the differences resolve the value (their
+tolerance <= 10% of it): an unresolved leaf outvotes nothing.
 """
 from __future__ import annotations
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from fnnet.check import independence, nondiff as _nd
 from fnnet.check.compare import RTOL_FD, compare, eps, local_floor, rtol as dtype_rtol
-from fnnet.check.fd import FiniteDifferences, jit_options
+from fnnet.check.fd import FiniteDifferences
+from fnnet.check.xla import jit_options
 from fnnet.check.inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
                                  primal_names, rng_for, x64_context)
 from fnnet.check.report import Report, Row
@@ -62,7 +63,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     names = primal_names(fun, len(primals), names)
     nd_pos, why = _nd.positions(nondiff, names, primals)
     n = len(primals)
-    hand = lambda p, ct: (vjp(*p, ct), [])
+    hand = lambda p, ct: (vjp(*p, ct), {})
     oracle_fun, nd_rows = _oracle_fun, []
     if nd_pos:
         diff_pos = [i for i in range(n) if i not in why]
@@ -139,7 +140,7 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
 
     independent = not rules
     rows, hand_leaf, skip = match_hand(hand_out, primals, names, leaves, title)
-    for name, nonzero in flags:
+    for name, nonzero in flags.items():
         if any(bool(np.asarray(f)) for f in nonzero):
             rows.append(Row(name, "structure", "structure", "FAIL",
                             note="the hand-written vjp returned a non-zero cotangent for this "

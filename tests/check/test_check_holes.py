@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 from fnnet import check
-from fnnet.check.fd import JIT_OPTIONS, jit_options
+from fnnet.check.xla import JIT_OPTIONS, jit_options
 
 DTYPES = [np.float64, np.float32]
 
