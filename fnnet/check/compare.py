@@ -177,7 +177,7 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
     diff = np.where((fh != fo) | nf_hand, np.inf, diff)
     scale = max(float(_finite_abs(hand).max(initial=0.0)), float(_finite_abs(oracle).max(initial=0.0)))
     allowed = rtol_ * scale + np.broadcast_to(np.asarray(atol, np.float64), hand.shape)
-    kinks, notes, overruled = 0, [], []
+    kinks, notes, overruled, at_kink = 0, [], [], np.zeros(0, np.int64)
     flat_diff = diff.reshape(-1).copy()
     bad = np.flatnonzero((flat_diff > allowed.reshape(-1)) & ~nf_hand.reshape(-1))
     if bad.size and adjudicate is not None and bad.size <= MAX_ADJUDICATE:
@@ -186,6 +186,7 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
         h, o = hand.reshape(-1)[bad], oracle.reshape(-1)[bad]
         inside = lambda v: (v >= lo - tol) & (v <= hi + tol)
         accept = (hi - lo > tol) & inside(h) & inside(o)
+        at_kink = bad[hi - lo > tol]
         if accept.any() and adj.get("joint") is not None:
             joint_ok, text = adj["joint"](bad[accept], h[accept])
             if not joint_ok:
@@ -194,8 +195,10 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
         kinks = int(accept.sum())
         flat_diff[bad[accept]] = 0.0           # accepted at a kink: out of the error statistics
         bad = bad[~accept]
-    if yardstick is not None:
-        allowed = allowed + yardstick_allowance(yardstick[0], oracle, scale, yardstick[1])
+    if yardstick is not None:   # rounding where smooth; never at a kink (conventions differ there)
+        yard = yardstick_allowance(yardstick[0], oracle, scale, yardstick[1]).reshape(-1)
+        yard[at_kink] = 0.0
+        allowed = allowed + yard.reshape(hand.shape)
         bad = bad[flat_diff[bad] > allowed.reshape(-1)[bad]]
     if bad.size and majority is not None and bad.size <= MAX_ADJUDICATE:
         agree = np.asarray(majority(bad), bool)
