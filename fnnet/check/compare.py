@@ -177,7 +177,7 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
     diff = np.where((fh != fo) | nf_hand, np.inf, diff)
     scale = max(float(_finite_abs(hand).max(initial=0.0)), float(_finite_abs(oracle).max(initial=0.0)))
     allowed = rtol_ * scale + np.broadcast_to(np.asarray(atol, np.float64), hand.shape)
-    kinks, notes, overruled, at_kink = 0, [], [], np.zeros(0, np.int64)
+    kinks, notes, overruled, at_kink, notes_first = 0, [], [], np.zeros(0, np.int64), None
     flat_diff = diff.reshape(-1).copy()
     bad = np.flatnonzero((flat_diff > allowed.reshape(-1)) & ~nf_hand.reshape(-1))
     if bad.size and adjudicate is not None and bad.size <= MAX_ADJUDICATE:
@@ -204,10 +204,18 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
         agree = np.asarray(majority(bad), bool)
         overruled = bad[agree].tolist()
         flat_diff[bad[agree]] = 0.0
+        if overruled:       # the first outvoted element, for the note: index, hand, oracle, FD
+            k = int(np.flatnonzero(agree)[0])
+            last = getattr(majority, "last", None) or {}
+            fd_value = float(last["central"][k]) if "central" in last else float("nan")
+            i = overruled[0]
+            notes_first = (tuple(int(v) for v in np.unravel_index(i, hand.shape)),
+                           float(hand.reshape(-1)[i]), float(oracle.reshape(-1)[i]), fd_value)
     diff = flat_diff.reshape(hand.shape)
     res = summarize(diff, scale, allowed, kinks, hand, oracle)
     res["nonfinite"] = [int(i) for i in np.flatnonzero((diff.reshape(-1) == np.inf))]
     res["overruled"] = overruled
+    res["overruled_first"] = notes_first
     res["notes"] = notes
     return res
 
