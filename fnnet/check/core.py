@@ -76,7 +76,10 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
                                 f"primal non-differentiable ({', '.join(names)}) there is nothing to check")
             raise ValueError(f"check: every primal is non-differentiable ({', '.join(names)}); "
                              f"nothing to check")
-        fixed = {i: primals[i] for i in nd_pos}
+        # arrays held fixed become jax arrays now, under the user's x64 setting (int64 ids turn
+        # int32 with x64 off, as jax would make them): the float64 finite differences run under
+        # x64 and must see the same dtypes as every other witness
+        fixed = {i: jax.tree.map(_as_fixed, primals[i]) for i in nd_pos}
         full = lambda dp: _nd.merge(dp, diff_pos, fixed, n)
         fun_d = lambda *dp, fun=fun: fun(*full(dp))
         hand = lambda dp, ct, names=names: _nd.pick(vjp(*full(dp), ct), n, diff_pos, nd_pos, names)
@@ -103,6 +106,13 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     if nd_rows:
         report = Report(report.title, tuple(nd_rows) + report.rows, report.header, report.seconds)
     return report
+
+
+def _as_fixed(leaf):
+    if isinstance(leaf, np.ndarray) or (hasattr(leaf, "dtype") and hasattr(leaf, "shape")
+                                        and not isinstance(leaf, jax.Array)):
+        return jnp.asarray(leaf)
+    return leaf
 
 
 def _check(fun, hand, primals, names, cotangent, key, reference, mode, directions, detect, full_max,
