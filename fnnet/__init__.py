@@ -18,6 +18,7 @@ from fnnet.custom_vjp import loss_with_manual_grad
 from fnnet import initializers
 from fnnet.models.cnn import cnn
 from fnnet import check, datasets
+from fnnet import testing
 
 __all__ = [
     "__version__",
@@ -26,7 +27,7 @@ __all__ = [
     "Dropout", "BatchNorm", "BatchNormParams", "BatchNormState", "init_state",
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
     "Network", "mlp", "cnn", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
-    "out_shape", "initializers", "check", "datasets",
+    "out_shape", "initializers", "check", "datasets", "testing",
     "save", "load", "restore", "Checkpoint",
     "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
 ]

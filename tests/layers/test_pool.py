@@ -76,9 +76,6 @@ class AllTies(fnnet.MaxPool2D):
         return (), dx
 
 
-@pytest.mark.xfail(strict=True, reason="fnnet.check (issue 7's) accepts every element of a tie group at a "
-                                       "kink independently; the joint rule (the tie group's gradients must "
-                                       "sum to the window's cotangent) is not implemented yet")
 def test_the_checker_rejects_the_full_cotangent_to_every_tied_element():
     x = np.random.default_rng(4).integers(-1, 2, size=(2, 6, 6, 2)).astype(np.float64)
     assert fnnet.check.check_layer(fnnet.MaxPool2D(2), (), x).ok
