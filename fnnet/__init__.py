@@ -1,6 +1,13 @@
 """fnnet: functional neural networks on JAX with hand-written, proven backward passes."""
 from fnnet.layers.activations import Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh
 from fnnet.layers.dense import Dense, DenseParams
+from fnnet.layers.activations import GELU
+from fnnet.layers.attention import AttentionParams, CausalSelfAttention
+from fnnet.layers.combinators import Positionwise, Residual, Sequential
+from fnnet.layers.embedding import Embedding, PositionalEmbedding, TokenPositionEmbedding
+from fnnet.layers.norm import LayerNorm, RMSNorm
+from fnnet.losses_seq import SequenceCrossEntropy
+from fnnet.models.gpt import TiedLM, generate, gpt
 from fnnet.losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from fnnet.network import (Network, backprop, backward, forward, init, loss, mlp, out_shape, predict,
                             value_and_grad)
@@ -18,4 +25,8 @@ __all__ = [
     "out_shape", "initializers", "check", "datasets",
     "save", "load",
     "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
+    # sequences and the GPT (issue 9)
+    "GELU", "LayerNorm", "RMSNorm", "Embedding", "PositionalEmbedding", "TokenPositionEmbedding",
+    "CausalSelfAttention", "AttentionParams", "Sequential", "Residual", "Positionwise",
+    "SequenceCrossEntropy", "TiedLM", "gpt", "generate",
 ]

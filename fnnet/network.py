@@ -146,6 +146,11 @@ def _check_params(net: Network, params):
 def _check_x(net: Network, params, x):
     x = jnp.asarray(x)
     first = f"layer 0 ({net.layers[0]})" if net.layers else "network"
+    if net.layers and getattr(net.layers[0], "input_kind", None) == "ids":   # token ids (Embedding, GPT)
+        _check_params(net, params)
+        check_shape(first, "x", x, (None, *net.in_shape))
+        net.layers[0].check_input(x)      # integer dtype; value range when concrete
+        return x
     check_floating(first, "x", x)
     check_shape(first, "x", x, (None, *net.in_shape))
     dtype = _check_params(net, params)
