@@ -25,7 +25,7 @@ def four_way(layer, params, x, dy, ref_backward, jit, wrt_x=True):
     ref_backward(params64, x64, dy64) -> (dparams tree, dx) in NumPy float64.
     wrt_x=False: x is integer ids (closed over); only dparams are compared.
     """
-    dtype = np.dtype(jax.tree.leaves(params)[0].dtype)
+    dtype = np.dtype((jax.tree.leaves(params) or [dy])[0].dtype)
     rtol = RTOL[dtype]
     fwd = lambda p, x: layer.forward(p, x)[0]   # noqa: E731
     bwd = maybe_jit(lambda p, x, dy: layer.backward(p, layer.forward(p, x)[1], dy), jit)
