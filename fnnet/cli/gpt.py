@@ -49,7 +49,7 @@ def parser():
     t.add_argument("--dim", type=_positive_int, default=64)
     t.add_argument("--context", type=_positive_int, default=64)
     t.add_argument("--batch-size", type=_positive_int, default=32)
-    t.add_argument("--epochs", type=_positive_int, default=8, help="passes over the training windows")
+    t.add_argument("--epochs", type=_positive_int, default=6, help="passes over the training windows")
     t.add_argument("--lr", type=_nonneg_float, default=3e-3, help="peak AdamW learning rate (cosine decay)")
     t.add_argument("--weight-decay", type=_nonneg_float, default=0.01)
     t.add_argument("--grad", choices=("manual", "autodiff"), default="manual",
