@@ -149,7 +149,10 @@ def _check_x(net: Network, params, x):
     if net.layers and getattr(net.layers[0], "input_kind", None) == "ids":   # token ids (Embedding, GPT)
         _check_params(net, params)
         check_shape(first, "x", x, (None, *net.in_shape))
-        net.layers[0].check_input(x)      # integer dtype; value range when concrete
+        try:
+            net.layers[0].check_input(x)  # integer dtype; value range when concrete
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{first}: {e}") from None
         return x
     check_floating(first, "x", x)
     check_shape(first, "x", x, (None, *net.in_shape))

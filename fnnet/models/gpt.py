@@ -57,7 +57,7 @@ class TiedLM:
 
     def __str__(self):
         e = self.encoder
-        return f"TiedLM(vocab={e.vocab}, context={e.context}, dim={e.dim}, body={self.body})"
+        return f"TiedLM(vocab={e.vocab}, context={e.context}, dim={e.dim})"
 
     def check_input(self, ids):
         self.encoder.check_input(ids)
