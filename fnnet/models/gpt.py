@@ -161,7 +161,7 @@ def generate(net, params, prompt, steps, *, key=None, temperature=0.0):
     return np.asarray(out)[:n0 + steps]
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4, 6))
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
 def _generate(model, params, buf, steps, n0, key, temperature):
     context = model.encoder.context
 
@@ -172,10 +172,8 @@ def _generate(model, params, buf, steps, n0, key, temperature):
         logits = model.forward(params, window)[0][0]             # [context, V]; causal: padding unseen
         z = jax.lax.dynamic_index_in_dim(logits, jnp.minimum(n, context) - 1, keepdims=False)
         key, sub = jax.random.split(key)
-        if temperature > 0:
-            nxt = jax.random.categorical(sub, z / temperature)
-        else:
-            nxt = jnp.argmax(z)
+        sampled = jax.random.categorical(sub, z / jnp.where(temperature > 0, temperature, 1.0))
+        nxt = jnp.where(temperature > 0, sampled, jnp.argmax(z))  # temperature 0: greedy
         return buf.at[n].set(nxt.astype(buf.dtype)), key
 
     return jax.lax.fori_loop(0, steps, step, (buf, key))[0]
