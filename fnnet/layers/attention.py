@@ -122,7 +122,14 @@ class CausalSelfAttention:
         if dy.shape != x.shape:
             raise ValueError(f"{self}: dy must have the output's shape {tuple(x.shape)}, got {tuple(dy.shape)}")
         b, t, c = x.shape
-        p = jnp.exp(self._scores(q, k) - p_or_m) if self.recompute else p_or_m   # p = exp(s - m)
+        if self.recompute:
+            # The barrier (i) stops XLA from merging this recomputation with the forward's s
+            # (CSE would bring back the [B, H, T, T] buffer we meant not to keep) and (ii) ties
+            # it to dy, so it cannot be scheduled before this layer's backward begins.
+            qb, kb, dy = jax.lax.optimization_barrier((q, k, dy))
+            p = jnp.exp(self._scores(qb, kb) - p_or_m)           # p = exp(s - m), rebuilt
+        else:
+            p = p_or_m
         dw_o = jnp.einsum("btc,bte->ce", o, dy)                  # dL/dW_o = oᵀ dy   (Σ over batch, T)
         db_o = dy.sum(axis=(0, 1))                               # dL/db_o = Σ dy
         do_cat = jnp.einsum("bte,ce->btc", dy, params.w_o)       # dL/do = dy W_oᵀ
