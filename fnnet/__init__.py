@@ -1,4 +1,5 @@
 """fnnet: functional neural networks on JAX with hand-written, proven backward passes."""
+from fnnet._version import __version__
 from fnnet.layers.activations import Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh
 from fnnet.layers.dense import Dense, DenseParams
 from fnnet.layers.activations import GELU
@@ -11,7 +12,7 @@ from fnnet.models.gpt import TiedLM, generate, gpt
 from fnnet.losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from fnnet.network import (Network, backprop, backward, forward, init, loss, mlp, out_shape, predict,
                             value_and_grad)
-from fnnet.checkpoint import load, save
+from fnnet.checkpoint import Checkpoint, load, restore, save
 from fnnet.train.fit import DivergedError, History, fit
 from fnnet.train.metrics import accuracy
 from fnnet.custom_vjp import loss_with_manual_grad
@@ -23,7 +24,7 @@ __all__ = [
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
     "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
     "out_shape", "initializers", "check", "datasets",
-    "save", "load",
+    "save", "load", "restore", "Checkpoint",
     "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
     # sequences and the GPT (issue 9)
     "GELU", "LayerNorm", "RMSNorm", "Embedding", "PositionalEmbedding", "TokenPositionEmbedding",

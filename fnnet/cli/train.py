@@ -5,7 +5,9 @@ layers, softmax cross-entropy on logits, N(0, 1) weights, SGD at 0.5, 1500 full-
 epochs. `--dataset blobs` is seed 002 and `--dataset xor` seed 003; every other option
 overrides one setting of the chosen dataset's defaults.
 
-Exit status: 0 trained; 1 training diverged or --check failed; 2 bad options.
+Exit status: 0 trained; 1 training diverged, --check failed or an output could not be
+written; 2 bad options (including an output path that cannot be written, found before
+training starts).
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import argparse
 import json
 import math
 import os
+import secrets
 import sys
 import time
 
@@ -103,7 +106,8 @@ def build_parser():
                     "bundled dataset and report train/test accuracy. Defaults are the tutorials' "
                     "settings: digits = seed 001, blobs = seed 002, xor = seed 003; any option "
                     "overrides one of them.",
-        epilog="exit status: 0 trained, 1 diverged or --check failed, 2 bad options. "
+        epilog="exit status: 0 trained, 1 diverged, --check failed or an output not written, "
+               "2 bad options or an unwritable output path (checked before training). "
                "Example: fnnet train --dataset blobs --epochs 2000 --plot blobs.png")
     p.add_argument("--dataset", choices=tuple(DATASETS), default="digits",
                    help="digits: 8x8 digits, 10 classes (default); blobs: 3 gaussian clusters in 2-D; "
@@ -145,7 +149,8 @@ def build_parser():
                    help="save the trained net and params (fnnet.save) exactly at FILE (nothing appended), "
                         "e.g. model.npz")
     p.add_argument("--json", metavar="FILE",
-                   help="write a machine-readable summary (settings, losses, accuracies, time)")
+                   help="write a machine-readable summary (settings, per-epoch train/test losses and "
+                        "test accuracy, final accuracies, time)")
     p.add_argument("--check", action="store_true",
                    help="before training, check the hand-written gradients of the initial params on a "
                         "few examples against the oracles (fnnet.check.check_network); exit 1 if they disagree")
@@ -183,12 +188,30 @@ def resolve(args, parser):
     for opt in ("plot", "save", "json"):   # fail now, not after an hour of training
         path = getattr(args, opt)
         if path is not None:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent):
-                parser.error(f"--{opt} {path}: directory {parent} does not exist")
-            if os.path.isdir(path):
-                parser.error(f"--{opt} {path}: is a directory")
+            problem = unwritable(path)
+            if problem:
+                parser.error(f"--{opt} {path!r}: {problem}")
     return s
+
+
+def unwritable(path):
+    """Why `path` cannot be written (None when it can): really create and remove a file
+    beside it, as the atomic write at the end will."""
+    if not path.strip():
+        return "the path is empty"
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        return f"directory {parent} does not exist"
+    if os.path.isdir(path):
+        return "is a directory"
+    probe = os.path.join(parent, f".fnnet-write-probe-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        return f"cannot create a file in {parent}: {e.strerror or e}"
+    return None
 
 
 def load_data(s):
@@ -294,7 +317,7 @@ def _train(s, args, t0) -> int:
     print(f"network: {net}", file=out)
     print(f"init: weights {s['init']}, biases {s['b_init']}, {s['dtype']}, seed {s['seed']}", file=out)
     extra = f" (momentum {MOMENTUM})" if s["optimizer"] == "momentum" else ""
-    print(f"training: {s['optimizer']}{extra} lr {s['lr']:g}, {s['epochs']} epochs, "
+    print(f"training: {s['optimizer']}{extra} lr {s['lr']:g}, {plural(s['epochs'], 'epoch')}, "
           f"{'full batch' if batch is None else f'batch size {batch}, reshuffled each epoch'}", file=out)
     out.flush()
 
@@ -313,58 +336,93 @@ def _train(s, args, t0) -> int:
     t_fit = time.perf_counter()
     status = 0
     try:
+        from fnnet.train.progress import ProgressBar
+        progress = None if args.quiet else ProgressBar(s["epochs"], label="test")   # validation = test split
         params, history = fnnet.fit(net, params, x_tr, y_tr, optimizer=make_optimizer(s), epochs=s["epochs"],
                                     batch_size=batch, key=None if batch is None else k_shuffle,
-                                    validation=(x_te, y_te), progress=not args.quiet)
+                                    validation=(x_te, y_te), progress=progress)
     except fnnet.DivergedError as e:
         params, history, status = e.params, e.history, 1
-        print(f"fnnet train: training diverged at epoch {e.epoch + 1} of {s['epochs']}: the loss or the "
-              f"params became NaN/Inf. Try a lower --lr (now {s['lr']:g}), e.g. --lr {s['lr'] / 10:g}.",
+        good = (f"the last good params, after epoch {e.epoch}" if e.epoch else "the initial params")
+        kept = (f"kept {good} (finite train and test loss)" if e.finite_loss else
+                "even the initial params have a non-finite loss, so there is nothing to keep")
+        print(f"fnnet train: training diverged at epoch {e.epoch + 1} of {s['epochs']}: it made the loss "
+              f"or the params NaN/Inf; {kept}. Try a lower --lr (now {s['lr']:g}), e.g. --lr {s['lr'] / 10:g}.",
               file=sys.stderr)
-        summary.update(diverged=True, diverged_epoch=e.epoch + 1)
+        summary.update(diverged=True, diverged_epoch=e.epoch + 1, kept_finite_params=e.finite_loss)
     fit_seconds = time.perf_counter() - t_fit
     epochs_done = len(history.loss)
 
     train_loss, train_acc = evaluate(net, params, x_tr, y_tr, lab_tr)
     test_loss, test_acc = evaluate(net, params, x_te, y_te, lab_te)
-    note = "" if status == 0 else f" (last finite params, after epoch {epochs_done})"
-    print(f"final loss{note}: train {train_loss:.6g}, test {test_loss:.6g}", file=out)
-    print(f"train accuracy: {percent(train_acc, n)}", file=out)
-    print(f"test accuracy: {percent(test_acc, len(x_te))}", file=out)
-    print(f"time: {fit_seconds:.2f} s training ({epochs_done} epochs, compile included), "
+    finite = math.isfinite(train_loss) and math.isfinite(test_loss)
+    note = ("" if status == 0 else f" (last finite params, after epoch {epochs_done})" if epochs_done
+            else " (the initial params: the run diverged in its first epoch)")
+    if finite:
+        print(f"final loss{note}: train {train_loss:.6g}, test {test_loss:.6g}", file=out)
+        print(f"train accuracy: {percent(train_acc, n)}", file=out)
+        print(f"test accuracy: {percent(test_acc, len(x_te))}", file=out)
+    else:      # accuracies of NaN/Inf outputs would be meaningless numbers
+        print("final loss: not finite; no accuracy reported (the run diverged)", file=out)
+        train_acc = test_acc = None
+    print(f"time: {fit_seconds:.2f} s training ({plural(epochs_done, 'epoch')}, compile included), "
           f"{time.perf_counter() - t0:.2f} s in all", file=out)
     summary.update(epochs=epochs_done, final_loss=train_loss, test_loss=test_loss, train_accuracy=train_acc,
-                   test_accuracy=test_acc, train_seconds=fit_seconds)
+                   test_accuracy=test_acc, train_seconds=fit_seconds,
+                   history={"train_loss": history.loss.tolist(), "test_loss": history.val_loss.tolist(),
+                            "test_accuracy": history.val_accuracy.tolist()})
     summary.setdefault("diverged", False)
-
-    try:
-        _write_outputs(args, s, summary, net, params, history, note, status, x_te, lab_te, k, t0)
-    except OSError as e:
-        print(f"fnnet train: cannot write output: {e}", file=sys.stderr)
-        return 1
-    return status
+    failed = _write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0)
+    return 1 if failed else status
 
 
-def _write_outputs(args, s, summary, net, params, history, note, status, x_te, lab_te, k, t0):
+def plural(n, word):
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0):
+    """Write --save, --plot and --json, each on its own: one failing never stops the others.
+    Returns how many failed (each reported on stderr)."""
     import fnnet
-    out, epochs_done = sys.stdout, len(history.loss)
+    from fnnet import _atomic
+    out, epochs_done, failed = sys.stdout, len(history.loss), 0
+
+    def attempt(opt, path, write, done):
+        nonlocal failed
+        try:
+            write()
+            print(done, file=out)
+        except (OSError, ValueError, TypeError) as e:
+            failed += 1
+            print(f"fnnet train: cannot write output --{opt} {path}: {e}", file=sys.stderr)
+
     if args.save:
-        fnnet.save(args.save, net, params)
-        print(f"saved checkpoint{note} to {args.save}", file=out)
+        if finite:
+            attempt("save", args.save, lambda: fnnet.save(args.save, net, params, epoch=epochs_done),
+                    f"saved checkpoint{note} to {args.save}")
+        else:
+            print(f"fnnet train: not saving {args.save}: no params with a finite loss", file=sys.stderr)
     if args.plot:
-        from fnnet.cli import plot as _plot
-        title = (f"fnnet train --dataset {s['dataset']}: {'-'.join(map(str, s['sizes']))}, {s['activation']} "
-                 f"hidden, {s['output']} output, {s['loss']}, l2 {s['l2']:g}; {s['optimizer']} lr {s['lr']:g}, "
-                 f"{epochs_done} epochs{' (diverged)' if status else ''}, seed {s['seed']}")
-        _plot.save_figure(args.plot, net, params, history, title=title, x_test=x_te,
-                          labels_test=lab_te if s["dataset"] != "xor" else lab_te[:, 0].astype(int), k=k)
-        print(f"saved plot to {args.plot}", file=out)
+        if epochs_done:
+            from fnnet.cli import plot as _plot
+            title = (f"fnnet train --dataset {s['dataset']}: {'-'.join(map(str, s['sizes']))}, "
+                     f"{s['activation']} hidden, {s['output']} output, {s['loss']}, l2 {s['l2']:g}; "
+                     f"{s['optimizer']} lr {s['lr']:g}, {plural(epochs_done, 'epoch')}"
+                     f"{' (diverged)' if status else ''}, seed {s['seed']}")
+            labels = lab_te if s["dataset"] != "xor" else lab_te[:, 0].astype(int)
+            attempt("plot", args.plot, lambda: _plot.save_figure(
+                args.plot, net, params, history, title=title, x_test=x_te, labels_test=labels, k=k),
+                f"saved plot to {args.plot}")
+        else:
+            print(f"fnnet train: not drawing {args.plot}: the run diverged before any epoch finished",
+                  file=sys.stderr)
     if args.json:
         summary["seconds"] = time.perf_counter() - t0
-        with open(args.json, "w") as f:
-            json.dump(_json_safe(summary), f, indent=2, allow_nan=False)
-            f.write("\n")
-        print(f"saved summary to {args.json}", file=out)
+        text = json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n"
+        attempt("json", args.json, lambda: _atomic.write(args.json, lambda f: f.write(text.encode()),
+                                                         where="fnnet train --json"),
+                f"saved summary to {args.json}")
+    return failed
 
 
 if __name__ == "__main__":
