@@ -29,7 +29,7 @@ def _mem(compiled):
     return dict(temp=int(m.temp_size_in_bytes), args=int(m.argument_size_in_bytes), out=int(m.output_size_in_bytes))
 
 
-def gpt_steps(vocab, context, layers, heads, dim, batch, recompute=True):
+def gpt_steps(vocab, context, layers, heads, dim, batch, recompute=False):
     net = fnnet.gpt(vocab, context, layers, heads, dim, recompute=recompute)
     params = fnnet.init(net, jax.random.key(0))
     opt = optax.adamw(1e-3)
@@ -107,7 +107,7 @@ def main(argv=None):
     if args.quick:
         size = dict(vocab=50, context=32, layers=1, heads=2, dim=32, batch=8)
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, float32; gpt {size}")
-    for recompute in (True, False):
+    for recompute in (False, True):
         print(f"GPT training step (AdamW), attention recompute={recompute}:")
         _, params, state, ids, targets, steps = gpt_steps(**size, recompute=recompute)
         med, mem = time_interleaved(steps, params, state, ids, targets, args.repeats, inner=5)

@@ -92,7 +92,7 @@ class TiedLM:
         return LMParams(EncoderParams(denc.wte + dwte_head, denc.wpe), dbody), None   # tied: both dE summed
 
 
-def block(dim, heads, mlp_ratio=4, recompute=True, out_std=0.02):
+def block(dim, heads, mlp_ratio=4, recompute=False, out_std=0.02):
     """One pre-LN transformer block on [batch, T, dim]:
     h += attn(LN(h)); h += W₂ GELU(W₁ LN(h)) (W₁: dim -> mlp_ratio·dim)."""
     attn = Residual(Sequential((LayerNorm(), CausalSelfAttention(heads, dim, recompute, out_std))))
@@ -101,12 +101,13 @@ def block(dim, heads, mlp_ratio=4, recompute=True, out_std=0.02):
     return (attn, mlp)
 
 
-def gpt(vocab, context, layers, heads, dim, *, mlp_ratio=4, loss=None, recompute=True):
+def gpt(vocab, context, layers, heads, dim, *, mlp_ratio=4, loss=None, recompute=False):
     """A GPT as an fnnet Network: ids [batch, context] int -> logits [batch, context, vocab].
 
     vocab: number of token ids; context: sequence length T; layers: transformer blocks;
     heads: attention heads (must divide dim); dim: model width C.
     loss: default SequenceCrossEntropy() (mean next-token cross-entropy, nats per token).
+    recompute: CausalSelfAttention's cache choice (False: keep p; see fnnet/layers/attention.py).
     Attention output projections start at std 0.02/sqrt(2·layers) (GPT-2's residual scaling).
     """
     from fnnet.network import Network
