@@ -1,7 +1,7 @@
 """fnnet: functional neural networks on JAX with hand-written, proven backward passes."""
 from fnnet._version import __version__
 from fnnet.layers.activations import Identity, LeakyRelu, Relu, Sigmoid, Softmax, Tanh
-from fnnet.layers.dense import Dense, DenseParams
+from fnnet.layers.dense import Dense, DenseParams, with_matmul_dtype
 from fnnet.layers.activations import GELU
 from fnnet.layers.attention import AttentionParams, CausalSelfAttention
 from fnnet.layers.combinators import Positionwise, Residual, Sequential
@@ -20,7 +20,7 @@ from fnnet import initializers
 from fnnet import check, datasets
 
 __all__ = [
-    "Dense", "DenseParams", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
+    "Dense", "DenseParams", "with_matmul_dtype", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
     "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
     "out_shape", "initializers", "check", "datasets",

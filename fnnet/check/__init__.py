@@ -40,8 +40,10 @@ from fnnet.check.fd import JIT_OPTIONS, FiniteDifferences, compare_directional, 
 from fnnet.check.inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
                                  primal_names, rng_for, x64_context)
 from fnnet.check.report import Report, Row
+from fnnet.check.precision import PrecisionReport, precision_report  # issue 12: bf16 gradient error
 
-__all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "Report", "Row"]
+__all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "Report", "Row",
+           "precision_report", "PrecisionReport"]
 
 MODES = ("auto", "directional", "full")
 
