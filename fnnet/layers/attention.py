@@ -137,12 +137,15 @@ class CausalSelfAttention:
         db_o = dy.sum(axis=(0, 1))                               # dL/db_o = Σ dy
         do_cat = jnp.einsum("bte,ce->btc", dy, params.w_o)       # dL/do = dy W_oᵀ
         do = self._heads(do_cat)                                 # [b, h, T, D]
-        dv = jnp.einsum("bhij,bhid->bhjd", p, do)                # dL/dv = pᵀ do
+        # pᵀ and dsᵀ as real row-major copies (barriers keep XLA from folding them back into
+        # the dot as lhs_contracting_dims={2}, which XLA:CPU's fast matmul path rejects).
+        pt = jax.lax.optimization_barrier(p.swapaxes(-1, -2))
+        dv = jnp.einsum("bhji,bhid->bhjd", pt, do)               # dL/dv = pᵀ do
         dp = jnp.einsum("bhid,bhjd->bhij", do, v)                # dL/dp = do vᵀ
         delta = (do_cat * o).reshape(b, t, self.heads, -1).sum(-1).transpose(0, 2, 1)[..., None]  # δ_i = Σ_j dp_ij p_ij = do_i·o_i
         ds = p * (dp - delta) / math.sqrt(q.shape[-1])           # dL/ds = p ⊙ (dp - δ), then the 1/√D scale
         dq = jnp.einsum("bhij,bhjd->bhid", ds, k)                # dL/dq = ds k
-        dk = jnp.einsum("bhij,bhid->bhjd", ds, q)                # dL/dk = dsᵀ q
+        dk = jnp.einsum("bhji,bhid->bhjd", jax.lax.optimization_barrier(ds.swapaxes(-1, -2)), q)   # dL/dk = dsᵀ q
         dqkv = jnp.concatenate([a.transpose(0, 2, 1, 3).reshape(b, t, c) for a in (dq, dk, dv)], axis=-1)
         dw_qkv = jnp.einsum("btc,bte->ce", x, dqkv)              # dL/dW_qkv = xᵀ dqkv
         db_qkv = dqkv.sum(axis=(0, 1))                           # dL/db_qkv = Σ dqkv
