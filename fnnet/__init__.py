@@ -18,12 +18,13 @@ from fnnet.train.metrics import accuracy
 from fnnet.custom_vjp import loss_with_manual_grad
 from fnnet import initializers
 from fnnet import check, datasets
+from fnnet import testing
 
 __all__ = [
     "Dense", "DenseParams", "with_matmul_dtype", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
     "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
-    "out_shape", "initializers", "check", "datasets",
+    "out_shape", "initializers", "check", "datasets", "testing",
     "save", "load", "restore", "Checkpoint",
     "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
     # sequences and the GPT (issue 9)

@@ -76,8 +76,51 @@ def rtol(dtype) -> float:
 
 
 def resolution_floor(dtype, largest_term: float, n_out: int, inner: float, n_leaf: int) -> float:
-    """atol below which a hand-written entry in `dtype` cannot be resolved (see module doc)."""
+    """atol below which a hand-written entry in `dtype` cannot be resolved (see module doc);
+    the whole-leaf form, for a leaf that shares no leading axes with the output."""
     return ROUNDINGS * eps(dtype) * (largest_term * n_out + inner) / max(n_leaf, 1)
+
+
+def _finite_abs(a):
+    a = np.abs(np.asarray(a, np.float64))
+    return np.where(np.isfinite(a), a, 0.0)
+
+
+def local_floor(dtype, leaf_value, outputs, other_max: float):
+    """Per-element resolution floor of a leaf [*leaf_shape] (see the module doc), local.
+
+    outputs: [(ct, y)] float64 pairs, one per output leaf. For each output the leaf and y
+    share k leading axes (a batch axis, say): the floor of a leaf entry is built from the
+    output terms and inputs in its own block of those axes only, so one huge input (|x| = 800)
+    or one large output term raises the floor of its own block, not of the whole leaf.
+    When the leaf and y have the same shape the last axis is kept coupled (softmax, norms
+    mix a row), so blocks are rows. Non-finite terms and inputs are left out (they are
+    failures or inconclusive by themselves, never a reason to accept everything).
+    other_max: max(1, |x|max) over the other primals' leaves (finite entries).
+    """
+    leaf_value = np.asarray(leaf_value, np.float64)
+    shape = leaf_value.shape
+    n_leaf = max(int(np.prod(shape, dtype=np.int64)), 1)
+    ax = _finite_abs(leaf_value)
+    total = np.zeros(shape)
+    for ct, y in outputs:
+        t, a = _finite_abs(np.asarray(ct) * np.asarray(y)), _finite_abs(ct)
+        k = 0
+        while k < min(len(shape), t.ndim) and shape[k] == t.shape[k]:
+            k += 1
+        if k == len(shape) == t.ndim and k >= 2:
+            k -= 1                                        # rows: the last axis stays coupled
+        if len(shape) == 1 and k == 1 and t.ndim == 1:
+            k = 0                                         # a vector: one block
+        pre = shape[:k]
+        nb = max(int(np.prod(pre, dtype=np.int64)), 1)
+        tb, ab = t.reshape(pre + (-1,)), a.reshape(pre + (-1,))
+        xb = ax.reshape(pre + (-1,)).max(axis=-1, initial=0.0)
+        big = tb.max(axis=-1, initial=0.0) * tb.shape[-1]        # T · n_out within the block
+        inner = ab.sum(axis=-1) * np.maximum(max(1.0, other_max), xb)
+        block = (big + inner) / (n_leaf / nb)
+        total = total + block.reshape(pre + (1,) * (len(shape) - k))
+    return ROUNDINGS * eps(dtype) * total
 
 
 def fd_noise(M: float, t: float, fd_eps: float) -> float:
@@ -93,49 +136,86 @@ def yardstick_allowance(jax_values, oracle, scale, dtype):
     return YARDSTICK * d if cap is None else np.where(d <= cap * scale, YARDSTICK * d, 0.0)
 
 
-def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None):
+def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority=None):
     """Element-by-element comparison of two same-shaped float64 arrays.
 
-    adjudicate(flat_indices) -> (lo, hi, tol) gives, per element, the interval spanned by the
-    one-sided finite differences and its tolerance; elements where hand and oracle disagree
-    but both lie inside a genuine kink interval (hi - lo > tol) are accepted and counted.
-    yardstick: (jax.vjp's values, their dtype), for a float64 oracle (see the module doc);
-    it applies to what the kink rule leaves.
-    Returns dict(max_abs_err, rel_err, worst_index, tol, ok, kinks).
+    atol: scalar or per element (local floors). adjudicate(flat_indices) -> dict(lo, hi, tol,
+    joint) gives per element the interval spanned by the one-sided finite differences and its
+    tolerance, and joint(flat_indices, hand values) -> (ok, text), the joint test of a set of
+    kink acceptances (fnnet.check.kinks). Elements where hand and oracle disagree but both lie
+    inside a genuine kink interval (hi - lo > tol) are accepted, provided the set passes joint.
+    majority(flat_indices) -> bool per element: the hand-written value agrees with finite
+    differences (and any other independent witness) there; such disagreements are the
+    oracle's, reported as a warning (status "warn") instead of a failure.
+    yardstick: (jax.vjp's values, their dtype), for a float64 oracle (see the module doc).
+    Non-finite values: a hand-written NaN/inf fails unless the oracle has the identical
+    value at that index; an oracle NaN/inf where the hand is finite is a disagreement like
+    any other (majority may overrule it). Scales and floors use finite entries only.
+    Returns dict(max_abs_err, rel_err, worst_index, tol, ok, kinks, actual, expected,
+    nonfinite, overruled, notes).
     """
     hand = np.asarray(hand, np.float64)
     oracle = np.asarray(oracle, np.float64)
-    diff = np.abs(hand - oracle)
-    scale = max(float(np.abs(hand).max(initial=0.0)), float(np.abs(oracle).max(initial=0.0)))
-    allowed = rtol_ * scale + atol
-    kinks = 0
-    bad = np.flatnonzero(diff > allowed)
+    fh, fo = np.isfinite(hand), np.isfinite(oracle)
+    same = (hand == oracle) | (np.isnan(hand) & np.isnan(oracle))
+    nf_hand = ~fh & ~same                      # a hand-written NaN/inf the oracle does not share
+    with np.errstate(invalid="ignore"):
+        diff = np.where(fh & fo, np.abs(hand - oracle), 0.0)
+    diff = np.where((fh != fo) | nf_hand, np.inf, diff)
+    scale = max(float(_finite_abs(hand).max(initial=0.0)), float(_finite_abs(oracle).max(initial=0.0)))
+    allowed = rtol_ * scale + np.broadcast_to(np.asarray(atol, np.float64), hand.shape)
+    kinks, notes, overruled = 0, [], []
+    flat_diff = diff.reshape(-1).copy()
+    bad = np.flatnonzero((flat_diff > allowed.reshape(-1)) & ~nf_hand.reshape(-1))
     if bad.size and adjudicate is not None and bad.size <= MAX_ADJUDICATE:
-        lo, hi, tol = adjudicate(bad)
+        adj = adjudicate(bad)
+        lo, hi, tol = adj["lo"], adj["hi"], adj["tol"]
         h, o = hand.reshape(-1)[bad], oracle.reshape(-1)[bad]
         inside = lambda v: (v >= lo - tol) & (v <= hi + tol)
         accept = (hi - lo > tol) & inside(h) & inside(o)
+        if accept.any() and adj.get("joint") is not None:
+            joint_ok, text = adj["joint"](bad[accept], h[accept])
+            if not joint_ok:
+                accept[:] = False
+                notes.append(text)
         kinks = int(accept.sum())
-        diff = diff.copy().reshape(-1)
-        diff[bad[accept]] = 0.0   # accepted at a kink: out of the error statistics
-        diff = diff.reshape(hand.shape)
+        flat_diff[bad[accept]] = 0.0           # accepted at a kink: out of the error statistics
+        bad = bad[~accept]
     if yardstick is not None:
         allowed = allowed + yardstick_allowance(yardstick[0], oracle, scale, yardstick[1])
-    return summarize(diff, scale, allowed, kinks)
+        bad = bad[flat_diff[bad] > allowed.reshape(-1)[bad]]
+    if bad.size and majority is not None and bad.size <= MAX_ADJUDICATE:
+        agree = np.asarray(majority(bad), bool)
+        overruled = bad[agree].tolist()
+        flat_diff[bad[agree]] = 0.0
+    diff = flat_diff.reshape(hand.shape)
+    res = summarize(diff, scale, allowed, kinks, hand, oracle)
+    res["nonfinite"] = [int(i) for i in np.flatnonzero((diff.reshape(-1) == np.inf))]
+    res["overruled"] = overruled
+    res["notes"] = notes
+    return res
 
 
-def summarize(diff, scale, allowed, kinks=0):
+def summarize(diff, scale, allowed, kinks=0, hand=None, oracle=None):
     """The row's numbers. `allowed` is a scalar or per element; the worst element is the one
-    with the largest err / allowed (the largest err when allowed is uniform)."""
+    with the largest err / allowed (the largest err when allowed is uniform); actual and
+    expected are hand[worst] and oracle[worst] when given. diff may hold +inf (non-finite)."""
     diff = np.asarray(diff, np.float64)
     allowed = np.broadcast_to(np.asarray(allowed, np.float64), diff.shape)
     ok = bool((diff <= allowed).all())
+    actual = expected = None
     if diff.size and diff.max() > 0:
-        flat = int(np.argmax(diff.reshape(-1) / np.maximum(allowed.reshape(-1), 1e-300)))
+        with np.errstate(invalid="ignore"):
+            ratio = diff.reshape(-1) / np.maximum(allowed.reshape(-1), 1e-300)
+        flat = int(np.argmax(ratio))
         err, tol = float(diff.reshape(-1)[flat]), float(allowed.reshape(-1)[flat])
         worst = tuple(int(i) for i in np.unravel_index(flat, diff.shape))
+        if hand is not None:
+            actual = float(np.asarray(hand, np.float64).reshape(-1)[flat])
+            expected = float(np.asarray(oracle, np.float64).reshape(-1)[flat])
     else:
         err, tol, worst = 0.0, float(allowed.min(initial=np.inf)), None
+    out = dict(max_abs_err=err, worst_index=worst, ok=ok, kinks=kinks, actual=actual, expected=expected)
     if scale == 0.0:   # both sides exactly zero everywhere: nothing to scale by, nothing wrong
-        return dict(max_abs_err=err, rel_err=0.0, worst_index=worst, tol=float("nan"), ok=ok, kinks=kinks)
-    return dict(max_abs_err=err, rel_err=err / scale, worst_index=worst, tol=tol / scale, ok=ok, kinks=kinks)
+        return dict(out, rel_err=0.0 if err == 0 else float("inf"), tol=float("nan"))
+    return dict(out, rel_err=err / scale, tol=tol / scale)

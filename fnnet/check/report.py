@@ -1,12 +1,16 @@
 """What fnnet.check returns: one Row per (primal leaf, oracle) and a Report that prints them.
 
-    primal       oracle              max abs err  rel err  worst index  tol     verdict
-    params.w     jax.vjp             2.2e-16      1.1e-16  (1, 0)       1e-10   ok
-    params.b     finite diff (full)  0.31         0.5      (2,)         1e-06   FAIL [1]
+    primal    oracle                     max abs err  rel err  worst index  actual  expected  tol    verdict
+    params.w  jax.vjp                    2.2e-16      1.1e-16  (1, 0)       0.53    0.53      1e-10  ok
+    params.b  finite diff (per element)  0.31         0.5      (2,)         0.93    0.62      1e-06  FAIL [1]
 
 err is |hand-written - oracle|: the hand-written backward is always the side under test,
-the oracle column names who it is compared with. rel err = max err / scale of the leaf;
-a row passes when rel err <= tol (tol folds in the absolute floors, see _check_compare).
+the oracle column names who it is compared with; actual (hand-written) and expected (the
+oracle) are the two values at the worst index (for a directional row: <hand, v> and the
+difference quotient along the worst direction v). rel err = max err / scale of the leaf;
+a row passes when rel err <= tol (tol folds in the absolute floors, see fnnet.check.compare).
+Statuses: ok, FAIL, warn (passes, with a note that must be read: an oracle outvoted by the
+independent witnesses), info (a witness that is not independent: shown, never votes), n/a.
 """
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ KINDS = ("jax", "reference", "fd")
 
 @dataclasses.dataclass(frozen=True)
 class Row:
-    """One comparison. kind: "jax" | "reference" | "fd" | "structure"; status: ok | FAIL | n/a."""
+    """One comparison. kind: "jax" | "reference" | "fd" | "structure" | "nondiff" | ...;
+    status: ok | FAIL | warn | info | n/a (only FAIL fails)."""
     primal: str                 # pytree path of the leaf, e.g. "params.w" or "x"
     oracle: str                 # who the hand-written value is compared with, in words
     kind: str
@@ -27,8 +32,10 @@ class Row:
     rel_err: float = math.nan
     worst_index: tuple | None = None   # index into the leaf of the largest error, if localized
     tol: float = math.nan              # allowed rel err (relative tolerance plus floors / scale)
-    kinks: int = 0                     # elements accepted at a kink (see _check_compare)
+    kinks: int = 0                     # elements accepted at a kink (see fnnet.check.compare)
     note: str = ""
+    actual: float | None = None        # hand-written value at the worst index (NaN/inf kept)
+    expected: float | None = None      # the oracle's value there
 
     @property
     def ok(self) -> bool:
@@ -37,6 +44,19 @@ class Row:
 
 def _num(v) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
+
+
+def _val(v) -> str:
+    return "—" if v is None else (value_text(v) if not math.isfinite(v) else f"{v:.3g}")
+
+
+def value_text(v) -> str:
+    """A value for a note: NaN, +inf, -inf spelled out, numbers to 3 digits."""
+    if math.isnan(v):
+        return "NaN"
+    if math.isinf(v):
+        return "+inf" if v > 0 else "-inf"
+    return f"{v:.3g}"
 
 
 def _index(ix) -> str:
@@ -102,19 +122,22 @@ class Report:
             if r.note:
                 if r.status == "n/a":           # the same for every leaf: say it once
                     text = f"{r.oracle}: {r.note}"
-                elif r.kind == "structure":
+                elif r.kind in ("structure", "nondiff"):
                     text = f"{r.primal}: {r.note}"
                 else:
                     text = f"{r.primal} vs {r.oracle}: {r.note}"
                 verdict += f" [{notes.setdefault(text, len(notes) + 1)}]"
             body.append((r.primal, r.oracle, _num(r.max_abs_err), _num(r.rel_err),
                          _index(r.worst_index) if r.kind != "structure" else "—",
-                         _num(r.tol), verdict))
-        head = ("primal", "oracle", "max abs err", "rel err", "worst index", "tol", "verdict")
+                         _val(r.actual), _val(r.expected), _num(r.tol), verdict))
+        head = ("primal", "oracle", "max abs err", "rel err", "worst index", "actual", "expected", "tol",
+                "verdict")
         widths = [max(len(row[i]) for row in [head] + body) for i in range(len(head))]
         line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
         failed = self.failures
-        verdict = ("OK" if not failed else
+        warned = [r for r in self.rows if r.status == "warn"]
+        verdict = (("OK" + (f" ({len(warned)} warning{'s' if len(warned) > 1 else ''}: see the notes)"
+                            if warned else "")) if not failed else
                    f"FAIL: {len(failed)} of {len(self.rows)} comparisons, "
                    f"primal(s) {', '.join(self.failed_primals)}")
         out = [f"{self.title}: hand-written vs oracle",

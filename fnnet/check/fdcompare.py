@@ -1,0 +1,143 @@
+"""A hand-written leaf compared with the float64 finite differences (fnnet.check.fd).
+
+Per element: one central difference per element; kinks judged by the one-sided differences
+(jointly: fnnet.check.kinks), then the autodiff yardstick for what is left (only when
+jax.vjp is an independent witness). Directional: <hand, v> against the difference quotient
+along random directions and along block directions of stated power (fnnet.check.fd).
+Non-finite: a hand-written NaN/inf fails unless the differences have the identical value;
+where the differences themselves are NaN/inf (fun non-finite within a step) the element
+is "undefined" for this row, counted in its note, and the other witnesses judge it.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from fnnet.check.compare import summarize, yardstick_allowance
+from fnnet.check.kinks import joint_test
+
+MAX_BLOCKS = 256     # block directions per leaf at most (the block grows past that)
+
+
+def block_size(size, rt_fd, detect):
+    """Elements per block direction so that a single entry off by `detect` (relative to the
+    leaf scale) is always caught: detect / rt_fd, grown to keep <= MAX_BLOCKS blocks."""
+    if detect is None:
+        return None
+    b = max(1, int(detect / rt_fd))
+    return int(max(b, -(-size // MAX_BLOCKS)))
+
+
+def _finite_max(*arrays):
+    return max([0.0] + [float(np.abs(a[np.isfinite(a)]).max(initial=0.0)) for a in arrays])
+
+
+def _yard(j, c, scale, dtype, independent):
+    if not independent:
+        return 0.0
+    y = yardstick_allowance(j, c, scale, dtype)
+    return np.where(np.isfinite(y), y, 0.0)
+
+
+def compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype, rng, subset=None,
+                        independent=True):
+    """Per-element comparison of hand h [leaf.shape] with central differences (see module doc).
+
+    subset: leaf flat indices to compare (default all); jax_allowed: how far h may be from
+    jax.vjp's j and still count as agreeing (ignored when jax.vjp is not independent)."""
+    sub = np.arange(leaf.size) if subset is None else np.unique(np.asarray(subset, np.int64))
+    c, f, b, tmin = fd.per_element(leaf.offset + sub)
+    h_all = np.asarray(h, np.float64).reshape(-1)
+    hs, js = h_all[sub], np.asarray(j, np.float64).reshape(-1)[sub]
+    atol_s = np.broadcast_to(np.asarray(atol, np.float64), leaf.shape).reshape(-1)[sub]
+    noise = fd.noise(tmin)
+    fh, fc = np.isfinite(hs), np.isfinite(c) & np.isfinite(f) & np.isfinite(b)
+    same = (hs == c) | (np.isnan(hs) & np.isnan(c))
+    undefined = ~fc & ~same                         # the differences cannot judge these
+    scale = _finite_max(h_all, c)
+    allowed = rt_fd * scale + atol_s + noise
+    with np.errstate(invalid="ignore"):
+        diff = np.where(fh & fc, np.abs(hs - c), 0.0)
+    diff = np.where(~fh & fc, np.inf, diff)         # a hand-written NaN/inf: always a failure
+    yard = _yard(js, np.where(fc, c, 0.0), scale, dtype, independent)
+    tol1 = allowed + 2 * noise                      # one-sided quotients carry twice the noise
+    lo, hi = np.minimum(f, b), np.maximum(f, b)
+    live = fh & fc
+    kink = live & (diff > allowed) & (hi - lo > tol1)   # the one-sided slopes really differ
+    inside = kink & (hs >= lo - tol1) & (hs <= hi + tol1)
+    # Several kinks crossed at once (a zero input row feeding many relus, a chain of units all
+    # at 0) can put even a correct rule outside [backward, forward], or make the composite
+    # smooth while the chain rule's conventions (relu'(0) = 0) give another value. There FD
+    # cannot judge the rule: where the hand-written value equals autodiff of the same forward
+    # (an independent one) and the point is non-smooth (one-sided slopes differ, or autodiff's
+    # derivative jumps right beside it), the element is accepted at a kink.
+    with np.errstate(invalid="ignore"):
+        agree = (live & (diff > allowed) & ~inside & independent & np.isfinite(js)
+                 & (np.abs(hs - js) <= jax_allowed))
+    accepted = inside | (agree & kink)
+    rest = np.flatnonzero(agree & ~kink & (diff > allowed + yard))
+    if rest.size:
+        accepted[rest] = fd.derivative_jumps(leaf.offset + sub[rest], tol1[rest])
+    notes = []
+    if inside.sum() >= 2:
+        ok, text = joint_test(fd, leaf.offset, sub[inside], hs[inside], tol1[inside], rt_fd, rng)
+        if not ok:
+            accepted &= ~inside
+            notes.append(text)
+    diff[accepted | undefined] = 0.0
+    full = lambda v, fill: _scatter(leaf, sub, v, fill)
+    res = summarize(full(diff, 0.0), scale, full(allowed + yard, 1.0), int(accepted.sum()),
+                    h, full(c, np.nan))
+    if undefined.any():
+        first = tuple(int(i) for i in np.unravel_index(sub[np.flatnonzero(undefined)[0]], leaf.shape))
+        notes.append(f"finite differences are non-finite at {int(undefined.sum())} element(s) (first "
+                     f"{first}): fun is NaN/inf within a step there; the other witnesses judge them")
+    res.update(notes=notes, nonfinite=int((~fh & fc).sum()))
+    return res
+
+
+def _scatter(leaf, sub, values, fill):
+    out = np.full(leaf.size, fill, np.float64)
+    out[sub] = values
+    return out.reshape(leaf.shape)
+
+
+def compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng, dtype, block=None,
+                        independent=True):
+    """<hand, v> vs (g(x+tv) - g(x-tv))/2t for random and block directions v; scale
+    Σ|hand_i·v_i| per direction. Returns the row's dict plus `failing` (direction numbers)
+    and `blocks` (the failing block directions' leaf indices, None for random ones)."""
+    d = fd.directional(leaf.offset, leaf.size, directions, rng, block)
+    hf, jf = np.asarray(h, np.float64).reshape(-1), np.asarray(j, np.float64).reshape(-1)
+    bad_h = np.flatnonzero(~np.isfinite(hf))
+    if bad_h.size:      # a hand-written NaN/inf: no direction can use it; name the first one
+        i = int(bad_h[0])
+        c = fd.per_element([leaf.offset + i])[0]
+        return dict(max_abs_err=np.inf, rel_err=np.inf, tol=np.nan, ok=False, kinks=0,
+                    worst_index=tuple(int(k) for k in np.unravel_index(i, leaf.shape)),
+                    actual=float(hf[i]), expected=float(c[0]), failing=[], blocks=[], notes=[],
+                    nonfinite=int(bad_h.size), undefined=0)
+    pred = d["vc"] @ hf
+    fin = np.isfinite(d["central"]) & np.isfinite(d["forward"]) & np.isfinite(d["backward"])
+    central = np.where(fin, d["central"], 0.0)
+    scale = np.maximum.reduce([np.abs(d["vc"]) @ np.abs(hf), np.abs(d["vc"]) @ np.abs(np.nan_to_num(jf)),
+                               np.abs(central)])
+    noise = fd.noise(d["t"])
+    atol_f = np.broadcast_to(np.asarray(atol, np.float64), leaf.shape).reshape(-1)
+    allowed = rt_fd * scale + np.abs(d["vc"]) @ atol_f + noise
+    diff = np.where(fin, np.abs(pred - central), 0.0)
+    tol1 = allowed + 2 * noise
+    lo, hi = np.minimum(d["forward"], d["backward"]), np.maximum(d["forward"], d["backward"])
+    kink = fin & (diff > allowed) & (hi - lo > tol1) & (pred >= lo - tol1) & (pred <= hi + tol1)
+    diff = np.where(kink, 0.0, diff)
+    if independent:
+        allowed = allowed + _yard(d["vc"] @ np.nan_to_num(jf), central, scale, dtype, True)
+    k = int(np.argmax(diff / np.maximum(allowed, 1e-300)))
+    s = max(float(scale[k]), 1e-300)
+    failing = np.flatnonzero(diff > allowed).tolist()
+    notes = ([f"the difference quotient is non-finite along {int((~fin).sum())} direction(s): "
+              f"fun is NaN/inf within a step; the other witnesses judge"] if not fin.all() else [])
+    return dict(max_abs_err=float(diff[k]), rel_err=float(diff[k]) / s, worst_index=None,
+                tol=float(allowed[k]) / s, ok=not failing, kinks=int(kink.sum()), direction=k,
+                actual=float(pred[k]), expected=float(d["central"][k]), failing=failing,
+                blocks=[d["blocks"][i] for i in failing], notes=notes, nonfinite=0,
+                undefined=int((~fin).sum()))

@@ -1,0 +1,76 @@
+"""Is jax.vjp of `fun` an independent witness? Not when `fun` runs a custom rule of the user's.
+
+jax.vjp of a function containing a `jax.custom_vjp` (or `jax.custom_jvp`) differentiates it
+with that rule, so when the rule is the one under test the autodiff row agrees with its
+bugs. We trace `fun` to a jaxpr and look, through every nested jaxpr (jit, scan, cond,
+while, remat, ...), for custom_vjp_call / custom_jvp_call equations. Rules defined inside
+JAX itself (jax.nn.relu, jnp.logaddexp, ...) are JAX's, tested by JAX, not under test here:
+they leave jax.vjp independent. Anything else (the user's code, fnnet's own
+`loss_with_manual_grad`) makes the jax.vjp row "not independent": it is reported for
+information and never votes; finite differences and the reference decide.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+
+_JAX_DIR = os.path.dirname(os.path.abspath(jax.__file__))
+_CUSTOM = ("custom_vjp", "custom_jvp")
+
+
+def _subjaxprs(params):
+    for v in params.values():
+        for item in (v if isinstance(v, (tuple, list)) else (v,)):
+            if hasattr(item, "eqns"):
+                yield item
+            elif hasattr(item, "jaxpr") and hasattr(item.jaxpr, "eqns"):
+                yield item.jaxpr
+
+
+def _where(eqn) -> str:
+    cj = eqn.params.get("call_jaxpr")
+    info = getattr(getattr(cj, "jaxpr", cj), "debug_info", None)
+    return str(getattr(info, "func_src_info", "") or "")
+
+
+def _is_jax_own(src: str) -> bool:
+    path = src.split(" at ", 1)[1].rsplit(":", 1)[0] if " at " in src else ""
+    return bool(path) and os.path.abspath(path).startswith(_JAX_DIR + os.sep)
+
+
+def custom_rules(jaxpr) -> list:
+    """['custom_vjp f at file.py:12', ...]: the user-defined custom rules in a jaxpr (nested too)."""
+    found, stack, seen = [], [jaxpr], set()
+    while stack:
+        jp = stack.pop()
+        if id(jp) in seen:
+            continue
+        seen.add(id(jp))
+        for eqn in jp.eqns:
+            name = eqn.primitive.name
+            if name.startswith(_CUSTOM):
+                src = _where(eqn)
+                if not _is_jax_own(src):
+                    kind = "custom_vjp" if name.startswith("custom_vjp") else "custom_jvp"
+                    text = f"{kind} {src}" if src else kind
+                    if text not in found:
+                        found.append(text)
+                    continue      # its body is the primal, not the rule: no need to descend
+            stack.extend(_subjaxprs(eqn.params))
+    return found
+
+
+def rules_in(fun, *args) -> list:
+    """custom_rules of fun traced at args ([] when fun cannot be traced abstractly)."""
+    try:
+        closed = jax.make_jaxpr(fun)(*args)
+    except Exception:
+        return []
+    return custom_rules(closed.jaxpr)
+
+
+def note(rules) -> str:
+    shown = "; ".join(rules[:3]) + (f"; and {len(rules) - 3} more" if len(rules) > 3 else "")
+    return (f"not an independent witness: fun contains the custom rule(s) {shown}, which jax.vjp "
+            f"runs instead of differentiating; finite differences and the reference decide")

@@ -1,0 +1,193 @@
+"""check_custom_vjp and check_jvp: a jax.custom_vjp / jax.custom_jvp checked by its own rule.
+
+    check_custom_vjp(f, *primals)   # f = @jax.custom_vjp ...: f.fwd then f.bwd, vs autodiff of
+                                    # the undecorated f.fun, FD of f.fun, and a reference
+    check_jvp(f, *primals)          # f = @jax.custom_jvp ...: f.jvp's tangents vs jax.jvp of
+                                    # f.fun and float64 finite differences along random tangents
+    check_jvp(fun, *primals, jvp=rule)   # any rule(primals, tangents) -> (y, y_dot)
+
+Neither asks the user to restate the rule: it is read from the custom function, and the
+witnesses differentiate the *undecorated* function `f.fun`, so jax's autodiff is an
+independent witness (unless f.fun itself calls other custom rules of the user's, which
+fnnet.check.independence reports). nondiff_argnums are honoured (fnnet.check.nondiff).
+"""
+from __future__ import annotations
+
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from fnnet.check import independence, nondiff as _nd
+from fnnet.check.compare import RTOL_FD, ROUNDINGS, compare, eps, rtol as dtype_rtol
+from fnnet.check.core import check_vjp
+from fnnet.check.inputs import primal_names, rng_for, to_device, x64_context
+from fnnet.check.report import Report, Row
+from fnnet.check.rows import oracle_row
+
+
+def _name(f):
+    fun = getattr(f, "fun", f)
+    return getattr(fun, "__name__", type(fun).__name__)
+
+
+def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, **options):
+    """A jax.custom_vjp's own fwd/bwd vs jax.vjp of f.fun, FD of f.fun and an optional reference.
+
+    f: the object `@jax.custom_vjp` returns, with defvjp(fwd, bwd) called. primals: its
+    arguments (those in f.nondiff_argnums are held fixed, like any nondiff=). bwd returning
+    None for an argument means a zero cotangent (jax's convention). The fwd's primal output
+    is also compared with f.fun's (a fwd that computes another function is a failed row).
+    options: as check_vjp (mode, detect, rtol, atol, jit, ...).
+    """
+    if not all(hasattr(f, a) for a in ("fun", "fwd", "bwd", "nondiff_argnums")) or getattr(f, "fwd", None) is None:
+        raise TypeError(f"check_custom_vjp: expected a jax.custom_vjp function with defvjp(fwd, bwd) "
+                        f"called, got {type(f).__name__} (a jax.jit-wrapped custom_vjp: pass the inner one)")
+    if getattr(f, "symbolic_zeros", False):
+        raise TypeError("check_custom_vjp: symbolic_zeros=True rules are not supported (fwd gets "
+                        "CustomVJPPrimal wrappers); check fwd/bwd with check_vjp instead")
+    nd = tuple(int(i) for i in f.nondiff_argnums)
+    diff = [i for i in range(len(primals)) if i not in nd]
+
+    def vjp(*args):
+        *p, ct = args
+        y, res = f.fwd(*p)
+        out = f.bwd(*[p[i] for i in nd], res, ct)
+        if not isinstance(out, (tuple, list)) or len(out) != len(diff):
+            raise ValueError(f"check_custom_vjp: bwd must return a tuple with one cotangent per "
+                             f"non-nondiff argument ({len(diff)}), got {type(out).__name__}"
+                             f"{' of length %d' % len(out) if isinstance(out, (tuple, list)) else ''}")
+        return tuple(jax.tree.map(jnp.zeros_like, p[i]) if o is None else o for i, o in zip(diff, out))
+
+    names = primal_names(f.fun, len(primals), options.pop("names", None))
+    report = check_vjp(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
+                       nondiff=nd + tuple(options.pop("nondiff", ())), names=names,
+                       title=f"custom_vjp {_name(f)}", **options)
+    return Report(report.title, report.rows + (_forward_row(f, primals, options.get("rtol")),),
+                  report.header, report.seconds)
+
+
+def _forward_row(f, primals, user_rtol):
+    """fwd's primal output vs f.fun's, leaf by leaf (the rule must be of the same function)."""
+    with x64_context(primals):
+        y_fwd, y_fun = f.fwd(*primals)[0], f.fun(*primals)
+        worst = None
+        for a, b in zip(jax.tree.leaves(y_fwd), jax.tree.leaves(y_fun)):
+            a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+            if a64.shape != b64.shape:
+                return Row("fwd output", "f.fun", "forward", "FAIL",
+                           note=f"fwd returns shape {a64.shape}, f.fun {b64.shape}")
+            rt = user_rtol if user_rtol is not None else dtype_rtol(np.asarray(a).dtype)
+            res = compare(a64, b64, rt, ROUNDINGS * eps(np.asarray(a).dtype) * np.abs(b64))
+            if worst is None or not res["ok"]:
+                worst = res
+    if worst is None:
+        return Row("fwd output", "f.fun", "forward", "n/a", note="no output leaves")
+    return oracle_row("fwd output", "f.fun", "forward", worst, True, [])
+
+
+def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nondiff=(), step=1e-6,
+              rtol=None, atol=None, jit=True, names=None, title=None):
+    """A JVP rule's output tangents vs jax.jvp of the function and float64 finite differences.
+
+    f: a jax.custom_jvp (its rule f.jvp and undecorated f.fun are used), or a plain function
+        with jvp=rule given; rule(primals_tuple, tangents_tuple) -> (y, y_dot), jax's
+        custom_jvp convention (nondiff arguments first, as jax passes them).
+    tangents: one tuple of tangents (trees of the primals), or None: `directions` random
+        normal tangents drawn from key. Per direction and output leaf y [*shape], y_dot is
+        compared element by element with jax.jvp(fun) and with
+        (fun(x + t·u) - fun(x - t·u)) / 2t in float64 (t = step · max(1, |x|max) / max|u|);
+        at kinks the one-sided quotients bound what a rule may report.
+    Returns a Report with one row per (output leaf, witness), the worst over directions.
+    """
+    t0 = time.perf_counter()
+    if jvp is None:
+        if not hasattr(f, "jvp") or getattr(f, "jvp", None) is None:
+            raise TypeError(f"check_jvp: give jvp=rule, or pass a jax.custom_jvp with defjvp called; "
+                            f"got {type(f).__name__}")
+        fun, rule, nd = f.fun, f.jvp, tuple(int(i) for i in f.nondiff_argnums)
+    else:
+        fun, rule, nd = f, jvp, ()
+    names = primal_names(fun, len(primals), names)
+    nd_pos, _ = _nd.positions(tuple(nondiff) + nd, names, primals)
+    diff = [i for i in range(len(primals)) if i not in nd_pos]
+    fixed = {i: primals[i] for i in nd_pos}
+    title = title or f"jvp {_name(f)}"
+    key = jax.random.key(key) if isinstance(key, int) else key
+    with x64_context(primals):
+        dp = tuple(jax.tree.map(lambda a: to_device(a, np.asarray(a).dtype), primals[i]) for i in diff)
+        fun_d = lambda *d: fun(*_nd.merge(d, diff, fixed, len(primals)))
+
+        def rule_d(d, t):
+            full = _nd.merge(d, diff, fixed, len(primals))
+            return rule(*[full[i] for i in nd], tuple(full[i] for i in diff), tuple(t))
+
+        rng = rng_for(key, 2)
+        if tangents is None:
+            tans = [tuple(jax.tree.map(lambda a: to_device(rng.standard_normal(np.shape(a)), a.dtype), p)
+                          for p in dp) for _ in range(directions)]
+        else:
+            tans = [tuple(jax.tree.map(lambda a, p: to_device(a, p.dtype), t, p) for t, p in zip(tangents, dp))]
+        rules = independence.rules_in(fun_d, *dp)
+
+        def both(d, t):
+            y, yd = rule_d(d, t)
+            return y, yd, jax.jvp(fun_d, d, t)[1]
+        run = jax.jit(both) if jit else both
+        results = [run(dp, t) for t in tans]
+    fd = _jvp_differences(fun_d, dp, tans, step)
+    rows = []
+    out_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(results[0][0])]
+    for o, path in enumerate(out_paths):
+        name = "y_dot" + path
+        worst = {"jax": None, "fd": None}
+        for k, (y, yd, jd) in enumerate(results):
+            h = np.asarray(jax.tree.leaves(yd)[o], np.float64)
+            dtype = np.asarray(jax.tree.leaves(yd)[o]).dtype
+            jv = np.asarray(jax.tree.leaves(jd)[o], np.float64)
+            y0 = np.asarray(jax.tree.leaves(y)[o], np.float64)
+            umax = max(float(np.abs(np.asarray(l, np.float64)).max(initial=0.0)) for l in jax.tree.leaves(tans[k]))
+            floor = (atol if atol is not None else
+                     ROUNDINGS * eps(dtype) * umax * (np.where(np.isfinite(y0), np.abs(y0), 0.0) + 1.0))
+            rt = rtol if rtol is not None else dtype_rtol(dtype)
+            c, lo, hi, noise = (a[o] for a in fd[k])
+            adj = lambda bad, lo=lo.reshape(-1), hi=hi.reshape(-1), n=noise.reshape(-1): dict(
+                lo=lo[bad], hi=hi[bad], tol=3 * n[bad] + max(RTOL_FD, rt) * float(np.abs(h).max(initial=0.0)),
+                central=c.reshape(-1)[bad], joint=None)
+            for kind, oracle, r in (("jax", jv, rt), ("fd", c, max(RTOL_FD, rt) if rtol is None else rtol)):
+                res = compare(h, oracle, r, floor + (noise if kind == "fd" else 0.0), adj)
+                if worst[kind] is None or (not res["ok"] and worst[kind]["ok"]) or (
+                        res["ok"] == worst[kind]["ok"] and res["rel_err"] > worst[kind]["rel_err"]):
+                    worst[kind] = res
+        rows.append(oracle_row(name, "jax.jvp", "jax", worst["jax"], not rules, rules))
+        rows.append(oracle_row(name, f"finite diff ({len(tans)} directions)", "fd", worst["fd"], True, []))
+    header = (f"primals {'/'.join(sorted({str(np.asarray(l).dtype) for l in jax.tree.leaves(dp)}))}; "
+              f"{len(tans)} tangent direction(s); finite differences in float64 along each, step "
+              f"{step:g}·max(1, |x|max)/max|u|")
+    return Report(title, tuple(rows), header, time.perf_counter() - t0)
+
+
+def _jvp_differences(fun_d, dp, tans, step):
+    """Per direction: per output leaf (central, lo, hi, noise) in float64."""
+    with jax.enable_x64(True):
+        p64 = tuple(jax.tree.map(lambda a: to_device(np.asarray(a, np.float64)), p) for p in dp)
+        xmax = max([1.0] + [float(np.abs(np.asarray(l, np.float64)[np.isfinite(np.asarray(l, np.float64))])
+                                  .max(initial=0.0)) for l in jax.tree.leaves(p64)])
+        f64 = jax.jit(lambda d: [a.astype(jnp.float64) for a in jax.tree.leaves(fun_d(*d))])
+        y0 = [np.asarray(a) for a in f64(p64)]
+        out = []
+        for t in tans:
+            t64 = tuple(jax.tree.map(lambda a: np.asarray(a, np.float64), p) for p in t)
+            umax = max([1e-300] + [float(np.abs(l).max(initial=0.0)) for l in jax.tree.leaves(t64)])
+            h = step * xmax / umax
+            shift = lambda s: tuple(jax.tree.map(lambda x, u: to_device(np.asarray(x) + s * h * u), p, q)
+                                    for p, q in zip(p64, t64))
+            yp, ym = [np.asarray(a) for a in f64(shift(1.0))], [np.asarray(a) for a in f64(shift(-1.0))]
+            c = [(a - b) / (2 * h) for a, b in zip(yp, ym)]
+            fw = [(a - b) / h for a, b in zip(yp, y0)]
+            bw = [(a - b) / h for a, b in zip(y0, ym)]
+            noise = [ROUNDINGS * eps(np.float64) * (np.where(np.isfinite(b), np.abs(b), 0.0) + xmax) / h for b in y0]
+            out.append((c, [np.minimum(a, b) for a, b in zip(fw, bw)], [np.maximum(a, b) for a, b in zip(fw, bw)],
+                        noise))
+    return out

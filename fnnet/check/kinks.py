@@ -1,0 +1,86 @@
+"""Kink acceptances must hold jointly: a tie group cannot give the full cotangent to every member.
+
+Element by element, a value between the one-sided differences of a kink is a possible
+derivative (relu'(0) = 0 or 1, the gradient of a max going to one tied element). But a
+max-pool backward that gives *every* tied element the full cotangent passes that test
+element by element, while the window's sum is k·ct, which no subgradient allows. So the
+elements accepted at kinks are tested together, along directions that move them at once:
+for a function made, near the point, of convex or concave kinked pieces plus a smooth part
+(max/min/relu/abs/clip/pooling/ties compose this way), a convex piece f_k and any h_k in
+its subdifferential satisfy, for any direction v and step t (convexity: secants bound the
+directional derivative, which bounds <h_k, v>),
+
+    (f_k(x) - f_k(x - t·v)) / t  <=  <h_k, v>  <=  (f_k(x + t·v) - f_k(x)) / t
+
+and a concave piece the same with the two secants swapped. Summed over pieces of one kind
+these bounds hold for g itself, so the accepted elements are split by kind, read from their
+own one-sided differences (forward > backward: convex, e.g. a max with ct > 0; else
+concave), and each kind is tested on its own: mixing kinds would void the bound, since a
+convex piece can sit at its upper secant while a concave one sits at its lower. This holds
+for inputs within a step of a kink too (secants, not derivatives, are compared).
+The directions are s ⊙ w and s, with s = sign(h) (so the excess of
+every wrongly-duplicated tie adds up instead of cancelling) and w uniform in [0.5, 1.5],
+over chunks of at most CHUNK accepted elements (a large set still sees one bad window),
+each scaled like the per-element steps, v_i · max(1, |x_i|). Tolerance: the sum of the
+per-element tolerances along v, plus JOINT_RTOL · Σ|h_i v_i| for the curvature the one-
+sided quotients carry, plus the quotients' rounding noise.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+CHUNK = 64
+JOINT_RTOL = 10.0   # times the finite-difference rtol of the leaf
+
+
+def joint_test(fd, offset, idx, h, tol_elem, rt_fd, rng):
+    """(ok, note): do the hand-written values h at leaf indices idx (all accepted at kinks)
+    respect the one-sided bounds jointly? tol_elem: each element's own tolerance."""
+    idx, h, tol_elem = (np.asarray(a).reshape(-1) for a in (idx, h, tol_elem))
+    if idx.size < 2:
+        return True, ""
+    key = (offset, idx.tobytes(), h.tobytes())
+    memo = fd.__dict__.setdefault("_joint", {})
+    if key in memo:
+        return memo[key]
+    order = np.argsort(idx)
+    idx, h, tol_elem = idx[order], h[order], tol_elem[order]
+    _, fwd_e, bwd_e, _ = fd.per_element(offset + idx)
+    convex = fwd_e > bwd_e
+    x = fd.flat0[offset + idx]
+    s = np.where(h < 0, -1.0, 1.0)
+    dirs, parts = [], []
+    for kind in (convex, ~convex):
+        members = np.flatnonzero(kind)
+        for a in range(0, members.size, CHUNK):
+            sl = members[a:a + CHUNK]
+            if sl.size < 2:
+                continue
+            for u in (s[sl] * rng.uniform(0.5, 1.5, sl.size), s[sl]):
+                v = np.zeros(fd.flat0.size)
+                v[offset + idx[sl]] = u * np.maximum(1.0, np.abs(x[sl]))
+                dirs.append(v)
+                parts.append(sl)
+    if not dirs:
+        memo[key] = (True, "")
+        return memo[key]
+    res = fd.along(np.stack(dirs))
+    noise = fd.noise(res["t"])
+    out = (True, "")
+    for k, sl in enumerate(parts):
+        vc = res["vc"][k, offset + idx[sl]]
+        pred = float(vc @ h[sl])
+        fwd, bwd = float(res["forward"][k]), float(res["backward"][k])
+        lo, hi = min(fwd, bwd), max(fwd, bwd)
+        tol = (float(np.abs(vc) @ tol_elem[sl]) + JOINT_RTOL * rt_fd * (float(np.abs(vc) @ np.abs(h[sl]))
+               + max(abs(fwd), abs(bwd))) + 4 * noise)
+        if not (lo - tol <= pred <= hi + tol):
+            n = idx[sl].size
+            out = (False, f"the {idx.size} elements accepted at kinks are not jointly a subgradient: "
+                          f"moving {n} of them together (leaf flat indices {idx[sl][:6].tolist()}"
+                          f"{'...' if n > 6 else ''}), <hand, v> = {pred:.4g} but the one-sided "
+                          f"differences allow only [{lo:.4g}, {hi:.4g}] (±{tol:.2g}); e.g. tied "
+                          f"elements each given the full cotangent")
+            break
+    memo[key] = out
+    return out

@@ -1,0 +1,127 @@
+"""Non-differentiable inputs of a check: integer indices, bool masks, PRNG keys, static config.
+
+Following `jax.custom_vjp(nondiff_argnums=...)`: a primal marked non-differentiable is passed
+unchanged to `fun`, to the hand-written vjp and to every witness (jax.vjp, the reference,
+finite differences) and is never perturbed or compared. Mark primals with
+`nondiff=` by position (int, negative allowed) or by name (str, as in the report); a primal
+whose leaves are all non-floating (integer or bool arrays, PRNG keys, Python ints, strings)
+is non-differentiable without being marked. A primal mixing floating and non-floating
+leaves is a TypeError (split it, or mark it).
+
+The hand-written vjp may return either
+  - one cotangent per primal (jax.vjp's convention): the entries for non-differentiable
+    primals must be None, float0 / integer arrays (jax's zero cotangents), or all-zero
+    floating arrays; anything else is a failed "structure" row, or
+  - one cotangent per differentiable primal, in order (custom_vjp's bwd convention).
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _is_floating_leaf(leaf) -> bool:
+    dtype = getattr(leaf, "dtype", None)
+    if dtype is None:
+        if isinstance(leaf, float):
+            return True                      # a Python float is a differentiable scalar
+        if isinstance(leaf, (bool, int, str, bytes)) or leaf is None:
+            return False
+        try:
+            dtype = np.asarray(leaf).dtype
+        except Exception:
+            return False
+    try:
+        return bool(jnp.issubdtype(dtype, jnp.floating))
+    except TypeError:
+        return False
+
+
+def auto_nondiff(name, primal) -> bool:
+    """True when every leaf of `primal` is non-floating (it cannot be differentiated)."""
+    leaves = jax.tree.leaves(primal)
+    if not leaves:
+        return False
+    floating = [_is_floating_leaf(l) for l in leaves]
+    if all(floating):
+        return False
+    if not any(floating):
+        return True
+    raise TypeError(f"check: primal {name} mixes floating and non-floating leaves; mark it "
+                    f"non-differentiable with nondiff=({name!r},) or pass the parts as separate primals")
+
+
+def positions(nondiff, names, primals):
+    """(sorted non-differentiable positions, {position: reason}) from nondiff= and the dtypes."""
+    if nondiff is None:
+        nondiff = ()
+    if isinstance(nondiff, (int, str)):
+        nondiff = (nondiff,)
+    n = len(names)
+    why = {}
+    for m in nondiff:
+        if isinstance(m, (bool, np.bool_)) or not isinstance(m, (int, np.integer, str)):
+            raise TypeError(f"check: nondiff entries must be positions (int) or primal names (str), "
+                            f"got {m!r}")
+        if isinstance(m, str):
+            if m not in names:
+                raise ValueError(f"check: nondiff name {m!r} is not a primal; the primals are {names}")
+            i = names.index(m)
+        else:
+            i = int(m) + (n if m < 0 else 0)
+            if not 0 <= i < n:
+                raise ValueError(f"check: nondiff position {m} out of range for {n} primals {names}")
+        why[i] = "nondiff="
+    for i, (name, p) in enumerate(zip(names, primals)):
+        if i not in why and auto_nondiff(name, p):
+            why[i] = "non-floating"
+    return sorted(why), why
+
+
+def merge(diff_values, diff_pos, fixed, n):
+    """All n primals in order: the differentiable ones from diff_values, the rest from fixed."""
+    out, it = [None] * n, iter(diff_values)
+    for i in range(n):
+        out[i] = fixed[i] if i in fixed else None
+    for i in diff_pos:
+        out[i] = next(it)
+    return tuple(out)
+
+
+def pick(out, n_all, diff_pos, nd_pos, names, what="the hand-written vjp"):
+    """(cotangents of the differentiable primals, [(name, nonzero flag arrays)] for the others)."""
+    if isinstance(out, (tuple, list)) and len(out) == len(diff_pos) and len(out) != n_all:
+        return tuple(out), []
+    if not isinstance(out, (tuple, list)) or len(out) != n_all:
+        got = f"{type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
+        raise ValueError(f"check: {what} must return one cotangent per primal ({n_all}: {', '.join(names)}) "
+                         f"or one per differentiable primal ({len(diff_pos)}: "
+                         f"{', '.join(names[i] for i in diff_pos)}), got {got}")
+    flags = []
+    for i in nd_pos:
+        nonzero = [jnp.any(jnp.asarray(l) != 0) for l in jax.tree.leaves(out[i])
+                   if getattr(l, "dtype", None) is not None and jnp.issubdtype(l.dtype, jnp.floating)]
+        flags.append((names[i], nonzero))
+    return tuple(out[i] for i in diff_pos), flags
+
+
+def hashable_values(values):
+    """A hashable stand-in for the fixed primals (array bytes), or None when one is not hashable."""
+    out = []
+    for v in values:
+        parts = []
+        for leaf in jax.tree.leaves(v):
+            try:
+                if hasattr(leaf, "dtype") and jnp.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+                    leaf = jax.random.key_data(leaf)
+                if hasattr(leaf, "shape"):
+                    a = np.asarray(leaf)
+                    parts.append((a.shape, str(a.dtype), a.tobytes()))
+                else:
+                    hash(leaf)
+                    parts.append(leaf)
+            except Exception:
+                return None
+        out.append((str(jax.tree.structure(v)), tuple(parts)))
+    return tuple(out)

@@ -1,0 +1,125 @@
+"""check_layer, check_loss, check_network: fnnet's objects through check_vjp."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from fnnet.check import bridge, nondiff as _nd
+from fnnet.check.core import check_vjp
+
+
+# -- fnnet objects ----------------------------------------------------------------------
+
+def _hashable(*parts):
+    """A key naming a pure function of (layer / loss / net, closed-over data), or None."""
+    out = []
+    for p in parts:
+        if hasattr(p, "shape") and hasattr(p, "dtype"):
+            a = np.asarray(p)
+            p = (a.shape, str(a.dtype), a.tobytes())
+        try:
+            hash(p)
+        except TypeError:
+            return None
+        out.append(p)
+    return tuple(out)
+
+
+def _resolve_reference(reference, auto, obj):
+    """reference="auto" -> the bridge's twin (or n/a), callable -> itself, None -> n/a."""
+    if isinstance(reference, str) and reference == "auto":
+        found = auto()
+        return (found, "") if found is not None else (None, bridge.why_missing(obj))
+    if reference is None or reference is False:
+        return (None, "not requested (reference=None)")
+    if not callable(reference):
+        raise TypeError(f"check: reference must be 'auto', None or a callable, got {type(reference).__name__}")
+    return (reference, "")
+
+
+def check_layer(layer, params, x, *, cotangent=None, key=None, reference="auto", nondiff=(),
+                forward_kwargs=None, **options):
+    """layer.backward vs jax.vjp / reference / finite differences of layer.forward.
+
+    Primals (params, x): params as layer.init made them (() for parameter-free layers),
+    x [batch, *in_shape]. The hand-written vjp is forward (keeping the cache) then backward.
+    Integer or bool x (token ids for an embedding, say) is non-differentiable by itself:
+    it is held fixed for every witness, only dparams is compared, and backward's dx must
+    be None, float0 or zeros. nondiff=("x",) does the same for a floating x, ("params",)
+    checks dx alone.
+    forward_kwargs: keyword arguments for every layer.forward call (a fixed PRNG key, a
+    train/eval flag), held fixed for every witness.
+    reference: "auto" (the twin in reference/ by type, n/a for a user's layer), a callable
+    (params, x, ct) -> (dparams, dx) on NumPy float64 arrays, or None.
+    options: mode, directions, detect, full_max, full_budget, localize_max, step, rtol, atol,
+    jit (see check_vjp).
+    """
+    kw = dict(forward_kwargs or {})
+
+    def forward(params, x):
+        return layer.forward(params, x, **kw)[0]
+
+    def backward(params, x, ct):
+        _, cache = layer.forward(params, x, **kw)
+        return layer.backward(params, cache, ct)
+
+    ref = _resolve_reference(reference, lambda: bridge.layer_vjp(layer), layer)
+    kw_key = _nd.hashable_values([kw]) if kw else ()
+    cache_key = None if kw_key is None else _hashable("layer", layer, kw_key)
+    return check_vjp(forward, backward, params, x, cotangent=cotangent, key=key, reference=ref,
+                     nondiff=nondiff, names=("params", "x"), title=str(layer), _cache_key=cache_key, **options)
+
+
+def check_loss(loss, out, target, *, key=None, reference="auto", **options):
+    """loss.grad vs jax.vjp / reference / finite differences of loss.value, wrt out [batch, k].
+
+    The cotangent is a random scalar, so the hand-written side is ct · loss.grad(out, target).
+    """
+    from fnnet import losses as _losses
+    loss = _losses.get(loss)
+    target_np = np.asarray(target)
+
+    def value(out):
+        return loss.value(out, target)
+
+    def grad(out, ct):
+        return (ct * loss.grad(out, target),)
+
+    def auto():
+        g = bridge.loss_grad(loss)
+        return None if g is None else (lambda out, ct: (ct * g(out, target_np),))
+
+    ref = _resolve_reference(reference, auto, loss)
+    return check_vjp(value, grad, out, key=key, reference=ref, names=("out",), title=f"loss {loss}",
+                     _cache_key=_hashable("loss", loss, target_np), **options)
+
+
+def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", **options):
+    """fnnet.backprop vs jax.vjp / reference / finite differences of fnnet.loss.
+
+    Primals (params, x) (or params alone with wrt_x=False); the cotangent is 1, so the rows
+    compare the gradient of the loss itself (L2 term included when net.l2 > 0).
+    reference: "auto" (reference.backward for the parameters, reference's per-layer
+    backwards for dL/dx; n/a when a layer or the loss has no twin), a callable
+    (params, x, ct) -> (grads, dx) on NumPy float64 arrays, or None.
+    """
+    from fnnet import network as _network
+
+    def loss(params, x):
+        return _network.loss(net, params, x, y)
+
+    def backward(params, x, ct):
+        _, grads, dx = _network.backprop(net, params, x, y)
+        return jax.tree.map(lambda g: ct * g, grads), None if dx is None else ct * dx   # None: integer ids
+
+    ref = _resolve_reference(reference, lambda: bridge.network_vjp(net, y), net)
+    ct = np.ones((), (jax.tree.leaves(params) or [np.asarray(x)])[0].dtype)
+    if wrt_x:
+        return check_vjp(loss, backward, params, x, cotangent=ct, key=key, reference=ref,
+                         names=("params", "x"), title=str(net), _cache_key=_hashable("net", net, y),
+                         _cotangent_text="1 (the rows compare dL/dparams and dL/dx)", **options)
+    ref_fn, why = ref
+    ref_p = (None if ref_fn is None else (lambda p, c: (ref_fn(p, np.asarray(x, np.float64), c)[0],)), why)
+    return check_vjp(lambda p: loss(p, x), lambda p, c: (backward(p, x, c)[0],), params, cotangent=ct,
+                     key=key, reference=ref_p, names=("params",), title=str(net),
+                     _cotangent_text="1 (the rows compare dL/dparams)", **options)

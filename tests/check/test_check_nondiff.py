@@ -1,0 +1,111 @@
+"""Non-differentiable inputs: integer indices, bool masks, keys, static config (nondiff=)."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnnet import check
+
+DTYPES = [np.float64, np.float32]
+
+
+@dataclasses.dataclass(frozen=True)
+class Lookup:
+    """Embedding-like layer written here (issue 9 owns the real one): table [vocab, d], x int [batch, t]."""
+    bug: bool = False
+
+    def init(self, key, in_shape):
+        return (), in_shape
+
+    def forward(self, params, x):
+        return params["table"][x], x                       # y: [batch, t, d]
+
+    def backward(self, params, ids, dy):
+        z = jnp.zeros_like(params["table"])
+        dt = z.at[ids].set(dy) if self.bug else z.at[ids].add(dy)   # dL/dtable[v] = Σ_{ids == v} dy
+        return {"table": dt}, None
+
+
+def table(dtype, seed=0):
+    return {"table": np.random.default_rng(seed).standard_normal((5, 3)).astype(dtype)}
+
+
+IDS = np.array([[1, 3, 1, 0], [3, 3, 2, 1]], np.int32)     # repeated indices
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("jit", [False, True])
+def test_integer_input_layer_is_checked(dtype, jit):
+    report = check.check_layer(Lookup(), table(dtype), IDS, jit=jit)
+    assert report.ok, str(report)
+    (row,) = report.rows_for("x")
+    assert row.kind == "nondiff" and row.status == "n/a" and "non-differentiable" in row.note
+    assert {r.kind for r in report.rows_for("params['table']")} == {"jax", "reference", "fd"}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_integer_input_layer_with_overwriting_scatter_fails(dtype):
+    report = check.check_layer(Lookup(bug=True), table(dtype), IDS)
+    assert not report.ok and report.failed_primals == ("params['table']",), str(report)
+
+
+def test_nondiff_by_name_and_position_and_key_and_static_config():
+    def fun(x, mask, key, mode):
+        noise = jax.random.normal(key, x.shape, x.dtype)
+        y = jnp.where(mask, x * x, 3 * x) + noise
+        return y if mode == "plain" else -y
+
+    def vjp(x, mask, key, mode, ct):
+        d = jnp.where(mask, 2 * x, 3.0) * ct               # dL/dx = f'(x) ⊙ dL/dy
+        return (d if mode == "plain" else -d, None, None, None)
+
+    x = np.random.default_rng(1).standard_normal((3, 4))
+    mask = x > 0.2
+    key = jax.random.key(3)
+    for mode in ("plain", "neg"):
+        assert check.check_vjp(fun, vjp, x, mask, key, mode).ok
+    # a floating primal held fixed by name and by position; the vjp may return only the others
+    f2 = lambda x, s: jnp.sin(x) * s
+    v2 = lambda x, s, ct: (jnp.cos(x) * s * ct,)
+    s = np.random.default_rng(2).standard_normal((3, 4))
+    for nd in ("s", 1, -1, ("s",)):
+        rep = check.check_vjp(f2, v2, x, s, nondiff=nd)
+        assert rep.ok, str(rep)
+        assert rep.rows_for("s")[0].kind == "nondiff"
+    bad = check.check_vjp(f2, lambda x, s, ct: (jnp.sin(x) * s * ct,), x, s, nondiff="s")
+    assert bad.failed_primals == ("x",)
+
+
+def test_nonzero_cotangent_for_a_nondiff_input_is_a_failed_structure_row():
+    f = lambda x, s: x * s
+    rep = check.check_vjp(f, lambda x, s, ct: (s * ct, x * ct), np.ones(3) * 0.5, np.arange(1.0, 4.0), nondiff=1)
+    assert not rep.ok and rep.failed_primals == ("s",), str(rep)
+
+
+def test_bad_nondiff_arguments_are_clear():
+    f = lambda x, s: x * s
+    v = lambda x, s, ct: (s * ct,)
+    with pytest.raises(ValueError, match="not a primal"):
+        check.check_vjp(f, v, np.ones(2), np.ones(2), nondiff="t")
+    with pytest.raises(ValueError, match="out of range"):
+        check.check_vjp(f, v, np.ones(2), np.ones(2), nondiff=2)
+    with pytest.raises(TypeError, match="mixes floating and non-floating"):
+        check.check_vjp(lambda p: p["a"] * p["i"], lambda p, ct: (p,), {"a": np.ones(2), "i": np.arange(2)})
+    with pytest.raises(ValueError, match="one cotangent per primal"):
+        check.check_vjp(f, lambda x, s, ct: (s * ct, x * ct, ct), np.ones(2), np.ones(2), nondiff=1)
+
+
+def test_forward_kwargs_are_held_fixed_for_every_witness():
+    @dataclasses.dataclass(frozen=True)
+    class Scaled:
+        def forward(self, params, x, *, scale=1.0, train=True):
+            return (x * scale if train else x), x
+
+        def backward(self, params, x, dy):
+            return (), dy * 2.5                          # correct for scale=2.5, train=True only
+
+    x = np.random.default_rng(4).standard_normal((2, 3))
+    assert check.check_layer(Scaled(), (), x, forward_kwargs={"scale": 2.5}).ok
+    assert not check.check_layer(Scaled(), (), x, forward_kwargs={"scale": 2.5, "train": False}).ok

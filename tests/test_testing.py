@@ -1,0 +1,90 @@
+"""fnnet.testing: the one-line battery for a user's own layer, and its hypothesis strategies."""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import fnnet
+import fnnet.testing as ft
+
+
+@dataclasses.dataclass(frozen=True)
+class ScaledRelu:
+    """y = relu(x) ⊙ w, x [batch, d], w [d]; bug= plants one error."""
+    bug: str = ""
+
+    def init(self, key, in_shape):
+        return {"w": jax.random.normal(key, in_shape)}, tuple(in_shape)
+
+    def forward(self, params, x):
+        return jnp.maximum(x, 0) * params["w"][None], x
+
+    def backward(self, params, x, dy):
+        mask = (x > 0) + (2.0 * (x == 0) if self.bug == "kink" else 0.0)   # relu'(0) = 0; 2 is no subgradient
+        r = jnp.maximum(x, 0)
+        dw = (dy * r).mean(axis=0) if self.bug == "mean" else (dy * r).sum(axis=0)   # dL/dw = Σ_batch dy ⊙ relu(x)
+        dx = dy * params["w"][None] * mask                                # dL/dx = dy ⊙ w ⊙ 1[x > 0]
+        return {"w": dw}, dx
+
+
+def test_a_correct_layer_passes_the_whole_battery():
+    cases = ft.layer_cases(ScaledRelu(), (5,))
+    names = [str(c) for c in cases]
+    assert any("float32" in n for n in names) and any("mid-network" in n for n in names)
+    assert any("batch1" in n for n in names) and any("in1" in n for n in names)
+    assert any("kinks" in n for n in names) and any("saturated" in n for n in names)
+    assert any("eager" in n for n in names) and any("-jit-" in n for n in names)
+    ft.assert_layer_correct(ScaledRelu(), (5,))
+
+
+@pytest.mark.parametrize("bug", ["mean", "kink"])
+def test_planted_bugs_fail_with_the_case_named(bug):
+    with pytest.raises(AssertionError, match="case\\(s\\) failed") as err:
+        ft.assert_layer_correct(ScaledRelu(bug), (5,), dtypes=("float64",), jit=(True,))
+    failed = [line for line in str(err.value).splitlines() if line.startswith("--- ")]
+    assert failed and "FAIL" in str(err.value)
+    if bug == "kink":            # only the inputs that sit on relu's kink can show it
+        assert all("-kinks-" in line for line in failed), failed
+
+
+def test_integer_input_layer_with_given_ids():
+    @dataclasses.dataclass(frozen=True)
+    class Lookup:
+        def init(self, key, in_shape):
+            return {"table": jax.random.normal(key, (6, 3))}, (in_shape[0], 3)
+
+        def forward(self, params, ids):
+            return params["table"][ids], ids
+
+        def backward(self, params, ids, dy):
+            return {"table": jnp.zeros_like(params["table"]).at[ids].add(dy)}, None   # Σ over repeats
+
+    ids = lambda rng, batch: rng.integers(0, 6, (batch, 4)).astype(np.int32)
+    ft.assert_layer_correct(Lookup(), (4,), x=ids, jit=(True,), dtypes=("float64",))
+
+
+def test_make_input_kinds():
+    k = ft.make_input("kinks", (4, 6))
+    assert (k == 0).sum() >= 6 and ((np.abs(k) > 0) & (np.abs(k) < 1e-6)).any()
+    assert (np.abs(ft.make_input("saturated", (4, 6))) == 30).sum() >= 8
+    with pytest.raises(ValueError, match="input kind"):
+        ft.make_input("ones", (2, 2))
+
+
+@settings(max_examples=6, deadline=None)
+@given(data=st.data())
+def test_hypothesis_strategies_drive_check_layer(data):
+    shape = data.draw(ft.shapes(min_rank=2, max_rank=2, max_side=4))
+    x = data.draw(ft.arrays(shape, np.float64))
+    assert x.shape == shape and np.isfinite(x).all()
+    report = fnnet.check.check_layer(fnnet.Relu(), (), x)
+    assert report.ok, str(report)
+
+
+@settings(max_examples=60, deadline=None)
+@given(v=ft.kink_values(kinks=(0.0, 1.0)))
+def test_kink_values_are_on_near_or_away_from_kinks(v):
+    assert np.isfinite(v) and abs(v) <= 30.0
