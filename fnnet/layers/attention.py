@@ -137,15 +137,18 @@ class CausalSelfAttention:
         db_o = dy.sum(axis=(0, 1))                               # dL/db_o = Σ dy
         do_cat = jnp.einsum("bte,ce->btc", dy, params.w_o)       # dL/do = dy W_oᵀ
         do = self._heads(do_cat)                                 # [b, h, T, D]
-        # pᵀ and dsᵀ as real row-major copies (barriers keep XLA from folding them back into
-        # the dot as lhs_contracting_dims={2}, which XLA:CPU's fast matmul path rejects).
-        pt = jax.lax.optimization_barrier(p.swapaxes(-1, -2))
-        dv = jnp.einsum("bhji,bhid->bhjd", pt, do)               # dL/dv = pᵀ do
+        # dv = pᵀ do and dk = dsᵀ q contract p's and ds's first T axis; as dots XLA:CPU's fast
+        # matmul path rejects that (lhs_contracting_dims={2}). Computed as (doᵀ p)ᵀ and
+        # (qᵀ ds)ᵀ with doᵀ, qᵀ [b, h, D, T] real copies (the barriers stop XLA folding them
+        # back), every dot is canonical, and the copies are D/T the size of pᵀ.
+        dot_t = jax.lax.optimization_barrier(do.swapaxes(-1, -2))   # doᵀ [b, h, D, T]
+        dv = jnp.einsum("bhdi,bhij->bhdj", dot_t, p).swapaxes(-1, -2)   # dL/dv = pᵀ do = (doᵀ p)ᵀ
         dp = jnp.einsum("bhid,bhjd->bhij", do, v)                # dL/dp = do vᵀ
         delta = (do_cat * o).reshape(b, t, self.heads, -1).sum(-1).transpose(0, 2, 1)[..., None]  # δ_i = Σ_j dp_ij p_ij = do_i·o_i
         ds = p * (dp - delta) / math.sqrt(q.shape[-1])           # dL/ds = p ⊙ (dp - δ), then the 1/√D scale
         dq = jnp.einsum("bhij,bhjd->bhid", ds, k)                # dL/dq = ds k
-        dk = jnp.einsum("bhji,bhid->bhjd", jax.lax.optimization_barrier(ds.swapaxes(-1, -2)), q)   # dL/dk = dsᵀ q
+        qt = jax.lax.optimization_barrier(q.swapaxes(-1, -2))   # qᵀ [b, h, D, T]
+        dk = jnp.einsum("bhdi,bhij->bhdj", qt, ds).swapaxes(-1, -2)      # dL/dk = dsᵀ q = (qᵀ ds)ᵀ
         dqkv = jnp.concatenate([a.transpose(0, 2, 1, 3).reshape(b, t, c) for a in (dq, dk, dv)], axis=-1)
         dw_qkv = jnp.einsum("btc,bte->ce", x, dqkv)              # dL/dW_qkv = xᵀ dqkv
         db_qkv = dqkv.sum(axis=(0, 1))                           # dL/db_qkv = Σ dqkv
