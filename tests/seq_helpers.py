@@ -8,6 +8,11 @@ import fnnet
 from helpers import FD_RTOL, RTOL, assert_trees_close, fd_vjp, maybe_jit
 
 
+# (dtype, jit): float64 eager and jitted, float32 jitted (float32 eager adds time, not evidence:
+# the eager and jitted paths run the same jnp code, and float64 already covers both)
+DTYPE_JIT = [(jnp.float64, False), (jnp.float64, True), (jnp.float32, True)]
+
+
 def f64(a):
     return np.asarray(a, np.float64)
 

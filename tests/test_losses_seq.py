@@ -8,6 +8,7 @@ import pytest
 import fnnet
 from helpers import FD_RTOL, RTOL, assert_trees_close, fd_vjp, maybe_jit
 from reference import losses_seq as R
+from seq_helpers import DTYPE_JIT
 
 B, T, V = 2, 3, 5
 RNG = np.random.default_rng(0)
@@ -18,8 +19,7 @@ MASK = RNG.uniform(0.2, 1.0, size=(B, T))
 
 @pytest.mark.parametrize("options", [dict(), dict(ignore_index=-1), dict(label_smoothing=0.1),
                                      dict(ignore_index=-1, label_smoothing=0.2, mask=True)], ids=str)
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("dtype,jit", DTYPE_JIT)
 def test_sequence_ce_against_all_oracles(options, dtype, jit):
     options = dict(options)
     mask = MASK if options.pop("mask", False) else None

@@ -8,7 +8,7 @@ import pytest
 import fnnet
 from helpers import RTOL, assert_trees_close
 from reference.layers import attention as R
-from seq_helpers import four_way, mid_network, randomize
+from seq_helpers import DTYPE_JIT, four_way, mid_network, randomize
 
 
 def _ref(heads):
@@ -19,8 +19,7 @@ def _ref(heads):
 
 
 @pytest.mark.parametrize("recompute", [True, False])
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("dtype,jit", DTYPE_JIT)
 def test_attention_four_witnesses(recompute, dtype, jit):
     layer = fnnet.CausalSelfAttention(2, 6, recompute=recompute)
     params = randomize(layer.init(jax.random.key(0), (4, 6))[0], 0, dtype)

@@ -11,7 +11,7 @@ import fnnet
 from reference.layers import activations as RA
 from reference.layers import combinators as R
 from reference.layers import norm as RN
-from seq_helpers import four_way, mid_network, randomize
+from seq_helpers import DTYPE_JIT, four_way, mid_network, randomize
 
 
 def _block():
@@ -35,8 +35,7 @@ def _ref_block(p, x, dy):
     return R.residual_backward(f_backward, x, dy)
 
 
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("dtype,jit", DTYPE_JIT)
 def test_residual_mlp_block_four_witnesses(dtype, jit):
     layer = fnnet.Residual(_block())
     params = randomize(layer.init(jax.random.key(0), (3, 4))[0], 0, dtype)

@@ -9,13 +9,12 @@ import fnnet
 from fnnet.layers.embedding import EmbeddingParams, EncoderParams, PositionalParams
 from helpers import RTOL, assert_trees_close
 from reference.layers import embedding as R
-from seq_helpers import four_way, mid_network, randomize
+from seq_helpers import DTYPE_JIT, four_way, mid_network, randomize
 
 IDS = np.array([[1, 1, 4, 1, 0], [6, 4, 4, 2, 1]])   # repeats within and across rows; 3, 5 unused
 
 
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("dtype,jit", DTYPE_JIT)
 def test_embedding_four_witnesses(dtype, jit):
     layer = fnnet.Embedding(7, 3)
     params = randomize(layer.init(jax.random.key(0), (5,))[0], 0, dtype)
@@ -87,3 +86,14 @@ def test_out_of_range_under_jit_is_nan_not_clamped():
     dy = jnp.ones((1, 3, 2))
     dw = jax.jit(lambda ids: layer.backward(params, ids, dy)[0].w)(jnp.array([[1, 5, -1]]))
     np.testing.assert_array_equal(dw.sum(axis=1), [0, 2, 0, 0, 0])         # bad ids drop their gradient
+
+
+def test_embedding_check_layer_with_integer_ids():
+    """fnnet.check.check_layer holds integer ids fixed and compares dparams four ways."""
+    layer = fnnet.Embedding(7, 3)
+    params = randomize(layer.init(jax.random.key(0), (5,))[0], 4, jnp.float64)
+
+    def reference(p, ids, ct):
+        return EmbeddingParams(R.embedding_backward(p.w, np.asarray(ids).astype(np.int64), ct)), None
+    report = fnnet.check.check_layer(layer, params, jnp.asarray(IDS), reference=reference)
+    report.raise_if_failed()

@@ -6,12 +6,11 @@ import pytest
 
 import fnnet
 from reference.layers import activations as R
-from seq_helpers import four_way, mid_network
+from seq_helpers import DTYPE_JIT, four_way, mid_network
 
 
 @pytest.mark.parametrize("approximate", [True, False])
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("dtype,jit", DTYPE_JIT)
 def test_gelu_four_witnesses(approximate, dtype, jit):
     layer = fnnet.GELU(approximate)
     rng = np.random.default_rng(3)

@@ -5,7 +5,7 @@ import pytest
 
 import fnnet
 from reference.layers import norm as R
-from seq_helpers import four_way, mid_network, randomize
+from seq_helpers import DTYPE_JIT, four_way, mid_network, randomize
 
 
 def _ref_ln(p, x, dy):
@@ -22,8 +22,7 @@ CASES = {"layernorm": (fnnet.LayerNorm(), _ref_ln, R.layernorm), "rmsnorm": (fnn
 
 
 @pytest.mark.parametrize("name", sorted(CASES))
-@pytest.mark.parametrize("dtype", [jnp.float64, jnp.float32])
-@pytest.mark.parametrize("jit", [False, True])
+@pytest.mark.parametrize("dtype,jit", DTYPE_JIT)
 def test_norm_four_witnesses(name, dtype, jit):
     layer, ref_backward, ref_forward = CASES[name]
     rng = np.random.default_rng(1)
