@@ -144,7 +144,8 @@ class CausalSelfAttention:
         dot_t = jax.lax.optimization_barrier(do.swapaxes(-1, -2))   # doᵀ [b, h, D, T]
         dv = jnp.einsum("bhdi,bhij->bhdj", dot_t, p).swapaxes(-1, -2)   # dL/dv = pᵀ do = (doᵀ p)ᵀ
         dp = jnp.einsum("bhid,bhjd->bhij", do, v)                # dL/dp = do vᵀ
-        delta = (do_cat * o).reshape(b, t, self.heads, -1).sum(-1).transpose(0, 2, 1)[..., None]  # δ_i = Σ_j dp_ij p_ij = do_i·o_i
+        # δ_i = Σ_j dp_ij p_ij = do_i · o_i per head: [b, h, T, 1], without touching [T, T]
+        delta = (do_cat * o).reshape(b, t, self.heads, -1).sum(-1).transpose(0, 2, 1)[..., None]
         ds = p * (dp - delta) / math.sqrt(q.shape[-1])           # dL/ds = p ⊙ (dp - δ), then the 1/√D scale
         dq = jnp.einsum("bhij,bhjd->bhid", ds, k)                # dL/dq = ds k
         qt = jax.lax.optimization_barrier(q.swapaxes(-1, -2))   # qᵀ [b, h, D, T]
