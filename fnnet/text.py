@@ -8,7 +8,7 @@
 `pydoc_data.topics.topics` is a dict {topic: text} (~465k characters in CPython 3.12).
 The corpus is its texts in sorted topic order joined by blank lines, so it does not depend
 on dict order; the split is contiguous: the first (1 - val_fraction) of the characters
-train, the rest validate. The vocabulary is every distinct character of the corpus,
+train, the rest validate. The vocabulary is every distinct character of the whole corpus,
 sorted by code point, so every val character has an id.
 """
 from __future__ import annotations
@@ -54,15 +54,17 @@ def pydoc_text(val_fraction: float = 0.1, max_chars: int | None = None) -> TextD
 
     val_fraction in (0, 1): the last fraction of the corpus is the validation text.
     max_chars: keep only the first max_chars characters (small tests); None keeps all.
+      The vocabulary is the whole corpus's either way, so a net trained on a prefix samples
+      with the same ids.
     """
     if not (isinstance(val_fraction, float) and 0 < val_fraction < 1):
         raise ValueError(f"pydoc_text: val_fraction must be a float in (0, 1), got {val_fraction!r}")
     text = corpus()
+    chars = "".join(sorted(set(text)))      # always the whole corpus's: ids mean the same at any size
     if max_chars is not None:
         if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 4:
             raise ValueError(f"pydoc_text: max_chars must be an int >= 4 or None, got {max_chars!r}")
         text = text[:max_chars]
-    chars = "".join(sorted(set(text)))
     index = {c: i for i, c in enumerate(chars)}
     ids = np.fromiter((index[c] for c in text), np.int32, len(text))
     cut = len(ids) - max(2, int(round(len(ids) * val_fraction)))

@@ -19,6 +19,7 @@ def test_pydoc_text_split_is_deterministic_and_covers_the_corpus():
 
 def test_encode_decode_and_windows():
     d = fnnet.datasets.pydoc_text(max_chars=500)
+    assert d.chars == fnnet.datasets.pydoc_text().chars and len(d.train) + len(d.val) == 500
     ids = d.encode("def ")
     assert d.decode(ids) == "def "
     x, y = text.windows(d.train, 8)

@@ -94,6 +94,6 @@ def test_embedding_check_layer_with_integer_ids():
     params = randomize(layer.init(jax.random.key(0), (5,))[0], 4, jnp.float64)
 
     def reference(p, ids, ct):
-        return EmbeddingParams(R.embedding_backward(p.w, np.asarray(ids).astype(np.int64), ct)), None
+        return (EmbeddingParams(R.embedding_backward(p.w, np.asarray(ids).astype(np.int64), ct)),)   # dparams only
     report = fnnet.check.check_layer(layer, params, jnp.asarray(IDS), reference=reference)
     report.raise_if_failed()
