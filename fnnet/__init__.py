@@ -21,6 +21,7 @@ from fnnet import check, datasets
 from fnnet import testing
 
 __all__ = [
+    "__version__",
     "Dense", "DenseParams", "with_matmul_dtype", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
     "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",

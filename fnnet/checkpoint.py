@@ -147,7 +147,7 @@ def save(path, net: Network, params, *, opt_state=None, epoch=None, state=None) 
     if not isinstance(path, str) or not path.strip():
         raise ValueError("save: the path is empty; give a file name such as 'model.npz'")
     desc = net_to_json(net)
-    dtype = _check_params(net, params)
+    dtype = _check_params(net, params, values=False)   # save's own NaN check names the leaf
     dtype = np.dtype(dtype) if dtype is not None else np.dtype(jnp.zeros(()).dtype)
     if dtype.name not in _DTYPES:
         raise TypeError(f"save: params must be one of {list(_DTYPES)}, got {dtype}")

@@ -12,12 +12,12 @@ training starts).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import secrets
 import sys
 import time
+
+from fnnet.cli.outputs import plural, unwritable, write_outputs
 
 DATASETS = {
     # name: the seed's settings (None batch_size = full batch)
@@ -133,8 +133,8 @@ def build_parser():
     p.add_argument("--l2", type=_nonnegative_float,
                    help="L2 strength λ of ½λΣw² on weights (blobs 0.01, else 0)")
     p.add_argument("--seed", type=_int_at_least(0), default=0,
-                   help="seed of the one jax.random key that draws the initial weights and the "
-                        "batch order (default 0)")
+                   help="initial weights from fnnet.init(net, jax.random.key(SEED)); the batch order "
+                        "from jax.random.fold_in(that key, 1) (default 0)")
     p.add_argument("--init", choices=_initializers(), metavar="NAME",
                    help=f"weight initializer (default normal, the seeds' np.random.randn); one of "
                         f"{', '.join(_initializers())}")
@@ -194,26 +194,6 @@ def resolve(args, parser):
     return s
 
 
-def unwritable(path):
-    """Why `path` cannot be written (None when it can): really create and remove a file
-    beside it, as the atomic write at the end will."""
-    if not path.strip():
-        return "the path is empty"
-    parent = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(parent):
-        return f"directory {parent} does not exist"
-    if os.path.isdir(path):
-        return "is a directory"
-    probe = os.path.join(parent, f".fnnet-write-probe-{os.getpid()}-{secrets.token_hex(4)}")
-    try:
-        fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as e:
-        return f"cannot create a file in {parent}: {e.strerror or e}"
-    return None
-
-
 def load_data(s):
     """(x_train, y_train, x_test, y_test, labels_train, labels_test, k).
 
@@ -259,17 +239,6 @@ def evaluate(net, params, x, y, labels):
     return float(loss), float(acc)
 
 
-def _json_safe(obj):
-    """NaN/Inf (a loss after divergence) become null: the summary stays strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def percent(acc, n):
     return f"{100 * acc:.2f}% ({int(round(acc * n))}/{n})"
 
@@ -307,7 +276,10 @@ def _train(s, args, t0) -> int:
                     l2=s["l2"], w_init=s["init"], b_init=s["b_init"])
     n = len(x_tr)
     batch = None if s["batch_size"] is None or s["batch_size"] >= n else s["batch_size"]
-    k_init, k_shuffle = jax.random.split(jax.random.key(s["seed"]))
+    # --seed N is fnnet.init(net, jax.random.key(N)), as in the README and scripts/seed00*.py;
+    # the batch order comes from a key folded out of it.
+    k_init = jax.random.key(s["seed"])
+    k_shuffle = jax.random.fold_in(k_init, 1)
     params = fnnet.init(net, k_init, jnp.dtype(s["dtype"]))
     out = sys.stdout
 
@@ -372,57 +344,8 @@ def _train(s, args, t0) -> int:
                    history={"train_loss": history.loss.tolist(), "test_loss": history.val_loss.tolist(),
                             "test_accuracy": history.val_accuracy.tolist()})
     summary.setdefault("diverged", False)
-    failed = _write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0)
+    failed = write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0)
     return 1 if failed else status
-
-
-def plural(n, word):
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
-def _write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0):
-    """Write --save, --plot and --json, each on its own: one failing never stops the others.
-    Returns how many failed (each reported on stderr)."""
-    import fnnet
-    from fnnet import _atomic
-    out, epochs_done, failed = sys.stdout, len(history.loss), 0
-
-    def attempt(opt, path, write, done):
-        nonlocal failed
-        try:
-            write()
-            print(done, file=out)
-        except (OSError, ValueError, TypeError) as e:
-            failed += 1
-            print(f"fnnet train: cannot write output --{opt} {path}: {e}", file=sys.stderr)
-
-    if args.save:
-        if finite:
-            attempt("save", args.save, lambda: fnnet.save(args.save, net, params, epoch=epochs_done),
-                    f"saved checkpoint{note} to {args.save}")
-        else:
-            print(f"fnnet train: not saving {args.save}: no params with a finite loss", file=sys.stderr)
-    if args.plot:
-        if epochs_done:
-            from fnnet.cli import plot as _plot
-            title = (f"fnnet train --dataset {s['dataset']}: {'-'.join(map(str, s['sizes']))}, "
-                     f"{s['activation']} hidden, {s['output']} output, {s['loss']}, l2 {s['l2']:g}; "
-                     f"{s['optimizer']} lr {s['lr']:g}, {plural(epochs_done, 'epoch')}"
-                     f"{' (diverged)' if status else ''}, seed {s['seed']}")
-            labels = lab_te if s["dataset"] != "xor" else lab_te[:, 0].astype(int)
-            attempt("plot", args.plot, lambda: _plot.save_figure(
-                args.plot, net, params, history, title=title, x_test=x_te, labels_test=labels, k=k),
-                f"saved plot to {args.plot}")
-        else:
-            print(f"fnnet train: not drawing {args.plot}: the run diverged before any epoch finished",
-                  file=sys.stderr)
-    if args.json:
-        summary["seconds"] = time.perf_counter() - t0
-        text = json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n"
-        attempt("json", args.json, lambda: _atomic.write(args.json, lambda f: f.write(text.encode()),
-                                                         where="fnnet train --json"),
-                f"saved summary to {args.json}")
-    return failed
 
 
 if __name__ == "__main__":

@@ -79,7 +79,7 @@ class CausalSelfAttention:
         in_shape = tuple(in_shape)
         if len(in_shape) != 2 or in_shape[1] != self.dim:
             raise ValueError(f"{self}: input must be [batch, T, {self.dim}], got feature shape {in_shape}")
-        c, dtype = self.dim, jnp.zeros(()).dtype
+        c, dtype = self.dim, jnp.float32
         k1, k2 = jax.random.split(key)
         return AttentionParams(0.02 * jax.random.normal(k1, (c, 3 * c), dtype), jnp.zeros((3 * c,), dtype),
                                self.out_std * jax.random.normal(k2, (c, c), dtype), jnp.zeros((c,), dtype)), in_shape
@@ -155,3 +155,8 @@ class CausalSelfAttention:
         db_qkv = dqkv.sum(axis=(0, 1))                           # dL/db_qkv = Σ dqkv
         dx = jnp.einsum("bte,ce->btc", dqkv, params.w_qkv)       # dL/dx = dqkv W_qkvᵀ
         return AttentionParams(dw_qkv, db_qkv, dw_o, db_o), dx
+
+    def l2_mask(self, params):
+        """L2 on the two weight matrices, never the biases."""
+        del params
+        return AttentionParams(True, False, True, False)

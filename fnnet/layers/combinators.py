@@ -24,6 +24,17 @@ def _check_layer(where, layer):
         raise TypeError(f"{where}: {layer!r} must be hashable (e.g. a frozen dataclass)") from None
 
 
+def l2_mask_of(where, layer, params):
+    """An inner layer's L2 mask: its l2_mask, all False when it has no params, else an error
+    (the same rule the network applies to its own layers)."""
+    if hasattr(layer, "l2_mask"):
+        return layer.l2_mask(params)
+    if jax.tree.leaves(params):
+        raise ValueError(f"{where}: inner layer {layer} has params but no l2_mask(params), so an "
+                         f"L2 penalty cannot know which of them to penalize")
+    return jax.tree.map(lambda _: False, params)
+
+
 @dataclasses.dataclass(frozen=True)
 class Sequential:
     """Layers applied one after another: y = f_n(... f_2(f_1(x))).
@@ -73,6 +84,9 @@ class Sequential:
             grads[i], dy = self.layers[i].backward(params[i], cache[i], dy)   # dL/dp_i, dL/dx_i
         return tuple(grads), dy
 
+    def l2_mask(self, params):
+        return tuple(l2_mask_of(str(self), l, p) for l, p in zip(self.layers, params))
+
 
 @dataclasses.dataclass(frozen=True)
 class Residual:
@@ -107,6 +121,9 @@ class Residual:
         """dy [batch, ...] -> (block's dparams, dx [batch, ...])."""
         dparams, dh = self.block.backward(params, cache, dy)   # through f: dL/dx via the block
         return dparams, dy + dh                                # dL/dx = dy (skip) + f'(x)ᵀ dy (block)
+
+    def l2_mask(self, params):
+        return l2_mask_of(str(self), self.block, params)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,3 +167,6 @@ class Positionwise:
             raise ValueError(f"{self}: dy must be [{', '.join(map(str, x_shape[:-1]))}, d_out], got {tuple(dy.shape)}")
         dparams, dx2 = self.layer.backward(params, inner, dy.reshape(-1, dy.shape[-1]))
         return dparams, dx2.reshape(x_shape)                   # a view: dL/dx is dL/dx2 reshaped
+
+    def l2_mask(self, params):
+        return l2_mask_of(str(self), self.layer, params)

@@ -103,7 +103,7 @@ class Embedding:
         in_shape = tuple(in_shape)
         if len(in_shape) != 1:
             raise ValueError(f"{self}: input must be token ids [batch, T], got feature shape {in_shape}")
-        w = self.init_std * jax.random.normal(key, (self.vocab, self.dim), jnp.zeros(()).dtype)
+        w = self.init_std * jax.random.normal(key, (self.vocab, self.dim), jnp.float32)
         return EmbeddingParams(w), in_shape + (self.dim,)
 
     def forward(self, params, ids):
@@ -120,6 +120,10 @@ class Embedding:
         _check_dy(str(self), dy, ids.shape + (self.dim,))
         dw = _scatter_add(params.w.shape, ids, dy)             # dL/dE[v] = Σ_{ids[b,t]=v} dy[b, t]
         return EmbeddingParams(dw), None                       # integer ids: no gradient
+
+    def l2_mask(self, params):
+        del params
+        return EmbeddingParams(True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,7 +146,7 @@ class PositionalEmbedding:
         if len(in_shape) != 2 or in_shape[1] != self.dim or in_shape[0] > self.context:
             raise ValueError(f"{self}: input must be [batch, T <= {self.context}, {self.dim}], "
                              f"got feature shape {in_shape}")
-        w = self.init_std * jax.random.normal(key, (self.context, self.dim), jnp.zeros(()).dtype)
+        w = self.init_std * jax.random.normal(key, (self.context, self.dim), jnp.float32)
         return PositionalParams(w), in_shape
 
     def forward(self, params, x):
@@ -159,6 +163,10 @@ class PositionalEmbedding:
         _check_dy(str(self), dy, cache)
         dw = jnp.zeros_like(params.w).at[:dy.shape[1]].set(dy.sum(axis=0))   # dL/dP[t] = Σ_b dy[b, t]; 0 for t >= T
         return PositionalParams(dw), dy                        # dL/dx = dy
+
+    def l2_mask(self, params):
+        del params
+        return PositionalParams(True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -187,7 +195,7 @@ class TokenPositionEmbedding:
             raise ValueError(f"{self}: input must be token ids [batch, T <= {self.context}], "
                              f"got feature shape {in_shape}")
         kt, kp = jax.random.split(key)
-        dtype = jnp.zeros(()).dtype
+        dtype = jnp.float32
         return EncoderParams(self.init_std * jax.random.normal(kt, (self.vocab, self.dim), dtype),
                              self.init_std * jax.random.normal(kp, (self.context, self.dim), dtype)), \
             in_shape + (self.dim,)
@@ -210,3 +218,7 @@ class TokenPositionEmbedding:
         dwte = _scatter_add(params.wte.shape, ids, dy)         # dL/dE[v] = Σ_{ids[b,t]=v} dy[b, t]
         dwpe = jnp.zeros_like(params.wpe).at[:ids.shape[1]].set(dy.sum(axis=0))   # dL/dP[t] = Σ_b dy[b, t]
         return EncoderParams(dwte, dwpe), None
+
+    def l2_mask(self, params):
+        del params
+        return EncoderParams(True, True)

@@ -71,7 +71,7 @@ class LayerNorm(_Norm):
         """in_shape: (..., d) -> (LayerNormParams(gamma [d], beta [d]), in_shape)."""
         del key
         in_shape = tuple(in_shape)
-        dtype = jnp.zeros(()).dtype
+        dtype = jnp.float32
         return LayerNormParams(jnp.ones(in_shape[-1:], dtype), jnp.zeros(in_shape[-1:], dtype)), in_shape
 
     def forward(self, params, x):
@@ -96,6 +96,11 @@ class LayerNorm(_Norm):
         dx = rstd * (g - g.mean(axis=-1, keepdims=True) - xhat * (g * xhat).mean(axis=-1, keepdims=True))
         return LayerNormParams(dgamma, dbeta), dx
 
+    def l2_mask(self, params):
+        """No L2 on scale or shift (their natural value is 1 and 0, not 0)."""
+        del params
+        return LayerNormParams(False, False)
+
 
 @dataclasses.dataclass(frozen=True)
 class RMSNorm(_Norm):
@@ -110,7 +115,7 @@ class RMSNorm(_Norm):
         """in_shape: (..., d) -> (RMSNormParams(gamma [d]), in_shape)."""
         del key
         in_shape = tuple(in_shape)
-        return RMSNormParams(jnp.ones(in_shape[-1:], jnp.zeros(()).dtype)), in_shape
+        return RMSNormParams(jnp.ones(in_shape[-1:], jnp.float32)), in_shape
 
     def forward(self, params, x):
         """x [batch, ..., d] -> (y [batch, ..., d], cache = (x̂, r [batch, ..., 1]))."""
@@ -127,3 +132,8 @@ class RMSNorm(_Norm):
         g = dy * _row(params.gamma, dy.ndim)                  # dL/dx̂ = dy ⊙ γ
         dx = r * (g - xhat * (g * xhat).mean(axis=-1, keepdims=True))   # dL/dx = r (g - x̂ mean(g ⊙ x̂))
         return RMSNormParams(dgamma), dx
+
+    def l2_mask(self, params):
+        """No L2 on the scale."""
+        del params
+        return RMSNormParams(False)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from fnnet.layers.activations import GELU
 from fnnet.layers.attention import CausalSelfAttention
-from fnnet.layers.combinators import Positionwise, Residual, Sequential
+from fnnet.layers.combinators import Positionwise, Residual, Sequential, l2_mask_of
 from fnnet.layers.dense import Dense
 from fnnet.layers.embedding import EncoderParams, TokenPositionEmbedding
 from fnnet.layers.norm import LayerNorm
@@ -90,6 +90,10 @@ class TiedLM:
         dbody, dh0 = self.body.backward(params.body, c_body, dh)         # back through the blocks
         denc, _ = self.encoder.backward(params.encoder, c_enc, dh0)      # scatter-add into dE, Σ_b into dP
         return LMParams(EncoderParams(denc.wte + dwte_head, denc.wpe), dbody), None   # tied: both dE summed
+
+    def l2_mask(self, params):
+        """L2 (with l2 > 0) on E, P and the body's weight matrices; never biases or norms."""
+        return LMParams(self.encoder.l2_mask(params.encoder), l2_mask_of(str(self), self.body, params.body))
 
 
 def block(dim, heads, mlp_ratio=4, recompute=False, out_std=0.02):

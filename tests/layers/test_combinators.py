@@ -81,3 +81,19 @@ def test_combinator_errors():
     assert out == (5, 3) and p.w.shape == (2, 3)
     with pytest.raises(ValueError, match=r"Dense\(3\): x must be \[batch, 2\]"):
         pw.forward(p, jnp.zeros((1, 5, 4)))
+
+
+def test_l2_masks_nest_through_combinators():
+    """With l2 > 0, ½λΣw² covers Dense and attention weights and nothing else, through
+    Residual/Sequential/Positionwise; the hand-written gradient includes its λw."""
+    net = fnnet.Network((fnnet.Positionwise(fnnet.Dense(4)),
+                         fnnet.Residual(fnnet.Sequential((fnnet.LayerNorm(), fnnet.CausalSelfAttention(2, 4)))),
+                         fnnet.Positionwise(fnnet.Dense(5))), fnnet.SequenceCrossEntropy(), (3, 4), l2=0.1)
+    params = randomize(fnnet.init(net, jax.random.key(0), jnp.float64), 0, jnp.float64)
+    masks = [layer.l2_mask(p) for layer, p in zip(net.layers, params)]
+    assert masks[1] == (fnnet.layers.LayerNormParams(False, False), fnnet.AttentionParams(True, False, True, False))
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 3, 4)))
+    y = jnp.asarray(np.random.default_rng(1).integers(0, 5, size=(2, 3)))
+    from helpers import RTOL, assert_trees_close
+    assert_trees_close(fnnet.backward(net, params, x, y),
+                       jax.grad(lambda p: fnnet.loss(net, p, x, y))(params), RTOL[np.dtype("float64")])

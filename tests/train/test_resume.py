@@ -1,5 +1,6 @@
 """fit's optimizer state in and out, resuming bit-identically (item 6), optax transforms
 that read the loss (item 7), and DivergedError's params having a finite loss (item 2)."""
+import chex
 import jax
 import numpy as np
 import optax
@@ -23,7 +24,7 @@ def _problem(dtype=np.float64):
 
 
 def _equal(a, b, what):
-    assert_trees_close(a, b, 0.0, what)       # bit-identical, not merely close
+    chex.assert_trees_all_equal(a, b, custom_message=what)   # bit-identical, not merely close
 
 
 @pytest.mark.parametrize("run", sorted(RUNS))
