@@ -277,3 +277,8 @@ def one_hot(labels, num_classes, dtype=np.float32):
     out = np.zeros((arr.shape[0], k), dtype=dt)
     out[np.arange(arr.shape[0]), arr] = 1
     return out
+
+
+# Text (character-level GPT data) lives in its own module; exposed here by name.
+from fnnet.text import pydoc_text  # noqa: E402
+__all__.append("pydoc_text")

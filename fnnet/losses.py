@@ -194,3 +194,8 @@ def get(name_or_loss):
         except KeyError:
             raise ValueError(f"unknown loss {name_or_loss!r}; known: {sorted(LOSSES)}") from None
     return name_or_loss
+
+
+# Sequence losses ([batch, T, V] logits) live in their own file; registered here by name.
+from fnnet.losses_seq import SequenceCrossEntropy  # noqa: E402
+LOSSES[SequenceCrossEntropy.name] = SequenceCrossEntropy

@@ -150,6 +150,14 @@ def _check_params(net: Network, params, values=True):
 
 def _check_x(net: Network, params, x):
     first = f"layer 0 ({net.layers[0]})" if net.layers else "network"
+    if net.layers and getattr(net.layers[0], "input_kind", None) == "ids":   # token ids (Embedding, GPT)
+        _check_params(net, params)
+        check_shape(first, "x", x, (None, *net.in_shape))
+        try:
+            net.layers[0].check_input(x)  # integer dtype; value range when concrete
+        except (ValueError, TypeError) as e:
+            raise type(e)(f"{first}: {e}") from None
+        return x
     if getattr(x, "dtype", None) == np.float64 and not jax.config.jax_enable_x64:
         raise TypeError(f"{first}: x is float64 but jax_enable_x64 is off, so JAX would silently run "
                         f"it in float32; pass x.astype(np.float32), or turn on "

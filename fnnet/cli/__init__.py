@@ -7,6 +7,7 @@ import sys
 COMMANDS = {
     "check": ("fnnet.cli.check", "four-way gradient check of every built-in primitive and a few networks"),
     "train": ("fnnet.cli.train", "train a network (default: seed 001's digits classifier)"),
+    "gpt": ("fnnet.cli.gpt", "train a character-level GPT on Python's docs (gpt train), or sample from one"),
     "bench": ("fnnet.bench.cli", "side-by-side training benchmark (NumPy, reference, fnnet, jax.grad, torch)"),
 }
 

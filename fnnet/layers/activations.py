@@ -202,3 +202,47 @@ class Softplus(_Activation):
 
 
 ACTIVATIONS.update(elu=ELU, silu=SiLU, softplus=Softplus)
+
+
+
+_SQRT_2_OVER_PI = 0.7978845608028654   # sqrt(2/π)
+_INV_SQRT_2 = 0.7071067811865476       # 1/sqrt(2)
+_INV_SQRT_2PI = 0.3989422804014327     # 1/sqrt(2π)
+
+
+@dataclasses.dataclass(frozen=True)
+class GELU(_Activation):
+    """Gaussian error linear unit, y = x·Φ(x) (Hendrycks & Gimpel 2016).
+
+    approximate=True (GPT-2's form): y = ½x(1 + tanh(u)), u = sqrt(2/π)(x + 0.044715x³).
+    approximate=False: the exact y = ½x(1 + erf(x/√2)).  x [batch, ...] -> y same shape.
+    """
+    approximate: bool = True
+
+    def __post_init__(self):
+        if not isinstance(self.approximate, bool):
+            raise TypeError(f"GELU: approximate must be True or False, got {self.approximate!r}")
+
+    def __str__(self):
+        return "GELU()" if self.approximate else "GELU(approximate=False)"
+
+    def forward(self, params, x):
+        self._check(params, x)
+        if self.approximate:
+            t = jnp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))   # t = tanh(u)
+            return 0.5 * x * (1 + t), x                                  # y = ½x(1 + t); cache x
+        return 0.5 * x * (1 + jax.lax.erf(x * _INV_SQRT_2)), x          # y = x·Φ(x); cache x
+
+    def backward(self, params, cache, dy):
+        x = cache
+        self._check_dy(x, dy)
+        if self.approximate:
+            t = jnp.tanh(_SQRT_2_OVER_PI * (x + 0.044715 * x ** 3))
+            du = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * x * x)          # du/dx
+            return (), dy * (0.5 * (1 + t) + 0.5 * x * (1 - t * t) * du)  # dy/dx = ½(1+t) + ½x(1-t²)u'
+        cdf = 0.5 * (1 + jax.lax.erf(x * _INV_SQRT_2))                  # Φ(x)
+        pdf = _INV_SQRT_2PI * jnp.exp(-0.5 * x * x)                     # φ(x)
+        return (), dy * (cdf + x * pdf)                                 # dy/dx = Φ(x) + x·φ(x)
+
+
+ACTIVATIONS["gelu"] = GELU

@@ -1,4 +1,9 @@
-"""fnnet.models: builders of whole networks from the layers (cnn; gpt lives beside it)."""
-from fnnet.models.cnn import cnn
+"""fnnet.models: ready-made networks built from fnnet layers.
 
-__all__ = ["cnn"]
+    cnn.py   fnnet.cnn(...): Conv2D -> ReLU -> MaxPool ... -> Dense, e.g. for the 8x8 digits
+    gpt.py   fnnet.gpt(vocab, context, layers, heads, dim): a character/token GPT with a tied head
+"""
+from fnnet.models.cnn import cnn
+from fnnet.models.gpt import TiedLM, generate, gpt
+
+__all__ = ["cnn", "TiedLM", "generate", "gpt"]

@@ -55,7 +55,7 @@ def accuracy_value(net, params, x, y):
     pred = _network.predict(net, params, x)                        # [batch, k]
     k = pred.shape[-1]
     if k > 1 and not (_elementwise(net) and y.ndim == 2):
-        truth = y if y.ndim == 1 else jnp.argmax(y, axis=-1)        # class index per example
+        truth = y if y.ndim == pred.ndim - 1 else jnp.argmax(y, axis=-1)   # class index per example (or position)
         hit = jnp.argmax(pred, axis=-1) == truth
     else:
         t = y.reshape(pred.shape).astype(pred.dtype)                # [batch] -> [batch, 1]

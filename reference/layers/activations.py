@@ -155,3 +155,30 @@ def softplus_backward(x, dy):
     """softplus'(x) = σ(x): 0.5 at 0."""
     x, dy = _as_x_dy("softplus_backward", x, dy)
     return dy * sigmoid(x)
+
+
+def gelu(x, approximate=True):
+    """GELU.  approximate: ½x(1 + tanh(√(2/π)(x + 0.044715x³))); exact: ½x(1 + erf(x/√2)).
+
+    x: [batch, ...] -> y: same shape.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if approximate:
+        return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x ** 3)))
+    return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
+
+
+def gelu_backward(x, dy, approximate=True):
+    """x, dy: [batch, ...] -> dx: same shape."""
+    x, dy = _as_x_dy("gelu_backward", x, dy)
+    if approximate:
+        c = np.sqrt(2.0 / np.pi)
+        t = np.tanh(c * (x + 0.044715 * x ** 3))
+        return dy * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * c * (1.0 + 3 * 0.044715 * x * x))
+    return dy * (0.5 * (1.0 + _erf(x / np.sqrt(2.0))) + x * np.exp(-0.5 * x * x) / np.sqrt(2.0 * np.pi))
+
+
+def _erf(z):
+    """erf elementwise via math.erf (NumPy has none; the standard library's is correctly rounded)."""
+    import math
+    return np.vectorize(math.erf, otypes=[np.float64])(z)

@@ -1,0 +1,1 @@
+"""reference.models: whole models in NumPy float64 (reference.models.gpt)."""
