@@ -24,6 +24,7 @@ import optax
 from jax import lax
 
 from fnnet import network as _network
+from fnnet.train import sharding as _sharding
 from fnnet.train.metrics import accuracy_value
 
 # run_chunk's second output is records [chunk, 4] of the params' dtype, one row per epoch:
@@ -42,6 +43,7 @@ class LoopSpec:
     shuffle: bool         # a fresh permutation each epoch from fold_in(key, epoch)
     chunk: int            # most epochs one call can run (rows of its records buffer)
     validate: bool        # compute val loss / accuracy after each epoch
+    parallel: Any = None  # sharding.DataParallel: each step's batch split over a mesh
 
 
 class Carry(NamedTuple):
@@ -69,7 +71,11 @@ def _value_and_grad(net, grad, params, xb, yb):
 
 def _step(spec, params, opt_state, xb, yb):
     """One optimizer step on the batch; returns the loss measured before the update."""
-    value, grads = _value_and_grad(spec.net, spec.grad, params, xb, yb)
+    if spec.parallel is None:
+        value, grads = _value_and_grad(spec.net, spec.grad, params, xb, yb)
+    else:                                   # split over the mesh, one psum (sharding.py)
+        local = lambda net, p, x, y: _value_and_grad(net, spec.grad, p, x, y)  # noqa: E731
+        value, grads = _sharding.value_and_grad(spec.parallel, local, spec.net, params, xb, yb)
     updates, opt_state = spec.optimizer.update(grads, opt_state, params)
     return optax.apply_updates(params, updates), opt_state, value
 
