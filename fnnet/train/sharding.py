@@ -109,6 +109,9 @@ def value_and_grad(dp: DataParallel, local, net, params, xb, yb):
         def shard(p, xs, ys):                         # on each device: its q examples
             start = lax.axis_index(dp.axis) * q       # a local slice of the replicated batch
             xs, ys = (lax.dynamic_slice_in_dim(a, start, q) for a in (xs, ys))
+            # Params typed device-varying (a no-op on values): the local rule's gradient is
+            # this device's alone; autodiff would otherwise insert its own psum for them.
+            p = jax.tree.map(lambda a: lax.pcast(a, dp.axis, to="varying"), p)
             v, g = local(data_net, p, xs, ys)
             return lax.psum(_scale((v, g), _weight(dp, q, batch)), dp.axis)   # Σ_devices w·(L, ∇L)
 
