@@ -4,7 +4,7 @@ from fnnet.layers.dense import Dense, DenseParams
 from fnnet.losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from fnnet.network import (Network, backprop, backward, forward, init, loss, mlp, out_shape, predict,
                             value_and_grad)
-from fnnet.checkpoint import load, save
+from fnnet.checkpoint import Checkpoint, load, restore, save
 from fnnet.train.fit import DivergedError, History, fit
 from fnnet.train.metrics import accuracy
 from fnnet.custom_vjp import loss_with_manual_grad
@@ -16,6 +16,6 @@ __all__ = [
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy",
     "Network", "mlp", "init", "forward", "loss", "backward", "value_and_grad", "backprop", "predict",
     "out_shape", "initializers", "check", "datasets",
-    "save", "load",
+    "save", "load", "restore", "Checkpoint",
     "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
 ]

@@ -3,9 +3,20 @@
     params, hist = fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=100,
                        batch_size=32, key=jax.random.key(0), validation=(x_val, y_val))
 
+Resuming: pass the optimizer state in and the result gains it as its last element;
+`initial_epoch` continues the epoch count (and with it the shuffling keys):
+
+    params, hist, opt_state = fit(..., epochs=100, opt_state=opt.init(params))
+    fnnet.save(path, net, params, opt_state=opt_state, epoch=100)
+    ck = fnnet.restore(path, optimizer=opt)
+    params, hist, opt_state = fit(ck.net, ck.params, ..., epochs=100,
+                                  opt_state=ck.opt_state, initial_epoch=ck.epoch)
+
+is bit-identical to one run of 200 epochs.
+
 Gradients come from the hand-written `value_and_grad` (grad="autodiff" swaps in
 jax.value_and_grad of `loss`, for comparison only). The epochs run in compiled chunks
-(see fnnet/_fit_loop.py); the host only wakes between chunks, to report progress and
+(see fnnet/train/loop.py); the host only wakes between chunks, to report progress and
 to raise DivergedError when the device flagged a non-finite epoch.
 """
 from __future__ import annotations
@@ -47,18 +58,25 @@ class History(NamedTuple):
 
 
 class DivergedError(FloatingPointError):
-    """Training produced a NaN/Inf loss or NaN/Inf params; nothing trained is lost.
+    """Training produced a NaN/Inf loss, params or validation loss; nothing trained is lost.
 
-    epoch:     int, the first bad epoch, 0-based (so `history` has `epoch` entries).
-    params:    the last finite params: those after epoch `epoch - 1`, i.e. what
+    epoch:     int, the first bad epoch, 0-based and relative to this call (so `history`
+               has `epoch` entries; the absolute epoch is initial_epoch + epoch).
+    params:    the last good params: those after epoch `epoch - 1`, i.e. what
                fit(..., epochs=epoch) returns (the initial params when epoch == 0).
+               Good means finite, with a finite training loss on all of (x, y) and a
+               finite validation loss when validation was given; fit evaluates both
+               before raising. If even the initial params fail, `params` are the
+               initial params and `finite_loss` is False.
     opt_state: the optimizer state that goes with `params`.
     history:   History of the good epochs 0 .. epoch-1.
+    finite_loss: bool, whether `params` passed that check.
     """
 
-    def __init__(self, message, *, epoch, params, opt_state, history):
+    def __init__(self, message, *, epoch, params, opt_state, history, finite_loss=True):
         super().__init__(message)
         self.epoch, self.params, self.opt_state, self.history = epoch, params, opt_state, history
+        self.finite_loss = finite_loss
 
 
 def _check_int(name, value, lo, hi=None):
@@ -103,18 +121,28 @@ def _check_key(key):
 
 
 def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad="manual",
-        validation=None, progress=None, chunk_epochs=None, mesh=None, batch_axis="data"):
-    """Train `params` of `net` on (x, y) -> (params, History).
+        validation=None, progress=None, chunk_epochs=None, opt_state=None, initial_epoch=0,
+        mesh=None, batch_axis="data"):
+    """Train `params` of `net` on (x, y) -> (params, History), or (params, History,
+    opt_state) when `opt_state` is given.
 
     x: [n, *in_shape] of the params' dtype (float32 or float64); y: what the net's loss
     takes, e.g. [n, k] targets or, for softmax cross-entropy, integer labels [n].
-    optimizer: an optax GradientTransformation, e.g. optax.sgd(0.1).
-    epochs: >= 1. batch_size: None = full batch, one step per epoch; 1 = per-sample
+    optimizer: an optax GradientTransformation, e.g. optax.sgd(0.1). Transforms that need
+      the loss (optax.contrib.reduce_on_plateau, optax.lbfgs: GradientTransformationExtraArgs)
+      get value=, grad= and value_fn= (the batch loss, with fnnet's hand-written gradient).
+    epochs: >= 1, how many epochs this call runs. batch_size: None = full batch, one step per epoch; 1 = per-sample
       SGD, in data order without a key, reshuffled each epoch with one; k = steps on
       k examples, shuffled each epoch (needs `key`). When k does not divide n, the
       n % k left-over examples make one more, smaller step: no example is dropped.
     key: jax.random.key; epoch e's order is permutation(fold_in(key, e), n), so a run
       of E epochs replays the first E epochs of any longer run with the same key.
+    opt_state: the optimizer state to start from (optimizer.init(params) for a fresh
+      run, or the one a previous fit returned / fnnet.restore read); the final state is
+      then returned as the result's last element. None: a fresh state, not returned.
+    initial_epoch: epochs already trained (>= 0): epoch numbers, and so the shuffling
+      keys, continue from it. A resumed run (same key, opt_state and initial_epoch)
+      is bit-identical to an uninterrupted one.
     grad: "manual" (fnnet's hand-written backward) or "autodiff" (jax.grad of
       fnnet.loss; a comparison path, not for production use).
     validation: (x_val, y_val), checked like (x, y); adds val_loss/val_accuracy.
@@ -128,11 +156,18 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
       training: each step's batch is split over the mesh axis `batch_axis`, params,
       optimizer state and the training set are replicated, and the hand-written
       gradients are combined by one lax.psum weighted by the real example counts
-      (see fnnet/train/sharding.py). The returned params are replicated on the mesh.
+      (see fnnet/train/sharding.py). The returned params (and opt_state) are replicated
+      on the mesh.
 
     Raises ValueError/TypeError on bad input before training, and DivergedError
-    (a FloatingPointError carrying the last finite params) if the loss or params
-    become NaN/Inf.
+    (a FloatingPointError carrying the last good params) if the loss, the params or the
+    validation loss become NaN/Inf.
+
+    How fit grows: everything an epoch reads and writes is one TrainState
+    (fnnet/train/loop.py: params, opt_state, and a `state` slot that is () for
+    stateless nets). Layer state (batchnorm) threads through that slot, and its
+    keyword (state=) adds it to the result after opt_state, as fnnet.forward's does;
+    per-step keys for stochastic layers derive from fold_in(key, absolute epoch).
     """
     epochs = _check_int("epochs", epochs, 1)
     if grad not in GRAD_MODES:
@@ -141,7 +176,10 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         raise TypeError(f"fit: optimizer must be an optax GradientTransformation "
                         f"(e.g. optax.sgd(0.1)), got {optimizer!r}")
     _fit_progress.check(progress)
+    initial_epoch = _check_int("initial_epoch", initial_epoch, 0)
     params = _check_params(net, params)
+    if opt_state is not None:
+        opt_state = _check_opt_state(optimizer, params, opt_state)
     x, y = _check_data(net, params, x, y, "training data")
     n = x.shape[0]
     batch = n if batch_size is None else _check_int("batch_size", batch_size, 1, n)
@@ -154,7 +192,8 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     parallel = None if mesh is None else _sharding.setup(net, mesh, batch_axis)
     if parallel is not None:
         _sharding.check_placement(parallel, (x, y), "training data")
-        x, y, params = _sharding.replicate(parallel, (x, y, params))
+        _sharding.check_placement(parallel, opt_state, "opt_state")
+        x, y, params, opt_state = _sharding.replicate(parallel, (x, y, params, opt_state))
         key = None if key is None else _sharding.replicate(parallel, key)
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
@@ -176,11 +215,26 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     spec = LoopSpec(net, optimizer, grad, n, batch, key is not None and batch < n, capacity,
                     validation is not None, parallel)
     report = _fit_progress.make(progress, epochs)
-    params, history = _run(spec, params, data, key if spec.shuffle else None, epochs, report,
-                           min(size, capacity), adaptive)
+    params, history, opt_state_out = _run(spec, params, opt_state, data, key if spec.shuffle else None,
+                                          epochs, initial_epoch, report, min(size, capacity), adaptive)
     if parallel is not None:
-        params = _sharding.to_user_mesh(parallel, params)
-    return params, history
+        params, opt_state_out = _sharding.to_user_mesh(parallel, (params, opt_state_out))
+    return (params, history) if opt_state is None else (params, history, opt_state_out)
+
+
+def _check_opt_state(optimizer, params, opt_state):
+    """opt_state must have the tree, shapes and dtypes optimizer.init(params) builds."""
+    want = jax.eval_shape(optimizer.init, params)
+    got_def, want_def = jax.tree.structure(opt_state), jax.tree.structure(want)
+    if got_def != want_def:
+        raise ValueError(f"fit: opt_state does not fit this optimizer and params: its tree is "
+                         f"{got_def}, optimizer.init(params) builds {want_def}")
+    for (path, leaf), w in zip(jax.tree_util.tree_leaves_with_path(opt_state), jax.tree.leaves(want)):
+        name = "opt_state" + jax.tree_util.keystr(path)
+        if tuple(np.shape(leaf)) != tuple(w.shape) or np.dtype(getattr(leaf, "dtype", None)) != w.dtype:
+            raise ValueError(f"fit: {name} must be {w.dtype}{list(w.shape)}, got "
+                             f"{getattr(leaf, 'dtype', type(leaf).__name__)}{list(np.shape(leaf))}")
+    return jax.tree.map(jnp.asarray, opt_state)
 
 
 def _resize(size, seconds, cap):
@@ -189,8 +243,18 @@ def _resize(size, seconds, cap):
     return max(1, min(cap, int(size * factor)))
 
 
-def _run(spec, params, data, key, epochs, report, size, adaptive):
-    carry = start_carry(spec.optimizer, params)
+def _good(spec, data, params):
+    """Does `params` have a finite training loss (and validation loss)? Run only on divergence."""
+    loss = jax.jit(_network.loss, static_argnums=0)
+    ok = bool(np.isfinite(loss(spec.net, params, data.x, data.y)))
+    if ok and spec.validate:
+        ok = bool(np.isfinite(loss(spec.net, params, data.x_val, data.y_val)))
+    return ok
+
+
+def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size, adaptive):
+    initial = (params, opt_state)     # the caller's buffers: start_carry copies, never donates
+    carry = start_carry(spec.optimizer, params, opt_state)
     if spec.parallel is not None:       # optimizer constants too, not on a default device
         carry = _sharding.replicate(spec.parallel, carry)
     table = np.full((epochs, 4), np.nan, jax.tree.leaves(params)[0].dtype)  # rows: epochs
@@ -221,7 +285,8 @@ def _run(spec, params, data, key, epochs, report, size, adaptive):
                 # Dispatch the next chunk before reading the previous one's records, so that
                 # the host's reporting overlaps the device's training.
                 active = min(size, epochs - start)
-                carry, records = run_chunk(spec, carry, data, key, np.int32(start), np.int32(active))
+                carry, records = run_chunk(spec, carry, data, key, np.int32(initial_epoch + start),
+                                           np.int32(active))
                 dispatched, start = (start, active, records), start + active
             if pending is not None:
                 bad = collect(*pending)
@@ -233,14 +298,38 @@ def _run(spec, params, data, key, epochs, report, size, adaptive):
                     break
             pending = dispatched
     finally:
-        if isinstance(report, _fit_progress.ProgressBar):
+        if hasattr(report, "close"):
             report.close()
     if bad is not None:
-        kept = f"the params after epoch {bad - 1}" if bad else "the initial params"
-        raise DivergedError(
-            f"fit: training diverged at epoch {bad} (0-based): loss {table[bad, LOSS]} or the new "
-            f"params are not finite; the error's .params are {kept} and .history the {bad} good "
-            f"epochs (try a smaller learning rate)",
-            epoch=bad, params=carry.params, opt_state=carry.opt_state,
-            history=jax.tree.map(np.copy, history(bad)))
-    return carry.params, history(epochs)
+        raise _diverged(spec, data, carry, bad, initial, table, history)
+    return carry.now.params, history(epochs), carry.now.opt_state
+
+
+def _diverged(spec, data, carry, bad, initial, table, history):
+    """The DivergedError for first bad epoch `bad`, carrying the newest good TrainState.
+
+    Candidates, newest first: the params after epoch bad-1 (carry.now), after bad-2
+    (carry.prev); a non-finite loss measured at the start of epoch `bad` can condemn
+    the first, a big minibatch step the second."""
+    what = (f"loss {table[bad, LOSS]:.4g}"
+            + (f", validation loss {table[bad, VAL_LOSS]:.4g}" if spec.validate else "")
+            + " or the new params are not finite")
+    candidates = [(bad, carry.now)] + ([(bad - 1, carry.prev)] if bad >= 1 else [])
+    for good, ts in candidates:
+        if _good(spec, data, ts.params):
+            kept = f"the params after epoch {good - 1}" if good else "the initial params"
+            why = what if good == bad else (f"the params it produced have a non-finite loss "
+                                            f"({table[bad, LOSS]:.4g}, measured in epoch {bad})")
+            return DivergedError(
+                f"fit: training diverged at epoch {good} (0-based): {why}; the error's .params "
+                f"are {kept} (finite training{' and validation' if spec.validate else ''} loss) and "
+                f".history the {good} good epochs (try a smaller learning rate)",
+                epoch=good, params=ts.params, opt_state=ts.opt_state,
+                history=jax.tree.map(np.copy, history(good)))
+    return DivergedError(
+        f"fit: training diverged at epoch {bad} (0-based): {what}, and no earlier params kept "
+        f"have a finite loss either; the error's .params are the initial params, whose loss is "
+        f"not finite (check the data's scale and the initialization)",
+        epoch=0, params=initial[0],
+        opt_state=spec.optimizer.init(initial[0]) if initial[1] is None else initial[1],
+        history=jax.tree.map(np.copy, history(0)), finite_loss=False)

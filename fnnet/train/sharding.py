@@ -169,7 +169,6 @@ def replicate(dp: DataParallel, tree):
             impl = jax.random.key_impl(leaf)
             return jax.random.wrap_key_data(place(jax.random.key_data(leaf)), impl=impl)
         if _same_devices(leaf, dp):
-            return leaf if leaf.sharding.is_equivalent_to(sharding, np.ndim(leaf)) \
-                else jax.device_put(leaf, sharding)
+            return leaf if leaf.sharding == sharding else jax.device_put(leaf, sharding)
         return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
     return jax.tree.map(place, tree)

@@ -102,6 +102,15 @@ def fit_cases(out):
             out[name + "/devices"] = len(jax.tree.leaves(b)[0].sharding.device_set)
             if kw.get("validation"):
                 out[name + "/val_loss"] = rel_err(ha.val_loss, hb.val_loss)
+    # resumed: 2 + 2 epochs on the mesh with opt_state in and out == 4 epochs on one device
+    x, y, _, _ = data(np.float64)
+    p0 = fnnet.init(NET, jax.random.key(1), dtype=np.float64)
+    opt = optax.adam(1e-2)
+    a, _, sa = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=4, opt_state=opt.init(p0))
+    b, _, sb = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=2, opt_state=opt.init(p0), mesh=mesh)
+    b, _, sb = fnnet.fit(NET, b, x, y, optimizer=opt, epochs=2, opt_state=sb, initial_epoch=2,
+                         mesh=mesh)
+    out["fit/resumed/float64"] = tree_err((a, sa), (b, sb))
     # a 2-D mesh: the batch split over "data" (4), replicated over "model" (2)
     x, y, _, _ = data(np.float64)
     p0 = fnnet.init(NET, jax.random.key(1), dtype=np.float64)

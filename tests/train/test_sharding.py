@@ -68,6 +68,10 @@ def test_fit_on_8_devices_equals_one_device(cases, dtype, mode):
         assert cases[name + "/val_loss"] <= BOUND[dtype]
 
 
+def test_fit_resumed_on_the_mesh_with_opt_state(cases):
+    assert cases["fit/resumed/float64"] <= BOUND["float64"]
+
+
 def test_fit_on_2d_mesh_splits_only_the_batch_axis(cases):
     assert cases["fit/mesh2d/float64"] <= BOUND["float64"]
 
