@@ -172,3 +172,26 @@ def replicate(dp: DataParallel, tree):
             return leaf if leaf.sharding == sharding else jax.device_put(leaf, sharding)
         return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
     return jax.tree.map(place, tree)
+
+
+def data_mesh(n, axis="data", where="--devices"):
+    """A 1-D mesh over the first `n` of jax.devices() (all processes' devices).
+
+    Call before JAX starts its backends to get simulated CPU devices: when there are
+    fewer than `n` devices of the default platform and the CPU backend has not started,
+    it asks for `n` CPU devices (jax_num_cpu_devices; these share the host's cores, so
+    they show overhead, not speedup). On GPU/TPU machines the real devices are used.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{where}: the device count must be an integer >= 1, got {n!r}")
+    import os
+    from jax._src import xla_bridge                                 # no public "started?" query
+    if not xla_bridge.backends_are_initialized() and \
+            "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        jax.config.update("jax_num_cpu_devices", max(n, jax.config.jax_num_cpu_devices))
+    devices = jax.devices()
+    if len(devices) < n:
+        raise ValueError(f"{where} {n}: only {len(devices)} {devices[0].platform} device(s) here; "
+                         f"simulated CPU devices must be requested before JAX starts (a fresh "
+                         f"process, or XLA_FLAGS=--xla_force_host_platform_device_count={n})")
+    return jax.make_mesh((n,), (axis,), devices=devices[:n])

@@ -158,3 +158,31 @@ def test_loss_must_say_how_it_reduces_over_the_batch():
     with pytest.raises(ValueError, match="must declare batch_reduction = 'mean' or 'sum'"):
         sharding.setup(net, jax.make_mesh((1,), ("data",)))
 
+
+
+def test_cli_devices_in_a_fresh_process(tmp_path, capsys):
+    # `fnnet train --devices 3` asks for 3 simulated CPU devices before JAX starts, and
+    # trains what the one-device run trains (blobs, full batch of 13500 = 3·4500).
+    from fnnet.cli import train as cli_train
+    args = ["--dataset", "blobs", "--epochs", "25", "--dtype", "float64", "--quiet", "--json"]
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-m", "fnnet", "train", "--devices", "3", *args,
+                           str(tmp_path / "three.json")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "devices: 3 cpu (simulated: they share this machine's cores)" in proc.stdout
+    assert cli_train.main([*args, str(tmp_path / "one.json")]) == 0
+    three, one = (json.loads((tmp_path / f).read_text()) for f in ("three.json", "one.json"))
+    assert three["settings"]["devices"] == 3 and one["settings"]["devices"] is None
+    for k in ("final_loss", "test_loss"):
+        assert abs(three[k] - one[k]) <= 1e-12 * abs(one[k]), k
+
+
+def test_cli_devices_more_than_there_are():
+    from fnnet.cli import train as cli_train
+    jax.devices()                                  # this process's backend has started
+    n = jax.device_count() + 1
+    with pytest.raises(ValueError, match=f"--devices {n}: only {n - 1} cpu device"):
+        sharding.data_mesh(n)
+    assert cli_train.main(["--devices", str(n), "--epochs", "1", "--quiet"]) == 2
