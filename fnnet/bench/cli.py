@@ -22,6 +22,13 @@ workloads:
   W2  seed 002 blobs: 2-5-3 relu/softmax CE + L2 0.01, SGD lr 0.01, 5001 full-batch steps
   W3  784-1024-1024-10 relu, synthetic 60000x784, Adam 1e-3, batch 256, one epoch
       (its NumPy/reference rows time a few steps and extrapolate, labelled as such)
+  W4  deep ReLU: 512-(512 x 20)-10, synthetic 8192x512, SGD lr 0.01, batch 1024, one epoch
+      (where the step's activation memory differs: see the step memory table)
+  (more are registered with fnnet.bench.workloads.register)
+
+step memory: compiled.memory_analysis() of one jitted step (value and grad + optimizer
+update) at the workload's batch, for fnnet, jax.grad and the custom_vjp bridge
+(jax.value_and_grad of fnnet.loss_with_manual_grad(net)).
 
 Writes OUT/results-<backend>.json and OUT/results-<backend>.md. Speed targets are
 checked in the report, never asserted in tests.
@@ -36,7 +43,8 @@ def parser():
                     "fnnet.fit, jax.grad and PyTorch.")
     p.add_argument("--quick", action="store_true",
                    help="tiny epochs and a small W3 (a few seconds; for tests)")
-    p.add_argument("--workloads", default="W1,W2,W3", help="comma list (default: W1,W2,W3)")
+    p.add_argument("--workloads", default=None,
+                   help="comma list (default: every registered workload: W1,W2,W3,W4, ...)")
     p.add_argument("--systems", default=",".join(SYSTEMS),
                    help=f"comma list (default: all: {','.join(SYSTEMS)})")
     p.add_argument("--repeats", type=int, default=None,
@@ -71,6 +79,7 @@ def plan(w, systems, threads, quick, torch_ok, torch_why):
     from fnnet.bench import systems_torch as st
 
     few = w.slow_steps if w.batch_size is not None else (2 if quick else 30)
+    systems = [s for s in systems if w.runs(s)]
     out = []
     if "numpy-seed" in systems:
         for dt in ("float64", "float32"):
@@ -165,7 +174,7 @@ def run(args) -> int:
 
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
     try:
-        names = _split(args.workloads, ("W1", "W2", "W3"), "workload(s)")
+        names = _split(args.workloads or ",".join(workloads.names()), workloads.names(), "workload(s)")
         systems = _split(args.systems, SYSTEMS, "system(s)")
         wls = workloads.get(names, args.quick)
         threads = None if args.threads == "default" else int(args.threads)
@@ -210,8 +219,10 @@ def run(args) -> int:
         from fnnet.bench import systems_numpy
         ceiling["numpy_gflops"] = systems_numpy.matmul_ceiling(w, reps, threads)
         ceiling["torch_gflops"] = systems_torch.matmul_ceiling(w, reps, threads) if torch_ok else None
+        log("    step memory (compiled.memory_analysis) ...")
+        memory = sj.step_memory(w, "float32")
         out_w[w.name] = {"runners": runners, "timings": timings, "missing": missing,
-                         "ceiling": ceiling, "workload": w}
+                         "ceiling": ceiling, "workload": w, "memory": memory}
         del runners
 
     peak_end = sj.matmul_peak(peak_n, peak_reps)
@@ -229,7 +240,7 @@ def run(args) -> int:
             "steps": w.steps, "sum_din_dout": sum(a * b for a, b in zip(w.sizes[:-1], w.sizes[1:])),
             "flops": w.flops, "needed_flops": w.needed_flops,
             "flops_formula": "3 * 2 * rows_per_epoch * sum(d_in*d_out) * epochs",
-            "matmul_ceiling": ceiling, "rows": rows,
+            "matmul_ceiling": ceiling, "step_memory": d["memory"], "rows": rows,
         }
     result = {
         "machine": {**report.machine(torch_label), "load_start": load_start, "load_end": _loadavg()},

@@ -24,12 +24,16 @@ from fnnet.bench.timing import Runner, median_time
 
 
 def network(workload):
+    if workload.network is not None:
+        return workload.network()
     return fnnet.mlp(list(workload.sizes), activation=workload.activation,
                      loss="softmax_cross_entropy", l2=workload.l2)
 
 
 def params_for(net, workload, dtype):
     """The workload's shared initial weights as fnnet params (a tuple, one entry per layer)."""
+    if workload.network is not None:                 # not an MLP: fnnet's own init
+        return fnnet.init(net, jax.random.key(0), dtype)
     dense = iter(workload.init_params())
     out = []
     for layer in net.layers:
@@ -43,6 +47,11 @@ def params_for(net, workload, dtype):
 
 def dense_params(params):
     return [(np.asarray(p.w), np.asarray(p.b)) for p in params if isinstance(p, fnnet.DenseParams)]
+
+
+def result_params(workload):
+    """Final params for the report's NumPy loss (MLPs only: other nets report no final loss)."""
+    return dense_params if workload.network is None else (lambda _: None)
 
 
 def optimizer(workload):
@@ -135,7 +144,8 @@ def scan_runner(workload, dtype, kind):
         return jax.block_until_ready(compiled(*state.pop("args"), x, y))
 
     what = "fnnet.value_and_grad (hand-written)" if kind == "fnnet" else "jax.value_and_grad(fnnet.loss)"
-    return Runner(kind, jnp.dtype(dtype).name, run, result_params=lambda out: dense_params(out[0]),
+    keep = result_params(workload)
+    return Runner(kind, jnp.dtype(dtype).name, run, result_params=lambda out: keep(out[0]),
                   reset=reset, compile_s=compile_s, hlo=hlo_stats(compiled),
                   note=f"jit(lax.scan) of {what} + optax.{workload.optimizer}, donated carry")
 
@@ -179,7 +189,8 @@ def fit_runner(workload, dtype):
         return jax.block_until_ready(params)
 
     note = "fnnet.fit" + (" (shuffled each epoch with its key)" if minibatch else " (full batch)")
-    runner = Runner("fnnet.fit", jnp.dtype(dtype).name, run, result_params=dense_params, note=note)
+    runner = Runner("fnnet.fit", jnp.dtype(dtype).name, run, result_params=result_params(workload),
+                    note=note)
 
     def warmup():                                  # fit compiles inside its first call
         _, runner.compile_s = compile_seconds(run)
@@ -204,7 +215,9 @@ def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, secon
     them: in a jitted lax.scan over steps, no activations, loss or update. Each step's inputs
     move by a scalar carried from the previous step's outputs (their sums, a read of every
     output), so that XLA can neither hoist the matmuls out of the loop nor drop them.
-    GFLOP/s over the needed matmul FLOPs; per_shape adds each forward matmul alone."""
+    GFLOP/s over the needed matmul FLOPs; per_shape adds each forward matmul alone.
+    dW is built as Dense.backward builds it, (dyᵀ·x)ᵀ with materialized transposes: the
+    folded `x.T @ dy` takes XLA:CPU's slow dot emitter and would understate the ceiling."""
     rng = np.random.default_rng(0)
     rows = workload.batch
     sizes = workload.sizes
@@ -221,7 +234,8 @@ def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, secon
             total = jnp.zeros((), dtype)
             for (x, w, dy), need_dx in zip(mats, need):
                 x, dy = x + c, dy + c
-                outs = [x @ w, x.T @ dy] + ([dy @ w.T] if need_dx else [])   # fwd, dL/dW, dL/dx
+                dw = lax.optimization_barrier(lax.optimization_barrier(dy.T) @ x).T   # as Dense
+                outs = [x @ w, dw] + ([dy @ w.T] if need_dx else [])   # fwd, dL/dW, dL/dx
                 total = total + sum(o.sum() for o in outs)
             return total * 1e-30, None
         return lax.scan(body, jnp.zeros((), dtype), None, length=steps)[0]
@@ -236,3 +250,43 @@ def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, secon
                        "gflops": 2 * rows * x.shape[1] * w.shape[1] / t / 1e9})
     return {"rows": rows, "steps": steps, "median_s": med, "flops": flops * steps,
             "gflops": flops * steps / med / 1e9, "forward_matmuls": shapes}
+
+
+MEMORY_KINDS = ("fnnet", "jax.grad", "custom_vjp")
+
+
+def step_memory(workload, dtype="float32"):
+    """Bytes of one compiled training step (value and grad + the optimizer update) at the
+    workload's batch size, from `compiled.memory_analysis()`, for each gradient:
+      fnnet       fnnet.value_and_grad (hand-written backward)
+      jax.grad    jax.value_and_grad(fnnet.loss)
+      custom_vjp  jax.value_and_grad(fnnet.loss_with_manual_grad(net)) (the bridge)
+    -> {kind: {temp_bytes, argument_bytes, output_bytes, alias_bytes, peak_bytes}};
+    peak_bytes = arguments + outputs - aliased + temporaries, XLA's static estimate.
+    """
+    net = network(workload)
+    opt = optimizer(workload)
+    x_np, y_np = workload.data()
+    xb = jnp.asarray(x_np[:workload.batch], dtype)
+    yb = jnp.asarray(y_np[:workload.batch], dtype)
+    params = params_for(net, workload, dtype)
+    bridge = fnnet.loss_with_manual_grad(net)
+    grads = {"fnnet": grad_fn(net, "fnnet"), "jax.grad": grad_fn(net, "jax.grad"),
+             "custom_vjp": lambda p, xb, yb: jax.value_and_grad(bridge)(p, xb, yb)}
+    out = {}
+    for kind in MEMORY_KINDS:
+        value_and_grad = grads[kind]
+
+        def step(p, s, xb, yb):
+            value, g = value_and_grad(p, xb, yb)
+            updates, s = opt.update(g, s, p)
+            return optax.apply_updates(p, updates), s, value
+
+        m = jax.jit(step).lower(params, opt.init(params), xb, yb).compile().memory_analysis()
+        out[kind] = {"temp_bytes": int(m.temp_size_in_bytes),
+                     "argument_bytes": int(m.argument_size_in_bytes),
+                     "output_bytes": int(m.output_size_in_bytes),
+                     "alias_bytes": int(m.alias_size_in_bytes),
+                     "peak_bytes": int(m.argument_size_in_bytes + m.output_size_in_bytes
+                                       - m.alias_size_in_bytes + m.temp_size_in_bytes)}
+    return {"batch": workload.batch, "dtype": jnp.dtype(dtype).name, "kinds": out}

@@ -43,6 +43,11 @@ class Workload:
     slow_steps: Optional[int] = None   # NumPy/reference: time this many steps, extrapolate
     origin: str = ""
     dtypes: tuple = ("float32", "float64")   # float64 rows only where meaningful
+    # Hooks for workloads that are not plain MLPs (registered by other topics, see register):
+    systems: Optional[tuple] = None    # systems that can run it (None: all of cli.SYSTEMS)
+    network: Optional[Callable] = None  # () -> fnnet.Network (None: mlp of sizes/activation);
+                                        # JAX rows then draw params with fnnet.init(net, key(0))
+    forward_flops: Optional[int] = None  # forward FLOPs per row (None: 2·Σ d_in·d_out)
 
     def data(self):
         """(x [n, d_in] float64, onehot [n, k] float64), cached per workload."""
@@ -66,7 +71,12 @@ class Workload:
 
     @property
     def forward_flops_per_row(self):
+        if self.forward_flops is not None:
+            return self.forward_flops
         return 2 * sum(a * b for a, b in zip(self.sizes[:-1], self.sizes[1:]))
+
+    def runs(self, system):
+        return self.systems is None or system in self.systems
 
     @property
     def flops(self):
@@ -144,21 +154,46 @@ def _synthetic(rows, d_in, k, seed=0):
 _SYN_FULL = _synthetic(60_000, 784, 10)
 _SYN_QUICK = _synthetic(1_024, 784, 10)
 
-FULL = {
-    "W1": Workload("W1", "seed 001 digits", (64, 128, 128, 10), "sigmoid", "sgd", 0.5, 1500, None,
-                   0.0, "normal", _digits, origin="seed 001 (NumPy full-batch loop)"),
-    "W2": Workload("W2", "seed 002 blobs", (2, 5, 3), "relu", "sgd", 0.01, 5001, None, 0.01,
-                   "normal", _blobs, origin="seed 002 (NumPy full-batch loop, 5001 steps)"),
-    "W3": Workload("W3", "wide MLP, synthetic", (784, 1024, 1024, 10), "relu", "adam", 1e-3, 1, 256,
-                   0.0, "he_normal", _SYN_FULL, slow_steps=24, origin="MNIST-sized, synthetic data",
-                   dtypes=("float32",)),
-}
+FULL, QUICK = {}, {}
 
-QUICK = {
-    "W1": dataclasses.replace(FULL["W1"], epochs=4),
-    "W2": dataclasses.replace(FULL["W2"], epochs=6, dtypes=("float32",)),
-    "W3": dataclasses.replace(FULL["W3"], sizes=(784, 64, 64, 10), load=_SYN_QUICK, slow_steps=2),
-}
+
+def register(full, quick=None):
+    """Add a workload to `fnnet bench`: full (the real run) and quick (seconds, for tests;
+    default: the full one). Other topics register theirs from this file, e.g.
+
+        register(Workload("CNN1", ...), dataclasses.replace(..., epochs=1))
+    """
+    if full.name in FULL:
+        raise ValueError(f"workload {full.name!r} is already registered")
+    FULL[full.name] = full
+    QUICK[full.name] = quick if quick is not None else full
+    return full
+
+
+def names():
+    return tuple(FULL)
+
+
+W1 = register(
+    Workload("W1", "seed 001 digits", (64, 128, 128, 10), "sigmoid", "sgd", 0.5, 1500, None,
+             0.0, "normal", _digits, origin="seed 001 (NumPy full-batch loop)"))
+QUICK["W1"] = dataclasses.replace(W1, epochs=4)
+W2 = register(
+    Workload("W2", "seed 002 blobs", (2, 5, 3), "relu", "sgd", 0.01, 5001, None, 0.01,
+             "normal", _blobs, origin="seed 002 (NumPy full-batch loop, 5001 steps)"))
+QUICK["W2"] = dataclasses.replace(W2, epochs=6, dtypes=("float32",))
+W3 = register(
+    Workload("W3", "wide MLP, synthetic", (784, 1024, 1024, 10), "relu", "adam", 1e-3, 1, 256,
+             0.0, "he_normal", _SYN_FULL, slow_steps=24, origin="MNIST-sized, synthetic data",
+             dtypes=("float32",)))
+QUICK["W3"] = dataclasses.replace(W3, sizes=(784, 64, 64, 10), load=_SYN_QUICK, slow_steps=2)
+# Deep ReLU, 20 hidden layers of 512 at batch 1024: where caching less than autodiff shows.
+W4 = register(
+    Workload("W4", "deep ReLU, synthetic", (512,) * 21 + (10,), "relu", "sgd", 0.01, 1, 1024,
+             0.0, "he_normal", _synthetic(8_192, 512, 10, seed=1), slow_steps=2,
+             origin="20 x 512 ReLU layers (activation memory)", dtypes=("float32",)))
+QUICK["W4"] = dataclasses.replace(W4, sizes=(64,) * 7 + (10,), batch_size=256,
+                                  load=_synthetic(1_024, 64, 10, seed=1))
 
 
 def get(names, quick=False):

@@ -3,6 +3,9 @@
 Shapes: x [batch, ...] -> y of the same shape; params are always `()`.
 Kinks: relu'(0) = 0 and leaky_relu'(0) = alpha (the left derivative); the forwards
 are written with `x > 0` so that jax.grad of them uses the same convention.
+Caches hold the least each backward needs, and preferably the output, which the next
+layer (a Dense keeps its input) holds anyway, so it costs no extra memory: Relu, Sigmoid,
+Tanh and Softmax cache their output y, LeakyRelu y (α ≥ 0) or the bool mask x > 0 (α < 0).
 """
 from __future__ import annotations
 
@@ -48,12 +51,13 @@ class Identity(_Activation):
 class Relu(_Activation):
     def forward(self, params, x):
         self._check(params, x)
-        return jnp.where(x > 0, x, 0), x                # y = max(x, 0); cache x
+        y = jnp.where(x > 0, x, 0)                      # y = max(x, 0)
+        return y, y                                     # cache the output: y > 0 exactly where x > 0
 
     def backward(self, params, cache, dy):
-        x = cache
-        self._check_dy(x, dy)
-        return (), jnp.where(x > 0, dy, 0)              # dL/dx = dL/dy · 1[x > 0]
+        y = cache
+        self._check_dy(y, dy)
+        return (), jnp.where(y > 0, dy, 0)              # dL/dx = dL/dy · 1[x > 0] = dL/dy · 1[y > 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +66,15 @@ class LeakyRelu(_Activation):
 
     def forward(self, params, x):
         self._check(params, x)
-        return jnp.where(x > 0, x, self.alpha * x), x   # y = x if x > 0 else αx
+        y = jnp.where(x > 0, x, self.alpha * x)         # y = x if x > 0 else αx
+        # Cache the output when α ≥ 0 (then y > 0 exactly where x > 0); for α < 0, αx > 0
+        # where x < 0 too, so keep the mask x > 0 (1 byte per element) instead.
+        return y, (y if self.alpha >= 0 else x > 0)
 
     def backward(self, params, cache, dy):
-        x = cache
-        self._check_dy(x, dy)
-        return (), jnp.where(x > 0, dy, self.alpha * dy)  # dL/dx = dL/dy · (1 or α)
+        self._check_dy(cache, dy)
+        up = cache if cache.dtype == jnp.bool_ else cache > 0   # 1[x > 0]
+        return (), jnp.where(up, dy, self.alpha * dy)   # dL/dx = dL/dy · (1 or α)
 
 
 @dataclasses.dataclass(frozen=True)

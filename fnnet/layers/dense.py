@@ -9,6 +9,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from fnnet import initializers as _init
 from fnnet._validate import check_floating, check_shape
@@ -66,7 +67,15 @@ class Dense:
         """dy [batch, units] -> (DenseParams(dw, db), dx [batch, d_in])."""
         x = cache
         check_shape(str(self), "dy", dy, (x.shape[0], self.units))
-        dw = x.T @ dy                  # dL/dW = xᵀ · dL/dy
+        # dL/dW = xᵀ · dL/dy, computed as (dyᵀ · x)ᵀ with dyᵀ a real row-major copy: left to
+        # itself XLA folds the transpose into the dot (lhs_contracting_dims={0}), a
+        # column-major left operand that XLA:CPU's fast matmul path (YNNPACK) rejects, so
+        # the product falls back to the default dot emitter (2-4x slower at W1's shapes).
+        # The barriers keep both transposes real copies, so the dot is canonical. dyᵀ (not
+        # xᵀ): dy exists only in the backward, so its copy cannot be scheduled early and
+        # kept alive across the whole step, as a copy of x (cached in the forward) was.
+        dyt = lax.optimization_barrier(dy.T)                  # dyᵀ [units, batch]
+        dw = lax.optimization_barrier(dyt @ x).T              # dL/dW = (dyᵀ · x)ᵀ = xᵀ · dL/dy
         db = dy.sum(axis=0)            # dL/db = Σ_batch dL/dy
         dx = dy @ params.w.T           # dL/dx = dL/dy · Wᵀ
         return DenseParams(dw, db), dx

@@ -9,7 +9,7 @@ import math
 
 import pytest
 
-from fnnet.bench import cli
+from fnnet.bench import cli, workloads
 
 SYSTEMS = {"numpy-seed", "reference", "fnnet", "fnnet.fit", "jax.grad", "torch"}
 
@@ -32,7 +32,7 @@ def test_json_top_level(quick):
     res, _ = quick
     assert set(res) >= {"machine", "config", "peak", "workloads", "targets", "notes", "wall_s"}
     assert res["config"]["quick"] is True and res["config"]["repeats"] == 2
-    assert set(res["workloads"]) == {"W1", "W2", "W3"}
+    assert set(res["workloads"]) == set(workloads.names()) >= {"W1", "W2", "W3", "W4"}
     m = res["machine"]
     for key in ("cpu", "cores", "jax", "numpy", "torch", "date", "backend"):
         assert m[key], key
@@ -108,7 +108,8 @@ def test_markdown(quick):
     for name, w in res["workloads"].items():
         assert f"## {name}:" in md
         section = md.split(f"## {name}:")[1].split("\n## ")[0]
-        table = [l for l in section.splitlines() if l.startswith("| ") and not l.startswith("| system")]
+        main = section.split("| system |")[1]                 # the timing table, after its header
+        table = [l for l in main.splitlines()[2:] if l.startswith("| ")]
         assert len(table) == len(w["rows"])
         for line in table:
             assert line.count("|") == 12, line
@@ -118,3 +119,25 @@ def test_help_and_bad_arguments(capsys):
     assert cli.main(["--help"]) == 0
     assert "--quick" in capsys.readouterr().out
     assert cli.main(["--workloads", "W9", "--out", "/nonexistent"]) == 2
+
+
+def test_step_memory(quick):
+    """Every workload reports the compiled step's bytes for the three gradients."""
+    res, md = quick
+    for name, w in res["workloads"].items():
+        mem = w["step_memory"]
+        assert mem["batch"] == w["batch"] and set(mem["kinds"]) == {"fnnet", "jax.grad", "custom_vjp"}
+        for m in mem["kinds"].values():
+            assert all(isinstance(v, int) and v >= 0 for v in m.values()), (name, m)
+            assert m["peak_bytes"] == m["argument_bytes"] + m["output_bytes"] - m["alias_bytes"] + m["temp_bytes"]
+            assert m["temp_bytes"] > 0
+        assert "| gradient | temporaries MB | peak MB |" in md.split(f"## {name}:")[1]
+    t = next(t for t in res["targets"] if t["kind"] == "memory")
+    mem = res["workloads"][t["workload"]]["step_memory"]["kinds"]
+    assert t["measured"] == mem["fnnet"]["temp_bytes"] / mem["jax.grad"]["temp_bytes"]
+
+
+def test_register_rejects_a_duplicate_name():
+    with pytest.raises(ValueError, match="W1.*already registered"):
+        workloads.register(workloads.FULL["W1"])
+    assert workloads.get(["W4"], quick=True)[0].sizes[-1] == 10
