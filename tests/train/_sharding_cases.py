@@ -9,6 +9,7 @@ bad input raised) to OUT.json; the test asserts on them. Small nets, few epochs:
 cost is XLA compile time on 2 shared cores.
 """
 import json
+import os
 import re
 import sys
 import time
@@ -171,9 +172,25 @@ def bad_input_cases(out):
     out["bad/presharded_ok"] = tree_err(a, b)
 
 
+def bench_cases(out):
+    """`fnnet bench --devices 1,2 --quick`: the scaling table is written and its rows agree."""
+    import tempfile
+    from fnnet.bench import cli
+    with tempfile.TemporaryDirectory() as d:
+        out["bench/rc"] = cli.main(["--devices", "1,2", "--quick", "--workloads", "W1",
+                                    "--out", d, "--quiet"])
+        with open(os.path.join(d, "scaling-cpu.json")) as f:
+            rows = json.load(f)["workloads"]["W1"]["rows"]
+        with open(os.path.join(d, "scaling-cpu.md")) as f:
+            out["bench/md"] = f.read()
+    out["bench/devices"] = [r["devices"] for r in rows]
+    out["bench/positive_times"] = all(r["median_s"] > 0 for r in rows)
+    out["bench/max_rel_diff"] = max(r["max_rel_diff_params"] for r in rows)
+
+
 def main(path):
     out = {"devices": jax.device_count()}
-    for case in (value_and_grad_cases, fit_cases, hlo_cases, bad_input_cases):
+    for case in (value_and_grad_cases, fit_cases, hlo_cases, bad_input_cases, bench_cases):
         try:
             t, c = time.perf_counter(), time.process_time()
             case(out)

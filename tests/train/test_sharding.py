@@ -106,6 +106,14 @@ def test_mesh_without_the_batch_axis(cases):
     assert kind == "ValueError" and "no batch axis 'data'" in message and "'batch'" in message
 
 
+def test_bench_devices_table(cases):
+    assert cases["bench/rc"] == 0
+    assert cases["bench/devices"] == [None, 1, 2]              # no mesh, then each count
+    assert cases["bench/positive_times"]
+    assert cases["bench/max_rel_diff"] <= 1e-5                  # float32: the same training
+    assert "simulated CPU devices sharing the same cores" in cases["bench/md"]
+
+
 # --- in this process: one CPU device ---------------------------------------------------
 
 NET = fnnet.mlp([5, 7, 3], activation="tanh", loss="softmax_cross_entropy", l2=1e-2)
