@@ -71,6 +71,13 @@ def setup(net, mesh, batch_axis="data", where="fit") -> DataParallel:
     if not isinstance(batch_axis, str) or batch_axis not in mesh.axis_names:
         raise ValueError(f"{where}: mesh has axes {tuple(mesh.axis_names)}, no batch axis "
                          f"{batch_axis!r}; name it in the mesh or pass batch_axis=<one of them>")
+    for i, layer in enumerate(net.layers):
+        # Layer state (batchnorm statistics) and per-step keys (dropout) are not threaded
+        # through the split step yet; refusing beats a silently per-shard statistic.
+        if callable(getattr(layer, "init_state", None)) or getattr(layer, "stochastic", False):
+            raise ValueError(f"{where}: layer {i} ({layer}) has layer state or randomness; "
+                             f"data-parallel training (mesh=) supports stateless, deterministic "
+                             f"layers only so far")
     reduction = getattr(net.loss, "batch_reduction", None)
     if reduction not in REDUCTIONS:
         raise ValueError(f"{where}: loss {net.loss} must declare batch_reduction = 'mean' or 'sum' "

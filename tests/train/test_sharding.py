@@ -157,6 +157,18 @@ def test_batch_axis_must_name_a_mesh_axis():
         sharding.setup(NET, jax.make_mesh((1,), ("data",)), batch_axis="batch")
 
 
+def test_layers_with_state_or_keys_are_refused_not_run_per_shard():
+    @dataclasses.dataclass(frozen=True)
+    class Stats:                                 # the key/state protocol's stateful layer
+        def init(self, key, in_shape): return (), tuple(in_shape)
+        def init_state(self, in_shape, dtype): return (np.zeros(in_shape, dtype),)
+        def forward(self, params, x): return x, None
+        def backward(self, params, cache, dy): return (), dy
+    net = fnnet.Network((NET.layers[0], Stats()), NET.loss, (5,))
+    with pytest.raises(ValueError, match=r"layer 1 \(.*Stats.*\) has layer state or randomness"):
+        sharding.setup(net, jax.make_mesh((1,), ("data",)))
+
+
 def test_loss_must_say_how_it_reduces_over_the_batch():
     @dataclasses.dataclass(frozen=True)
     class Mine:                                  # a user's loss without batch_reduction
