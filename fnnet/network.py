@@ -22,6 +22,7 @@ from fnnet.layers import activations as _activations
 from fnnet import losses as _losses
 from fnnet.layers.dense import Dense
 from fnnet._validate import check_finite, check_floating, check_same_dtype, check_shape
+from fnnet import state as _state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,12 +163,59 @@ def _check_y(net, x, y):
         check(jax.ShapeDtypeStruct((x.shape[0], *out_shape(net)), x.dtype), y)
 
 
-def _forward(net, params, x):
-    caches = []
-    for layer, p in zip(net.layers, params):
-        x, cache = layer.forward(p, x)
-        caches.append(cache)
-    return x, caches
+def _forward(net, params, x, state=None, key=None, train=False):
+    """-> (out, caches, new_state); new_state is None when state is None."""
+    return _state.run_forward(net.layers, params, x, state, key, train)
+
+
+@functools.lru_cache(maxsize=256)
+def _state_layout(net: Network, dtype):
+    """ShapeDtypeStruct tree of init_state(net, dtype)."""
+    in_shapes = [s[0] for s in _layout(net)]
+    return jax.eval_shape(lambda: _state.init_states(net.layers, in_shapes, dtype))
+
+
+def _check_run(net: Network, params, x, state, key, train, where):
+    """Validate train/key/state before any number is computed -> state (or None)."""
+    _state.check_train(where, train)
+    if key is not None:
+        key = _state.check_key(where, key)
+    _state.check_request(net.layers, state, key, train)
+    if state is None:
+        return None, key
+    if not isinstance(state, (tuple, list)) or len(state) != len(net.layers):
+        raise ValueError(f"{where}: state must be a tuple with one entry per layer ({len(net.layers)}), "
+                         f"as fnnet.init_state(net) makes it; got {type(state).__name__} of length "
+                         f"{len(state) if hasattr(state, '__len__') else '?'}")
+    expected = _state_layout(net, jnp.dtype(x.dtype))
+    for i, (layer, s, want) in enumerate(zip(net.layers, state, expected)):
+        name = f"layer {i} ({layer})"
+        if jax.tree.structure(s) != jax.tree.structure(want):
+            raise ValueError(f"{name}: state tree must be {jax.tree.structure(want)} (fnnet.init_state(net)), "
+                             f"got {jax.tree.structure(s)}")
+        for (path, leaf), w in zip(jax.tree_util.tree_leaves_with_path(s), jax.tree.leaves(want)):
+            what = "state" + jax.tree_util.keystr(path)
+            if tuple(jnp.shape(leaf)) != tuple(w.shape):
+                raise ValueError(f"{name}: {what} must have shape {tuple(w.shape)}, got {tuple(jnp.shape(leaf))}")
+            if jnp.result_type(leaf) != w.dtype:
+                raise TypeError(f"{name}: {what} has dtype {jnp.result_type(leaf)} but x and the params are "
+                                f"{w.dtype}; make it with fnnet.init_state(net, dtype={w.dtype})")
+            check_finite(name, what, leaf)
+    return tuple(state), key
+
+
+def init_state(net: Network, dtype=jnp.float32):
+    """Fresh layer state: a tuple with one entry per layer (`()` for a layer without state),
+    e.g. BatchNorm's running mean [C] and variance [C]. Not a parameter: the optimizer never
+    sees it and no backward differentiates it; pass it as `state=` and keep what comes back.
+    """
+    dtype = jnp.dtype(dtype)
+    if not jnp.issubdtype(dtype, jnp.floating):
+        raise TypeError(f"init_state: dtype must be floating, got {dtype}")
+    if jax.dtypes.canonicalize_dtype(dtype) != dtype:
+        raise TypeError(f"init_state: dtype {dtype} needs jax.config.update('jax_enable_x64', True)")
+    in_shapes = [s[0] for s in _layout(net)]
+    return _state.init_states(net.layers, in_shapes, dtype)
 
 
 def _l2_masks(net, params):
@@ -185,28 +233,44 @@ def _l2_value(net, params):
     return total
 
 
-def forward(net: Network, params, x):
-    """x [batch, *in_shape] -> network output [batch, *out_shape] (logits for fused losses)."""
+_MODES = """
+    Keyword-only: state (fnnet.init_state(net), needed when a layer has state: the result then
+    gains the updated state as its last element), key (a PRNG key, needed in train mode by
+    stochastic layers: layer i draws from fold_in(key, i)), train (train mode: dropout on,
+    batch statistics; eval mode: dropout off, running statistics as constants)."""
+
+
+def forward(net: Network, params, x, *, state=None, key=None, train=False):
+    """x [batch, *in_shape] -> network output [batch, *out_shape] (logits for fused losses);
+    with state=: (out, new_state).
+    """
     x = _check_x(net, params, x)
-    return _forward(net, params, x)[0]
+    state, key = _check_run(net, params, x, state, key, train, "forward")
+    out, _, new_state = _forward(net, params, x, state, key, train)
+    return _state.with_state(out, new_state, state)
 
 
-def loss(net: Network, params, x, y):
-    """Scalar: the loss of forward(net, params, x) against y, plus ½λΣw² over weights."""
+def loss(net: Network, params, x, y, *, state=None, key=None, train=True):
+    """Scalar: the loss of forward(net, params, x) against y, plus ½λΣw² over weights;
+    with state=: (loss, new_state).
+    """
     x = _check_x(net, params, x)
     _check_y(net, x, y)
-    out, _ = _forward(net, params, x)
-    return net.loss.value(out, y) + _l2_value(net, params)
+    state, key = _check_run(net, params, x, state, key, train, "loss")
+    out, _, new_state = _forward(net, params, x, state, key, train)
+    return _state.with_state(net.loss.value(out, y) + _l2_value(net, params), new_state, state)
 
 
-def backprop(net: Network, params, x, y):
-    """(loss, grads, dL/dx): one forward pass keeping caches, then the reverse walk.
+def backprop(net: Network, params, x, y, *, state=None, key=None, train=True):
+    """(loss, grads, dL/dx): one forward pass keeping caches, then the reverse walk;
+    with state=: (loss, grads, dL/dx, new_state).
 
     x [batch, *in_shape]; grads has params' tree; dL/dx has x's shape.
     """
     x = _check_x(net, params, x)
     _check_y(net, x, y)
-    out, caches = _forward(net, params, x)
+    state, key = _check_run(net, params, x, state, key, train, "backprop")
+    out, caches, new_state = _forward(net, params, x, state, key, train)
     value = net.loss.value(out, y) + _l2_value(net, params)
     d = net.loss.grad(out, y)                                  # dL/dout
     grads = [None] * len(net.layers)
@@ -216,21 +280,29 @@ def backprop(net: Network, params, x, y):
         for i, mask in enumerate(_l2_masks(net, params)):
             grads[i] = jax.tree.map(lambda g, w, m: g + net.l2 * w if m else g,   # + λw
                                     grads[i], params[i], mask)
-    return value, tuple(grads), d
+    return _state.with_state((value, tuple(grads), d), new_state, state)
 
 
-def value_and_grad(net: Network, params, x, y):
-    """(loss, grads) from one forward pass and the hand-written backward pass.
+def value_and_grad(net: Network, params, x, y, *, state=None, key=None, train=True):
+    """(loss, grads) from one forward pass and the hand-written backward pass;
+    with state=: (loss, grads, new_state).
 
     Under jit the unused dL/dx of the first layer is dead code and is not computed.
     """
-    value, grads, _ = backprop(net, params, x, y)
-    return value, grads
+    value, grads, _, *new_state = backprop(net, params, x, y, state=state, key=key, train=train)
+    return (value, grads, *new_state)
 
 
-def backward(net: Network, params, x, y):
-    """Hand-written gradient of `loss` w.r.t. params; the same tree as params."""
-    return value_and_grad(net, params, x, y)[1]
+def backward(net: Network, params, x, y, *, state=None, key=None, train=True):
+    """Hand-written gradient of `loss` w.r.t. params; the same tree as params;
+    with state=: (grads, new_state).
+    """
+    _, grads, *new_state = value_and_grad(net, params, x, y, state=state, key=key, train=train)
+    return (grads, *new_state) if state is not None else grads
+
+
+for _f in (forward, loss, backprop, value_and_grad, backward):
+    _f.__doc__ += _MODES
 
 
 def init(net: Network, key, dtype=jnp.float32):
@@ -252,7 +324,15 @@ def init(net: Network, key, dtype=jnp.float32):
     return tuple(params)
 
 
-def predict(net: Network, params, x):
-    """Predictions: class probabilities for the fused classification losses, else the output."""
+def predict(net: Network, params, x, *, state=None, key=None, train=False):
+    """Predictions: class probabilities for the fused classification losses, else the output;
+    with state=: (predictions, new_state).
+    """
     link = getattr(net.loss, "link", lambda o: o)
-    return link(forward(net, params, x))
+    out = forward(net, params, x, state=state, key=key, train=train)
+    if state is None:
+        return link(out)
+    return link(out[0]), out[1]
+
+
+predict.__doc__ += _MODES

@@ -13,7 +13,16 @@ Networks are plain lists of layer dicts (see reference.network).
 from reference.layers.activations import (
     identity, identity_backward, leaky_relu, leaky_relu_backward, relu, relu_backward,
     sigmoid, sigmoid_backward, softmax, softmax_backward, tanh, tanh_backward,
+    elu, elu_backward, silu, silu_backward, softplus, softplus_backward,
 )
+from reference.layers.batchnorm import (
+    batchnorm_backward, batchnorm_eval_backward, batchnorm_eval_forward, batchnorm_forward,
+    batchnorm_running,
+)
+from reference.layers.conv import conv2d_backward, conv2d_forward
+from reference.layers.dropout import dropout_backward, dropout_forward
+from reference.layers.pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
+from reference.layers.shape import reshape_backward, reshape_forward
 from reference.layers.dense import dense_backward, dense_forward
 from reference.losses import (
     half_sse, half_sse_grad, l2_grad, l2_penalty, mse, mse_grad,
@@ -31,6 +40,12 @@ __all__ = [
     "identity", "identity_backward", "relu", "relu_backward",
     "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
     "tanh", "tanh_backward", "softmax", "softmax_backward",
+    "elu", "elu_backward", "silu", "silu_backward", "softplus", "softplus_backward",
+    # vision layers
+    "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+    "avgpool2d_forward", "avgpool2d_backward", "reshape_forward", "reshape_backward",
+    "dropout_forward", "dropout_backward", "batchnorm_forward", "batchnorm_backward",
+    "batchnorm_running", "batchnorm_eval_forward", "batchnorm_eval_backward",
     # losses
     "mse", "mse_grad", "half_sse", "half_sse_grad",
     "softmax_cross_entropy", "softmax_cross_entropy_grad",

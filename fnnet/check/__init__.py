@@ -249,25 +249,61 @@ def _resolve_reference(reference, auto, obj):
     return (reference, "")
 
 
-def check_layer(layer, params, x, *, cotangent=None, key=None, reference="auto", **options):
+def _protocol(what, layers, state, forward_key, train):
+    """Keywords for layers with randomness/state (fnnet/state.py), checked; plus the parts of
+    the compile-cache key they add. The key is held fixed, so every witness sees one mask."""
+    from fnnet import state as _state
+    if train is None:
+        train = what != "check_layer" or any(_state.is_stateful(l) or _state.is_stochastic(l) for l in layers)
+    _state.check_train(what, train)
+    if forward_key is not None:
+        forward_key = _state.check_key(what, forward_key)
+    fix = ("pass state=layer.init_state(in_shape, dtype)" if what == "check_layer"
+           else "pass state=fnnet.init_state(net, dtype)")
+    try:
+        _state.check_request(layers, state, forward_key, train, fix=fix)
+    except ValueError as e:
+        raise ValueError(f"{what}: {e} (forward_key=... is the key the forward draws from)") from None
+    parts = [train] + [np.asarray(a) for a in jax.tree.leaves(state)]
+    if forward_key is not None:
+        kd = forward_key if forward_key.dtype == jnp.uint32 else jax.random.key_data(forward_key)
+        parts.append(np.asarray(kd))
+    return forward_key, train, parts
+
+
+def check_layer(layer, params, x, *, cotangent=None, key=None, reference="auto", state=None, train=None,
+                forward_key=None, **options):
     """layer.backward vs jax.vjp / reference / finite differences of layer.forward.
 
     Primals (params, x): params as layer.init made them (() for parameter-free layers),
     x [batch, *in_shape]. The hand-written vjp is forward (keeping the cache) then backward.
     reference: "auto" (the twin in reference/ by type, n/a for a user's layer), a callable
     (params, x, ct) -> (dparams, dx) on NumPy float64 arrays, or None.
+    Layers with randomness or state (fnnet/state.py): forward_key is the key the forward
+    draws from, held fixed (the same mask in every witness); state is the layer's state;
+    train (default True for such layers) selects train mode (batch statistics, differentiated
+    through) or eval mode (running statistics as constants).
     options: mode, directions, full_max, full_budget, localize_max, step, jit (see check_vjp).
     """
+    from fnnet import state as _state
+    forward_key, train, parts = _protocol("check_layer", (layer,), state, forward_key, train)
+    kwargs = {}
+    if _state.is_stochastic(layer):
+        kwargs.update(key=forward_key if train else None, train=train)
+    if _state.is_stateful(layer):
+        kwargs.update(state=state, train=train)
+
     def forward(params, x):
-        return layer.forward(params, x)[0]
+        return layer.forward(params, x, **kwargs)[0]
 
     def backward(params, x, ct):
-        _, cache = layer.forward(params, x)
+        cache = layer.forward(params, x, **kwargs)[1]
         return layer.backward(params, cache, ct)
 
-    ref = _resolve_reference(reference, lambda: bridge.layer_vjp(layer), layer)
+    ref = _resolve_reference(reference, lambda: bridge.layer_vjp(layer, state=state, train=train), layer)
     return check_vjp(forward, backward, params, x, cotangent=cotangent, key=key, reference=ref,
-                     names=("params", "x"), title=str(layer), _cache_key=_hashable("layer", layer), **options)
+                     names=("params", "x"), title=str(layer),
+                     _cache_key=_hashable("layer", layer, *parts), **options)
 
 
 def check_loss(loss, out, target, *, key=None, reference="auto", **options):
@@ -294,7 +330,8 @@ def check_loss(loss, out, target, *, key=None, reference="auto", **options):
                      _cache_key=_hashable("loss", loss, target_np), **options)
 
 
-def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", **options):
+def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", state=None, train=True,
+                  forward_key=None, **options):
     """fnnet.backprop vs jax.vjp / reference / finite differences of fnnet.loss.
 
     Primals (params, x) (or params alone with wrt_x=False); the cotangent is 1, so the rows
@@ -302,21 +339,29 @@ def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", 
     reference: "auto" (reference.backward for the parameters, reference's per-layer
     backwards for dL/dx; n/a when a layer or the loss has no twin), a callable
     (params, x, ct) -> (grads, dx) on NumPy float64 arrays, or None.
+    Nets with randomness or state: forward_key (the network's key, held fixed: the same
+    masks in every witness), state (fnnet.init_state(net)), train (True: batch statistics
+    differentiated through; False: running statistics as constants, dropout off).
     """
     from fnnet import network as _network
+    forward_key, train, parts = _protocol("check_network", net.layers, state, forward_key, train)
+    def kw(x):   # finite differences run in float64: the state follows x's dtype, as init_state would
+        s = None if state is None else jax.tree.map(lambda a: jnp.asarray(a, x.dtype), state)
+        return dict(state=s, key=forward_key, train=train)
 
     def loss(params, x):
-        return _network.loss(net, params, x, y)
+        value = _network.loss(net, params, x, y, **kw(x))
+        return value if state is None else value[0]
 
     def backward(params, x, ct):
-        _, grads, dx = _network.backprop(net, params, x, y)
+        _, grads, dx, *_ = _network.backprop(net, params, x, y, **kw(x))
         return jax.tree.map(lambda g: ct * g, grads), ct * dx
 
     ref = _resolve_reference(reference, lambda: bridge.network_vjp(net, y), net)
     ct = np.ones((), (jax.tree.leaves(params) or [np.asarray(x)])[0].dtype)
     if wrt_x:
         return check_vjp(loss, backward, params, x, cotangent=ct, key=key, reference=ref,
-                         names=("params", "x"), title=str(net), _cache_key=_hashable("net", net, y),
+                         names=("params", "x"), title=str(net), _cache_key=_hashable("net", net, y, *parts),
                          _cotangent_text="1 (the rows compare dL/dparams and dL/dx)", **options)
     ref_fn, why = ref
     ref_p = (None if ref_fn is None else (lambda p, c: (ref_fn(p, np.asarray(x, np.float64), c)[0],)), why)

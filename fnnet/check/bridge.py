@@ -55,11 +55,47 @@ def why_missing(obj) -> str:
     return f"no reference twin for {obj!s}; pass reference=callable"
 
 
-def layer_vjp(layer):
-    """reference vjp (params, x, ct) -> (dparams, dx) for a built-in layer, else None."""
+def _vision_vjp(layer, R, state, train):
+    """Twins of the issue-8 layers (conv, pool, shape, ELU/SiLU/Softplus, BatchNorm), or None.
+    Dropout has none here: its twin needs the mask, which only the key under check knows."""
+    from fnnet.layers import batchnorm as BN, conv as C, pool as P, shape as S
+    if _same_forward(layer, C.Conv2D):
+        def conv(params, x, ct):
+            _, stride, pads, _ = layer._geometry(x.shape[1:3])
+            dw, db, dx = R.conv2d_backward(x, params.w, params.b, ct, stride, pads)
+            return type(params)(dw, db), dx
+        return conv
+    for base, fn in ((P.MaxPool2D, R.maxpool2d_backward), (P.AvgPool2D, R.avgpool2d_backward)):
+        if _same_forward(layer, base):
+            return lambda params, x, ct, fn=fn: ((), fn(x, ct, *layer._sizes()))
+    if isinstance(layer, (S.Flatten, S.Reshape)) and type(layer).forward is S._Shape.forward:
+        return lambda params, x, ct: ((), R.reshape_backward(x, ct))
+    if _same_forward(layer, A.ELU):
+        return lambda params, x, ct: ((), R.elu_backward(x, ct, float(layer.alpha)))
+    for base, fn in ((A.SiLU, R.silu_backward), (A.Softplus, R.softplus_backward)):
+        if _same_forward(layer, base):
+            return lambda params, x, ct, fn=fn: ((), fn(x, ct))
+    if _same_forward(layer, BN.BatchNorm) and state is not None:
+        def batchnorm(params, x, ct):
+            if train:
+                dg, db, dx = R.batchnorm_backward(x, params.gamma, ct, layer.eps)
+            else:
+                dg, db, dx = R.batchnorm_eval_backward(x, params.gamma, np.asarray(state.mean, np.float64),
+                                                       np.asarray(state.var, np.float64), ct, layer.eps)
+            return type(params)(dg, db), dx
+        return batchnorm
+    return None
+
+
+def layer_vjp(layer, state=None, train=True):
+    """reference vjp (params, x, ct) -> (dparams, dx) for a built-in layer, else None.
+    state/train: a stateful layer's state and mode (BatchNorm's eval twin reads the state)."""
     R = _reference()
     if R is None:
         return None
+    vision = _vision_vjp(layer, R, state, train)
+    if vision is not None:
+        return vision
     if _same_forward(layer, Dense):
         def dense(params, x, ct):
             dw, db, dx = R.dense_backward(params.w, params.b, x, ct)

@@ -1,4 +1,5 @@
-"""`fnnet check`: the four-way gradient check of every built-in primitive and the seeds' nets.
+"""`fnnet check`: the four-way gradient check of every built-in primitive and the seeds' nets
+(and issue 8's conv / pool / shape / dropout / batchnorm / ELU / SiLU / Softplus and a CNN).
 
 For each primitive (dense, every activation, every loss, the L2 penalty) and each of the
 seeds' networks, in float64 and float32, the hand-written backward is compared with
@@ -111,6 +112,62 @@ def _cases(rng):
                  x_blobs[:16], y_blobs[:16], zero_biases=True)),
         ("seed 003: 2-3-1 tanh/mse", "network",
          network(fnnet.mlp([2, 3, 1], activation="tanh", output="tanh", loss="mse"), x_xor, y_xor)),
+        *_vision_cases(rng),
+    ]
+
+
+def _vision_cases(rng):
+    """Issue 8's layers (conv, pools with ties, shape, dropout with its key held fixed, batchnorm in
+    both modes, ELU/SiLU/Softplus) and a small CNN with batchnorm and dropout, in both modes."""
+    import fnnet
+
+    def case(lyr, x, params=None, **kw):
+        def build(dt):
+            cast = lambda t: jax.tree.map(lambda a: np.asarray(a, dt), t)
+            p = cast(params) if params is not None else ()
+            extra = {k: (cast(v) if k == "state" else v) for k, v in kw.items()}
+            return "check_layer", (lyr, p, np.asarray(x, dt)), extra
+        return build
+
+    img = rng.standard_normal((2, 6, 5, 3))
+    ties = rng.integers(-1, 2, (2, 6, 6, 2)).astype(np.float64)      # integer pixels: tied maxima
+    conv = fnnet.Conv2D(4, 3, 2, "same")
+    conv_p = fnnet.ConvParams(rng.standard_normal((3, 3, 3, 4)) / 5, 0.1 * rng.standard_normal(4))
+    bn_p = fnnet.BatchNormParams(1 + 0.2 * rng.standard_normal(3), 0.1 * rng.standard_normal(3))
+    bn_s = fnnet.BatchNormState(0.1 * rng.standard_normal(3), 1 + 0.1 * rng.uniform(size=3))
+    key = jax.random.PRNGKey(3)
+    net = fnnet.Network((fnnet.Conv2D(3, 2), fnnet.Tanh(), fnnet.BatchNorm(), fnnet.MaxPool2D(2),
+                         fnnet.Flatten(), fnnet.Dropout(0.3), fnnet.Dense(3)), "softmax_cross_entropy", (5, 5, 2))
+    net_p = [fnnet.ConvParams(rng.standard_normal((2, 2, 2, 3)) / 3, 0.1 * rng.standard_normal(3)), (),
+             fnnet.BatchNormParams(1 + 0.2 * rng.standard_normal(3), 0.1 * rng.standard_normal(3)), (), (), (),
+             fnnet.DenseParams(rng.standard_normal((12, 3)) / 4, 0.1 * rng.standard_normal(3))]
+    net_s = ((), (), fnnet.BatchNormState(0.1 * rng.standard_normal(3), 1 + 0.1 * rng.uniform(size=3)),
+             (), (), (), ())
+    x_net, y_net = rng.standard_normal((4, 5, 5, 2)), rng.integers(0, 3, 4).astype(np.int32)
+
+    def cnn(train):
+        def build(dt):
+            cast = lambda t: jax.tree.map(lambda a: np.asarray(a, dt), t)
+            return "check_network", (net, tuple(cast(q) for q in net_p), np.asarray(x_net, dt), y_net), \
+                dict(state=cast(net_s), forward_key=key, train=train)
+        return build
+
+    return [
+        ("conv2d 3x3 stride 2 same", "layer", case(conv, img, conv_p)),
+        ("maxpool2d 2x2 (ties)", "layer", case(fnnet.MaxPool2D(2), ties)),
+        ("maxpool2d 3x3 stride 2", "layer", case(fnnet.MaxPool2D(3, 2), img)),
+        ("avgpool2d 2x2", "layer", case(fnnet.AvgPool2D(2), img)),
+        ("flatten", "layer", case(fnnet.Flatten(), img)),
+        ("dropout 0.3 (key fixed)", "layer", case(fnnet.Dropout(0.3), img, forward_key=key)),
+        ("batchnorm train (images)", "layer", case(fnnet.BatchNorm(), img, bn_p, state=bn_s, train=True)),
+        ("batchnorm eval (images)", "layer", case(fnnet.BatchNorm(), img, bn_p, state=bn_s, train=False)),
+        ("batchnorm full form, [N, C]", "layer", case(fnnet.BatchNorm(backward_form="full"),
+                                                      rng.standard_normal((6, 3)), bn_p, state=bn_s, train=True)),
+        ("elu", "layer", case(fnnet.ELU(), rng.standard_normal((5, 4)))),
+        ("silu", "layer", case(fnnet.SiLU(), rng.standard_normal((5, 4)))),
+        ("softplus", "layer", case(fnnet.Softplus(), rng.standard_normal((5, 4)))),
+        ("cnn conv/bn/pool/dropout train", "network", cnn(True)),
+        ("cnn conv/bn/pool/dropout eval", "network", cnn(False)),
     ]
 
 

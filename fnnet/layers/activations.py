@@ -138,3 +138,58 @@ def get(name_or_layer):
         except KeyError:
             raise ValueError(f"unknown activation {name_or_layer!r}; known: {sorted(ACTIVATIONS)}") from None
     return name_or_layer
+
+
+# --- smooth activations (issue 8): ELU, SiLU, Softplus ---------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class ELU(_Activation):
+    """y = x for x > 0, α(eˣ - 1) otherwise (expm1: exact near 0; the exp never overflows)."""
+    alpha: float = 1.0
+
+    def forward(self, params, x):
+        self._check(params, x)
+        neg = self.alpha * jnp.expm1(jnp.minimum(x, 0))   # α(e^min(x,0) - 1): finite for any x
+        return jnp.where(x > 0, x, neg), x                # cache x
+
+    def backward(self, params, cache, dy):
+        x = cache
+        self._check_dy(x, dy)
+        d = self.alpha * jnp.exp(jnp.minimum(x, 0))       # d/dx α(eˣ - 1) = α eˣ
+        return (), jnp.where(x > 0, dy, dy * d)           # dL/dx = dL/dy · (1 or α eˣ); ELU'(0) = α
+
+
+@dataclasses.dataclass(frozen=True)
+class SiLU(_Activation):
+    """y = x σ(x) (swish)."""
+
+    def forward(self, params, x):
+        self._check(params, x)
+        return x * jax.nn.sigmoid(x), x                   # cache x
+
+    def backward(self, params, cache, dy):
+        x = cache
+        self._check_dy(x, dy)
+        s = jax.nn.sigmoid(x)
+        return (), dy * s * (1 + x * (1 - s))             # dL/dx = dL/dy · σ(x)(1 + x(1 - σ(x)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Softplus(_Activation):
+    """y = log(1 + eˣ), stable: logaddexp(x, 0) = max(x, 0) + log1p(e^-|x|); y' = σ(x), 0.5 at 0.
+
+    Written with jnp.logaddexp, whose derivative rule is σ(x): jax.grad of the textbook
+    stable form max(x, 0) + log1p(e^-|x|) says 0 at x = 0 (measured, jax 0.10), not 0.5.
+    """
+
+    def forward(self, params, x):
+        self._check(params, x)
+        return jnp.logaddexp(x, 0.0), x                   # y = log(eˣ + e⁰), no overflow; cache x
+
+    def backward(self, params, cache, dy):
+        x = cache
+        self._check_dy(x, dy)
+        return (), dy * jax.nn.sigmoid(x)                 # dL/dx = dL/dy · σ(x)
+
+
+ACTIVATIONS.update(elu=ELU, silu=SiLU, softplus=Softplus)

@@ -118,3 +118,40 @@ def softmax_backward(x, dy):
     with np.errstate(under="ignore"):
         dot = np.sum(dy * s, axis=-1, keepdims=True)  # Σ_k dL/dy_k · s_k
         return s * (dy - dot)                         # dL/dx_i = s_i (dL/dy_i - Σ_k dL/dy_k s_k)
+
+
+def elu(x, alpha=1.0):
+    """y = x if x > 0 else alpha·(exp(x) - 1).  x: [batch, ...] -> y: same shape."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x > 0, x, float(alpha) * np.expm1(np.minimum(x, 0.0)))
+
+
+def elu_backward(x, dy, alpha=1.0):
+    """elu'(x) = 1 if x > 0 else alpha·exp(x) (alpha at 0)."""
+    x, dy = _as_x_dy("elu_backward", x, dy)
+    return np.where(x > 0, dy, dy * float(alpha) * np.exp(np.minimum(x, 0.0)))
+
+
+def silu(x):
+    """y = x·σ(x).  x: [batch, ...] -> y: same shape."""
+    x = np.asarray(x, dtype=np.float64)
+    return x * sigmoid(x)
+
+
+def silu_backward(x, dy):
+    """silu'(x) = σ(x) + x·σ'(x), with σ'(x) = e/(1+e)² (e = exp(-|x|))."""
+    x, dy = _as_x_dy("silu_backward", x, dy)
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(x))
+        return dy * (sigmoid(x) + x * e / (1.0 + e) ** 2)
+
+
+def softplus(x):
+    """y = log(1 + exp(x)) = logaddexp(0, x), stable.  x: [batch, ...] -> y: same shape."""
+    return np.logaddexp(0.0, np.asarray(x, dtype=np.float64))
+
+
+def softplus_backward(x, dy):
+    """softplus'(x) = σ(x): 0.5 at 0."""
+    x, dy = _as_x_dy("softplus_backward", x, dy)
+    return dy * sigmoid(x)

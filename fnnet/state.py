@@ -1,0 +1,107 @@
+"""The key/state protocol: how layers with randomness (Dropout) and state (BatchNorm
+running statistics) plug into a network, and how the network threads both.
+
+A plain layer has three methods and is called `forward(params, x) -> (y, cache)`.
+A layer opts in to either capability by declaring it:
+
+- randomness: a class attribute `stochastic = True`. Its forward takes keywords
+      forward(params, x, *, key, train) -> (y, cache)
+  `key` is a PRNG key in train mode and None in eval mode, where the layer must be
+  deterministic (Dropout is then the identity).
+- state: a method `init_state(in_shape, dtype) -> state` (a pytree of arrays, e.g. a
+  NamedTuple of running mean/var). Its forward takes keywords
+      forward(params, x, *, state, train[, key]) -> (y, cache, new_state)
+  In train mode it returns the updated state; in eval mode it reads `state` as
+  constants and returns it unchanged.
+
+`backward(params, cache, dy) -> (dparams, dx)` is the same for every layer: the cache
+records what the mode needs. State is never differentiated and never seen by the
+optimizer: it is a tuple beside params with one entry per layer, `()` for a layer
+without state. The network gives layer i the key `jax.random.fold_in(key, i)`.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def is_stochastic(layer) -> bool:
+    """True when the layer declares `stochastic = True` (its forward takes key/train)."""
+    return bool(getattr(layer, "stochastic", False))
+
+
+def is_stateful(layer) -> bool:
+    """True when the layer has `init_state(in_shape, dtype)` (its forward takes state/train)."""
+    return callable(getattr(layer, "init_state", None))
+
+
+def has_protocol(layers) -> bool:
+    """True when any layer is stochastic or stateful."""
+    return any(is_stochastic(l) or is_stateful(l) for l in layers)
+
+
+def check_train(where: str, train) -> bool:
+    """train must be a Python bool (static under jit: it selects code, not values)."""
+    if not isinstance(train, bool):
+        raise TypeError(f"{where}: train must be True or False (a Python bool, static under jit), "
+                        f"got {train!r}")
+    return train
+
+
+def check_key(where: str, key):
+    """A typed key (jax.random.key) or a raw uint32 [2] key (jax.random.PRNGKey)."""
+    dtype = getattr(key, "dtype", None)
+    if dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key) and key.shape == ():
+        return key
+    if dtype == jnp.uint32 and tuple(key.shape) == (2,):
+        return key
+    raise TypeError(f"{where}: key must be one PRNG key such as jax.random.key(0), got "
+                    f"{type(key).__name__} with dtype {dtype} and shape {getattr(key, 'shape', None)}")
+
+
+def init_states(layers, in_shapes, dtype):
+    """One entry per layer: layer.init_state(in_shape, dtype), or () for a layer without state."""
+    return tuple(l.init_state(tuple(s), dtype) if is_stateful(l) else () for l, s in zip(layers, in_shapes))
+
+
+def check_request(layers, state, key, train, fix="pass state=fnnet.init_state(net)"):
+    """Before any number is computed: every stateful layer has state, and every
+    stochastic layer in train mode has a key. Errors name the layer and the fix."""
+    for i, layer in enumerate(layers):
+        if state is None and is_stateful(layer):
+            raise ValueError(f"layer {i} ({layer}) has state (e.g. running statistics) that the call "
+                             f"must carry: {fix} and use the updated state it returns")
+        if key is None and train and is_stochastic(layer):
+            raise ValueError(f"layer {i} ({layer}) is stochastic in train mode and needs a key: pass "
+                             f"key=jax.random.key(...) (a fresh one per step), or train=False to evaluate")
+
+
+def run_forward(layers, params, x, state, key, train):
+    """Each layer's forward, threading keys and state -> (out, caches, new_state).
+
+    state: tuple (one entry per layer) or None when no layer is stateful; new_state is
+    then None. Layer i draws from fold_in(key, i): deterministic, order-independent.
+    """
+    caches, new_state = [], []
+    for i, (layer, p) in enumerate(zip(layers, params)):
+        kwargs = {}
+        if is_stochastic(layer):
+            kwargs["key"] = jax.random.fold_in(key, i) if (train and key is not None) else None
+        if is_stateful(layer):
+            x, cache, s = layer.forward(p, x, state=state[i], train=train, **kwargs)
+        elif kwargs:
+            x, cache = layer.forward(p, x, train=train, **kwargs)
+            s = state[i] if state is not None else ()
+        else:
+            x, cache = layer.forward(p, x)
+            s = state[i] if state is not None else ()
+        caches.append(cache)
+        new_state.append(s)
+    return x, caches, (tuple(new_state) if state is not None else None)
+
+
+def with_state(result, new_state, given):
+    """Append the updated state to the result when the caller passed state (not None)."""
+    if given is None:
+        return result
+    return (*result, new_state) if isinstance(result, tuple) else (result, new_state)
