@@ -41,8 +41,7 @@ def cases(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("loss", ["mean", "sum"])
+@pytest.mark.parametrize("dtype, loss", [("float64", "mean"), ("float32", "mean"), ("float64", "sum")])
 @pytest.mark.parametrize("batch", [16, 203, 5])
 def test_value_and_grad_matches_one_device(cases, dtype, loss, batch):
     # 16 = 8·2; 203 = 8·25 + 3 left over; 5 < 8 devices. "sum" is half_sse (weights 1).
@@ -66,6 +65,12 @@ def test_fit_on_8_devices_equals_one_device(cases, dtype, mode):
     assert cases[name + "/progress"] == list(range(2, epochs, 2)) + [epochs]   # chunks of 2
     if mode == "minibatch":
         assert cases[name + "/val_loss"] <= BOUND[dtype]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fit_cnn_on_8_devices_equals_one_device(cases, dtype):
+    assert cases[f"fit/cnn/{dtype}/moved"] > 0.01
+    assert cases[f"fit/cnn/{dtype}"] <= BOUND[dtype]
 
 
 def test_fit_resumed_on_the_mesh_with_opt_state(cases):
