@@ -4,7 +4,7 @@
     python _multihost_worker.py single 0 0 OUT.npz              # 1 process x 4 CPU devices
 
 Both modes run the same program: fit(mesh=) over a 4-device ("data",) mesh built from
-jax.devices(), full batch then minibatch, plus (single only) the plain one-device fit.
+jax.devices(), full batch then minibatch (test_sharding.py proves mesh == one device).
 Process 0 writes the params as .npz. The coordinator listens on 127.0.0.1 only, and every
 JAX distributed time-out is bounded, so a lost peer fails the run instead of hanging.
 """
@@ -45,10 +45,6 @@ for name, kw in runs.items():
     for i, leaf in enumerate(jax.tree.leaves(params)):
         out[f"{name}/{i}"] = np.asarray(leaf)            # fully replicated: readable here
     out[f"{name}/loss"] = hist.loss
-    if mode == "single":
-        params, _ = fnnet.fit(net, p0, x, y, **kw)
-        for i, leaf in enumerate(jax.tree.leaves(params)):
-            out[f"{name}/one_device/{i}"] = np.asarray(leaf)
 if pid == 0:
     np.savez(path, **out)
 print(f"process {pid}: ok, {jax.process_count()} processes, {jax.device_count()} devices, "
