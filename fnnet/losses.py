@@ -21,6 +21,7 @@ from fnnet._validate import check_finite, check_floating, check_shape, is_concre
 
 class _Loss:
     fused = False  # True when `out` are logits and the output nonlinearity lives in the loss
+    batch_reduction = "mean"  # value is a mean over examples ("sum": a sum); data parallelism weighs by it
 
     def link(self, out):
         return out
@@ -68,6 +69,7 @@ class MSE(_Loss):
 class HalfSSE(_Loss):
     """L = Σ ½(out - target)² over all elements (seed 000's J); no 1/n."""
     name = "half_sse"
+    batch_reduction = "sum"
 
     def value(self, out, target):
         t = self.prepare(out, target)

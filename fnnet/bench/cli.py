@@ -58,6 +58,11 @@ def parser():
                         "or 'default' (default: 1, see the report's notes; 'default threads' "
                         "rows show the libraries' own setting)")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
+    p.add_argument("--devices", default=None, metavar="1,2,4,...",
+                   help="instead of the systems table: fnnet.fit's throughput data-parallel over "
+                        "each device count (simulated CPU devices on a CPU-only machine: they share "
+                        "its cores, so this shows overhead, not speedup); default workloads W1,W3; "
+                        "writes OUT/scaling-<backend>.md")
     return p
 
 
@@ -169,6 +174,24 @@ def _loadavg():
         return "?"
 
 
+def _scaling(args, log) -> int:
+    """`--devices 1,2,4,8`: fnnet/bench/scaling.py (needs the devices before JAX starts)."""
+    from fnnet.train.sharding import data_mesh
+    try:
+        counts = sorted({int(c) for c in args.devices.split(",") if c.strip()})
+        if not counts or counts[0] < 1:
+            raise ValueError(f"--devices must be positive integers, got {args.devices!r}")
+        data_mesh(counts[-1])
+        from fnnet.bench import scaling, workloads
+        names = _split(args.workloads or "W1,W3", workloads.names(), "workload(s)")
+        wls = workloads.get(names, args.quick)
+    except (SystemExit, ValueError) as e:
+        print(e if isinstance(e, SystemExit) else f"fnnet bench: {e}", file=sys.stderr)
+        return 2
+    scaling.run(counts, wls, args.repeats or (1 if args.quick else 3), args.out, log)
+    return 0
+
+
 def run(args) -> int:
     t_start = time.perf_counter()
     load_start = _loadavg()
@@ -180,6 +203,8 @@ def run(args) -> int:
     from fnnet.bench.systems_numpy import eval_accuracy, eval_loss
 
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
+    if args.devices is not None:
+        return _scaling(args, log)
     try:
         names = _split(args.workloads or ",".join(workloads.names()), workloads.names(), "workload(s)")
         systems = _split(args.systems, SYSTEMS, "system(s)")

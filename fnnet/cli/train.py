@@ -155,6 +155,10 @@ def build_parser():
                    help="before training, check the hand-written gradients of the initial params on a "
                         "few examples against the oracles (fnnet.check.check_network); exit 1 if they disagree")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--devices", type=_int_at_least(1), metavar="N",
+                   help="data-parallel over N devices: each step's batch is split N ways and the "
+                        "hand-written gradients are all-reduced (fnnet.fit(mesh=...)); on a CPU-only "
+                        "machine N simulated CPU devices, which share its cores (overhead, not speedup)")
     return p
 
 
@@ -256,8 +260,16 @@ def main(argv=None) -> int:
     x64 = bool(jax.config.jax_enable_x64)
     if s["dtype"] == "float64":
         jax.config.update("jax_enable_x64", True)
+    mesh = None
+    if args.devices is not None:      # before anything starts JAX's backends (simulated CPUs)
+        from fnnet.train.sharding import data_mesh
+        try:
+            mesh = data_mesh(args.devices)
+        except ValueError as e:
+            print(f"fnnet train: {e}", file=sys.stderr)
+            return 2
     try:
-        return _train(s, args, t0)
+        return _train(s, args, t0, mesh)
     except KeyboardInterrupt:
         print("\nfnnet train: interrupted", file=sys.stderr)
         return 130
@@ -266,7 +278,7 @@ def main(argv=None) -> int:
             jax.config.update("jax_enable_x64", x64)
 
 
-def _train(s, args, t0) -> int:
+def _train(s, args, t0, mesh=None) -> int:
     import jax
     import jax.numpy as jnp
     import fnnet
@@ -291,6 +303,10 @@ def _train(s, args, t0) -> int:
     extra = f" (momentum {MOMENTUM})" if s["optimizer"] == "momentum" else ""
     print(f"training: {s['optimizer']}{extra} lr {s['lr']:g}, {plural(s['epochs'], 'epoch')}, "
           f"{'full batch' if batch is None else f'batch size {batch}, reshuffled each epoch'}", file=out)
+    if mesh is not None:
+        dev = mesh.devices.flat[0]
+        shared = " (simulated: they share this machine's cores)" if dev.platform == "cpu" and mesh.size > 1 else ""
+        print(f"devices: {mesh.size} {dev.platform}{shared}, each step's batch split {mesh.size} ways", file=out)
     out.flush()
 
     if args.check:
@@ -303,7 +319,8 @@ def _train(s, args, t0) -> int:
             return 1
 
     summary = {"settings": {**{k_: v for k_, v in s.items() if k_ != "sizes"}, "sizes": list(s["sizes"]),
-                            "batch_size": batch, "network": str(net)},
+                            "batch_size": batch, "network": str(net),
+                            "devices": None if mesh is None else mesh.size},
                "train_examples": n, "test_examples": len(x_te)}
     t_fit = time.perf_counter()
     status = 0
@@ -312,7 +329,7 @@ def _train(s, args, t0) -> int:
         progress = None if args.quiet else ProgressBar(s["epochs"], label="test")   # validation = test split
         params, history = fnnet.fit(net, params, x_tr, y_tr, optimizer=make_optimizer(s), epochs=s["epochs"],
                                     batch_size=batch, key=None if batch is None else k_shuffle,
-                                    validation=(x_te, y_te), progress=progress)
+                                    validation=(x_te, y_te), progress=progress, mesh=mesh)
     except fnnet.DivergedError as e:
         params, history, status = e.params, e.history, 1
         good = (f"the last good params, after epoch {e.epoch}" if e.epoch else "the initial params")

@@ -5,4 +5,5 @@
     loop.py      the jitted chunk of epochs (lax.while_loop over epochs, lax.scan over steps)
     progress.py  progress reporting between chunks (tqdm on a terminal, plain lines elsewhere)
     metrics.py   accuracy and the per-epoch validation metrics
+    sharding.py  fit(mesh=): each step's batch split over a device mesh, one psum of the grads
 """

@@ -31,6 +31,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.train import progress as _fit_progress
+from fnnet.train import sharding as _sharding
 from fnnet import network as _network
 from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,
                              start_carry)
@@ -101,7 +102,8 @@ def _check_key(key):
 
 
 def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad="manual",
-        validation=None, progress=None, chunk_epochs=None, opt_state=None, initial_epoch=0):
+        validation=None, progress=None, chunk_epochs=None, opt_state=None, initial_epoch=0,
+        mesh=None, batch_axis="data"):
     """Train `params` of `net` on (x, y) -> (params, History), or (params, History,
     opt_state) when `opt_state` is given.
 
@@ -131,6 +133,12 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
       Default: all epochs in one chunk when progress is None; with progress, chunks
       that start at 1% of the epochs and are resized to take about 0.25 s each (the
       overhead stays < 1%; where they fall depends on timing, never the results).
+    mesh: a jax.sharding.Mesh (e.g. jax.make_mesh((8,), ("data",))) for data-parallel
+      training: each step's batch is split over the mesh axis `batch_axis`, params,
+      optimizer state and the training set are replicated, and the hand-written
+      gradients are combined by one lax.psum weighted by the real example counts
+      (see fnnet/train/sharding.py). The returned params (and opt_state) are replicated
+      on the mesh.
 
     Raises ValueError/TypeError on bad input before training, and DivergedError
     (a FloatingPointError carrying the last good params) if the loss, the params or the
@@ -162,10 +170,20 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         raise ValueError(f"fit: batch_size={batch} < n={n} shuffles the data each epoch and needs "
                          f"an explicit key=jax.random.key(...) (batch_size=None is full batch, "
                          f"batch_size=1 runs in data order without a key)")
+    parallel = None if mesh is None else _sharding.setup(net, mesh, batch_axis)
+    if parallel is not None:
+        _sharding.check_placement(parallel, (x, y), "training data")
+        _sharding.check_placement(parallel, opt_state, "opt_state")
+        x, y, params, opt_state = _sharding.replicate(parallel, (x, y, params, opt_state))
+        key = None if key is None else _sharding.replicate(parallel, key)
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
             raise ValueError("fit: validation must be a pair (x_val, y_val)")
-        data = Data(x, y, *_check_data(net, params, *validation, "validation data"))
+        val = _check_data(net, params, *validation, "validation data")
+        if parallel is not None:
+            _sharding.check_placement(parallel, val, "validation data")
+            val = _sharding.replicate(parallel, val)
+        data = Data(x, y, *val)
     else:
         data = Data(x, y)
     # spec.chunk is the records buffer's length, rounded up to a power of two so that runs
@@ -176,10 +194,12 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     if adaptive:
         size = math.ceil(epochs / PROGRESS_UPDATES)
     spec = LoopSpec(net, optimizer, grad, n, batch, key is not None and batch < n, capacity,
-                    validation is not None)
+                    validation is not None, parallel)
     report = _fit_progress.make(progress, epochs)
     params, history, opt_state_out = _run(spec, params, opt_state, data, key if spec.shuffle else None,
                                           epochs, initial_epoch, report, min(size, capacity), adaptive)
+    if parallel is not None:
+        params, opt_state_out = _sharding.to_user_mesh(parallel, (params, opt_state_out))
     return (params, history) if opt_state is None else (params, history, opt_state_out)
 
 
@@ -207,6 +227,8 @@ def _resize(size, seconds, cap):
 def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size, adaptive):
     initial = (params, opt_state)     # the caller's buffers: start_carry copies, never donates
     carry = start_carry(spec.optimizer, params, opt_state)
+    if spec.parallel is not None:       # optimizer constants too, not on a default device
+        carry = _sharding.replicate(spec.parallel, carry)
     table = np.full((epochs, 4), np.nan, jax.tree.leaves(params)[0].dtype)  # rows: epochs
 
     def history(upto):

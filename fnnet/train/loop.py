@@ -27,6 +27,7 @@ from jax import lax
 
 from fnnet import network as _network
 from fnnet.custom_vjp import loss_with_manual_grad
+from fnnet.train import sharding as _sharding
 from fnnet.train.metrics import accuracy_value
 
 # run_chunk's second output is records [chunk, 4] of the params' dtype, one row per epoch:
@@ -45,6 +46,7 @@ class LoopSpec:
     shuffle: bool         # a fresh permutation each epoch from fold_in(key, epoch)
     chunk: int            # most epochs one call can run (rows of its records buffer)
     validate: bool        # compute val loss / accuracy after each epoch
+    parallel: Any = None  # sharding.DataParallel: each step's batch split over a mesh
 
 
 class TrainState(NamedTuple):
@@ -84,8 +86,14 @@ def _step(spec, params, opt_state, xb, yb):
     lbfgs's line search, any GradientTransformationExtraArgs) get value, grad and
     value_fn (the batch loss as a function of params, differentiated by jax.grad through
     fnnet's hand-written backward); plain transforms ignore them.
+    With spec.parallel the batch is split over the mesh with one psum (sharding.py);
+    value_fn then runs replicated on every device (correct, not split).
     """
-    value, grads = _value_and_grad(spec.net, spec.grad, params, xb, yb)
+    if spec.parallel is None:
+        value, grads = _value_and_grad(spec.net, spec.grad, params, xb, yb)
+    else:
+        local = lambda net, p, x, y: _value_and_grad(net, spec.grad, p, x, y)  # noqa: E731
+        value, grads = _sharding.value_and_grad(spec.parallel, local, spec.net, params, xb, yb)
     manual = loss_with_manual_grad(spec.net)
     tx = optax.with_extra_args_support(spec.optimizer)
     updates, opt_state = tx.update(grads, opt_state, params, value=value, grad=grads,

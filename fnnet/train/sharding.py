@@ -1,0 +1,204 @@
+"""Data parallelism for `fit`: each step's batch split over a device mesh, params replicated.
+
+    mesh = jax.make_mesh((8,), ("data",))              # or any mesh with a "data" axis
+    params, hist = fnnet.fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=10,
+                             mesh=mesh)                # batch_axis="data" by default
+
+Inside the compiled step (JAX's own SPMD machinery, nothing home-made):
+
+    jax.shard_map over the mesh, everything replicated in (P()); device i slices its
+      q = B // D examples [i·q, (i+1)·q) out of the batch (lax.axis_index: no transfer)
+      each device: fnnet's hand-written value_and_grad on its q examples
+      lax.psum over batch_axis of (loss, grads) weighted by q / B: the only collective
+    outside shard_map, replicated on every device (no communication):
+      the r = B % D left-over examples' value_and_grad, weighted r / B
+      the L2 term ½λΣw² and its gradient λw, added once
+      the optimizer update
+
+So a batch of B examples on D devices counts every example exactly once, with the
+weights of the single-device mean: Σ_devices (q/B)·mean_q + (r/B)·mean_r = mean_B.
+Losses that sum over the batch (`batch_reduction = "sum"`, e.g. half_sse) are summed
+instead (weights 1). Batches smaller than D (q = 0) run replicated on every device.
+
+The training set is replicated on every device: each epoch's shuffled minibatches are
+gathered exactly as on one device, which is what makes the result equal single-device
+fit; only the step's batch is split. Multi-host: call jax.distributed.initialize() in
+every process, build the mesh over jax.devices() (all processes' devices) and pass the
+same data in every process; fit places it with jax.make_array_from_process_local_data.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+
+from fnnet import network as _network
+
+REDUCTIONS = ("mean", "sum")
+
+
+@dataclasses.dataclass(frozen=True)
+class DataParallel:
+    """Static description of a data-parallel run; hashable (part of jit's static spec).
+
+    mesh: the caller's devices and axis names with Auto axis types (the loop's arrays are
+      all replicated and only shard_map splits the batch, so sharding-in-types has
+      nothing to add); user_mesh: the mesh as passed, on which fit returns the params;
+    axis: the mesh axis the batch is split over; size: devices along `axis`;
+    reduction: how the net's loss reduces over the batch ("mean" or "sum").
+    """
+    mesh: Any
+    user_mesh: Any
+    axis: str
+    size: int
+    reduction: str
+
+    @property
+    def replicated(self):
+        return NamedSharding(self.mesh, P())
+
+
+def setup(net, mesh, batch_axis="data", where="fit") -> DataParallel:
+    """Validate `mesh` / `batch_axis` against `net` before anything is compiled."""
+    if not isinstance(mesh, Mesh):
+        raise TypeError(f"{where}: mesh must be a jax.sharding.Mesh such as "
+                        f"jax.make_mesh((jax.device_count(),), ('data',)), got {type(mesh).__name__}")
+    if not isinstance(batch_axis, str) or batch_axis not in mesh.axis_names:
+        raise ValueError(f"{where}: mesh has axes {tuple(mesh.axis_names)}, no batch axis "
+                         f"{batch_axis!r}; name it in the mesh or pass batch_axis=<one of them>")
+    for i, layer in enumerate(net.layers):
+        # Layer state (batchnorm statistics) and per-step keys (dropout) are not threaded
+        # through the split step yet; refusing beats a silently per-shard statistic.
+        if callable(getattr(layer, "init_state", None)) or getattr(layer, "stochastic", False):
+            raise ValueError(f"{where}: layer {i} ({layer}) has layer state or randomness; "
+                             f"data-parallel training (mesh=) supports stateless, deterministic "
+                             f"layers only so far")
+    reduction = getattr(net.loss, "batch_reduction", None)
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"{where}: loss {net.loss} must declare batch_reduction = 'mean' or 'sum' "
+                         f"(how its value combines over examples) to be averaged across devices; "
+                         f"got {reduction!r}")
+    auto = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+    return DataParallel(auto, mesh, batch_axis, int(mesh.shape[batch_axis]), reduction)
+
+
+def split(batch, size):
+    """(q, r): each of the `size` devices takes q = batch // size examples, and the
+    r = batch % size left over are computed on every device (replicated)."""
+    return divmod(batch, size)
+
+
+def _weight(dp, part, batch):
+    return 1.0 if dp.reduction == "sum" else part / batch
+
+
+def _scale(tree, w):
+    return jax.tree.map(lambda a: a * jnp.asarray(w, a.dtype), tree)
+
+
+def value_and_grad(dp: DataParallel, local, net, params, xb, yb):
+    """(loss, grads) of `net` on the batch xb [B, *in_shape], yb [B, ...], data-parallel.
+
+    local(net, params, x, y) -> (loss, grads): the per-device rule (fnnet's hand-written
+    value_and_grad, or the autodiff comparison path). Equal to local(net, params, xb, yb)
+    up to rounding; call it inside jit with xb, yb and params replicated on dp.mesh.
+    """
+    batch = xb.shape[0]
+    q, r = split(batch, dp.size)
+    data_net = dataclasses.replace(net, l2=0.0)      # the L2 term is added once, below
+    parts = []
+    if q:
+        def shard(p, xs, ys):                         # on each device: its q examples
+            start = lax.axis_index(dp.axis) * q       # a local slice of the replicated batch
+            xs, ys = (lax.dynamic_slice_in_dim(a, start, q) for a in (xs, ys))
+            # Params typed device-varying (a no-op on values): the local rule's gradient is
+            # this device's alone; autodiff would otherwise insert its own psum for them.
+            p = jax.tree.map(lambda a: lax.pcast(a, dp.axis, to="varying"), p)
+            v, g = local(data_net, p, xs, ys)
+            return lax.psum(_scale((v, g), _weight(dp, q, batch)), dp.axis)   # Σ_devices w·(L, ∇L)
+
+        parts.append(jax.shard_map(shard, mesh=dp.mesh, in_specs=(P(), P(), P()),
+                                   out_specs=P())(params, xb, yb))
+    if r:                                             # the r < D left-over examples
+        rest = local(data_net, params, xb[q * dp.size:], yb[q * dp.size:])
+        parts.append(_scale(rest, _weight(dp, r, batch)))
+    value, grads = parts[0] if len(parts) == 1 else jax.tree.map(jnp.add, *parts)
+    if net.l2:
+        value = value + _network._l2_value(net, params)                  # + ½λΣw²
+        grads = tuple(jax.tree.map(lambda g, w, m: g + net.l2 * w if m else g, gi, pi, mi)  # + λw
+                      for gi, pi, mi in zip(grads, params, _network._l2_masks(net, params)))
+    return value, grads
+
+
+def _same_devices(leaf, dp):
+    return getattr(leaf, "sharding", None) is not None and \
+        leaf.sharding.device_set == dp.replicated.device_set
+
+
+def _committed_elsewhere(leaf, dp):
+    return isinstance(leaf, jax.Array) and getattr(leaf, "committed", False) and \
+        not _same_devices(leaf, dp)
+
+
+def check_placement(dp: DataParallel, tree, what, where="fit"):
+    """Data already committed to devices outside the mesh is an error, not a silent copy."""
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        if _committed_elsewhere(leaf, dp):
+            got = sorted(d.id for d in leaf.sharding.device_set)
+            want = sorted(d.id for d in dp.replicated.device_set)
+            raise ValueError(f"{where}: {what}{jax.tree_util.keystr(path)} is on devices {got}, "
+                             f"the mesh is on {want}; pass NumPy arrays (fit places them) or "
+                             f"arrays on the mesh's devices")
+
+
+def to_user_mesh(dp: DataParallel, tree):
+    """The trained tree replicated on the caller's own mesh (same devices, no copy)."""
+    return jax.device_put(tree, NamedSharding(dp.user_mesh, P()))
+
+
+def replicate(dp: DataParallel, tree):
+    """Every leaf as a global array replicated on dp.mesh (any process count).
+
+    Leaves on the mesh's devices are resharded with device_put; NumPy arrays and
+    uncommitted single-device arrays are placed from the host value with
+    make_array_from_process_local_data (every process must pass the same value).
+    PRNG key leaves travel as their key data.
+    """
+    sharding = dp.replicated
+
+    def place(leaf):
+        if isinstance(leaf, jax.Array) and jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            impl = jax.random.key_impl(leaf)
+            return jax.random.wrap_key_data(place(jax.random.key_data(leaf)), impl=impl)
+        if _same_devices(leaf, dp):
+            return leaf if leaf.sharding == sharding else jax.device_put(leaf, sharding)
+        return jax.make_array_from_process_local_data(sharding, np.asarray(leaf))
+    return jax.tree.map(place, tree)
+
+
+def data_mesh(n, axis="data", where="--devices"):
+    """A 1-D mesh over the first `n` of jax.devices() (all processes' devices).
+
+    Call before JAX starts its backends to get simulated CPU devices: when there are
+    fewer than `n` devices of the default platform and the CPU backend has not started,
+    it asks for `n` CPU devices (jax_num_cpu_devices; these share the host's cores, so
+    they show overhead, not speedup). On GPU/TPU machines the real devices are used.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"{where}: the device count must be an integer >= 1, got {n!r}")
+    import os
+    from jax._src import xla_bridge                                 # no public "started?" query
+    if not xla_bridge.backends_are_initialized() and \
+            "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
+        jax.config.update("jax_num_cpu_devices", max(n, jax.config.jax_num_cpu_devices))
+    devices = jax.devices()
+    if len(devices) < n:
+        raise ValueError(f"{where} {n}: only {len(devices)} {devices[0].platform} device(s) here; "
+                         f"simulated CPU devices must be requested before JAX starts (a fresh "
+                         f"process, or XLA_FLAGS=--xla_force_host_platform_device_count={n})")
+    return jax.make_mesh((n,), (axis,), devices=devices[:n])

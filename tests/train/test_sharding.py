@@ -1,0 +1,213 @@
+"""Data-parallel fit (fnnet/train/sharding.py).
+
+The 8-device cases run once, in a subprocess (tests/train/_sharding_cases.py): simulated
+CPU devices must be configured before JAX starts, which this process has already done.
+Bounds from issue 11: sharded == single-device params to 1e-12 (float64) and 1e-6
+(float32) relative, after several epochs.
+"""
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import optax
+import pytest
+
+import fnnet
+from fnnet.train import sharding
+from helpers import assert_trees_close
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+BOUND = {"float64": 1e-12, "float32": 1e-6}
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sharding") / "cases.json"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "_sharding_cases.py"), str(path)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(path.read_text())
+    crashes = {k: v for k, v in out.items() if k.startswith("crash/")}
+    assert not crashes, "\n".join(crashes.values())
+    assert out["devices"] == 8
+    return out
+
+
+@pytest.mark.parametrize("dtype, loss", [("float64", "mean"), ("float32", "mean"), ("float64", "sum")])
+@pytest.mark.parametrize("batch", [16, 203, 5])
+def test_value_and_grad_matches_one_device(cases, dtype, loss, batch):
+    # 16 = 8·2; 203 = 8·25 + 3 left over; 5 < 8 devices. "sum" is half_sse (weights 1).
+    assert cases[f"vg/{loss}/{dtype}/b{batch}"] <= BOUND[dtype]
+
+
+@pytest.mark.parametrize("batch", [16, 203, 5])
+def test_autodiff_rule_per_shard_is_not_psummed_twice(cases, batch):
+    assert cases[f"vg/mean/float64/b{batch}/autodiff"] <= BOUND["float64"]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("mode", ["full", "minibatch"])
+def test_fit_on_8_devices_equals_one_device(cases, dtype, mode):
+    name = f"fit/{mode}/{dtype}"
+    assert cases[name + "/moved"] > 0.05                       # training really moved params
+    assert cases[name] <= BOUND[dtype], f"params rel err {cases[name]:.3g}"
+    assert cases[name + "/loss"] <= BOUND[dtype]               # history: per-epoch loss
+    assert cases[name + "/sharding"] == "P()" and cases[name + "/devices"] == 8
+    epochs = 6 if mode == "full" else 3
+    assert cases[name + "/progress"] == list(range(2, epochs, 2)) + [epochs]   # chunks of 2
+    if mode == "minibatch":
+        assert cases[name + "/val_loss"] <= BOUND[dtype]
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fit_cnn_on_8_devices_equals_one_device(cases, dtype):
+    assert cases[f"fit/cnn/{dtype}/moved"] > 0.01
+    assert cases[f"fit/cnn/{dtype}"] <= BOUND[dtype]
+
+
+def test_fit_resumed_on_the_mesh_with_opt_state(cases):
+    assert cases["fit/resumed/float64"] <= BOUND["float64"]
+
+
+def test_fit_on_2d_mesh_splits_only_the_batch_axis(cases):
+    assert cases["fit/mesh2d/float64"] <= BOUND["float64"]
+
+
+@pytest.mark.parametrize("batch, steps", [(203, 1), (48, 2)])
+def test_hlo_one_all_reduce_of_the_gradient_tree_per_step(cases, batch, steps):
+    # The compiled chunk of epochs holds one all-reduce per step in its program text: full
+    # batch has one step; batch 48 has the scan's step and the last 11-example step (8·1 + 3).
+    # Each all-reduce is one combined op carrying every gradient leaf and the loss.
+    lines = cases[f"hlo/b{batch}/all_reduce_lines"]
+    assert len(lines) == steps, lines
+    assert cases[f"hlo/b{batch}/operands"] == [cases["hlo/grad_leaves"] + 1] * steps
+    assert all("replica_groups={{0,1,2,3,4,5,6,7}}" in line for line in lines), lines
+    # no other collective, no host transfer (infeed/outfeed/send/recv), no host callback
+    assert cases[f"hlo/b{batch}/others"] == []
+
+
+def test_data_committed_to_other_devices_is_refused(cases):
+    kind, message = cases["bad/wrong_devices"]
+    assert kind == "ValueError"
+    assert "training data[0] is on devices [0], the mesh is on [4, 5, 6, 7]" in message
+    kind, message = cases["bad/wrong_devices_val"]
+    assert kind == "ValueError" and "validation data[0] is on devices [5]" in message
+
+
+def test_data_sharded_on_the_mesh_is_accepted(cases):
+    assert cases["bad/presharded_ok"] <= BOUND["float32"]
+
+
+def test_mesh_without_the_batch_axis(cases):
+    kind, message = cases["bad/no_axis"]
+    assert kind == "ValueError" and "no batch axis 'data'" in message and "'batch'" in message
+
+
+def test_bench_devices_table(cases):
+    assert cases["bench/rc"] == 0
+    assert cases["bench/devices"] == [None, 1, 2]              # no mesh, then each count
+    assert cases["bench/positive_times"]
+    assert cases["bench/max_rel_diff"] <= 1e-5                  # float32: the same training
+    assert "simulated CPU devices sharing the same cores" in cases["bench/md"]
+
+
+# --- in this process: one CPU device ---------------------------------------------------
+
+NET = fnnet.mlp([5, 7, 3], activation="tanh", loss="softmax_cross_entropy", l2=1e-2)
+
+
+def _data(dtype):
+    rng = np.random.default_rng(0)
+    return rng.standard_normal((11, 5)).astype(dtype), rng.integers(0, 3, 11)
+
+
+def test_one_device_mesh_equals_plain_fit():
+    x, y = _data(np.float64)
+    p0 = fnnet.init(NET, jax.random.key(0), dtype=np.float64)
+    kw = dict(optimizer=optax.sgd(0.5), epochs=3, batch_size=4, key=jax.random.key(1))
+    want, _ = fnnet.fit(NET, p0, x, y, **kw)
+    got, _ = fnnet.fit(NET, p0, x, y, mesh=jax.make_mesh((1,), ("data",)), **kw)
+    assert_trees_close(got, want, 1e-12, "params")
+
+
+@pytest.mark.parametrize("jit", [False, True])
+def test_value_and_grad_without_and_with_jit(jit):
+    x, y = _data(np.float32)
+    params = fnnet.init(NET, jax.random.key(0))
+    dp = sharding.setup(NET, jax.make_mesh((1,), ("data",)))
+
+    def run(p, a, b):
+        return sharding.value_and_grad(dp, fnnet.value_and_grad, NET, p, a, b)
+    got = (jax.jit(run) if jit else run)(*sharding.replicate(dp, (params, x, y)))
+    assert_trees_close(got, fnnet.value_and_grad(NET, params, x, y), 1e-6, "value, grads")
+
+
+def test_mesh_must_be_a_mesh():
+    x, y = _data(np.float32)
+    with pytest.raises(TypeError, match="mesh must be a jax.sharding.Mesh"):
+        fnnet.fit(NET, fnnet.init(NET, jax.random.key(0)), x, y, optimizer=optax.sgd(0.1),
+                  epochs=1, mesh=jax.devices())
+
+
+def test_batch_axis_must_name_a_mesh_axis():
+    with pytest.raises(ValueError, match=r"mesh has axes \('data',\), no batch axis 'batch'"):
+        sharding.setup(NET, jax.make_mesh((1,), ("data",)), batch_axis="batch")
+
+
+def test_layers_with_state_or_keys_are_refused_not_run_per_shard():
+    @dataclasses.dataclass(frozen=True)
+    class Stats:                                 # the key/state protocol's stateful layer
+        def init(self, key, in_shape): return (), tuple(in_shape)
+        def init_state(self, in_shape, dtype): return (np.zeros(in_shape, dtype),)
+        def forward(self, params, x): return x, None
+        def backward(self, params, cache, dy): return (), dy
+    net = fnnet.Network((NET.layers[0], Stats()), NET.loss, (5,))
+    with pytest.raises(ValueError, match=r"layer 1 \(.*Stats.*\) has layer state or randomness"):
+        sharding.setup(net, jax.make_mesh((1,), ("data",)))
+
+
+def test_loss_must_say_how_it_reduces_over_the_batch():
+    @dataclasses.dataclass(frozen=True)
+    class Mine:                                  # a user's loss without batch_reduction
+        def value(self, out, t): return ((out - t) ** 2).mean()
+        def grad(self, out, t): return 2 * (out - t) / out.size
+    net = fnnet.Network(NET.layers, Mine(), (5,))
+    with pytest.raises(ValueError, match="must declare batch_reduction = 'mean' or 'sum'"):
+        sharding.setup(net, jax.make_mesh((1,), ("data",)))
+
+
+
+def test_cli_devices_in_a_fresh_process(tmp_path, capsys):
+    # `fnnet train --devices 3` asks for 3 simulated CPU devices before JAX starts, and
+    # trains what the one-device run trains (blobs, full batch of 13500 = 3·4500).
+    from fnnet.cli import train as cli_train
+    args = ["--dataset", "blobs", "--epochs", "25", "--dtype", "float64", "--quiet", "--json"]
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, "-m", "fnnet", "train", "--devices", "3", *args,
+                           str(tmp_path / "three.json")], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "devices: 3 cpu (simulated: they share this machine's cores)" in proc.stdout
+    assert cli_train.main([*args, str(tmp_path / "one.json")]) == 0
+    three, one = (json.loads((tmp_path / f).read_text()) for f in ("three.json", "one.json"))
+    assert three["settings"]["devices"] == 3 and one["settings"]["devices"] is None
+    for k in ("final_loss", "test_loss"):
+        assert abs(three[k] - one[k]) <= 1e-12 * abs(one[k]), k
+
+
+def test_cli_devices_more_than_there_are():
+    from fnnet.cli import train as cli_train
+    jax.devices()                                  # this process's backend has started
+    n = jax.device_count() + 1
+    with pytest.raises(ValueError, match=f"--devices {n}: only {n - 1} cpu device"):
+        sharding.data_mesh(n)
+    assert cli_train.main(["--devices", str(n), "--epochs", "1", "--quiet"]) == 2
