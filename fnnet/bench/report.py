@@ -24,7 +24,7 @@ TARGETS = [  # (workload, description, system(s), op, bound, kind)
     ("W3", "fnnet not slower than jax.grad (time ratio ≤ 1.0)", ("jax.grad", "", "float32"), "<=", 1.0, "time_ratio"),
     ("W4", "fnnet not slower than jax.grad (time ratio ≤ 1.0)", ("jax.grad", "", "float32"), "<=", 1.0, "time_ratio"),
     ("W4", "fnnet step temporaries ≤ 0.6× jax.grad's", "jax.grad", "<=", 0.6, "memory"),
-    ("W3", "bf16 matmuls (opt-in) faster than float32 fnnet", ("fnnet", "bf16 matmuls", "float32"), "<=", 1.0, "time_ratio"),
+    ("W3", "bf16 matmuls (opt-in) faster than float32 fnnet (fnnet's time / bf16's ≥ 1.0)", ("fnnet", "bf16 matmuls", "float32"), ">=", 1.0, "time_ratio"),
     ("W1", "fnnet ≥ 60% of the float32 matmul peak", None, ">=", 0.60, "peak"),
     ("W3", "fnnet ≥ 85% of the float32 matmul peak", None, ">=", 0.85, "peak"),
     ("W3", "fnnet ≥ 2× faster than PyTorch eager", ("torch", "", "float32"), ">=", 2.0, "speedup"),
@@ -301,7 +301,7 @@ def markdown(res):
         if w.get("step_memory"):
             lines += _memory_table(w["step_memory"]) + [""]
         lines += [
-            "| system | dtype | median s | min–max s | compile s | × fnnet (CPU time) | × same dtype | GFLOP/s | % peak | final loss | note |",
+            "| system | dtype | median s | min–max s | compile s | × fnnet [CPU] | × same dtype | GFLOP/s | % peak | final loss | note |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in w["rows"]:
