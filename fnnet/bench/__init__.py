@@ -10,8 +10,8 @@ Files, one topic each:
   systems_numpy.py   the seeds' NumPy loops (float64 as published, and float32) and
                      the `reference/` twin (train_sgd, or backward + a NumPy Adam)
   systems_jax.py     fnnet's hand-written backward in a jitted lax.scan, fnnet.fit,
-                     jax.grad of fnnet.loss in the same scan; the float32 matmul peak;
-                     the compiled step's memory (fnnet, jax.grad, the custom_vjp bridge)
+                     jax.grad of fnnet.loss in the same scan; the float32 matmul peak
+  memory.py          the compiled step's memory (fnnet, jax.grad, the custom_vjp bridge)
   systems_torch.py   PyTorch eager on CPU (optional: `pip install fnnet[bench]`)
   timing.py          runners, interleaved repeats, medians
   report.py          targets, JSON and the Markdown table
