@@ -198,6 +198,7 @@ def run(args) -> int:
     import jax
     jax.config.update("jax_enable_x64", True)        # float64 rows; float32 rows stay float32
 
+    from fnnet.bench import memory as bench_memory
     from fnnet.bench import report, systems_torch, timing, workloads
     from fnnet.bench import systems_jax as sj
     from fnnet.bench.systems_numpy import eval_accuracy, eval_loss
@@ -252,7 +253,7 @@ def run(args) -> int:
         ceiling["numpy_gflops"] = systems_numpy.matmul_ceiling(w, reps, threads)
         ceiling["torch_gflops"] = systems_torch.matmul_ceiling(w, reps, threads) if torch_ok else None
         log("    step memory (compiled.memory_analysis) ...")
-        memory = sj.step_memory(w, "float32")
+        memory = bench_memory.step_memory(w, "float32")
         out_w[w.name] = {"runners": runners, "timings": timings, "missing": missing,
                          "ceiling": ceiling, "workload": w, "memory": memory}
         del runners

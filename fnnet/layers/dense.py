@@ -45,7 +45,14 @@ def xt_matmul(x, dy, matmul_dtype=None):
     so the dot is canonical. dyᵀ rather than xᵀ: dy exists only in the backward, so its
     copy cannot be scheduled early and kept alive across the whole step beside the cached
     x (a copy of x was: it doubled the step's activation memory).
+
+    Only when rows >= d_in: the two copies (dyᵀ, rows·d_out, and the result's transpose,
+    d_in·d_out) are then small beside the product. For a wide layer on a small batch the
+    result's transpose dominates (W3, 784-1024-1024 at batch 256: 1.33x jax.grad's CPU
+    time, against parity for the plain form), so there the plain `x.T @ dy` stays.
     """
+    if x.shape[0] < x.shape[1]:                                        # rows < d_in
+        return matmul(x.T, dy, matmul_dtype)                           # xᵀ · dy, folded by XLA
     dyt = lax.optimization_barrier(dy.T)                               # dyᵀ [d_out, rows]
     return lax.optimization_barrier(matmul(dyt, x, matmul_dtype)).T    # (dyᵀ · x)ᵀ = xᵀ · dy
 

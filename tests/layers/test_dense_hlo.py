@@ -106,3 +106,16 @@ def test_every_dot_takes_the_fast_path_on_cpu(sizes, activation, batch, scan):
     slow = [lhs for fast, lhs in dots(manual) if not fast]
     assert slow == [], f"{len(slow)} dot(s) of fnnet's step fell back to the default dot emitter"
     assert any(not fast for fast, _ in dots(autodiff)), "detector: jax.grad's dW dots are slow"
+
+
+def test_a_wide_layer_on_a_small_batch_keeps_the_plain_product():
+    """rows < d_in: xt_matmul keeps `x.T @ dy` (its result's transpose would cost more than
+    the fast path saves: W3's 1024-wide layers at batch 256), so only the layers with
+    rows >= d_in get the canonical form."""
+    sizes, batch = [64, 16, 96, 10], 32          # d_in 64 and 96 > 32 rows; 16 <= 32
+    manual, autodiff = compiled_steps(sizes, "relu", batch, jnp.float32)
+    folded = [lhs for _, lhs in dots(manual) if lhs == "0"]
+    # layers 0 and 2 keep the plain form (XLA may still re-layout the step's input x of
+    # layer 0 on its own), layer 1 gets the canonical one: never all three folded
+    assert 1 <= len(folded) <= 2, dots(manual)
+    assert sum(lhs == "0" for _, lhs in dots(autodiff)) == 3
