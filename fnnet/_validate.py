@@ -34,6 +34,10 @@ def check_shape(where: str, what: str, x, expected) -> None:
     shape = tuple(np.shape(x))
     ok = len(shape) == len(expected) and all(
         (e is None and s >= 1) or s == e for s, e in zip(shape, expected))
+    if not ok and len(shape) == len(expected) and 0 in shape and all(
+            e is None or s == e for s, e in zip(shape, expected)):
+        raise ValueError(f"{where}: {what} is empty: shape {shape}, need at least one example "
+                         f"in {fmt_shape(expected)}")
     if not ok:
         raise ValueError(f"{where}: {what} must be {fmt_shape(expected)}, got {shape}")
 

@@ -1,7 +1,9 @@
 """Losses: `value(out, target) -> scalar` and a hand-written `grad(out, target) -> dL/dout`.
 
 Shapes: out [batch, k]. Targets: same shape as `out`, except softmax cross-entropy,
-which also takes integer class labels [batch]. `link(out)` turns the network output
+which also takes integer class labels [batch]. `target_grad(out, target) -> dL/dtarget`
+(hand-written too) serves `loss_with_manual_grad` when a gradient w.r.t. float targets
+is asked for. `link(out)` turns the network output
 into predictions (probabilities for the two fused classification losses).
 The L2 penalty lives in `fnnet.network` because it reads the params, not the output.
 """
@@ -57,6 +59,10 @@ class MSE(_Loss):
         t = self.prepare(out, target)
         return 2 * (out - t) / out.size               # dL/dout = 2(out - t) / n_elements
 
+    def target_grad(self, out, target):
+        t = self.prepare(out, target)
+        return 2 * (t - out) / out.size               # dL/dt = -2(out - t) / n_elements
+
 
 @dataclasses.dataclass(frozen=True)
 class HalfSSE(_Loss):
@@ -70,6 +76,10 @@ class HalfSSE(_Loss):
     def grad(self, out, target):
         t = self.prepare(out, target)
         return out - t                                # dL/dout = out - t
+
+    def target_grad(self, out, target):
+        t = self.prepare(out, target)
+        return t - out                                # dL/dt = -(out - t)
 
 
 def log_softmax(z):
@@ -101,8 +111,10 @@ class SoftmaxCrossEntropy(_Loss):
                 values = np.asarray(target)  # host copy: jnp ops would be staged under jit
                 lo, hi = int(values.min()), int(values.max())
                 if lo < 0 or hi >= k:
+                    first = int(np.flatnonzero((values < 0) | (values >= k))[0])
                     raise ValueError(f"{self.name}: labels must be in [0, {k}), got values "
-                                     f"from {lo} to {hi}")
+                                     f"from {lo} to {hi} (first out of range: y[{first}] = "
+                                     f"{int(values[first])})")
             return
         if np.ndim(target) == 1 and dtype != np.bool_:
             raise TypeError(f"{self.name}: labels of shape [batch] must be integers, got dtype "
@@ -128,6 +140,11 @@ class SoftmaxCrossEntropy(_Loss):
         p = softmax(out)
         # dL/dz = (softmax(z) · Σ_k y - y) / batch  ==  (softmax(z) - y) / batch for one-hot y
         return (p * y.sum(axis=-1, keepdims=True) - y) / out.shape[0]
+
+    def target_grad(self, out, target):
+        """Float targets [batch, k] only (integer labels have no gradient)."""
+        self.prepare(out, target)
+        return -log_softmax(out) / out.shape[0]       # dL/dy = -log softmax(z) / batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,6 +178,10 @@ class SigmoidBinaryCrossEntropy(_Loss):
     def grad(self, out, target):
         t = self.prepare(out, target)
         return (jax.nn.sigmoid(out) - t) / out.size   # dL/dz = (σ(z) - t) / n_elements
+
+    def target_grad(self, out, target):
+        self.prepare(out, target)
+        return -out / out.size                        # dL/dt = -z / n_elements
 
 
 LOSSES = {c.name: c for c in (MSE, HalfSSE, SoftmaxCrossEntropy, SigmoidBinaryCrossEntropy)}

@@ -17,11 +17,12 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from fnnet.layers import activations as _activations
 from fnnet import losses as _losses
 from fnnet.layers.dense import Dense
-from fnnet._validate import check_finite, check_floating, check_same_dtype, check_shape
+from fnnet._validate import check_finite, check_floating, check_same_dtype, check_shape, fmt_shape
 from fnnet import state as _state
 
 
@@ -122,8 +123,9 @@ def out_shape(net: Network):
     return _layout(net)[-1][2] if net.layers else net.in_shape
 
 
-def _check_params(net: Network, params):
-    """Tree structure and every leaf shape must match what init would build."""
+def _check_params(net: Network, params, values=True):
+    """Tree structure and every leaf shape must match what init would build; values=True
+    also refuses NaN/Inf in concrete leaves."""
     if not isinstance(params, (tuple, list)) or len(params) != len(net.layers):
         raise ValueError(f"params must be a tuple with one entry per layer ({len(net.layers)}), "
                          f"got {type(params).__name__} of length {len(params) if hasattr(params, '__len__') else '?'}")
@@ -141,12 +143,18 @@ def _check_params(net: Network, params):
             dtype = dtype or leaf.dtype
             if leaf.dtype != dtype:
                 raise TypeError(f"{where}: {name} has dtype {leaf.dtype}, other params are {dtype}")
+            if values:
+                check_finite(where, name, leaf)    # concrete params only: a no-op under jit
     return dtype
 
 
 def _check_x(net: Network, params, x):
-    x = jnp.asarray(x)
     first = f"layer 0 ({net.layers[0]})" if net.layers else "network"
+    if getattr(x, "dtype", None) == np.float64 and not jax.config.jax_enable_x64:
+        raise TypeError(f"{first}: x is float64 but jax_enable_x64 is off, so JAX would silently run "
+                        f"it in float32; pass x.astype(np.float32), or turn on "
+                        f"jax.config.update('jax_enable_x64', True) for float64")
+    x = jnp.asarray(x)
     check_floating(first, "x", x)
     check_shape(first, "x", x, (None, *net.in_shape))
     dtype = _check_params(net, params)
@@ -164,8 +172,14 @@ def _check_y(net, x, y):
 
 
 def _forward(net, params, x, state=None, key=None, train=False):
-    """-> (out, caches, new_state); new_state is None when state is None."""
-    return _state.run_forward(net.layers, params, x, state, key, train)
+    """-> (out, caches, new_state); new_state is None when state is None (fnnet/state.py
+    threads the keys and state: layer i draws from fold_in(key, i))."""
+    caches, new_state = [], []
+    for i, (layer, p) in enumerate(zip(net.layers, params)):
+        x, cache, s = _layer_forward(net, i, layer, p, x, None if state is None else state[i], key, train)
+        caches.append(cache)
+        new_state.append(s)
+    return x, caches, (None if state is None else tuple(new_state))
 
 
 @functools.lru_cache(maxsize=256)
@@ -218,9 +232,39 @@ def init_state(net: Network, dtype=jnp.float32):
     return _state.init_states(net.layers, in_shapes, dtype)
 
 
+def _layer_forward(net, i, layer, p, x, s=(), key=None, train=False):
+    """layer.forward (with its key/state/train when it declares them, fnnet/state.py) ->
+    (y, cache, new_s); errors name the layer's index and its output is checked against
+    the out shape its init declared (else the next layer would take the blame)."""
+    try:
+        y, cache, s = _state.call_layer(layer, i, p, x, s, key, train)
+    except (ValueError, TypeError) as e:
+        if type(e) not in (ValueError, TypeError) or str(e).startswith("layer "):
+            raise
+        raise type(e)(f"layer {i} ({layer}): {e}") from e
+    declared = _layout(net)[i][2]
+    if tuple(y.shape[1:]) != declared or y.shape[:1] != x.shape[:1]:
+        raise ValueError(f"layer {i} ({layer}): forward returned shape {tuple(y.shape)}, but its init "
+                         f"declared out shape {fmt_shape((None, *declared))} for x {tuple(x.shape)}")
+    return y, cache, s
+
+
 def _l2_masks(net, params):
-    return [layer.l2_mask(p) if hasattr(layer, "l2_mask") else jax.tree.map(lambda _: False, p)
-            for layer, p in zip(net.layers, params)]
+    """Per layer, which params leaves ½λΣw² covers: the layer's l2_mask(params), or none for a
+    parameter-free layer. With l2 > 0, a layer with params but no l2_mask is an error: fnnet
+    will not guess which of its params are weights (nor skip them silently)."""
+    masks = []
+    for i, (layer, p) in enumerate(zip(net.layers, params)):
+        if hasattr(layer, "l2_mask"):
+            masks.append(layer.l2_mask(p))
+        elif net.l2 and jax.tree.leaves(p):
+            raise ValueError(f"layer {i} ({layer}) has params but no l2_mask(params) method, so "
+                             f"l2={net.l2:g} cannot know which of them to penalize; give it one "
+                             f"(a tree of bools like params: Dense's is DenseParams(w=True, b=False)) "
+                             f"or use l2=0")
+        else:
+            masks.append(jax.tree.map(lambda _: False, p))
+    return masks
 
 
 def _l2_value(net, params):
@@ -311,6 +355,7 @@ def init(net: Network, key, dtype=jnp.float32):
     float64 needs jax_enable_x64; asking for it without raises instead of silently
     returning float32.
     """
+    _check_key("init", key)
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"init: dtype must be floating, got {dtype}")
@@ -322,6 +367,15 @@ def init(net: Network, key, dtype=jnp.float32):
         p, in_shape = layer.init(k, in_shape)
         params.append(jax.tree.map(lambda a: jnp.asarray(a, dtype), p))
     return tuple(params)
+
+
+def _check_key(where, key):
+    """A typed key (jax.random.key) or a legacy uint32[2] one (jax.random.PRNGKey)."""
+    dtype = getattr(key, "dtype", None)
+    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
+    if (typed and key.shape == ()) or (not typed and dtype == np.uint32 and np.shape(key) == (2,)):
+        return key
+    raise TypeError(f"{where}: key must be a jax PRNG key such as jax.random.key(0), got {key!r}")
 
 
 def predict(net: Network, params, x, *, state=None, key=None, train=False):

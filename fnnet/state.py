@@ -76,28 +76,20 @@ def check_request(layers, state, key, train, fix="pass state=fnnet.init_state(ne
                              f"key=jax.random.key(...) (a fresh one per step), or train=False to evaluate")
 
 
-def run_forward(layers, params, x, state, key, train):
-    """Each layer's forward, threading keys and state -> (out, caches, new_state).
+def call_layer(layer, i, params, x, state_i, key, train):
+    """Layer i's forward with what it declares -> (y, cache, new_state_i).
 
-    state: tuple (one entry per layer) or None when no layer is stateful; new_state is
-    then None. Layer i draws from fold_in(key, i): deterministic, order-independent.
+    state_i: its entry of the state tuple (`()` for a layer without state, passed through);
+    key: the network's key (or None): a stochastic layer in train mode gets fold_in(key, i).
     """
-    caches, new_state = [], []
-    for i, (layer, p) in enumerate(zip(layers, params)):
-        kwargs = {}
-        if is_stochastic(layer):
-            kwargs["key"] = jax.random.fold_in(key, i) if (train and key is not None) else None
-        if is_stateful(layer):
-            x, cache, s = layer.forward(p, x, state=state[i], train=train, **kwargs)
-        elif kwargs:
-            x, cache = layer.forward(p, x, train=train, **kwargs)
-            s = state[i] if state is not None else ()
-        else:
-            x, cache = layer.forward(p, x)
-            s = state[i] if state is not None else ()
-        caches.append(cache)
-        new_state.append(s)
-    return x, caches, (tuple(new_state) if state is not None else None)
+    kwargs = {}
+    if is_stochastic(layer):
+        kwargs["key"] = jax.random.fold_in(key, i) if (train and key is not None) else None
+    if is_stateful(layer):
+        return layer.forward(params, x, state=state_i, train=train, **kwargs)
+    if kwargs:
+        return (*layer.forward(params, x, train=train, **kwargs), state_i)
+    return (*layer.forward(params, x), state_i)
 
 
 def with_state(result, new_state, given):

@@ -76,7 +76,7 @@ def test_file_is_plain_npz_with_path_keys_and_json(tmp_path):
         assert sorted(z.files) == ["__fnnet__", "layer0/b", "layer0/w", "layer2/b", "layer2/w"]
         np.testing.assert_array_equal(z["layer2/w"], params[2].w)
         meta = json.loads(z["__fnnet__"].tobytes().decode())
-    assert meta["format"] == "fnnet.checkpoint" and meta["version"] == 1 and meta["dtype"] == "float32"
+    assert meta["format"] == "fnnet.checkpoint" and meta["version"] == 2 and meta["dtype"] == "float32"
     assert meta["net"] == {
         "layers": [{"type": "Dense", "units": 4, "w_init": "he_normal", "b_init": "zeros"},
                    {"type": "LeakyRelu", "alpha": 0.01},
@@ -316,7 +316,7 @@ def test_foreign_zip(tmp_path):
 
 @pytest.mark.parametrize("fn,patterns", [
     (lambda m: m.update(format="somebody.else"), ["format tag", "somebody.else"]),
-    (lambda m: m.update(version=2), ["version 2", "newer"]),
+    (lambda m: m.update(version=3), ["version 3", "newer"]),
     (lambda m: m.update(version="1"), ["version '1'"]),
     (lambda m: m.update(dtype="float16"), ["float16"]),
     (lambda m: m.update(extra=1), ["unexpected ['extra']"]),

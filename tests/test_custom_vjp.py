@@ -13,7 +13,7 @@ import optax
 import pytest
 
 import fnnet
-from helpers import RTOL, assert_trees_close, maybe_jit
+from helpers import FD_RTOL, RTOL, assert_trees_close, fd_vjp, maybe_jit
 
 F64 = RTOL[np.dtype("float64")]
 NETS = {
@@ -49,7 +49,7 @@ def test_grad_equals_backward_and_autodiff_dx(name, jit):
     assert_trees_close(gx, autodiff_dx(net, params, x, y), F64, "d/dx vs jax.grad of fnnet.loss")
 
 
-def test_cotangent_scales_the_residuals_and_y_gets_zero():
+def test_cotangent_scales_the_residuals_and_y_gets_its_hand_written_gradient():
     net, params, x, y = _problem("mse-sigmoid-out")
     f = fnnet.loss_with_manual_grad(net)
 
@@ -62,7 +62,9 @@ def test_cotangent_scales_the_residuals_and_y_gets_zero():
     (dp, dx, dy), chain = pullbacks(params, x, y)
     want, l = backward(net, params, x, y), loss(net, params, x, y)
     assert_trees_close(dp, jax.tree.map(lambda g: -2.5 * g, want), F64, "dp")
-    np.testing.assert_array_equal(dy, np.zeros_like(y))                  # targets are data
+    dy_oracle = jax.grad(lambda t: loss(net, params, x, t))(y)            # autodiff, the oracle
+    assert np.abs(dy_oracle).max() > 0                                    # item 4: not zero
+    assert_trees_close(dy, -2.5 * dy_oracle, F64, "dy")
     assert_trees_close(chain, jax.tree.map(lambda b: (3 + 2 * l) * b, want), F64, "chain rule")
 
 
@@ -131,3 +133,44 @@ def test_the_hand_written_rule_is_the_one_jax_grad_uses():
 def test_same_net_same_function():
     net = NETS["sigmoid-bce"][0]
     assert fnnet.loss_with_manual_grad(net) is fnnet.loss_with_manual_grad(net)
+
+
+@pytest.mark.parametrize("name,dtype", [(n, d) for n in ("mse", "half_sse", "softmax_cross_entropy",
+                                                         "sigmoid_binary_cross_entropy")
+                                        for d in (np.float64, np.float32)])
+@pytest.mark.parametrize("jit", [False, True])
+def test_target_gradient_matches_autodiff_and_finite_differences(name, dtype, jit):
+    """dL/dy for float targets (item 4): hand-written, mid-network outputs, random targets."""
+    rs = np.random.RandomState(4)
+    x = rs.normal(size=(5, 3)).astype(dtype)
+    y = {"softmax_cross_entropy": rs.dirichlet(np.ones(2), 5),
+         "sigmoid_binary_cross_entropy": rs.uniform(size=(5, 2))}.get(name, rs.normal(size=(5, 2))).astype(dtype)
+    net = fnnet.mlp([3, 4, 2], activation="tanh", loss=name)
+    params = fnnet.init(net, jax.random.key(2), dtype)
+    f = fnnet.loss_with_manual_grad(net)
+    g = jax.grad(f, argnums=2)
+    dy = (jax.jit(g) if jit else g)(params, x, y)
+    oracle = jax.grad(lambda t: loss(net, params, x, t))(y)
+    assert dy.dtype == dtype
+    assert_trees_close(dy, oracle, RTOL[np.dtype(dtype)], "dL/dy vs jax.grad")
+    if dtype == np.float64:
+        (fd,) = fd_vjp(lambda t: loss(net, params, x, t), (y,), np.float64(1.0))
+        assert_trees_close(dy, fd, FD_RTOL, "dL/dy vs finite differences")
+
+
+def test_a_loss_without_target_grad_refuses_a_y_gradient_but_not_a_params_one():
+    @dataclasses.dataclass(frozen=True)
+    class Abs:
+        def value(self, out, target):
+            return jnp.mean(jnp.abs(out - target))
+
+        def grad(self, out, target):
+            return jnp.sign(out - target) / out.size        # dL/dout = sign(out - t) / n
+
+    net = fnnet.Network((fnnet.Dense(2),), Abs(), (3,))
+    params = fnnet.init(net, jax.random.key(0), jnp.float64)
+    x, y = np.ones((4, 3)) * np.arange(3), np.linspace(-1, 1, 8).reshape(4, 2)
+    f = fnnet.loss_with_manual_grad(net)
+    jax.grad(f)(params, x, y)                                  # params only: fine
+    with pytest.raises(TypeError, match=r"gradient w.r.t. the targets y.*no hand-written target_grad"):
+        jax.grad(f, argnums=2)(params, x, y)

@@ -56,3 +56,29 @@ def test_mlp_uses_the_named_schemes():
 def test_unknown_scheme():
     with pytest.raises(ValueError, match="unknown initializer 'xavier'; known: "):
         initializers.get("xavier")
+
+
+# ------------------------------------------------ item 1: draws do not depend on x64
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.bfloat16])
+def test_init_is_the_same_with_x64_on_and_off(dtype):
+    """Before: Dense drew in the default dtype (float64 with x64 on) and cast, so the same
+    key gave other float32 weights depending on a global flag."""
+    net = fnnet.mlp([5, 7, 3], activation="sigmoid", w_init="normal", b_init="normal")
+    on = fnnet.init(net, jax.random.key(0), dtype)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        off = fnnet.init(net, jax.random.key(0), dtype)
+    finally:
+        jax.config.update("jax_enable_x64", True)
+    for a, b in zip(jax.tree.leaves(on), jax.tree.leaves(off)):
+        assert a.dtype == b.dtype == dtype
+        np.testing.assert_array_equal(np.asarray(a, np.float32), np.asarray(b, np.float32))
+
+
+def test_float64_init_is_the_float32_draw_widened():
+    net = fnnet.mlp([5, 7, 3], w_init="glorot_uniform")
+    p32, p64 = fnnet.init(net, jax.random.key(3)), fnnet.init(net, jax.random.key(3), jnp.float64)
+    for a, b in zip(jax.tree.leaves(p32), jax.tree.leaves(p64)):
+        assert b.dtype == jnp.float64
+        np.testing.assert_array_equal(np.asarray(a, np.float64), b)

@@ -211,3 +211,76 @@ def test_bad_input_is_caught_before_computing(case):
     fn, exc, message = bad_cases()[case]
     with pytest.raises(exc, match=message):
         fn()
+
+
+# ------------------------------------------------ issue 10: items 3, 5, 13
+
+@dataclasses.dataclass(frozen=True)
+class _Scale:
+    """A user's layer with a param and no l2_mask: y = s · x."""
+    def init(self, key, in_shape):
+        return jax.random.normal(key, (1,)), tuple(in_shape)
+
+    def forward(self, params, x):
+        return params[0] * x, x
+
+    def backward(self, params, x, dy):
+        return jnp.sum(x * dy, keepdims=True).reshape(1), params[0] * dy   # dL/ds = Σ x·dy; dL/dx = s·dy
+
+
+def test_l2_with_an_unmasked_user_layer_is_an_error_not_a_silent_skip():
+    net = fnnet.Network((fnnet.Dense(3), _Scale()), "mse", (2,), l2=10.0)
+    params = fnnet.init(net, jax.random.key(0), jnp.float64)
+    x, y = np.linspace(-1, 1, 8).reshape(4, 2), np.linspace(0, 1, 12).reshape(4, 3)
+    for fn in (fnnet.loss, fnnet.value_and_grad):
+        with pytest.raises(ValueError, match=r"layer 1 \(.*_Scale.*\) has params but no l2_mask"):
+            fn(net, params, x, y)
+    plain = fnnet.Network(net.layers, "mse", (2,), l2=0.0)     # l2 = 0: nothing to decide
+    fnnet.loss(plain, params, x, y)
+
+
+def test_nan_in_params_is_refused_eagerly_and_x64_off_float64_x_is_refused():
+    net = fnnet.mlp([2, 3, 1])
+    params = fnnet.init(net, jax.random.key(0), jnp.float64)
+    bad = (params[0]._replace(w=params[0].w.at[1, 2].set(jnp.nan)),) + params[1:]
+    with pytest.raises(ValueError, match=r"layer 0 \(Dense\(3\)\): params.w contains 1 NaN/Inf.*\(1, 2\)"):
+        fnnet.forward(net, bad, np.ones((2, 2)))
+    p32 = fnnet.init(net, jax.random.key(0))
+    jax.config.update("jax_enable_x64", False)
+    try:
+        with pytest.raises(TypeError, match=r"x is float64 but jax_enable_x64 is off"):
+            fnnet.forward(net, p32, np.ones((2, 2)))                   # numpy float64
+        fnnet.forward(net, p32, np.ones((2, 2), np.float32))
+    finally:
+        jax.config.update("jax_enable_x64", True)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LiesAboutShape:
+    """init declares (5,), forward returns [batch, 4]."""
+    def init(self, key, in_shape):
+        return (), (5,)
+
+    def forward(self, params, x):
+        return x[:, :4], None
+
+    def backward(self, params, cache, dy):
+        return (), dy
+
+
+def test_messages_name_what_is_wrong():
+    net = fnnet.mlp([4, 3, 2])
+    params = fnnet.init(net, jax.random.key(0), jnp.float64)
+    with pytest.raises(ValueError, match=r"x is empty: shape \(0, 4\)"):
+        fnnet.forward(net, params, np.ones((0, 4)))
+    with pytest.raises(TypeError, match=r"init: key must be a jax PRNG key such as jax.random.key\(0\), got 0"):
+        fnnet.init(net, 0)
+    liar = fnnet.Network((fnnet.Dense(6), _LiesAboutShape(), fnnet.Dense(2)), "mse", (4,))
+    lp = fnnet.init(liar, jax.random.key(0), jnp.float64)
+    with pytest.raises(ValueError, match=r"layer 1 \(.*_LiesAboutShape.*\): forward returned shape \(3, 4\), "
+                                         r"but its init declared out shape \[batch, 5\]"):
+        fnnet.forward(liar, lp, np.ones((3, 4)))
+    ce = fnnet.mlp([4, 3], loss="softmax_cross_entropy")
+    cp = fnnet.init(ce, jax.random.key(0), jnp.float64)
+    with pytest.raises(ValueError, match=r"labels must be in \[0, 3\).*first out of range: y\[2\] = 7"):
+        fnnet.loss(ce, cp, np.ones((4, 4)), np.array([0, 1, 7, 2]))

@@ -1,4 +1,4 @@
-"""`fnnet` console command: `fnnet check`, `fnnet train`, `fnnet bench`."""
+"""`fnnet` console command: `fnnet check`, `fnnet train`, `fnnet bench`, `fnnet --version`."""
 from __future__ import annotations
 
 import importlib
@@ -12,7 +12,8 @@ COMMANDS = {
 
 
 def usage() -> str:
-    lines = ["usage: fnnet COMMAND [options]   (fnnet COMMAND --help for options)", "", "commands:"]
+    lines = ["usage: fnnet COMMAND [options]   (fnnet COMMAND --help for options; fnnet --version)", "",
+             "commands:"]
     lines += [f"  {name:<6} {desc}" for name, (_, desc) in COMMANDS.items()]
     return "\n".join(lines)
 
@@ -22,6 +23,10 @@ def main(argv=None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(usage())
         return 0 if argv else 2
+    if argv[0] in ("-V", "--version"):
+        from fnnet._version import __version__
+        print(f"fnnet {__version__}")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         print(f"fnnet: unknown command {name!r}\n\n{usage()}", file=sys.stderr)

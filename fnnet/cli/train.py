@@ -5,16 +5,19 @@ layers, softmax cross-entropy on logits, N(0, 1) weights, SGD at 0.5, 1500 full-
 epochs. `--dataset blobs` is seed 002 and `--dataset xor` seed 003; every other option
 overrides one setting of the chosen dataset's defaults.
 
-Exit status: 0 trained; 1 training diverged or --check failed; 2 bad options.
+Exit status: 0 trained; 1 training diverged, --check failed or an output could not be
+written; 2 bad options (including an output path that cannot be written, found before
+training starts).
 """
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import sys
 import time
+
+from fnnet.cli.outputs import plural, unwritable, write_outputs
 
 DATASETS = {
     # name: the seed's settings (None batch_size = full batch)
@@ -103,7 +106,8 @@ def build_parser():
                     "bundled dataset and report train/test accuracy. Defaults are the tutorials' "
                     "settings: digits = seed 001, blobs = seed 002, xor = seed 003; any option "
                     "overrides one of them.",
-        epilog="exit status: 0 trained, 1 diverged or --check failed, 2 bad options. "
+        epilog="exit status: 0 trained, 1 diverged, --check failed or an output not written, "
+               "2 bad options or an unwritable output path (checked before training). "
                "Example: fnnet train --dataset blobs --epochs 2000 --plot blobs.png")
     p.add_argument("--dataset", choices=tuple(DATASETS), default="digits",
                    help="digits: 8x8 digits, 10 classes (default); blobs: 3 gaussian clusters in 2-D; "
@@ -129,8 +133,8 @@ def build_parser():
     p.add_argument("--l2", type=_nonnegative_float,
                    help="L2 strength λ of ½λΣw² on weights (blobs 0.01, else 0)")
     p.add_argument("--seed", type=_int_at_least(0), default=0,
-                   help="seed of the one jax.random key that draws the initial weights and the "
-                        "batch order (default 0)")
+                   help="initial weights from fnnet.init(net, jax.random.key(SEED)); the batch order "
+                        "from jax.random.fold_in(that key, 1) (default 0)")
     p.add_argument("--init", choices=_initializers(), metavar="NAME",
                    help=f"weight initializer (default normal, the seeds' np.random.randn); one of "
                         f"{', '.join(_initializers())}")
@@ -145,7 +149,8 @@ def build_parser():
                    help="save the trained net and params (fnnet.save) exactly at FILE (nothing appended), "
                         "e.g. model.npz")
     p.add_argument("--json", metavar="FILE",
-                   help="write a machine-readable summary (settings, losses, accuracies, time)")
+                   help="write a machine-readable summary (settings, per-epoch train/test losses and "
+                        "test accuracy, final accuracies, time)")
     p.add_argument("--check", action="store_true",
                    help="before training, check the hand-written gradients of the initial params on a "
                         "few examples against the oracles (fnnet.check.check_network); exit 1 if they disagree")
@@ -183,11 +188,9 @@ def resolve(args, parser):
     for opt in ("plot", "save", "json"):   # fail now, not after an hour of training
         path = getattr(args, opt)
         if path is not None:
-            parent = os.path.dirname(os.path.abspath(path))
-            if not os.path.isdir(parent):
-                parser.error(f"--{opt} {path}: directory {parent} does not exist")
-            if os.path.isdir(path):
-                parser.error(f"--{opt} {path}: is a directory")
+            problem = unwritable(path)
+            if problem:
+                parser.error(f"--{opt} {path!r}: {problem}")
     return s
 
 
@@ -236,17 +239,6 @@ def evaluate(net, params, x, y, labels):
     return float(loss), float(acc)
 
 
-def _json_safe(obj):
-    """NaN/Inf (a loss after divergence) become null: the summary stays strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def percent(acc, n):
     return f"{100 * acc:.2f}% ({int(round(acc * n))}/{n})"
 
@@ -284,7 +276,10 @@ def _train(s, args, t0) -> int:
                     l2=s["l2"], w_init=s["init"], b_init=s["b_init"])
     n = len(x_tr)
     batch = None if s["batch_size"] is None or s["batch_size"] >= n else s["batch_size"]
-    k_init, k_shuffle = jax.random.split(jax.random.key(s["seed"]))
+    # --seed N is fnnet.init(net, jax.random.key(N)), as in the README and scripts/seed00*.py;
+    # the batch order comes from a key folded out of it.
+    k_init = jax.random.key(s["seed"])
+    k_shuffle = jax.random.fold_in(k_init, 1)
     params = fnnet.init(net, k_init, jnp.dtype(s["dtype"]))
     out = sys.stdout
 
@@ -294,7 +289,7 @@ def _train(s, args, t0) -> int:
     print(f"network: {net}", file=out)
     print(f"init: weights {s['init']}, biases {s['b_init']}, {s['dtype']}, seed {s['seed']}", file=out)
     extra = f" (momentum {MOMENTUM})" if s["optimizer"] == "momentum" else ""
-    print(f"training: {s['optimizer']}{extra} lr {s['lr']:g}, {s['epochs']} epochs, "
+    print(f"training: {s['optimizer']}{extra} lr {s['lr']:g}, {plural(s['epochs'], 'epoch')}, "
           f"{'full batch' if batch is None else f'batch size {batch}, reshuffled each epoch'}", file=out)
     out.flush()
 
@@ -313,58 +308,44 @@ def _train(s, args, t0) -> int:
     t_fit = time.perf_counter()
     status = 0
     try:
+        from fnnet.train.progress import ProgressBar
+        progress = None if args.quiet else ProgressBar(s["epochs"], label="test")   # validation = test split
         params, history = fnnet.fit(net, params, x_tr, y_tr, optimizer=make_optimizer(s), epochs=s["epochs"],
                                     batch_size=batch, key=None if batch is None else k_shuffle,
-                                    validation=(x_te, y_te), progress=not args.quiet)
+                                    validation=(x_te, y_te), progress=progress)
     except fnnet.DivergedError as e:
         params, history, status = e.params, e.history, 1
-        print(f"fnnet train: training diverged at epoch {e.epoch + 1} of {s['epochs']}: the loss or the "
-              f"params became NaN/Inf. Try a lower --lr (now {s['lr']:g}), e.g. --lr {s['lr'] / 10:g}.",
+        good = (f"the last good params, after epoch {e.epoch}" if e.epoch else "the initial params")
+        kept = (f"kept {good} (finite train and test loss)" if e.finite_loss else
+                "even the initial params have a non-finite loss, so there is nothing to keep")
+        print(f"fnnet train: training diverged at epoch {e.epoch + 1} of {s['epochs']}: it made the loss "
+              f"or the params NaN/Inf; {kept}. Try a lower --lr (now {s['lr']:g}), e.g. --lr {s['lr'] / 10:g}.",
               file=sys.stderr)
-        summary.update(diverged=True, diverged_epoch=e.epoch + 1)
+        summary.update(diverged=True, diverged_epoch=e.epoch + 1, kept_finite_params=e.finite_loss)
     fit_seconds = time.perf_counter() - t_fit
     epochs_done = len(history.loss)
 
     train_loss, train_acc = evaluate(net, params, x_tr, y_tr, lab_tr)
     test_loss, test_acc = evaluate(net, params, x_te, y_te, lab_te)
-    note = "" if status == 0 else f" (last finite params, after epoch {epochs_done})"
-    print(f"final loss{note}: train {train_loss:.6g}, test {test_loss:.6g}", file=out)
-    print(f"train accuracy: {percent(train_acc, n)}", file=out)
-    print(f"test accuracy: {percent(test_acc, len(x_te))}", file=out)
-    print(f"time: {fit_seconds:.2f} s training ({epochs_done} epochs, compile included), "
+    finite = math.isfinite(train_loss) and math.isfinite(test_loss)
+    note = ("" if status == 0 else f" (last finite params, after epoch {epochs_done})" if epochs_done
+            else " (the initial params: the run diverged in its first epoch)")
+    if finite:
+        print(f"final loss{note}: train {train_loss:.6g}, test {test_loss:.6g}", file=out)
+        print(f"train accuracy: {percent(train_acc, n)}", file=out)
+        print(f"test accuracy: {percent(test_acc, len(x_te))}", file=out)
+    else:      # accuracies of NaN/Inf outputs would be meaningless numbers
+        print("final loss: not finite; no accuracy reported (the run diverged)", file=out)
+        train_acc = test_acc = None
+    print(f"time: {fit_seconds:.2f} s training ({plural(epochs_done, 'epoch')}, compile included), "
           f"{time.perf_counter() - t0:.2f} s in all", file=out)
     summary.update(epochs=epochs_done, final_loss=train_loss, test_loss=test_loss, train_accuracy=train_acc,
-                   test_accuracy=test_acc, train_seconds=fit_seconds)
+                   test_accuracy=test_acc, train_seconds=fit_seconds,
+                   history={"train_loss": history.loss.tolist(), "test_loss": history.val_loss.tolist(),
+                            "test_accuracy": history.val_accuracy.tolist()})
     summary.setdefault("diverged", False)
-
-    try:
-        _write_outputs(args, s, summary, net, params, history, note, status, x_te, lab_te, k, t0)
-    except OSError as e:
-        print(f"fnnet train: cannot write output: {e}", file=sys.stderr)
-        return 1
-    return status
-
-
-def _write_outputs(args, s, summary, net, params, history, note, status, x_te, lab_te, k, t0):
-    import fnnet
-    out, epochs_done = sys.stdout, len(history.loss)
-    if args.save:
-        fnnet.save(args.save, net, params)
-        print(f"saved checkpoint{note} to {args.save}", file=out)
-    if args.plot:
-        from fnnet.cli import plot as _plot
-        title = (f"fnnet train --dataset {s['dataset']}: {'-'.join(map(str, s['sizes']))}, {s['activation']} "
-                 f"hidden, {s['output']} output, {s['loss']}, l2 {s['l2']:g}; {s['optimizer']} lr {s['lr']:g}, "
-                 f"{epochs_done} epochs{' (diverged)' if status else ''}, seed {s['seed']}")
-        _plot.save_figure(args.plot, net, params, history, title=title, x_test=x_te,
-                          labels_test=lab_te if s["dataset"] != "xor" else lab_te[:, 0].astype(int), k=k)
-        print(f"saved plot to {args.plot}", file=out)
-    if args.json:
-        summary["seconds"] = time.perf_counter() - t0
-        with open(args.json, "w") as f:
-            json.dump(_json_safe(summary), f, indent=2, allow_nan=False)
-            f.write("\n")
-        print(f"saved summary to {args.json}", file=out)
+    failed = write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0)
+    return 1 if failed else status
 
 
 if __name__ == "__main__":

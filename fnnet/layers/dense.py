@@ -44,9 +44,10 @@ class Dense:
         if len(in_shape) != 1:
             raise ValueError(f"{self}: input must be [batch, d_in], got feature shape {in_shape}")
         kw, kb = jax.random.split(key)
-        dtype = jnp.zeros(()).dtype  # float32, or float64 when jax_enable_x64 is on
-        w = _init.get(self.w_init)(kw, (in_shape[0], self.units), dtype)
-        b = _init.get(self.b_init)(kb, (self.units,), dtype)
+        # Always drawn in float32, whatever jax_enable_x64 says (fnnet.init casts to the
+        # dtype asked for): the same key gives the same weights with x64 on or off.
+        w = _init.get(self.w_init)(kw, (in_shape[0], self.units), jnp.float32)
+        b = _init.get(self.b_init)(kb, (self.units,), jnp.float32)
         return DenseParams(w, b), (self.units,)
 
     def _check(self, params, x):

@@ -3,9 +3,20 @@
     params, hist = fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=100,
                        batch_size=32, key=jax.random.key(0), validation=(x_val, y_val))
 
+Resuming: pass the optimizer state in and the result gains it as its last element;
+`initial_epoch` continues the epoch count (and with it the shuffling keys):
+
+    params, hist, opt_state = fit(..., epochs=100, opt_state=opt.init(params))
+    fnnet.save(path, net, params, opt_state=opt_state, epoch=100)
+    ck = fnnet.restore(path, optimizer=opt)
+    params, hist, opt_state = fit(ck.net, ck.params, ..., epochs=100,
+                                  opt_state=ck.opt_state, initial_epoch=ck.epoch)
+
+is bit-identical to one run of 200 epochs.
+
 Gradients come from the hand-written `value_and_grad` (grad="autodiff" swaps in
 jax.value_and_grad of `loss`, for comparison only). The epochs run in compiled chunks
-(see fnnet/_fit_loop.py); the host only wakes between chunks, to report progress and
+(see fnnet/train/loop.py); the host only wakes between chunks, to report progress and
 to raise DivergedError when the device flagged a non-finite epoch.
 """
 from __future__ import annotations
@@ -24,6 +35,9 @@ from fnnet import network as _network
 from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,
                              start_carry)
 from fnnet._validate import check_finite
+from fnnet.train.divergence import DivergedError, diverged
+
+__all__ = ["fit", "History", "DivergedError"]
 
 GRAD_MODES = ("manual", "autodiff")
 MAX_CHUNK = 1 << 16      # most epochs per call (the records buffer is [chunk, 4])
@@ -43,21 +57,6 @@ class History(NamedTuple):
     loss: np.ndarray
     val_loss: Optional[np.ndarray] = None
     val_accuracy: Optional[np.ndarray] = None
-
-
-class DivergedError(FloatingPointError):
-    """Training produced a NaN/Inf loss or NaN/Inf params; nothing trained is lost.
-
-    epoch:     int, the first bad epoch, 0-based (so `history` has `epoch` entries).
-    params:    the last finite params: those after epoch `epoch - 1`, i.e. what
-               fit(..., epochs=epoch) returns (the initial params when epoch == 0).
-    opt_state: the optimizer state that goes with `params`.
-    history:   History of the good epochs 0 .. epoch-1.
-    """
-
-    def __init__(self, message, *, epoch, params, opt_state, history):
-        super().__init__(message)
-        self.epoch, self.params, self.opt_state, self.history = epoch, params, opt_state, history
 
 
 def _check_int(name, value, lo, hi=None):
@@ -102,18 +101,27 @@ def _check_key(key):
 
 
 def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad="manual",
-        validation=None, progress=None, chunk_epochs=None):
-    """Train `params` of `net` on (x, y) -> (params, History).
+        validation=None, progress=None, chunk_epochs=None, opt_state=None, initial_epoch=0):
+    """Train `params` of `net` on (x, y) -> (params, History), or (params, History,
+    opt_state) when `opt_state` is given.
 
     x: [n, *in_shape] of the params' dtype (float32 or float64); y: what the net's loss
     takes, e.g. [n, k] targets or, for softmax cross-entropy, integer labels [n].
-    optimizer: an optax GradientTransformation, e.g. optax.sgd(0.1).
-    epochs: >= 1. batch_size: None = full batch, one step per epoch; 1 = per-sample
+    optimizer: an optax GradientTransformation, e.g. optax.sgd(0.1). Transforms that need
+      the loss (optax.contrib.reduce_on_plateau, optax.lbfgs: GradientTransformationExtraArgs)
+      get value=, grad= and value_fn= (the batch loss, with fnnet's hand-written gradient).
+    epochs: >= 1, how many epochs this call runs. batch_size: None = full batch, one step per epoch; 1 = per-sample
       SGD, in data order without a key, reshuffled each epoch with one; k = steps on
       k examples, shuffled each epoch (needs `key`). When k does not divide n, the
       n % k left-over examples make one more, smaller step: no example is dropped.
     key: jax.random.key; epoch e's order is permutation(fold_in(key, e), n), so a run
       of E epochs replays the first E epochs of any longer run with the same key.
+    opt_state: the optimizer state to start from (optimizer.init(params) for a fresh
+      run, or the one a previous fit returned / fnnet.restore read); the final state is
+      then returned as the result's last element. None: a fresh state, not returned.
+    initial_epoch: epochs already trained (>= 0): epoch numbers, and so the shuffling
+      keys, continue from it. A resumed run (same key, opt_state and initial_epoch)
+      is bit-identical to an uninterrupted one.
     grad: "manual" (fnnet's hand-written backward) or "autodiff" (jax.grad of
       fnnet.loss; a comparison path, not for production use).
     validation: (x_val, y_val), checked like (x, y); adds val_loss/val_accuracy.
@@ -125,8 +133,14 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
       overhead stays < 1%; where they fall depends on timing, never the results).
 
     Raises ValueError/TypeError on bad input before training, and DivergedError
-    (a FloatingPointError carrying the last finite params) if the loss or params
-    become NaN/Inf.
+    (a FloatingPointError carrying the last good params) if the loss, the params or the
+    validation loss become NaN/Inf.
+
+    How fit grows: everything an epoch reads and writes is one TrainState
+    (fnnet/train/loop.py: params, opt_state, and a `state` slot that is () for
+    stateless nets). Layer state (batchnorm) threads through that slot, and its
+    keyword (state=) adds it to the result after opt_state, as fnnet.forward's does;
+    per-step keys for stochastic layers derive from fold_in(key, absolute epoch).
     """
     epochs = _check_int("epochs", epochs, 1)
     if grad not in GRAD_MODES:
@@ -135,7 +149,10 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         raise TypeError(f"fit: optimizer must be an optax GradientTransformation "
                         f"(e.g. optax.sgd(0.1)), got {optimizer!r}")
     _fit_progress.check(progress)
+    initial_epoch = _check_int("initial_epoch", initial_epoch, 0)
     params = _check_params(net, params)
+    if opt_state is not None:
+        opt_state = _check_opt_state(optimizer, params, opt_state)
     x, y = _check_data(net, params, x, y, "training data")
     n = x.shape[0]
     batch = n if batch_size is None else _check_int("batch_size", batch_size, 1, n)
@@ -161,8 +178,24 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     spec = LoopSpec(net, optimizer, grad, n, batch, key is not None and batch < n, capacity,
                     validation is not None)
     report = _fit_progress.make(progress, epochs)
-    return _run(spec, params, data, key if spec.shuffle else None, epochs, report,
-                min(size, capacity), adaptive)
+    params, history, opt_state_out = _run(spec, params, opt_state, data, key if spec.shuffle else None,
+                                          epochs, initial_epoch, report, min(size, capacity), adaptive)
+    return (params, history) if opt_state is None else (params, history, opt_state_out)
+
+
+def _check_opt_state(optimizer, params, opt_state):
+    """opt_state must have the tree, shapes and dtypes optimizer.init(params) builds."""
+    want = jax.eval_shape(optimizer.init, params)
+    got_def, want_def = jax.tree.structure(opt_state), jax.tree.structure(want)
+    if got_def != want_def:
+        raise ValueError(f"fit: opt_state does not fit this optimizer and params: its tree is "
+                         f"{got_def}, optimizer.init(params) builds {want_def}")
+    for (path, leaf), w in zip(jax.tree_util.tree_leaves_with_path(opt_state), jax.tree.leaves(want)):
+        name = "opt_state" + jax.tree_util.keystr(path)
+        if tuple(np.shape(leaf)) != tuple(w.shape) or np.dtype(getattr(leaf, "dtype", None)) != w.dtype:
+            raise ValueError(f"fit: {name} must be {w.dtype}{list(w.shape)}, got "
+                             f"{getattr(leaf, 'dtype', type(leaf).__name__)}{list(np.shape(leaf))}")
+    return jax.tree.map(jnp.asarray, opt_state)
 
 
 def _resize(size, seconds, cap):
@@ -171,8 +204,9 @@ def _resize(size, seconds, cap):
     return max(1, min(cap, int(size * factor)))
 
 
-def _run(spec, params, data, key, epochs, report, size, adaptive):
-    carry = start_carry(spec.optimizer, params)
+def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size, adaptive):
+    initial = (params, opt_state)     # the caller's buffers: start_carry copies, never donates
+    carry = start_carry(spec.optimizer, params, opt_state)
     table = np.full((epochs, 4), np.nan, jax.tree.leaves(params)[0].dtype)  # rows: epochs
 
     def history(upto):
@@ -201,7 +235,8 @@ def _run(spec, params, data, key, epochs, report, size, adaptive):
                 # Dispatch the next chunk before reading the previous one's records, so that
                 # the host's reporting overlaps the device's training.
                 active = min(size, epochs - start)
-                carry, records = run_chunk(spec, carry, data, key, np.int32(start), np.int32(active))
+                carry, records = run_chunk(spec, carry, data, key, np.int32(initial_epoch + start),
+                                           np.int32(active))
                 dispatched, start = (start, active, records), start + active
             if pending is not None:
                 bad = collect(*pending)
@@ -216,11 +251,5 @@ def _run(spec, params, data, key, epochs, report, size, adaptive):
         if isinstance(report, _fit_progress.ProgressBar):
             report.close()
     if bad is not None:
-        kept = f"the params after epoch {bad - 1}" if bad else "the initial params"
-        raise DivergedError(
-            f"fit: training diverged at epoch {bad} (0-based): loss {table[bad, LOSS]} or the new "
-            f"params are not finite; the error's .params are {kept} and .history the {bad} good "
-            f"epochs (try a smaller learning rate)",
-            epoch=bad, params=carry.params, opt_state=carry.opt_state,
-            history=jax.tree.map(np.copy, history(bad)))
-    return carry.params, history(epochs)
+        raise diverged(spec, data, carry, bad, initial, table, history)
+    return carry.now.params, history(epochs), carry.now.opt_state

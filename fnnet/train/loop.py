@@ -6,10 +6,12 @@ One call of `run_chunk` trains up to `spec.chunk` epochs entirely on the device:
       └─ lax.scan over the full minibatches of the epoch, then one smaller step on the
          remainder (n % batch examples) so that no example is dropped
 
-The carry (params, optimizer state, first bad epoch) is donated, so a chunk updates its
-buffers in place. Divergence is found on the device: an epoch whose mean loss or new
-params are not all finite is not committed; its index goes in the carry and the loop
-stops, so the carry keeps the last finite params with no host sync per epoch.
+The carry (the TrainState now, the one before it, first bad epoch) is donated, so a
+chunk updates its buffers in place. Divergence is found on the device: an epoch whose
+mean loss, new params or validation loss are not all finite is not committed; its index
+goes in the carry and the loop stops. The carry keeps the last committed TrainState and
+the one before it, because a non-finite loss measured at the start of epoch e also
+condemns the params epoch e-1 produced (fit checks the candidates' losses on the host).
 The per-epoch records come back as one [chunk, 4] array: one device-to-host copy per chunk.
 """
 from __future__ import annotations
@@ -24,6 +26,7 @@ import optax
 from jax import lax
 
 from fnnet import network as _network
+from fnnet.custom_vjp import loss_with_manual_grad
 from fnnet.train.metrics import accuracy_value
 
 # run_chunk's second output is records [chunk, 4] of the params' dtype, one row per epoch:
@@ -44,11 +47,18 @@ class LoopSpec:
     validate: bool        # compute val loss / accuracy after each epoch
 
 
-class Carry(NamedTuple):
+class TrainState(NamedTuple):
+    """What one epoch reads and writes. Growth: layer state (batchnorm statistics) goes in
+    `state` (() for stateless nets); per-step keys derive from (key, epoch, step)."""
     params: Any
     opt_state: Any
-    bad: jax.Array        # int32 []: first diverged epoch, -1 while all is finite
+    state: Any = ()       # layer state tree; () while no layer has any
 
+
+class Carry(NamedTuple):
+    now: TrainState       # after the last committed epoch
+    prev: TrainState      # one committed epoch earlier (== now before any epoch ran)
+    bad: jax.Array        # int32 []: first diverged epoch (absolute), -1 while all is finite
 
 
 class Data(NamedTuple):
@@ -68,9 +78,18 @@ def _value_and_grad(net, grad, params, xb, yb):
 
 
 def _step(spec, params, opt_state, xb, yb):
-    """One optimizer step on the batch; returns the loss measured before the update."""
+    """One optimizer step on the batch; returns the loss measured before the update.
+
+    optax's extra-args protocol: transforms that read the loss (reduce_on_plateau,
+    lbfgs's line search, any GradientTransformationExtraArgs) get value, grad and
+    value_fn (the batch loss as a function of params, differentiated by jax.grad through
+    fnnet's hand-written backward); plain transforms ignore them.
+    """
     value, grads = _value_and_grad(spec.net, spec.grad, params, xb, yb)
-    updates, opt_state = spec.optimizer.update(grads, opt_state, params)
+    manual = loss_with_manual_grad(spec.net)
+    tx = optax.with_extra_args_support(spec.optimizer)
+    updates, opt_state = tx.update(grads, opt_state, params, value=value, grad=grads,
+                                   value_fn=lambda p: manual(p, xb, yb))
     return optax.apply_updates(params, updates), opt_state, value
 
 
@@ -115,11 +134,15 @@ def _where(ok, new, old):
 
 
 @functools.partial(jax.jit, static_argnums=0)
-def start_carry(optimizer, params):
-    """The first carry, in fresh buffers (copies, never the caller's: they get donated)."""
+def start_carry(optimizer, params, opt_state=None):
+    """The first carry, in fresh buffers (copies, never the caller's: they get donated).
+
+    opt_state None: optimizer.init(params); else the given state (a resumed run)."""
     params = jax.tree.map(jnp.copy, params)
-    opt_state = jax.tree.map(jnp.copy, optimizer.init(params))
-    return Carry(params, opt_state, jnp.int32(-1))
+    if opt_state is None:
+        opt_state = optimizer.init(params)
+    now = TrainState(params, jax.tree.map(jnp.copy, opt_state))
+    return Carry(now, jax.tree.map(jnp.copy, now), jnp.int32(-1))
 
 
 @functools.partial(jax.jit, static_argnums=0, donate_argnums=1)
@@ -127,11 +150,14 @@ def run_chunk(spec: LoopSpec, carry: Carry, data: Data, key, start, active):
     """Train epochs start, start+1, ... : `active` (<= spec.chunk) of them, or up to and
     including the first diverged one -> (carry, records [spec.chunk, 4]).
 
+    start: the absolute epoch number (a resumed run passes its epoch count), which the
+    shuffling keys fold in; records row i is epoch start + i.
+
     A while_loop with a dynamic trip count: one executable serves every chunk size, so
     the host can resize chunks (and run a shorter last one) without recompiling, and a
     diverged run stops at once. Rows past the last epoch run are SKIPPED.
     """
-    dtype = jax.tree.leaves(carry.params)[0].dtype
+    dtype = jax.tree.leaves(carry.now.params)[0].dtype
     nan = jnp.full((), jnp.nan, dtype)
     records = jnp.full((spec.chunk, 4), jnp.nan, dtype).at[:, STATUS].set(SKIPPED)
 
@@ -142,17 +168,19 @@ def run_chunk(spec: LoopSpec, carry: Carry, data: Data, key, start, active):
     def epoch(state):
         i, c, records = state
         e = start + i
-        params, opt_state, value = _epoch(spec, c.params, c.opt_state, data, key, e)
+        params, opt_state, value = _epoch(spec, c.now.params, c.now.opt_state, data, key, e)
         ok = jnp.isfinite(value) & _all_finite(params)
-        params = _where(ok, params, c.params)                      # keep the last finite ones
-        opt_state = _where(ok, opt_state, c.opt_state)
         if spec.validate:                                          # on the params after epoch e
             vl = _network.loss(spec.net, params, data.x_val, data.y_val).astype(dtype)
             va = accuracy_value(spec.net, params, data.x_val, data.y_val).astype(dtype)
+            ok = ok & jnp.isfinite(vl)
         else:
             vl = va = nan
+        new = TrainState(params, opt_state, c.now.state)
+        now = _where(ok, new, c.now)                               # commit only a finite epoch
+        prev = _where(ok, c.now, c.prev)
         row = jnp.stack([value.astype(dtype), vl, va, jnp.where(ok, OK, DIVERGED).astype(dtype)])
-        c = Carry(params, opt_state, jnp.where(ok, c.bad, e).astype(jnp.int32))
+        c = Carry(now, prev, jnp.where(ok, c.bad, e).astype(jnp.int32))
         return i + 1, c, lax.dynamic_update_slice(records, row[None, :], (i, jnp.int32(0)))
 
     _, carry, records = lax.while_loop(more, epoch, (jnp.int32(0), carry, records))

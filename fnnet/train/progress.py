@@ -1,41 +1,77 @@
-"""Progress reporting for `fnnet.fit`, between compiled chunks of epochs (never inside one)."""
+"""Progress reporting for `fnnet.fit`, between compiled chunks of epochs (never inside one).
+
+    fit(..., progress=True)                            # ProgressBar on stderr
+    fit(..., progress=ProgressBar(epochs, label="test"))   # name what the validation set is
+    fit(..., progress=lambda epochs_done, history: ...)    # your own hook
+
+On a terminal the bar is tqdm's (rate, ETA, fitted to the terminal's width and redrawn
+in place); anywhere else (a file, a pipe, CI logs) it writes plain lines, one per
+~10 % of the run or per `every` seconds, whichever comes first, plus the last one.
+"""
 from __future__ import annotations
 
 import sys
 import time
 
+from tqdm import tqdm
+
+
+def _stats(history, label):
+    text = f"loss {history.loss[-1]:.4g}"
+    if history.val_loss is not None:
+        text += f" {label}_loss {history.val_loss[-1]:.4g} {label}_acc {history.val_accuracy[-1]:.3f}"
+    return text
+
 
 class ProgressBar:
-    """progress=True: one line on stderr, redrawn in place with '\\r', e.g.
+    """A progress callable(epochs_done, history) for fit; fit calls close() at the end.
 
-        epoch  300/1000 [#######-----------------]  30% loss 0.1523 val_loss 0.1611 val_acc 0.950 1.2s
+    epochs: the run's length. label: what fit's `validation` data is ("val"; the CLI
+    says "test" because it validates on the test split). stream: default stderr.
+    width: columns for the terminal bar (default: the terminal's, followed on resize).
+    every: most seconds between plain lines when the stream is not a terminal.
     """
 
-    def __init__(self, epochs, stream=None, width=24):
-        self.epochs, self.width = epochs, width
+    def __init__(self, epochs, label="val", stream=None, width=None, every=30.0):
+        self.epochs, self.label, self.every = epochs, label, every
         self.stream = stream if stream is not None else sys.stderr
-        self.t0 = time.perf_counter()
-        self.last = 0   # length of the line drawn last, to blank out what a shorter one leaves
-        self._draw(f"\repoch {0:>{len(str(epochs))}}/{epochs} [{'-' * width}]   0% starting (compiling)")
+        self.t0 = self.last_line = time.perf_counter()
+        self.done = self.next_line = 0
+        isatty = getattr(self.stream, "isatty", None)
+        self.bar = None
+        if callable(isatty) and isatty():
+            self.bar = tqdm(total=epochs, unit="epoch", file=self.stream, ncols=width,
+                            dynamic_ncols=width is None, leave=True, desc="epoch", mininterval=0.1)
+            self.bar.set_postfix_str("compiling", refresh=True)
+        else:
+            self._line(f"epoch 0/{epochs}: starting (compiling)")
+            self.next_line = max(1, epochs // 10)
 
     def __call__(self, epoch, history):
-        frac = epoch / self.epochs
-        filled = int(round(frac * self.width))
-        digits = len(str(self.epochs))
-        line = (f"\repoch {epoch:>{digits}}/{self.epochs} [{'#' * filled}{'-' * (self.width - filled)}]"
-                f" {100 * frac:3.0f}% loss {history.loss[-1]:.4g}")
-        if history.val_loss is not None:
-            line += f" val_loss {history.val_loss[-1]:.4g} val_acc {history.val_accuracy[-1]:.3f}"
-        self._draw(f"{line} {time.perf_counter() - self.t0:.1f}s")
+        stats = _stats(history, self.label)
+        if self.bar is not None:
+            self.bar.set_postfix_str(stats, refresh=False)
+            self.bar.update(epoch - self.done)
+        else:
+            now = time.perf_counter()
+            if epoch >= self.next_line or epoch == self.epochs or now - self.last_line >= self.every:
+                elapsed = now - self.t0
+                eta = elapsed / epoch * (self.epochs - epoch) if epoch else float("nan")
+                self._line(f"epoch {epoch}/{self.epochs} ({100 * epoch / self.epochs:.0f}%) {stats}, "
+                           f"{elapsed:.1f}s elapsed, ETA {eta:.1f}s")
+                self.last_line = now
+                while self.next_line <= epoch:
+                    self.next_line += max(1, self.epochs // 10)
+        self.done = epoch
 
-    def _draw(self, line):
-        self.stream.write(line + " " * max(0, self.last - len(line)))
-        self.last = len(line)
+    def _line(self, text):
+        self.stream.write(text + "\n")
         self.stream.flush()
 
     def close(self):
-        self.stream.write("\n")
-        self.stream.flush()
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 def check(progress):

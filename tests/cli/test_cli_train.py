@@ -167,12 +167,16 @@ def test_defaults_per_dataset_and_optimizer():
     assert settings("--optimizer", "rmsprop", "--lr", "0.3")["lr"] == 0.3
 
 
-@pytest.mark.parametrize("loss", ["mse", "half_sse", "sigmoid_binary_cross_entropy"])
-def test_non_softmax_losses_train_on_one_hot_targets(loss, capsys):
-    rc = main(["--dataset", "blobs", "--loss", loss, "--epochs", "2", "--quiet"])
+# half_sse sums over 13500 x 3 elements: at blobs' lr 0.01 its second step overflows to inf
+# (main reported "final loss: train inf, test inf" with accuracies and exit 0), so it gets a
+# step size that trains; the divergence itself is tested below.
+@pytest.mark.parametrize("loss,lr", [("mse", "0.01"), ("half_sse", "1e-5"), ("sigmoid_binary_cross_entropy", "0.01")])
+def test_non_softmax_losses_train_on_one_hot_targets(loss, lr, capsys):
+    rc = main(["--dataset", "blobs", "--loss", loss, "--epochs", "2", "--quiet", "--lr", lr])
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert f"loss={loss}" in out and re.search(r"test accuracy: \d+\.\d\d% \(\d+/1500\)", out)
+    assert re.search(r"final loss: train \d[^,]*, test \d", out), out          # finite numbers
 
 
 def test_check_passes_then_trains(capsys):

@@ -202,16 +202,43 @@ def test_default_progress_chunks_adapt_without_changing_results():
     np.testing.assert_array_equal(hist.loss, hist1.loss)
 
 
-def test_progress_true_writes_one_line_to_stderr(capsys):
+def test_progress_true_off_a_terminal_writes_plain_lines(capsys):
+    """stderr is not a TTY under capsys: whole lines, never a '\\r' redraw (item 11)."""
     xv, yv = _data(seed=1)
     _fit(epochs=5, validation=(xv, yv), chunk_epochs=2, progress=True)
     captured = capsys.readouterr()
-    assert captured.out == ""
-    assert captured.err.count("\n") == 1 and captured.err.endswith("\n")
-    assert captured.err.count("\r") == 4                     # compiling..., then after each chunk
-    assert "epoch 0/5" in captured.err
-    assert "epoch 2/5" in captured.err and "epoch 5/5" in captured.err and "100%" in captured.err
-    assert "val_loss" in captured.err
+    assert captured.out == "" and "\r" not in captured.err
+    lines = captured.err.splitlines()
+    assert lines[0] == "epoch 0/5: starting (compiling)"
+    assert [line.split(" ")[1] for line in lines[1:]] == ["2/5", "4/5", "5/5"]
+    assert "(100%)" in lines[-1] and "val_loss" in lines[-1] and "ETA" in lines[-1]
+
+
+class _Terminal:
+    """A stream that says it is a terminal, recording what is written."""
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+def test_progress_bar_on_a_terminal_fits_its_width_and_labels_the_split():
+    from fnnet.train.progress import ProgressBar
+    xv, yv = _data(seed=1)
+    term = _Terminal()
+    bar = ProgressBar(6, label="test", stream=term, width=80)
+    _fit(epochs=6, validation=(xv, yv), chunk_epochs=2, progress=bar)
+    frames = [f for f in term.text.replace("\n", "\r").split("\r") if f.strip()]
+    assert frames and all(len(f) <= 80 for f in frames)                 # no wrapping at 80 columns
+    assert "6/6" in frames[-1] and "test_loss" in frames[-1] and "val_loss" not in term.text
+    assert "epoch/s" in frames[-1] or "s/epoch" in frames[-1]            # tqdm's rate
 
 
 # ------------------------------------------------------------------ bad input

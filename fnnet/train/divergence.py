@@ -1,0 +1,69 @@
+"""DivergedError and how fit picks the params it carries: the newest with a finite loss."""
+from __future__ import annotations
+
+import jax
+import numpy as np
+
+from fnnet import network as _network
+from fnnet.train.loop import LOSS, VAL_LOSS
+
+
+class DivergedError(FloatingPointError):
+    """Training produced a NaN/Inf loss, params or validation loss; nothing trained is lost.
+
+    epoch:     int, the first bad epoch, 0-based and relative to this call (so `history`
+               has `epoch` entries; the absolute epoch is initial_epoch + epoch).
+    params:    the last good params: those after epoch `epoch - 1`, i.e. what
+               fit(..., epochs=epoch) returns (the initial params when epoch == 0).
+               Good means finite, with a finite training loss on all of (x, y) and a
+               finite validation loss when validation was given; fit evaluates both
+               before raising. If even the initial params fail, `params` are the
+               initial params and `finite_loss` is False.
+    opt_state: the optimizer state that goes with `params`.
+    history:   History of the good epochs 0 .. epoch-1.
+    finite_loss: bool, whether `params` passed that check.
+    """
+
+    def __init__(self, message, *, epoch, params, opt_state, history, finite_loss=True):
+        super().__init__(message)
+        self.epoch, self.params, self.opt_state, self.history = epoch, params, opt_state, history
+        self.finite_loss = finite_loss
+
+
+def _good(spec, data, params):
+    """Does `params` have a finite training loss (and validation loss)? Run only on divergence."""
+    loss = jax.jit(_network.loss, static_argnums=0)
+    ok = bool(np.isfinite(loss(spec.net, params, data.x, data.y)))
+    if ok and spec.validate:
+        ok = bool(np.isfinite(loss(spec.net, params, data.x_val, data.y_val)))
+    return ok
+
+
+def diverged(spec, data, carry, bad, initial, table, history):
+    """The DivergedError for first bad epoch `bad`, carrying the newest good TrainState.
+
+    Candidates, newest first: the params after epoch bad-1 (carry.now), after bad-2
+    (carry.prev); a non-finite loss measured at the start of epoch `bad` can condemn
+    the first, a big minibatch step the second."""
+    what = (f"loss {table[bad, LOSS]:.4g}"
+            + (f", validation loss {table[bad, VAL_LOSS]:.4g}" if spec.validate else "")
+            + " or the new params are not finite")
+    candidates = [(bad, carry.now)] + ([(bad - 1, carry.prev)] if bad >= 1 else [])
+    for good, ts in candidates:
+        if _good(spec, data, ts.params):
+            kept = f"the params after epoch {good - 1}" if good else "the initial params"
+            why = what if good == bad else (f"the params it produced have a non-finite loss "
+                                            f"({table[bad, LOSS]:.4g}, measured in epoch {bad})")
+            return DivergedError(
+                f"fit: training diverged at epoch {good} (0-based): {why}; the error's .params "
+                f"are {kept} (finite training{' and validation' if spec.validate else ''} loss) and "
+                f".history the {good} good epochs (try a smaller learning rate)",
+                epoch=good, params=ts.params, opt_state=ts.opt_state,
+                history=jax.tree.map(np.copy, history(good)))
+    return DivergedError(
+        f"fit: training diverged at epoch {bad} (0-based): {what}, and no earlier params kept "
+        f"have a finite loss either; the error's .params are the initial params, whose loss is "
+        f"not finite (check the data's scale and the initialization)",
+        epoch=0, params=initial[0],
+        opt_state=spec.optimizer.init(initial[0]) if initial[1] is None else initial[1],
+        history=jax.tree.map(np.copy, history(0)), finite_loss=False)
