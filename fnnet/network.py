@@ -189,12 +189,12 @@ def _state_layout(net: Network, dtype):
     return jax.eval_shape(lambda: _state.init_states(net.layers, in_shapes, dtype))
 
 
-def _check_run(net: Network, params, x, state, key, train, where):
-    """Validate train/key/state before any number is computed -> state (or None)."""
+def _check_run(net: Network, params, x, state, key, train, where, **fixes):
+    """Validate train/key/state before any number is computed -> (state or None, key)."""
     _state.check_train(where, train)
     if key is not None:
         key = _state.check_key(where, key)
-    _state.check_request(net.layers, state, key, train)
+    _state.check_request(net.layers, state, key, train, **fixes)
     if state is None:
         return None, key
     if not isinstance(state, (tuple, list)) or len(state) != len(net.layers):

@@ -64,7 +64,8 @@ def init_states(layers, in_shapes, dtype):
     return tuple(l.init_state(tuple(s), dtype) if is_stateful(l) else () for l, s in zip(layers, in_shapes))
 
 
-def check_request(layers, state, key, train, fix="pass state=fnnet.init_state(net)"):
+def check_request(layers, state, key, train, fix="pass state=fnnet.init_state(net)",
+                  key_fix="key=jax.random.key(...) (a fresh one per step), or train=False to evaluate"):
     """Before any number is computed: every stateful layer has state, and every
     stochastic layer in train mode has a key. Errors name the layer and the fix."""
     for i, layer in enumerate(layers):
@@ -72,8 +73,7 @@ def check_request(layers, state, key, train, fix="pass state=fnnet.init_state(ne
             raise ValueError(f"layer {i} ({layer}) has state (e.g. running statistics) that the call "
                              f"must carry: {fix} and use the updated state it returns")
         if key is None and train and is_stochastic(layer):
-            raise ValueError(f"layer {i} ({layer}) is stochastic in train mode and needs a key: pass "
-                             f"key=jax.random.key(...) (a fresh one per step), or train=False to evaluate")
+            raise ValueError(f"layer {i} ({layer}) is stochastic in train mode and needs a key: pass {key_fix}")
 
 
 def call_layer(layer, i, params, x, state_i, key, train):

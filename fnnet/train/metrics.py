@@ -50,9 +50,11 @@ def check_targets(net, x, y, where="accuracy"):
     return y
 
 
-def accuracy_value(net, params, x, y):
-    """Traceable accuracy (a 0-d array of params' dtype); no value checks, usable under jit."""
-    pred = _network.predict(net, params, x)                        # [batch, k]
+def accuracy_value(net, params, x, y, state=None):
+    """Traceable accuracy (a 0-d array of params' dtype); no value checks, usable under jit.
+    state: the layer state of a stateful net (read in eval mode, as predict does)."""
+    pred = _network.predict(net, params, x, **({} if state is None else {"state": state}))   # [batch, k]
+    pred = pred if state is None else pred[0]
     k = pred.shape[-1]
     if k > 1 and not (_elementwise(net) and y.ndim == 2):
         truth = y if y.ndim == 1 else jnp.argmax(y, axis=-1)        # class index per example
