@@ -197,25 +197,7 @@ def _check_run(net: Network, params, x, state, key, train, where, **fixes):
     _state.check_request(net.layers, state, key, train, **fixes)
     if state is None:
         return None, key
-    if not isinstance(state, (tuple, list)) or len(state) != len(net.layers):
-        raise ValueError(f"{where}: state must be a tuple with one entry per layer ({len(net.layers)}), "
-                         f"as fnnet.init_state(net) makes it; got {type(state).__name__} of length "
-                         f"{len(state) if hasattr(state, '__len__') else '?'}")
-    expected = _state_layout(net, jnp.dtype(x.dtype))
-    for i, (layer, s, want) in enumerate(zip(net.layers, state, expected)):
-        name = f"layer {i} ({layer})"
-        if jax.tree.structure(s) != jax.tree.structure(want):
-            raise ValueError(f"{name}: state tree must be {jax.tree.structure(want)} (fnnet.init_state(net)), "
-                             f"got {jax.tree.structure(s)}")
-        for (path, leaf), w in zip(jax.tree_util.tree_leaves_with_path(s), jax.tree.leaves(want)):
-            what = "state" + jax.tree_util.keystr(path)
-            if tuple(jnp.shape(leaf)) != tuple(w.shape):
-                raise ValueError(f"{name}: {what} must have shape {tuple(w.shape)}, got {tuple(jnp.shape(leaf))}")
-            if jnp.result_type(leaf) != w.dtype:
-                raise TypeError(f"{name}: {what} has dtype {jnp.result_type(leaf)} but x and the params are "
-                                f"{w.dtype}; make it with fnnet.init_state(net, dtype={w.dtype})")
-            check_finite(name, what, leaf)
-    return tuple(state), key
+    return _state.check_state(where, net.layers, state, _state_layout(net, jnp.dtype(x.dtype))), key
 
 
 def init_state(net: Network, dtype=jnp.float32):

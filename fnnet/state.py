@@ -76,6 +76,30 @@ def check_request(layers, state, key, train, fix="pass state=fnnet.init_state(ne
             raise ValueError(f"layer {i} ({layer}) is stochastic in train mode and needs a key: pass {key_fix}")
 
 
+def check_state(where, layers, state, expected):
+    """state: one entry per layer with init_state's tree, shapes and dtype (`expected`, a
+    ShapeDtypeStruct tree), all finite when concrete -> the state as a tuple."""
+    from fnnet._validate import check_finite
+    if not isinstance(state, (tuple, list)) or len(state) != len(layers):
+        raise ValueError(f"{where}: state must be a tuple with one entry per layer ({len(layers)}), "
+                         f"as fnnet.init_state(net) makes it; got {type(state).__name__} of length "
+                         f"{len(state) if hasattr(state, '__len__') else '?'}")
+    for i, (layer, s, want) in enumerate(zip(layers, state, expected)):
+        name = f"layer {i} ({layer})"
+        if jax.tree.structure(s) != jax.tree.structure(want):
+            raise ValueError(f"{name}: state tree must be {jax.tree.structure(want)} (fnnet.init_state(net)), "
+                             f"got {jax.tree.structure(s)}")
+        for (path, leaf), w in zip(jax.tree_util.tree_leaves_with_path(s), jax.tree.leaves(want)):
+            what = "state" + jax.tree_util.keystr(path)
+            if tuple(jnp.shape(leaf)) != tuple(w.shape):
+                raise ValueError(f"{name}: {what} must have shape {tuple(w.shape)}, got {tuple(jnp.shape(leaf))}")
+            if jnp.result_type(leaf) != w.dtype:
+                raise TypeError(f"{name}: {what} has dtype {jnp.result_type(leaf)} but x and the params are "
+                                f"{w.dtype}; make it with fnnet.init_state(net, dtype={w.dtype})")
+            check_finite(name, what, leaf)
+    return tuple(state)
+
+
 def call_layer(layer, i, params, x, state_i, key, train):
     """Layer i's forward with what it declares -> (y, cache, new_state_i).
 
