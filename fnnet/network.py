@@ -180,9 +180,14 @@ def _check_y(net, x, y):
 
 
 def _forward(net, params, x, state=None, key=None, train=False):
-    """-> (out, caches, new_state); new_state is None when state is None."""
-    call = functools.partial(_layer_forward, net)
-    return _state.run_forward(net.layers, params, x, state, key, train, call=call)
+    """-> (out, caches, new_state); new_state is None when state is None (fnnet/state.py
+    threads the keys and state: layer i draws from fold_in(key, i))."""
+    caches, new_state = [], []
+    for i, (layer, p) in enumerate(zip(net.layers, params)):
+        x, cache, s = _layer_forward(net, i, layer, p, x, None if state is None else state[i], key, train)
+        caches.append(cache)
+        new_state.append(s)
+    return x, caches, (None if state is None else tuple(new_state))
 
 
 @functools.lru_cache(maxsize=256)
@@ -192,33 +197,15 @@ def _state_layout(net: Network, dtype):
     return jax.eval_shape(lambda: _state.init_states(net.layers, in_shapes, dtype))
 
 
-def _check_run(net: Network, params, x, state, key, train, where):
-    """Validate train/key/state before any number is computed -> state (or None)."""
+def _check_run(net: Network, params, x, state, key, train, where, **fixes):
+    """Validate train/key/state before any number is computed -> (state or None, key)."""
     _state.check_train(where, train)
     if key is not None:
         key = _state.check_key(where, key)
-    _state.check_request(net.layers, state, key, train)
+    _state.check_request(net.layers, state, key, train, **fixes)
     if state is None:
         return None, key
-    if not isinstance(state, (tuple, list)) or len(state) != len(net.layers):
-        raise ValueError(f"{where}: state must be a tuple with one entry per layer ({len(net.layers)}), "
-                         f"as fnnet.init_state(net) makes it; got {type(state).__name__} of length "
-                         f"{len(state) if hasattr(state, '__len__') else '?'}")
-    expected = _state_layout(net, jnp.dtype(x.dtype))
-    for i, (layer, s, want) in enumerate(zip(net.layers, state, expected)):
-        name = f"layer {i} ({layer})"
-        if jax.tree.structure(s) != jax.tree.structure(want):
-            raise ValueError(f"{name}: state tree must be {jax.tree.structure(want)} (fnnet.init_state(net)), "
-                             f"got {jax.tree.structure(s)}")
-        for (path, leaf), w in zip(jax.tree_util.tree_leaves_with_path(s), jax.tree.leaves(want)):
-            what = "state" + jax.tree_util.keystr(path)
-            if tuple(jnp.shape(leaf)) != tuple(w.shape):
-                raise ValueError(f"{name}: {what} must have shape {tuple(w.shape)}, got {tuple(jnp.shape(leaf))}")
-            if jnp.result_type(leaf) != w.dtype:
-                raise TypeError(f"{name}: {what} has dtype {jnp.result_type(leaf)} but x and the params are "
-                                f"{w.dtype}; make it with fnnet.init_state(net, dtype={w.dtype})")
-            check_finite(name, what, leaf)
-    return tuple(state), key
+    return _state.check_state(where, net.layers, state, _state_layout(net, jnp.dtype(x.dtype))), key
 
 
 def init_state(net: Network, dtype=jnp.float32):
@@ -235,13 +222,12 @@ def init_state(net: Network, dtype=jnp.float32):
     return _state.init_states(net.layers, in_shapes, dtype)
 
 
-def _layer_forward(net, i, layer, p, x, **kwargs):
-    """layer.forward(p, x, **kwargs), with errors naming the layer's index and its output
-    checked against the out shape its init declared (else the next layer would take the blame).
-    Returns what forward returns: (y, cache), or (y, cache, new_state) for a stateful layer."""
+def _layer_forward(net, i, layer, p, x, s=(), key=None, train=False):
+    """layer.forward (with its key/state/train when it declares them, fnnet/state.py) ->
+    (y, cache, new_s); errors name the layer's index and its output is checked against
+    the out shape its init declared (else the next layer would take the blame)."""
     try:
-        result = layer.forward(p, x, **kwargs)
-        y = result[0]
+        y, cache, s = _state.call_layer(layer, i, p, x, s, key, train)
     except (ValueError, TypeError) as e:
         if type(e) not in (ValueError, TypeError) or str(e).startswith("layer "):
             raise
@@ -250,7 +236,7 @@ def _layer_forward(net, i, layer, p, x, **kwargs):
     if tuple(y.shape[1:]) != declared or y.shape[:1] != x.shape[:1]:
         raise ValueError(f"layer {i} ({layer}): forward returned shape {tuple(y.shape)}, but its init "
                          f"declared out shape {fmt_shape((None, *declared))} for x {tuple(x.shape)}")
-    return result
+    return y, cache, s
 
 
 def _l2_masks(net, params):

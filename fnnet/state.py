@@ -64,7 +64,8 @@ def init_states(layers, in_shapes, dtype):
     return tuple(l.init_state(tuple(s), dtype) if is_stateful(l) else () for l, s in zip(layers, in_shapes))
 
 
-def check_request(layers, state, key, train, fix="pass state=fnnet.init_state(net)"):
+def check_request(layers, state, key, train, fix="pass state=fnnet.init_state(net)",
+                  key_fix="key=jax.random.key(...) (a fresh one per step), or train=False to evaluate"):
     """Before any number is computed: every stateful layer has state, and every
     stochastic layer in train mode has a key. Errors name the layer and the fix."""
     for i, layer in enumerate(layers):
@@ -72,37 +73,47 @@ def check_request(layers, state, key, train, fix="pass state=fnnet.init_state(ne
             raise ValueError(f"layer {i} ({layer}) has state (e.g. running statistics) that the call "
                              f"must carry: {fix} and use the updated state it returns")
         if key is None and train and is_stochastic(layer):
-            raise ValueError(f"layer {i} ({layer}) is stochastic in train mode and needs a key: pass "
-                             f"key=jax.random.key(...) (a fresh one per step), or train=False to evaluate")
+            raise ValueError(f"layer {i} ({layer}) is stochastic in train mode and needs a key: pass {key_fix}")
 
 
-def _call(i, layer, p, x, **kwargs):
-    return layer.forward(p, x, **kwargs)
+def check_state(where, layers, state, expected):
+    """state: one entry per layer with init_state's tree, shapes and dtype (`expected`, a
+    ShapeDtypeStruct tree), all finite when concrete -> the state as a tuple."""
+    from fnnet._validate import check_finite
+    if not isinstance(state, (tuple, list)) or len(state) != len(layers):
+        raise ValueError(f"{where}: state must be a tuple with one entry per layer ({len(layers)}), "
+                         f"as fnnet.init_state(net) makes it; got {type(state).__name__} of length "
+                         f"{len(state) if hasattr(state, '__len__') else '?'}")
+    for i, (layer, s, want) in enumerate(zip(layers, state, expected)):
+        name = f"layer {i} ({layer})"
+        if jax.tree.structure(s) != jax.tree.structure(want):
+            raise ValueError(f"{name}: state tree must be {jax.tree.structure(want)} (fnnet.init_state(net)), "
+                             f"got {jax.tree.structure(s)}")
+        for (path, leaf), w in zip(jax.tree_util.tree_leaves_with_path(s), jax.tree.leaves(want)):
+            what = "state" + jax.tree_util.keystr(path)
+            if tuple(jnp.shape(leaf)) != tuple(w.shape):
+                raise ValueError(f"{name}: {what} must have shape {tuple(w.shape)}, got {tuple(jnp.shape(leaf))}")
+            if jnp.result_type(leaf) != w.dtype:
+                raise TypeError(f"{name}: {what} has dtype {jnp.result_type(leaf)} but x and the params are "
+                                f"{w.dtype}; make it with fnnet.init_state(net, dtype={w.dtype})")
+            check_finite(name, what, leaf)
+    return tuple(state)
 
 
-def run_forward(layers, params, x, state, key, train, call=_call):
-    """Each layer's forward, threading keys and state -> (out, caches, new_state).
+def call_layer(layer, i, params, x, state_i, key, train):
+    """Layer i's forward with what it declares -> (y, cache, new_state_i).
 
-    state: tuple (one entry per layer) or None when no layer is stateful; new_state is
-    then None. Layer i draws from fold_in(key, i): deterministic, order-independent.
-    call(i, layer, p, x, **kwargs) runs one layer's forward (the network's adds checks).
+    state_i: its entry of the state tuple (`()` for a layer without state, passed through);
+    key: the network's key (or None): a stochastic layer in train mode gets fold_in(key, i).
     """
-    caches, new_state = [], []
-    for i, (layer, p) in enumerate(zip(layers, params)):
-        kwargs = {}
-        if is_stochastic(layer):
-            kwargs["key"] = jax.random.fold_in(key, i) if (train and key is not None) else None
-        if is_stateful(layer):
-            x, cache, s = call(i, layer, p, x, state=state[i], train=train, **kwargs)
-        elif kwargs:
-            x, cache = call(i, layer, p, x, train=train, **kwargs)
-            s = state[i] if state is not None else ()
-        else:
-            x, cache = call(i, layer, p, x)
-            s = state[i] if state is not None else ()
-        caches.append(cache)
-        new_state.append(s)
-    return x, caches, (tuple(new_state) if state is not None else None)
+    kwargs = {}
+    if is_stochastic(layer):
+        kwargs["key"] = jax.random.fold_in(key, i) if (train and key is not None) else None
+    if is_stateful(layer):
+        return layer.forward(params, x, state=state_i, train=train, **kwargs)
+    if kwargs:
+        return (*layer.forward(params, x, train=train, **kwargs), state_i)
+    return (*layer.forward(params, x), state_i)
 
 
 def with_state(result, new_state, given):

@@ -4,8 +4,7 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from fnnet import network as _network
-from fnnet.train.loop import LOSS, VAL_LOSS
+from fnnet.train.loop import LOSS, VAL_LOSS, eval_loss
 
 
 class DivergedError(FloatingPointError):
@@ -30,12 +29,13 @@ class DivergedError(FloatingPointError):
         self.finite_loss = finite_loss
 
 
-def _good(spec, data, params):
-    """Does `params` have a finite training loss (and validation loss)? Run only on divergence."""
-    loss = jax.jit(_network.loss, static_argnums=0)
-    ok = bool(np.isfinite(loss(spec.net, params, data.x, data.y)))
+def _good(spec, data, params, state=()):
+    """Does `params` have a finite training loss (and validation loss)? Run only on divergence.
+    Nets with dropout/batchnorm are judged in eval mode, with their layer state."""
+    loss = jax.jit(eval_loss, static_argnums=0)
+    ok = bool(np.isfinite(loss(spec.net, params, data.x, data.y, state)))
     if ok and spec.validate:
-        ok = bool(np.isfinite(loss(spec.net, params, data.x_val, data.y_val)))
+        ok = bool(np.isfinite(loss(spec.net, params, data.x_val, data.y_val, state)))
     return ok
 
 
@@ -50,7 +50,7 @@ def diverged(spec, data, carry, bad, initial, table, history):
             + " or the new params are not finite")
     candidates = [(bad, carry.now)] + ([(bad - 1, carry.prev)] if bad >= 1 else [])
     for good, ts in candidates:
-        if _good(spec, data, ts.params):
+        if _good(spec, data, ts.params, ts.state):
             kept = f"the params after epoch {good - 1}" if good else "the initial params"
             why = what if good == bad else (f"the params it produced have a non-finite loss "
                                             f"({table[bad, LOSS]:.4g}, measured in epoch {bad})")

@@ -33,6 +33,7 @@ import numpy as np
 from fnnet.train import progress as _fit_progress
 from fnnet.train import sharding as _sharding
 from fnnet import network as _network
+from fnnet import state as _state
 from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,
                              start_carry)
 from fnnet._validate import check_finite
@@ -102,10 +103,10 @@ def _check_key(key):
 
 
 def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad="manual",
-        validation=None, progress=None, chunk_epochs=None, opt_state=None, initial_epoch=0,
+        validation=None, progress=None, chunk_epochs=None, opt_state=None, initial_epoch=0, state=None,
         mesh=None, batch_axis="data"):
     """Train `params` of `net` on (x, y) -> (params, History), or (params, History,
-    opt_state) when `opt_state` is given.
+    opt_state) when `opt_state` is given; with `state=`, the final layer state is appended.
 
     x: [n, *in_shape] of the params' dtype (float32 or float64); y: what the net's loss
     takes, e.g. [n, k] targets or, for softmax cross-entropy, integer labels [n].
@@ -149,6 +150,12 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     stateless nets). Layer state (batchnorm) threads through that slot, and its
     keyword (state=) adds it to the result after opt_state, as fnnet.forward's does;
     per-step keys for stochastic layers derive from fold_in(key, absolute epoch).
+    state: the layer state of a net with stateful layers (fnnet.init_state(net, dtype); BatchNorm's
+      running statistics), updated by every step in train mode and returned as the result's last
+      element; required for such nets. Stochastic layers (Dropout) need `key`: step i of epoch e
+      runs with fold_in(fold_in(key, e), i + 1), layer j of it with fold_in(that, j), so a
+      resumed run replays the same masks. Validation runs in eval mode (dropout off, running
+      statistics as constants).
     """
     epochs = _check_int("epochs", epochs, 1)
     if grad not in GRAD_MODES:
@@ -166,7 +173,11 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     batch = n if batch_size is None else _check_int("batch_size", batch_size, 1, n)
     if key is not None:
         key = _check_key(key)
-    elif 1 < batch < n:
+    # layers with state / randomness (fnnet/state.py): the same checks as fnnet.loss, before training
+    layer_state = _network._check_run(net, params, x, state, key, True, "fit",
+                                      fix="pass fit(..., state=fnnet.init_state(net, dtype))",
+                                      key_fix="fit(..., key=jax.random.key(...)); fit derives one per step")[0]
+    if 1 < batch < n and key is None:
         raise ValueError(f"fit: batch_size={batch} < n={n} shuffles the data each epoch and needs "
                          f"an explicit key=jax.random.key(...) (batch_size=None is full batch, "
                          f"batch_size=1 runs in data order without a key)")
@@ -196,11 +207,14 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     spec = LoopSpec(net, optimizer, grad, n, batch, key is not None and batch < n, capacity,
                     validation is not None, parallel)
     report = _fit_progress.make(progress, epochs)
-    params, history, opt_state_out = _run(spec, params, opt_state, data, key if spec.shuffle else None,
-                                          epochs, initial_epoch, report, min(size, capacity), adaptive)
+    stochastic = any(_state.is_stochastic(l) for l in net.layers)
+    params, history, opt_state_out, state_out = _run(
+        spec, params, opt_state, data, key if (spec.shuffle or stochastic) else None, epochs, initial_epoch,
+        report, min(size, capacity), adaptive, () if layer_state is None else layer_state)
     if parallel is not None:
         params, opt_state_out = _sharding.to_user_mesh(parallel, (params, opt_state_out))
-    return (params, history) if opt_state is None else (params, history, opt_state_out)
+    out = (params, history) if opt_state is None else (params, history, opt_state_out)
+    return out if state is None else (*out, state_out)
 
 
 def _check_opt_state(optimizer, params, opt_state):
@@ -224,9 +238,9 @@ def _resize(size, seconds, cap):
     return max(1, min(cap, int(size * factor)))
 
 
-def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size, adaptive):
+def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size, adaptive, state=()):
     initial = (params, opt_state)     # the caller's buffers: start_carry copies, never donates
-    carry = start_carry(spec.optimizer, params, opt_state)
+    carry = start_carry(spec.optimizer, params, opt_state, state)
     if spec.parallel is not None:       # optimizer constants too, not on a default device
         carry = _sharding.replicate(spec.parallel, carry)
     table = np.full((epochs, 4), np.nan, jax.tree.leaves(params)[0].dtype)  # rows: epochs
@@ -274,4 +288,4 @@ def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size
             report.close()
     if bad is not None:
         raise diverged(spec, data, carry, bad, initial, table, history)
-    return carry.now.params, history(epochs), carry.now.opt_state
+    return carry.now.params, history(epochs), carry.now.opt_state, carry.now.state

@@ -26,6 +26,7 @@ import optax
 from jax import lax
 
 from fnnet import network as _network
+from fnnet import state as _state
 from fnnet.custom_vjp import loss_with_manual_grad
 from fnnet.train import sharding as _sharding
 from fnnet.train.metrics import accuracy_value
@@ -70,16 +71,58 @@ class Data(NamedTuple):
     y_val: Any = None
 
 
-def _value_and_grad(net, grad, params, xb, yb):
+def _protocol_kw(net, state, key):
+    """Keywords for nets with stateful / stochastic layers (fnnet/state.py); {} for plain nets,
+    which so run exactly as before."""
+    kw = {}
+    if any(_state.is_stateful(l) for l in net.layers):
+        kw["state"] = state
+    if any(_state.is_stochastic(l) for l in net.layers):
+        kw["key"] = key
+    return kw
+
+
+def _value_and_grad(net, grad, params, xb, yb, state=(), key=None):
+    """-> (loss, grads, new layer state); the state passes through unchanged for stateless nets."""
+    kw = _protocol_kw(net, state, key)
     if grad == "manual":
-        return _network.value_and_grad(net, params, xb, yb)        # hand-written backward
+        value, grads, *new = _network.value_and_grad(net, params, xb, yb, **kw)   # hand-written backward
+        return value, grads, (new[0] if new else state)
     # --- comparison path only (fit(grad="autodiff")): autodiff of the same forward. ---
     # This is the one place outside fnnet.check where jax.grad appears; fnnet never
     # trains with it unless asked to, so that the two can be compared.
-    return jax.value_and_grad(lambda p: _network.loss(net, p, xb, yb))(params)
+    if "state" in kw:
+        (value, new), grads = jax.value_and_grad(lambda p: _network.loss(net, p, xb, yb, **kw), has_aux=True)(params)
+        return value, grads, new
+    value, grads = jax.value_and_grad(lambda p: _network.loss(net, p, xb, yb, **kw))(params)
+    return value, grads, state
 
 
-def _step(spec, params, opt_state, xb, yb):
+def _value_fn(net, xb, yb, state, key):
+    """The batch loss as a function of params, for optax's extra-args transforms, with fnnet's
+    hand-written gradient as its VJP. Layer state and the step's key are held fixed."""
+    kw = _protocol_kw(net, state, key)
+    if not kw:
+        manual = loss_with_manual_grad(net)
+        return lambda p: manual(p, xb, yb)
+
+    @jax.custom_vjp
+    def f(p):
+        value = _network.loss(net, p, xb, yb, **kw)
+        return value[0] if "state" in kw else value
+
+    def fwd(p):
+        value, grads, *_ = _network.value_and_grad(net, p, xb, yb, **kw)   # one hand-written pass
+        return value, grads
+
+    def bwd(grads, g):
+        return (jax.tree.map(lambda t: (g * t).astype(t.dtype), grads),)
+
+    f.defvjp(fwd, bwd)
+    return f
+
+
+def _step(spec, params, opt_state, xb, yb, state=(), key=None):
     """One optimizer step on the batch; returns the loss measured before the update.
 
     optax's extra-args protocol: transforms that read the loss (reduce_on_plateau,
@@ -90,24 +133,29 @@ def _step(spec, params, opt_state, xb, yb):
     value_fn then runs replicated on every device (correct, not split).
     """
     if spec.parallel is None:
-        value, grads = _value_and_grad(spec.net, spec.grad, params, xb, yb)
-    else:
-        local = lambda net, p, x, y: _value_and_grad(net, spec.grad, p, x, y)  # noqa: E731
+        value, grads, state = _value_and_grad(spec.net, spec.grad, params, xb, yb, state, key)
+    else:   # sharding.py refuses stateful and stochastic layers: state stays as it is
+        local = lambda net, p, x, y: _value_and_grad(net, spec.grad, p, x, y, (), None)[:2]  # noqa: E731
         value, grads = _sharding.value_and_grad(spec.parallel, local, spec.net, params, xb, yb)
-    manual = loss_with_manual_grad(spec.net)
     tx = optax.with_extra_args_support(spec.optimizer)
     updates, opt_state = tx.update(grads, opt_state, params, value=value, grad=grads,
-                                   value_fn=lambda p: manual(p, xb, yb))
-    return optax.apply_updates(params, updates), opt_state, value
+                                   value_fn=_value_fn(spec.net, xb, yb, state, key))
+    return optax.apply_updates(params, updates), opt_state, state, value
 
 
-def _epoch(spec, params, opt_state, data, key, epoch):
-    """All steps of one epoch -> (params, opt_state, mean of the step losses)."""
+def _step_key(key, epoch, i):
+    """Stochastic layers' key for step i of `epoch`: fold_in(fold_in(key, epoch), i + 1), a
+    stream of its own beside the epoch's shuffling key fold_in(key, epoch); None without a key."""
+    return None if key is None else jax.random.fold_in(jax.random.fold_in(key, epoch), i + 1)
+
+
+def _epoch(spec, params, opt_state, data, key, epoch, state=()):
+    """All steps of one epoch -> (params, opt_state, layer state, mean of the step losses)."""
     x, y = data.x, data.y
     dtype = jax.tree.leaves(params)[0].dtype
     if spec.batch == spec.n:                                       # full batch: one step
-        params, opt_state, value = _step(spec, params, opt_state, x, y)
-        return params, opt_state, value.astype(dtype)
+        params, opt_state, state, value = _step(spec, params, opt_state, x, y, state, _step_key(key, epoch, 0))
+        return params, opt_state, state, value.astype(dtype)
     full, rem, k = spec.n // spec.batch, spec.n % spec.batch, spec.batch
     if spec.shuffle:                                               # gather this epoch's order
         perm = jax.random.permutation(jax.random.fold_in(key, epoch), spec.n)
@@ -120,16 +168,17 @@ def _epoch(spec, params, opt_state, data, key, epoch):
             return lax.dynamic_slice_in_dim(x, start, size), lax.dynamic_slice_in_dim(y, start, size)
 
     def body(carry, i):
-        p, s = carry
-        p, s, value = _step(spec, p, s, *batch(i * k, k))
-        return (p, s), value.astype(dtype)
+        p, s, st = carry
+        p, s, st, value = _step(spec, p, s, *batch(i * k, k), st, _step_key(key, epoch, i))
+        return (p, s, st), value.astype(dtype)
 
-    (params, opt_state), values = lax.scan(body, (params, opt_state), jnp.arange(full))
+    (params, opt_state, state), values = lax.scan(body, (params, opt_state, state), jnp.arange(full))
     total, steps = values.sum(), full
     if rem:                                                        # the last, smaller batch
-        params, opt_state, value = _step(spec, params, opt_state, *batch(full * k, rem))
+        params, opt_state, state, value = _step(spec, params, opt_state, *batch(full * k, rem), state,
+                                                _step_key(key, epoch, full))
         total, steps = total + value.astype(dtype), steps + 1
-    return params, opt_state, total / steps
+    return params, opt_state, state, total / steps
 
 
 def _all_finite(tree):
@@ -141,15 +190,25 @@ def _where(ok, new, old):
     return jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
 
 
+def eval_loss(net, params, x, y, state=()):
+    """The loss in eval mode (dropout off, running statistics): validation and divergence checks."""
+    kw = _protocol_kw(net, state, None)
+    if not kw:
+        return _network.loss(net, params, x, y)
+    value = _network.loss(net, params, x, y, state=kw.get("state"), train=False)
+    return value[0] if "state" in kw else value
+
+
 @functools.partial(jax.jit, static_argnums=0)
-def start_carry(optimizer, params, opt_state=None):
+def start_carry(optimizer, params, opt_state=None, state=()):
     """The first carry, in fresh buffers (copies, never the caller's: they get donated).
 
-    opt_state None: optimizer.init(params); else the given state (a resumed run)."""
+    opt_state None: optimizer.init(params); else the given state (a resumed run).
+    state: the layer state (fnnet.init_state), () for stateless nets."""
     params = jax.tree.map(jnp.copy, params)
     if opt_state is None:
         opt_state = optimizer.init(params)
-    now = TrainState(params, jax.tree.map(jnp.copy, opt_state))
+    now = TrainState(params, jax.tree.map(jnp.copy, opt_state), jax.tree.map(jnp.copy, state))
     return Carry(now, jax.tree.map(jnp.copy, now), jnp.int32(-1))
 
 
@@ -176,15 +235,16 @@ def run_chunk(spec: LoopSpec, carry: Carry, data: Data, key, start, active):
     def epoch(state):
         i, c, records = state
         e = start + i
-        params, opt_state, value = _epoch(spec, c.now.params, c.now.opt_state, data, key, e)
-        ok = jnp.isfinite(value) & _all_finite(params)
-        if spec.validate:                                          # on the params after epoch e
-            vl = _network.loss(spec.net, params, data.x_val, data.y_val).astype(dtype)
-            va = accuracy_value(spec.net, params, data.x_val, data.y_val).astype(dtype)
+        params, opt_state, st, value = _epoch(spec, c.now.params, c.now.opt_state, data, key, e, c.now.state)
+        ok = jnp.isfinite(value) & _all_finite(params) & _all_finite(st)
+        if spec.validate:                                          # on the params after epoch e, eval mode
+            vl = eval_loss(spec.net, params, data.x_val, data.y_val, st).astype(dtype)
+            va = accuracy_value(spec.net, params, data.x_val, data.y_val,
+                                _protocol_kw(spec.net, st, None).get("state")).astype(dtype)
             ok = ok & jnp.isfinite(vl)
         else:
             vl = va = nan
-        new = TrainState(params, opt_state, c.now.state)
+        new = TrainState(params, opt_state, st)
         now = _where(ok, new, c.now)                               # commit only a finite epoch
         prev = _where(ok, c.now, c.prev)
         row = jnp.stack([value.astype(dtype), vl, va, jnp.where(ok, OK, DIVERGED).astype(dtype)])

@@ -50,14 +50,16 @@ def check_targets(net, x, y, where="accuracy"):
     return y
 
 
-def accuracy_value(net, params, x, y):
-    """Traceable accuracy (a 0-d array of params' dtype); no value checks, usable under jit."""
-    return _hits(net, params, x, y).mean()
+def accuracy_value(net, params, x, y, state=None):
+    """Traceable accuracy (a 0-d array of params' dtype); no value checks, usable under jit.
+    state: the layer state of a stateful net (read in eval mode, as predict does)."""
+    return _hits(net, params, x, y, state).mean()
 
 
-def _hits(net, params, x, y):
+def _hits(net, params, x, y, state=None):
     """Per example (element, for multi-label) 1.0 if predicted right else 0.0, of params' dtype."""
-    pred = _network.predict(net, params, x)                        # [batch, k]
+    pred = _network.predict(net, params, x, **({} if state is None else {"state": state}))   # [batch, k]
+    pred = pred if state is None else pred[0]
     k = pred.shape[-1]
     if k > 1 and not (_elementwise(net) and y.ndim == 2):
         truth = y if y.ndim == pred.ndim - 1 else jnp.argmax(y, axis=-1)   # class index per example (or position)

@@ -47,7 +47,7 @@ def test_dropout_mid_network_with_the_network_key():
     params, x, y = check_mid_network(net, jnp.float64, jit=True, n=8, key=jax.random.key(3))
     # the network hands layer 2 the key fold_in(key, 2)
     h = jnp.tanh(x @ params[0].w + params[0].b[None, :])
-    keep = jax.random.bernoulli(jax.random.fold_in(jax.random.key(3), 2), 0.5, h.shape)
+    keep = jax.random.bernoulli(jax.random.fold_in(jax.random.key(3), 2), jnp.float32(0.5), h.shape)
     out = jnp.where(keep, h / 0.5, 0) @ params[3].w + params[3].b[None, :]
     np.testing.assert_allclose(fnnet.forward(net, params, x, key=jax.random.key(3), train=True), out, rtol=1e-12)
 

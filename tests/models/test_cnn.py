@@ -80,3 +80,16 @@ def test_bad_input():
     params = fnnet.init(net, jax.random.key(0))
     with pytest.raises(ValueError, match=r"layer 0 \(Conv2D.*x must be \[batch, 8, 8, 1\], got \(3, 64\)"):
         fnnet.forward(net, params, jnp.ones((3, 64), jnp.float32))
+
+
+def test_fnnet_train_model_cnn_trains_saves_and_refuses_mlp_options(tmp_path, capsys):
+    from fnnet.cli import train as cli_train
+    ck = tmp_path / "cnn.npz"
+    assert cli_train.main(["--model", "cnn", "--epochs", "1", "--quiet", "--save", str(ck)]) == 0
+    out = capsys.readouterr().out
+    assert "Conv2D(32" in out and "adam lr 0.001, 1 epoch, batch size 32" in out and "test accuracy:" in out
+    restored = fnnet.restore(ck)
+    assert restored.net == fnnet.cnn() and restored.epoch == 1
+    assert cli_train.main(["--model", "cnn", "--dataset", "blobs"]) == 2
+    assert cli_train.main(["--model", "cnn", "--sizes", "64,10"]) == 2
+    assert "--model cnn takes images" in capsys.readouterr().err
