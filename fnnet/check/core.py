@@ -10,7 +10,7 @@ import numpy as np
 from fnnet.check import independence, nondiff as _nd
 from fnnet.check.compare import RTOL_FD, compare, eps, local_floor, rtol as dtype_rtol
 from fnnet.check.fd import FiniteDifferences
-from fnnet.check.xla import jit_options
+from fnnet.check.xla import jit_options, options_for
 from fnnet.check.inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
                                  primal_names, rng_for, x64_context)
 from fnnet.check.report import Report, Row
@@ -140,8 +140,11 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
             if not jnp.issubdtype(leaf.dtype, jnp.floating):
                 raise TypeError(f"check: fun's output{jax.tree_util.keystr(path)} must be a floating "
                                 f"array, got dtype {leaf.dtype}")
-        rules = independence.rules_in(oracle_fun or fun, *primals)
-        options = jit_options(oracle_fun or fun, *primals)
+        try:       # one trace serves both questions: custom rules inside, and XLA options
+            traced = jax.make_jaxpr(oracle_fun or fun)(*primals).jaxpr
+            rules, options = independence.custom_rules(traced), options_for(traced)
+        except Exception:
+            rules, options = [], jit_options(oracle_fun or fun, *primals)
         ct, ct_text = make_cotangent(cotangent, out, rng_for(key, 0))
         y, hand_out, by_jax, flags = _evaluate(fun, hand, oracle_fun, primals, ct, jit, options)
         outputs = [(np.asarray(c, np.float64), np.asarray(v, np.float64))

@@ -158,8 +158,8 @@ class FiniteDifferences:
     def _per_element_eval(self, todo):
         x = self.flat0[todo]
         t = self.step * np.maximum(1.0, np.abs(x))
-        xp, xm = x + t, x - t
         with np.errstate(invalid="ignore"):            # an inf input: its step is NaN, said later
+            xp, xm = x + t, x - t
             hp, hm = xp - x, x - xm                   # the steps actually taken
         g = self._eval(idx=np.concatenate([todo, todo]), vals=np.concatenate([xp, xm]))
         gp, gm = g[:todo.size], g[todo.size:]

@@ -21,6 +21,11 @@ def jit_options(fun, *args):
         jaxpr = jax.make_jaxpr(fun)(*args).jaxpr
     except Exception:
         return JIT_OPTIONS
+    return options_for(jaxpr)
+
+
+def options_for(jaxpr):
+    """jit_options of an already traced jaxpr."""
     stack = [jaxpr]
     while stack:
         jp = stack.pop()
