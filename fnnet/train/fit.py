@@ -69,7 +69,7 @@ def _check_int(name, value, lo, hi=None):
 
 def _check_params(net, params):
     try:
-        _network._check_params(net, params)
+        _network._check_params(net, params, values=False)   # fit names the leaf below
     except (ValueError, TypeError) as e:
         raise type(e)(f"fit: {e}") from e
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):

@@ -52,6 +52,11 @@ def check_targets(net, x, y, where="accuracy"):
 
 def accuracy_value(net, params, x, y):
     """Traceable accuracy (a 0-d array of params' dtype); no value checks, usable under jit."""
+    return _hits(net, params, x, y).mean()
+
+
+def _hits(net, params, x, y):
+    """Per example (element, for multi-label) 1.0 if predicted right else 0.0, of params' dtype."""
     pred = _network.predict(net, params, x)                        # [batch, k]
     k = pred.shape[-1]
     if k > 1 and not (_elementwise(net) and y.ndim == 2):
@@ -63,10 +68,16 @@ def accuracy_value(net, params, x, y):
             hit = (pred > 0.5) == (t > 0.5)                         # probability vs 0.5
         else:
             hit = jnp.round(pred) == t                              # nearest class value
-    return jnp.mean(hit.astype(pred.dtype))
+    return hit.astype(pred.dtype)
 
 
-_accuracy_jit = jax.jit(accuracy_value, static_argnums=0)
+# The count, divided on the host: XLA turns "/ n" into "* (1/n)", so 3 of 10 would be 0.30000000000000004.
+def _count(net, params, x, y):
+    hits = _hits(net, params, x, y)
+    return jnp.sum(hits > 0), jnp.int32(hits.size)
+
+
+_count_jit = jax.jit(_count, static_argnums=0)
 
 
 def accuracy(net, params, x, y) -> float:
@@ -77,4 +88,5 @@ def accuracy(net, params, x, y) -> float:
     """
     x = _network._check_x(net, params, x)
     y = check_targets(net, x, y)
-    return float(_accuracy_jit(net, params, x, y))   # one compiled program per net and shapes
+    right, total = _count_jit(net, params, x, y)       # one compiled program per net and shapes
+    return int(right) / int(total)
