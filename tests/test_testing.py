@@ -84,7 +84,10 @@ def test_hypothesis_strategies_drive_check_layer(data):
     assert report.ok, str(report)
 
 
-@settings(max_examples=60, deadline=None)
-@given(v=ft.kink_values(kinks=(0.0, 1.0)))
-def test_kink_values_are_on_near_or_away_from_kinks(v):
-    assert np.isfinite(v) and abs(v) <= 30.0
+def test_kink_values_reach_every_kind_of_hard_value():
+    from hypothesis import find
+    s = ft.kink_values(kinks=(0.0, 1.0))
+    assert find(s, lambda v: v == 1.0) == 1.0                              # exactly on a kink
+    assert 0 < abs(find(s, lambda v: 0 < abs(v) < 1e-6)) < 1e-6            # within the FD step
+    assert abs(find(s, lambda v: abs(v) == 30.0)) == 30.0                  # saturated
+    assert 2e-6 < abs(find(s, lambda v: 2e-6 < abs(v - 1.0) < 1e-5) - 1.0) < 1e-5   # a few steps away

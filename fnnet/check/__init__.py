@@ -4,7 +4,7 @@
     #   fun(*primals) -> y                  pure JAX forward (array or pytree)
     #   vjp(*primals, cotangent) -> tuple   one cotangent per primal (pytrees allowed)
     report.ok                  # every comparison passed
-    print(report)              # table: primal | oracle | max abs err | rel err | worst index | tol | verdict
+    print(report)              # primal | oracle | max abs err | rel err | worst index | actual | expected | tol | verdict
     report.raise_if_failed()   # AssertionError carrying the table
 
     check_layer(layer, params, x)            # layer.backward vs jax / reference / FD (integer x ok)
@@ -27,15 +27,17 @@ The oracles, per primal leaf (pytree path such as `params.w` or `x`):
              through fnnet.check.bridge; check_vjp takes reference=callable), "n/a" if none;
   finite differences of g = <cotangent, fun> in float64 (fnnet.check.fd), under
              jax.enable_x64 whatever the user's setting: one difference per element for
-             small leaves (mode="auto": <= full_max elements, <= full_budget in all), a few
-             random directions for the others, localized per element when one fails.
+             small leaves (mode="auto": <= full_max elements, <= full_budget in all; every
+             leaf up to localize_max when jax.vjp is not a witness), random directions plus
+             block directions of stated power (detect=) for the others, localized per
+             element on the failing blocks.
 Kinks (relu at 0, max ties) are not failures: where two answers disagree, or one disagrees
 with the central difference, and both lie inside the interval spanned by the one-sided
 differences of a genuine kink, the element is "accepted at kink" and counted, provided the
 accepted elements are jointly a subgradient (fnnet.check.kinks; the rules, including several
-kinks crossed at once: fnnet.check.fdcompare). Where jax.vjp (or the reference) disagrees
-but the hand-written value agrees with finite differences and the other witness, the row is
-a warning, not a failure (autodiff at a kink). NaN/inf in the hand-written result fails
+kinks crossed at once: fnnet.check.fdcompare). Where jax.vjp disagrees with finite
+differences and the hand-written value agrees with them (and with the reference, if any),
+the jax.vjp row is a warning, not a failure (autodiff at a kink or of a stable rewrite). NaN/inf in the hand-written result fails
 unless the oracle has the identical value there.
 Tolerances and why (dtype-aware rtol, resolution floor, FD noise, autodiff yardstick):
 fnnet.check.compare. Validation of what goes in and comes out: fnnet.check.inputs.

@@ -22,6 +22,11 @@ cotangent with quantities the size of the inputs (p - y of a saturated loss, an 
 30 times 1 - t²): I = Σ|ct| · max(1, |x|max). We allow 16 such roundings:
     atol = 16 · eps · (T · n_out + I) / n_leaf.
 It is negligible next to rtol · scale whenever the leaf is not tiny (the table's tol shows it).
+The floor is local (local_floor): T, n_out, Σ|ct| and max|x| are taken within the block of
+leading axes the leaf shares with each output (rows of a [batch, d] leaf), so one input of
+±800 or one huge output term raises the floor of its own row only; a leaf sharing no axes
+with the output (a weight) gets the whole-output form. Non-finite entries are left out of
+every scale and floor (they fail, or are inconclusive, on their own).
 
 Finite differences (central, float64, step t = 1e-6 · max(1, |x_i|) per element):
   truncation  t²·|g'''|/6: 1e-12 relative for unit curvature, so RTOL_FD = 1e-6 leaves
@@ -48,6 +53,14 @@ from the oracle by 4x as much as jax.vjp's value does:
   float32: without a cap: float32 autodiff is the measure of what float32 can do, and
            the float64 check of the same code shows a wrong oracle.
 The jax.vjp row itself never uses it, so a bug in the hand-written code always fails there.
+Only an independent jax.vjp is a yardstick: with a user custom rule inside fun there is none.
+
+Witnesses outvoted (compare's majority): where jax.vjp disagrees with the float64 differences
+(beyond their tolerance, kinks included) and the hand-written value agrees with them (and
+with the reference, if any), the jax.vjp row is "warn": autodiff at a kink or through a
+non-smooth rewrite (softplus as max(x, 0) + log1p(exp(-|x|)) has jax.grad 0 at 0, the truth
+0.5; sqrt(Σx²) has a NaN jax.vjp at 0). Only where the differences resolve the value (their
+tolerance <= 10% of it): an unresolved leaf outvotes nothing.
 """
 from __future__ import annotations
 
@@ -164,7 +177,7 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
     diff = np.where((fh != fo) | nf_hand, np.inf, diff)
     scale = max(float(_finite_abs(hand).max(initial=0.0)), float(_finite_abs(oracle).max(initial=0.0)))
     allowed = rtol_ * scale + np.broadcast_to(np.asarray(atol, np.float64), hand.shape)
-    kinks, notes, overruled = 0, [], []
+    kinks, notes, overruled, at_kink, notes_first = 0, [], [], np.zeros(0, np.int64), None
     flat_diff = diff.reshape(-1).copy()
     bad = np.flatnonzero((flat_diff > allowed.reshape(-1)) & ~nf_hand.reshape(-1))
     if bad.size and adjudicate is not None and bad.size <= MAX_ADJUDICATE:
@@ -173,6 +186,7 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
         h, o = hand.reshape(-1)[bad], oracle.reshape(-1)[bad]
         inside = lambda v: (v >= lo - tol) & (v <= hi + tol)
         accept = (hi - lo > tol) & inside(h) & inside(o)
+        at_kink = bad[hi - lo > tol]
         if accept.any() and adj.get("joint") is not None:
             joint_ok, text = adj["joint"](bad[accept], h[accept])
             if not joint_ok:
@@ -181,17 +195,27 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
         kinks = int(accept.sum())
         flat_diff[bad[accept]] = 0.0           # accepted at a kink: out of the error statistics
         bad = bad[~accept]
-    if yardstick is not None:
-        allowed = allowed + yardstick_allowance(yardstick[0], oracle, scale, yardstick[1])
+    if yardstick is not None:   # rounding where smooth; never at a kink (conventions differ there)
+        yard = yardstick_allowance(yardstick[0], oracle, scale, yardstick[1]).reshape(-1)
+        yard[at_kink] = 0.0
+        allowed = allowed + yard.reshape(hand.shape)
         bad = bad[flat_diff[bad] > allowed.reshape(-1)[bad]]
     if bad.size and majority is not None and bad.size <= MAX_ADJUDICATE:
         agree = np.asarray(majority(bad), bool)
         overruled = bad[agree].tolist()
         flat_diff[bad[agree]] = 0.0
+        if overruled:       # the first outvoted element, for the note: index, hand, oracle, FD
+            k = int(np.flatnonzero(agree)[0])
+            last = getattr(majority, "last", None) or {}
+            fd_value = float(last["central"][k]) if "central" in last else float("nan")
+            i = overruled[0]
+            notes_first = (tuple(int(v) for v in np.unravel_index(i, hand.shape)),
+                           float(hand.reshape(-1)[i]), float(oracle.reshape(-1)[i]), fd_value)
     diff = flat_diff.reshape(hand.shape)
     res = summarize(diff, scale, allowed, kinks, hand, oracle)
     res["nonfinite"] = [int(i) for i in np.flatnonzero((diff.reshape(-1) == np.inf))]
     res["overruled"] = overruled
+    res["overruled_first"] = notes_first
     res["notes"] = notes
     return res
 

@@ -9,7 +9,8 @@ import numpy as np
 
 from fnnet.check import independence, nondiff as _nd
 from fnnet.check.compare import RTOL_FD, compare, eps, local_floor, rtol as dtype_rtol
-from fnnet.check.fd import FiniteDifferences, jit_options
+from fnnet.check.fd import FiniteDifferences
+from fnnet.check.xla import jit_options, options_for
 from fnnet.check.inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
                                  primal_names, rng_for, x64_context)
 from fnnet.check.report import Report, Row
@@ -62,7 +63,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     names = primal_names(fun, len(primals), names)
     nd_pos, why = _nd.positions(nondiff, names, primals)
     n = len(primals)
-    hand = lambda p, ct: (vjp(*p, ct), [])
+    hand = lambda p, ct: (vjp(*p, ct), {})
     oracle_fun, nd_rows = _oracle_fun, []
     if nd_pos:
         diff_pos = [i for i in range(n) if i not in why]
@@ -75,7 +76,10 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
                                 f"primal non-differentiable ({', '.join(names)}) there is nothing to check")
             raise ValueError(f"check: every primal is non-differentiable ({', '.join(names)}); "
                              f"nothing to check")
-        fixed = {i: primals[i] for i in nd_pos}
+        # arrays held fixed become jax arrays now, under the user's x64 setting (int64 ids turn
+        # int32 with x64 off, as jax would make them): the float64 finite differences run under
+        # x64 and must see the same dtypes as every other witness
+        fixed = {i: jax.tree.map(_as_fixed, primals[i]) for i in nd_pos}
         full = lambda dp: _nd.merge(dp, diff_pos, fixed, n)
         fun_d = lambda *dp, fun=fun: fun(*full(dp))
         hand = lambda dp, ct, names=names: _nd.pick(vjp(*full(dp), ct), n, diff_pos, nd_pos, names)
@@ -104,6 +108,13 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     return report
 
 
+def _as_fixed(leaf):
+    if isinstance(leaf, np.ndarray) or (hasattr(leaf, "dtype") and hasattr(leaf, "shape")
+                                        and not isinstance(leaf, jax.Array)):
+        return jnp.asarray(leaf)
+    return leaf
+
+
 def _check(fun, hand, primals, names, cotangent, key, reference, mode, directions, detect, full_max,
            full_budget, localize_max, step, user_rtol, user_atol, jit, title, cache_key, cotangent_text,
            oracle_fun, oracle_text):
@@ -129,8 +140,11 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
             if not jnp.issubdtype(leaf.dtype, jnp.floating):
                 raise TypeError(f"check: fun's output{jax.tree_util.keystr(path)} must be a floating "
                                 f"array, got dtype {leaf.dtype}")
-        rules = independence.rules_in(oracle_fun or fun, *primals)
-        options = jit_options(oracle_fun or fun, *primals)
+        try:       # one trace serves both questions: custom rules inside, and XLA options
+            traced = jax.make_jaxpr(oracle_fun or fun)(*primals).jaxpr
+            rules, options = independence.custom_rules(traced), options_for(traced)
+        except Exception:
+            rules, options = [], jit_options(oracle_fun or fun, *primals)
         ct, ct_text = make_cotangent(cotangent, out, rng_for(key, 0))
         y, hand_out, by_jax, flags = _evaluate(fun, hand, oracle_fun, primals, ct, jit, options)
         outputs = [(np.asarray(c, np.float64), np.asarray(v, np.float64))
@@ -139,7 +153,7 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
 
     independent = not rules
     rows, hand_leaf, skip = match_hand(hand_out, primals, names, leaves, title)
-    for name, nonzero in flags:
+    for name, nonzero in flags.items():
         if any(bool(np.asarray(f)) for f in nonzero):
             rows.append(Row(name, "structure", "structure", "FAIL",
                             note="the hand-written vjp returned a non-zero cotangent for this "

@@ -87,7 +87,8 @@ def check_per_example(fun, vjp, params, x, *, cotangent=None, key=None, rtol=Non
         batched = jax.jit(jax.vmap(one)) if jit else jax.vmap(one)
         dp_vmap, dx_vmap = batched(x, ct)
         take = lambda t, i: jax.tree.map(lambda a: a[i], t)
-        loop = [one(take(x, i), take(ct, i)) for i in range(n)]
+        one_loop = jax.jit(one) if jit else one          # the loop: one example per call
+        loop = [one_loop(take(x, i), take(ct, i)) for i in range(n)]
         dp_batch, dx_batch = (jax.jit(vjp) if jit else vjp)(params, x, ct)
     rows = []
     floating_x = all(jnp.issubdtype(l.dtype, jnp.floating) for l in jax.tree.leaves(x))

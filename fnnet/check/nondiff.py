@@ -90,19 +90,19 @@ def merge(diff_values, diff_pos, fixed, n):
 
 
 def pick(out, n_all, diff_pos, nd_pos, names, what="the hand-written vjp"):
-    """(cotangents of the differentiable primals, [(name, nonzero flag arrays)] for the others)."""
+    """(cotangents of the differentiable primals, {name: [nonzero flag arrays]} for the others;
+    a dict, so that it can leave a jax.jit: names are its keys, flags its leaves)."""
     if isinstance(out, (tuple, list)) and len(out) == len(diff_pos) and len(out) != n_all:
-        return tuple(out), []
+        return tuple(out), {}
     if not isinstance(out, (tuple, list)) or len(out) != n_all:
         got = f"{type(out).__name__} of length {len(out)}" if isinstance(out, (tuple, list)) else type(out).__name__
         raise ValueError(f"check: {what} must return one cotangent per primal ({n_all}: {', '.join(names)}) "
                          f"or one per differentiable primal ({len(diff_pos)}: "
                          f"{', '.join(names[i] for i in diff_pos)}), got {got}")
-    flags = []
+    flags = {}
     for i in nd_pos:
-        nonzero = [jnp.any(jnp.asarray(l) != 0) for l in jax.tree.leaves(out[i])
-                   if getattr(l, "dtype", None) is not None and jnp.issubdtype(l.dtype, jnp.floating)]
-        flags.append((names[i], nonzero))
+        flags[names[i]] = [jnp.any(jnp.asarray(l) != 0) for l in jax.tree.leaves(out[i])
+                           if getattr(l, "dtype", None) is not None and jnp.issubdtype(l.dtype, jnp.floating)]
     return tuple(out[i] for i in diff_pos), flags
 
 

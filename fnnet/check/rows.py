@@ -49,9 +49,10 @@ def oracle_row(name, oracle, kind, res, independent, rules, shape=None, hand=Non
     notes = list(res.get("notes", []))
     status = "ok" if res["ok"] else "FAIL"
     if res.get("overruled"):
-        i = res["overruled"][0]
+        at, hv, ov, cv = res.get("overruled_first") or (res["overruled"][0], np.nan, np.nan, np.nan)
         notes.append(f"{oracle} disagrees with finite differences at {len(res['overruled'])} element(s) "
-                     f"(first flat index {i}) where the hand-written value agrees with them (and with any "
+                     f"(first {at}: {oracle} {value_text(ov)}, finite differences {value_text(cv)}, "
+                     f"hand-written {value_text(hv)}) where the hand-written value agrees with them (and with any "
                      f"other independent witness): autodiff at a kink or of a non-smooth primitive "
                      f"(a max/min tie, sqrt at 0, a numerically stable rewrite); the hand-written rule "
                      f"passes, outvoted oracle shown as a warning")

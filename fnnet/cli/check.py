@@ -1,7 +1,8 @@
 """`fnnet check`: the four-way gradient check of every built-in primitive and the seeds' nets.
 
-For each primitive (dense, every activation, every loss, the L2 penalty) and each of the
-seeds' networks, in float64 and float32, the hand-written backward is compared with
+For each primitive (dense, every activation, every loss, the L2 penalty), each of the
+seeds' networks and fnnet's custom_vjp bridge (loss_with_manual_grad, by check_custom_vjp),
+in float64 and float32, the hand-written backward is compared with
 jax.vjp, with the NumPy float64 twin in reference/ and with float64 finite differences
 (fnnet.check). Inputs include relu kinks (exact zeros and |x| below the FD step),
 saturated sigmoids and tanh (|x| = 40, 20) and softmax logits spread over ±1000.
@@ -70,6 +71,14 @@ def _cases(rng):
             return "check_network", (net, p, np.asarray(x, dt), yy), {}
         return build
 
+    def custom(net, x, y):
+        # fnnet.loss_with_manual_grad(net): a jax.custom_vjp around the hand-written backward,
+        # checked by its own fwd/bwd against autodiff of the undecorated loss and FD
+        def build(dt):
+            p = tuple(jax.tree.map(lambda a: np.asarray(a, dt), q) for q in network(net, x, y)(dt)[1][1])
+            return "check_custom_vjp", (fnnet.loss_with_manual_grad(net), p, np.asarray(x, dt), y), {}
+        return build
+
     dense_params = fnnet.DenseParams(rng.standard_normal((3, 4)), rng.standard_normal(4))
     logits = rng.standard_normal((6, 5))
     logits[0] = rng.uniform(-1000, 1000, 5)              # huge spread: saturated softmax
@@ -109,6 +118,9 @@ def _cases(rng):
         ("seed 002: 2-5-3 relu/CE + L2 0.01", "network",
          network(fnnet.mlp([2, 5, 3], activation="relu", loss="softmax_cross_entropy", l2=0.01),
                  x_blobs[:16], y_blobs[:16], zero_biases=True)),
+        ("loss_with_manual_grad (custom_vjp)", "custom_vjp",
+         custom(fnnet.mlp([2, 5, 3], activation="tanh", loss="softmax_cross_entropy"),
+                x_blobs[:8], y_blobs[:8].astype(np.int32))),
         ("seed 003: 2-3-1 tanh/mse", "network",
          network(fnnet.mlp([2, 3, 1], activation="tanh", output="tanh", loss="mse"), x_xor, y_xor)),
     ]
@@ -131,7 +143,7 @@ def run(dtypes=("float64", "float32"), only=None, verbose=False, jobs=1, out=Non
         if not cases:
             raise SystemExit(f"fnnet check: no case matches {only}")
     header = ("primitive", "dtype", "jax", "reference", "fd", "kinks", "time", "result")
-    widths = (31, 7, 8, 9, 8, 5, 6, 6)
+    widths = (34, 7, 8, 9, 8, 5, 6, 6)
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()
     print("fnnet check: hand-written backward vs oracle, max relative error per oracle "
           "(jax.vjp / reference/ NumPy float64 / finite differences in float64)", file=out)

@@ -9,7 +9,7 @@ import pytest
 from jax import lax
 
 from fnnet import check
-from fnnet.check.fd import JIT_OPTIONS, jit_options
+from fnnet.check.xla import JIT_OPTIONS, jit_options
 
 DTYPES = [np.float64, np.float32]
 
@@ -38,6 +38,10 @@ def test_1_buggy_custom_vjp_rule_fails_in_both_dtypes(dtype):
     assert "custom_vjp f at" in jax_row.note
     (fd_row,) = rep.rows_for("x", "fd")
     assert fd_row.status == "FAIL" and fd_row.tol < 1e-3 and "below what float64" not in fd_row.note
+    # hidden one level down, inside a jitted helper, it is found all the same
+    g = jax.jit(lambda x: 2.0 * f(x))
+    rep = check.check_vjp(g, lambda x, ct: (jax.vjp(g, x)[1](ct)[0],), normal(4, 5, dtype=dtype))
+    assert not rep.ok and rep.rows_for("x", "jax")[0].status == "info", str(rep)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -109,3 +109,11 @@ def test_forward_kwargs_are_held_fixed_for_every_witness():
     x = np.random.default_rng(4).standard_normal((2, 3))
     assert check.check_layer(Scaled(), (), x, forward_kwargs={"scale": 2.5}).ok
     assert not check.check_layer(Scaled(), (), x, forward_kwargs={"scale": 2.5, "train": False}).ok
+
+
+def test_integer_input_layer_for_a_user_without_x64():
+    """int64 NumPy ids with x64 off: the float64 finite differences must see jax's int32 ids."""
+    with jax.enable_x64(False):
+        report = check.check_layer(Lookup(), table(np.float32), IDS.astype(np.int64))
+        assert report.ok, str(report)
+        assert not check.check_layer(Lookup(bug=True), table(np.float32), IDS.astype(np.int64)).ok

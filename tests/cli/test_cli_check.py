@@ -8,7 +8,7 @@ from fnnet.cli import check as _cli_check
 
 PRIMITIVES = ["dense", "identity", "relu (kinks)", "leaky_relu (kinks)", "sigmoid (saturated)",
               "tanh (saturated)", "softmax (±1000 logits)", "mse", "half_sse", "softmax_cross_entropy",
-              "sigmoid_binary_ce", "seed 000", "seed 001", "seed 002", "seed 003"]
+              "sigmoid_binary_ce", "seed 000", "seed 001", "seed 002", "loss_with_manual_grad", "seed 003"]
 
 
 def test_all_builtins_pass(capsys):
@@ -20,7 +20,7 @@ def test_all_builtins_pass(capsys):
             assert any(r.startswith(name) and f" {dtype} " in r for r in rows), (name, dtype, out)
     assert all(r.rstrip().endswith("ok") for r in rows)
     assert "jax" in out and "reference" in out and "fd" in out
-    assert "30 checks, 0 failed" in out and " s wall" in out
+    assert "32 checks, 0 failed" in out and " s wall" in out
     with capsys.disabled():
         print("\n" + out.splitlines()[-1])
 
