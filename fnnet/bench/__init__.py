@@ -4,12 +4,14 @@
     fnnet bench --quick                       # seconds; what tests/test_bench.py runs
 
 Files, one topic each:
-  workloads.py       W1 (seed 001 digits), W2 (seed 002 blobs), W3 (wide MLP, Adam):
-                     data, shared initial weights, step counts, analytic FLOPs
+  workloads.py       W1 (seed 001 digits), W2 (seed 002 blobs), W3 (wide MLP, Adam),
+                     W4 (deep ReLU, 20 x 512): data, shared initial weights, step counts,
+                     analytic FLOPs; a registry (`register(full, quick)`) for more
   systems_numpy.py   the seeds' NumPy loops (float64 as published, and float32) and
                      the `reference/` twin (train_sgd, or backward + a NumPy Adam)
   systems_jax.py     fnnet's hand-written backward in a jitted lax.scan, fnnet.fit,
-                     jax.grad of fnnet.loss in the same scan; the float32 matmul peak
+                     jax.grad of fnnet.loss in the same scan; the float32 matmul peak;
+                     the compiled step's memory (fnnet, jax.grad, the custom_vjp bridge)
   systems_torch.py   PyTorch eager on CPU (optional: `pip install fnnet[bench]`)
   timing.py          runners, interleaved repeats, medians
   report.py          targets, JSON and the Markdown table

@@ -12,7 +12,9 @@ systems (one row per system and dtype):
   numpy-seed  the seed's own NumPy loop (W1: seed 001, W2: seed 002; W3: the same style
               with a NumPy Adam), float64 as published and float32
   reference   reference/ (NumPy float64 twin): train_sgd, or backward + NumPy Adam
-  fnnet       jit(lax.scan) of fnnet.value_and_grad (hand-written backward) + optax
+  fnnet       jit(lax.scan) of fnnet.value_and_grad (hand-written backward) + optax;
+              W3 adds "fnnet [bf16 matmuls]": the same with fnnet.with_matmul_dtype(net,
+              "bfloat16") (bf16 operands, float32 params and accumulation; opt-in)
   fnnet.fit   fnnet.fit itself (its overhead over the bare scan above), and
               fnnet.fit(..., grad="autodiff") in the row "fnnet.fit [autodiff]"
   jax.grad    the same scan with jax.value_and_grad(fnnet.loss)
@@ -95,6 +97,9 @@ def plan(w, systems, threads, quick, torch_ok, torch_why):
             out.append(("fnnet", "", dt, lambda dt=dt: sj.scan_runner(w, dt, "fnnet")))
         if "jax.grad" in systems:
             out.append(("jax.grad", "", dt, lambda dt=dt: sj.scan_runner(w, dt, "jax.grad")))
+    if "fnnet" in systems and w.bf16_row:
+        out.append(("fnnet", "bf16 matmuls", "float32",
+                    lambda: sj.scan_runner(w, "float32", "fnnet", matmul_dtype="bfloat16")))
     if "fnnet.fit" in systems:
         out.append(("fnnet.fit", "", "float32", lambda: sj.fit_runner(w, "float32")))
         out.append(("fnnet.fit", "autodiff", "float32", lambda: sj.fit_runner(w, "float32", "autodiff")))
@@ -172,7 +177,7 @@ def run(args) -> int:
 
     from fnnet.bench import report, systems_torch, timing, workloads
     from fnnet.bench import systems_jax as sj
-    from fnnet.bench.systems_numpy import eval_loss
+    from fnnet.bench.systems_numpy import eval_accuracy, eval_loss
 
     log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
     try:
@@ -235,7 +240,8 @@ def run(args) -> int:
     for name, d in out_w.items():
         w, ceiling = d["workload"], d["ceiling"]
         ceiling["fraction_of_peak"] = ceiling["gflops"] / peak["gflops"]
-        rows = report.rows_for(w, d["runners"], d["timings"], d["missing"], peak["gflops"], eval_loss)
+        rows = report.rows_for(w, d["runners"], d["timings"], d["missing"], peak["gflops"], eval_loss,
+                               eval_accuracy)
         workloads_out[name] = {
             "title": w.title, "origin": w.origin, "description": w.describe(),
             "sizes": list(w.sizes), "rows_per_epoch": w.n, "batch": w.batch, "epochs": w.epochs,

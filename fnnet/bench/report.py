@@ -24,6 +24,7 @@ TARGETS = [  # (workload, description, system(s), op, bound, kind)
     ("W3", "fnnet not slower than jax.grad (time ratio ≤ 1.0)", ("jax.grad", "", "float32"), "<=", 1.0, "time_ratio"),
     ("W4", "fnnet not slower than jax.grad (time ratio ≤ 1.0)", ("jax.grad", "", "float32"), "<=", 1.0, "time_ratio"),
     ("W4", "fnnet step temporaries ≤ 0.6× jax.grad's", "jax.grad", "<=", 0.6, "memory"),
+    ("W3", "bf16 matmuls (opt-in) faster than float32 fnnet", ("fnnet", "bf16 matmuls", "float32"), "<=", 1.0, "time_ratio"),
     ("W1", "fnnet ≥ 60% of the float32 matmul peak", None, ">=", 0.60, "peak"),
     ("W3", "fnnet ≥ 85% of the float32 matmul peak", None, ">=", 0.85, "peak"),
     ("W3", "fnnet ≥ 2× faster than PyTorch eager", ("torch", "", "float32"), ">=", 2.0, "speedup"),
@@ -78,7 +79,7 @@ def _id(row):
     return (row["system"], row["variant"], row["dtype"])
 
 
-def rows_for(workload, runners, timings, missing, peak_gflops, eval_loss):
+def rows_for(workload, runners, timings, missing, peak_gflops, eval_loss, eval_accuracy=None):
     """Rows for one workload: measured runners, then systems that could not run."""
     rows = []
     for r in runners:
@@ -90,10 +91,12 @@ def rows_for(workload, runners, timings, missing, peak_gflops, eval_loss):
         else:
             med = t.median_s
             row.update(status="ok", repeats=len(t.times_s), median_s=med, min_s=min(t.times_s), max_s=max(t.times_s),
-                       times_s=t.times_s, compile_s=t.compile_s,
+                       times_s=t.times_s, compile_s=t.compile_s, cpu_s=t.cpu_s, cpu_median_s=t.cpu_median_s,
                        gflops=workload.flops / med / 1e9,
                        fraction_of_peak=workload.flops / med / 1e9 / peak_gflops,
-                       final_loss=eval_loss(workload, t.params) if t.params is not None else None)
+                       final_loss=eval_loss(workload, t.params) if t.params is not None else None,
+                       final_accuracy=(eval_accuracy(workload, t.params)
+                                       if t.params is not None and eval_accuracy else None))
         rows.append(row)
     for system, variant, dtype, why in missing:
         rows.append({"system": system, "variant": variant, "dtype": dtype, "status": why,
@@ -106,6 +109,8 @@ def rows_for(workload, runners, timings, missing, peak_gflops, eval_loss):
         same = ok.get(("fnnet", "", r["dtype"]))
         r["ratio_to_fnnet"] = r["median_s"] / base["median_s"] if base else None
         r["ratio_to_fnnet_same_dtype"] = r["median_s"] / same["median_s"] if same else None
+        r["cpu_ratio_to_fnnet"] = (r["cpu_median_s"] / base["cpu_median_s"]
+                                   if base and r.get("cpu_median_s") and base.get("cpu_median_s") else None)
         if base:
             per = [a / b for a, b in zip(r["times_s"], base["times_s"])]
             r["ratio_to_fnnet_range"] = [min(per), max(per)]
@@ -160,6 +165,9 @@ def targets(workloads_out):
             elif kind == "time_ratio":               # fnnet's time / other's time
                 measured = 1.0 / o["ratio_to_fnnet"]
                 detail = f"per-repeat {1 / hi:.3f}–{1 / lo:.3f}; best runs {1 / best:.3f}"
+            if kind in ("speedup", "time_ratio") and o.get("cpu_ratio_to_fnnet"):
+                c = o["cpu_ratio_to_fnnet"]
+                detail += f"; CPU-time ratio {c if kind == 'speedup' else 1 / c:.3f}"
             elif kind == "fit_ratio":                # fnnet.fit's time / fit(grad="autodiff")'s
                 f = rows.get(("fnnet.fit", "", "float32"))
                 if f is None:
@@ -254,7 +262,9 @@ def markdown(res):
         "",
         "Times are medians of the repeats, compile time excluded (shown apart). "
         "`× fnnet` = time / time of fnnet float32 (above 1: slower than fnnet); "
-        "`× same dtype` compares with fnnet in the row's dtype. "
+        "`× same dtype` compares with fnnet in the row's dtype; [CPU r] is the same ratio of "
+        "process CPU seconds (all threads), which other processes' load moves much less than "
+        "wall time. "
         "GFLOP/s counts the dense layers' model FLOPs: forward 2·rows·Σ d_in·d_out, "
         "backward 2× that, per epoch (see Notes).",
         "",
@@ -291,7 +301,7 @@ def markdown(res):
         if w.get("step_memory"):
             lines += _memory_table(w["step_memory"]) + [""]
         lines += [
-            "| system | dtype | median s | min–max s | compile s | × fnnet | × same dtype | GFLOP/s | % peak | final loss | note |",
+            "| system | dtype | median s | min–max s | compile s | × fnnet (CPU time) | × same dtype | GFLOP/s | % peak | final loss | note |",
             "|---|---|---|---|---|---|---|---|---|---|---|",
         ]
         for r in w["rows"]:
@@ -303,13 +313,16 @@ def markdown(res):
             if r["extrapolated_from_steps"]:
                 note = f"**extrapolated from {r['extrapolated_from_steps']} of {r['steps']} steps**; " + note
             lo, hi = r.get("ratio_to_fnnet_range") or (None, None)
+            acc = "" if r.get("final_accuracy") is None else f" (acc {100 * r['final_accuracy']:.1f}%)"
             ratio = _f(r["ratio_to_fnnet"], "{:.2f}")
             if lo is not None and r["repeats"] > 1 and _id(r) != BASE:
                 ratio += f" ({lo:.2f}–{hi:.2f})"
+            if r.get("cpu_ratio_to_fnnet") and _id(r) != BASE:
+                ratio += f" [CPU {r['cpu_ratio_to_fnnet']:.2f}]"
             lines.append(
                 f"| {label} | {r['dtype']} | {_secs(r['median_s'])} | {_secs(r['min_s'])}–{_secs(r['max_s'])} | "
                 f"{_secs(r['compile_s'])} | {ratio} | {_f(r['ratio_to_fnnet_same_dtype'], '{:.2f}')} | "
                 f"{r['gflops']:.1f} | {100 * r['fraction_of_peak']:.1f}% | "
-                f"{_f(r['final_loss'], '{:.6g}')} | {note} |")
+                f"{_f(r['final_loss'], '{:.6g}')}{acc} | {note} |")
     lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(lines)

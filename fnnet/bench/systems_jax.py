@@ -21,6 +21,7 @@ from jax import lax
 
 import fnnet
 from fnnet.bench.timing import Runner, median_time
+from fnnet.layers.dense import xt_matmul
 
 
 def network(workload):
@@ -125,9 +126,12 @@ def hlo_stats(compiled):
     return {op: ops[op] for op in HLO_OPS}
 
 
-def scan_runner(workload, dtype, kind):
-    """kind "fnnet" (hand-written backward) or "jax.grad" (autodiff of fnnet.loss)."""
+def scan_runner(workload, dtype, kind, matmul_dtype=None):
+    """kind "fnnet" (hand-written backward) or "jax.grad" (autodiff of fnnet.loss);
+    matmul_dtype "bfloat16": every Dense multiplies in bf16 (fnnet.with_matmul_dtype)."""
     net = network(workload)
+    if matmul_dtype is not None:
+        net = fnnet.with_matmul_dtype(net, matmul_dtype)
     opt = optimizer(workload)
     x_np, y_np = workload.data()
     x, y = jnp.asarray(x_np, dtype), jnp.asarray(y_np, dtype)
@@ -144,9 +148,12 @@ def scan_runner(workload, dtype, kind):
         return jax.block_until_ready(compiled(*state.pop("args"), x, y))
 
     what = "fnnet.value_and_grad (hand-written)" if kind == "fnnet" else "jax.value_and_grad(fnnet.loss)"
+    if matmul_dtype is not None:
+        what += f" with {matmul_dtype} matmuls (float32 params and accumulation)"
     keep = result_params(workload)
     return Runner(kind, jnp.dtype(dtype).name, run, result_params=lambda out: keep(out[0]),
                   reset=reset, compile_s=compile_s, hlo=hlo_stats(compiled),
+                  variant="" if matmul_dtype is None else "bf16 matmuls",
                   note=f"jit(lax.scan) of {what} + optax.{workload.optimizer}, donated carry")
 
 
@@ -219,8 +226,9 @@ def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, secon
     move by a scalar carried from the previous step's outputs (their sums, a read of every
     output), so that XLA can neither hoist the matmuls out of the loop nor drop them.
     GFLOP/s over the needed matmul FLOPs; per_shape adds each forward matmul alone.
-    dW is built as Dense.backward builds it, (dyᵀ·x)ᵀ with materialized transposes: the
-    folded `x.T @ dy` takes XLA:CPU's slow dot emitter and would understate the ceiling."""
+    dW is built as Dense.backward builds it (fnnet.layers.dense.xt_matmul, materialized
+    transposes): the folded `x.T @ dy` takes XLA:CPU's slow dot emitter and would
+    understate the ceiling."""
     rng = np.random.default_rng(0)
     rows = workload.batch
     sizes = workload.sizes
@@ -237,7 +245,7 @@ def matmul_ceiling(workload, repeats=7, dtype=jnp.float32, per_shape=True, secon
             total = jnp.zeros((), dtype)
             for (x, w, dy), need_dx in zip(mats, need):
                 x, dy = x + c, dy + c
-                dw = lax.optimization_barrier(lax.optimization_barrier(dy.T) @ x).T   # as Dense
+                dw = xt_matmul(x, dy)                                 # as Dense.backward
                 outs = [x @ w, dw] + ([dy @ w.T] if need_dx else [])   # fwd, dL/dW, dL/dx
                 total = total + sum(o.sum() for o in outs)
             return total * 1e-30, None

@@ -308,6 +308,17 @@ def reference_runner(workload, threads=1):
                   note=f"{note}; {_thread_note(threads)}")
 
 
+def eval_accuracy(workload, params, rows=4096):
+    """Fraction of the first `rows` training rows whose argmax logit is the label (float64)."""
+    x, y = workload.data()
+    a = x[:rows]
+    for i, (w, b) in enumerate(params):
+        a = a @ np.asarray(w, np.float64) + np.asarray(b, np.float64).reshape(1, -1)
+        if i < len(params) - 1:
+            a = sigmoid(a) if workload.activation == "sigmoid" else np.maximum(a, 0)
+    return float(np.mean(np.argmax(a, axis=1) == np.argmax(y[:rows], axis=1)))
+
+
 def eval_loss(workload, params, rows=4096):
     """Softmax CE (+ ½λΣw²) of `params` on the first `rows` training rows, NumPy float64."""
     x, y = workload.data()

@@ -50,10 +50,15 @@ class Timing:
     compile_s: Optional[float]
     params: Any                      # final params of the last run, [(w, b)] NumPy
     scale: float = 1.0
+    cpu_s: list = dataclasses.field(default_factory=list)   # process CPU seconds per run
 
     @property
     def median_s(self):
         return statistics.median(self.times_s)
+
+    @property
+    def cpu_median_s(self):
+        return statistics.median(self.cpu_s) if self.cpu_s else None
 
 
 def measure(runners, repeats, steps, log=print):
@@ -67,22 +72,24 @@ def measure(runners, repeats, steps, log=print):
             except Exception as e:                   # one broken system must not sink the rest
                 errors[r.key] = f"{type(e).__name__}: {e}"
     times = {r.key: [] for r in runners}
-    results = {}
+    cpu = {r.key: [] for r in runners}     # CPU seconds of this process (all its threads):
+    results = {}                           # work done, less sensitive to other processes' load
     for rep in range(repeats):
         for r in runners:
             if r.key in errors:
                 continue
             try:
                 r.reset()
-                t0 = time.perf_counter()
+                c0, t0 = time.process_time(), time.perf_counter()
                 out = r.run()
-                dt = time.perf_counter() - t0
+                dt, dc = time.perf_counter() - t0, time.process_time() - c0
             except Exception as e:
                 errors[r.key] = f"{type(e).__name__}: {e}"
                 log(f"    {r.key:<34} FAILED: {errors[r.key]}")
                 continue
             scale = steps / r.timed_steps if r.timed_steps else 1.0
             times[r.key].append(dt * scale)
+            cpu[r.key].append(dc * scale)
             results[r.key] = out
             log(f"    {r.key:<34} run {rep + 1}/{repeats}: {dt * scale:9.3f} s"
                 + (f"  (extrapolated x{scale:.1f})" if scale != 1.0 else ""))
@@ -93,7 +100,7 @@ def measure(runners, repeats, steps, log=print):
             continue
         scale = steps / r.timed_steps if r.timed_steps else 1.0
         params = None if scale != 1.0 else r.result_params(results[r.key])
-        timings[r.key] = Timing(times[r.key], r.compile_s, params, scale)
+        timings[r.key] = Timing(times[r.key], r.compile_s, params, scale, cpu[r.key])
     return timings
 
 

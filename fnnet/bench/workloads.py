@@ -48,6 +48,7 @@ class Workload:
     network: Optional[Callable] = None  # () -> fnnet.Network (None: mlp of sizes/activation);
                                         # JAX rows then draw params with fnnet.init(net, key(0))
     forward_flops: Optional[int] = None  # forward FLOPs per row (None: 2·Σ d_in·d_out)
+    bf16_row: bool = False             # also time fnnet with bfloat16 matmuls (opt-in option)
 
     def data(self):
         """(x [n, d_in] float64, onehot [n, k] float64), cached per workload."""
@@ -185,7 +186,7 @@ QUICK["W2"] = dataclasses.replace(W2, epochs=6, dtypes=("float32",))
 W3 = register(
     Workload("W3", "wide MLP, synthetic", (784, 1024, 1024, 10), "relu", "adam", 1e-3, 1, 256,
              0.0, "he_normal", _SYN_FULL, slow_steps=24, origin="MNIST-sized, synthetic data",
-             dtypes=("float32",)))
+             dtypes=("float32",), bf16_row=True))
 QUICK["W3"] = dataclasses.replace(W3, sizes=(784, 64, 64, 10), load=_SYN_QUICK, slow_steps=2)
 # Deep ReLU, 20 hidden layers of 512 at batch 1024: where caching less than autodiff shows.
 W4 = register(

@@ -66,6 +66,9 @@ def test_numbers_positive_and_ratios_consistent(quick):
             assert min(r["times_s"]) <= r["median_s"] <= max(r["times_s"])
             assert r["min_s"] == min(r["times_s"]) and r["max_s"] == max(r["times_s"])
             assert r["ratio_to_fnnet"] == pytest.approx(r["median_s"] / base["median_s"], rel=1e-12)
+            assert len(r["cpu_s"]) == 2 and all(c >= 0 for c in r["cpu_s"])    # process CPU time
+            if r["cpu_ratio_to_fnnet"] is not None:
+                assert r["cpu_ratio_to_fnnet"] == pytest.approx(r["cpu_median_s"] / base["cpu_median_s"], rel=1e-12)
             lo, hi = r["ratio_to_fnnet_range"]
             assert 0 < lo <= hi
             assert r["gflops"] == pytest.approx(w["flops"] / r["median_s"] / 1e9, rel=1e-12)
@@ -83,7 +86,8 @@ def test_same_training_same_loss(quick):
     for name, w in res["workloads"].items():
         shuffled = w["batch"] < w["rows_per_epoch"]          # fit shuffles minibatches
         losses = [r["final_loss"] for r in w["rows"] if r["status"] == "ok"
-                  and r["final_loss"] is not None and not (shuffled and r["system"] == "fnnet.fit")]
+                  and r["final_loss"] is not None and not (shuffled and r["system"] == "fnnet.fit")
+                  and r["variant"] != "bf16 matmuls"]          # bf16 rounds differently by design
         assert losses and all(math.isfinite(v) for v in losses)
         assert max(losses) - min(losses) <= 1e-3 * max(1.0, abs(min(losses))), (name, losses)
         for r in w["rows"]:
@@ -141,3 +145,16 @@ def test_register_rejects_a_duplicate_name():
     with pytest.raises(ValueError, match="W1.*already registered"):
         workloads.register(workloads.FULL["W1"])
     assert workloads.get(["W4"], quick=True)[0].sizes[-1] == 10
+
+
+def test_bf16_row_and_accuracy(quick):
+    """W3 has an opt-in bf16 row; its loss and accuracy stay near float32's (not equal)."""
+    res, _ = quick
+    rows = {(r["system"], r["variant"]): r for r in res["workloads"]["W3"]["rows"] if r["status"] == "ok"}
+    low, base = rows[("fnnet", "bf16 matmuls")], rows[("fnnet", "")]
+    assert low["dtype"] == "float32" and "bfloat16" in low["note"]
+    assert abs(low["final_loss"] - base["final_loss"]) <= 0.05 * base["final_loss"]
+    for r in rows.values():
+        if r["final_loss"] is not None:
+            assert 0.0 <= r["final_accuracy"] <= 1.0
+    assert ("fnnet.fit", "autodiff") in rows
