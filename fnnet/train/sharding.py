@@ -25,6 +25,13 @@ gathered exactly as on one device, which is what makes the result equal single-d
 fit; only the step's batch is split. Multi-host: call jax.distributed.initialize() in
 every process, build the mesh over jax.devices() (all processes' devices) and pass the
 same data in every process; fit places it with jax.make_array_from_process_local_data.
+
+Placement: NumPy and uncommitted arrays are placed replicated; arrays on the mesh's
+devices in another layout are resharded once; arrays committed to other devices raise
+ValueError. fit returns params (and opt_state) replicated on the caller's mesh.
+Not yet: layers with state or randomness (BatchNorm, Dropout) are refused (ValueError):
+per-shard batch statistics would silently differ from one device, and synchronized
+ones need a psum inside the layer's forward and backward.
 """
 from __future__ import annotations
 

@@ -79,6 +79,22 @@ def value_and_grad_cases(out):
                     out[f"vg/{tag}/{np.dtype(dtype).name}/b{b}{kind}"] = tree_err(got, want)
 
 
+def resumed_and_2d_mesh(out, x, y, p0, args, a):
+    """Against the same 6 plain epochs `a`, reusing the chunk-of-2 executable where it can:
+    4 + 2 epochs on the mesh with opt_state in and out, and a 2-D mesh whose "data" axis (4)
+    splits the batch while "model" (2) replicates it."""
+    mesh = jax.make_mesh((8,), ("data",))
+    opt = args["optimizer"]
+    b, _, s = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=4, opt_state=opt.init(p0), mesh=mesh,
+                        chunk_epochs=2)
+    b, _, s = fnnet.fit(NET, b, x, y, optimizer=opt, epochs=2, opt_state=s, initial_epoch=4,
+                        mesh=mesh, chunk_epochs=2)
+    out["fit/resumed/float64"] = tree_err(a, b)
+    b, _ = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=6, chunk_epochs=2,
+                     mesh=jax.make_mesh((4, 2), ("data", "model")))
+    out["fit/mesh2d/float64"] = tree_err(a, b)
+
+
 def fit_cases(out):
     """fit(mesh=) against fit() after several epochs: full batch (203 = 8·25 + 3) and
     minibatches of 50 (8·6 + 2) with a last step of 3 (fewer than 8: replicated)."""
@@ -103,15 +119,8 @@ def fit_cases(out):
             out[name + "/devices"] = len(jax.tree.leaves(b)[0].sharding.device_set)
             if kw.get("validation"):
                 out[name + "/val_loss"] = rel_err(ha.val_loss, hb.val_loss)
-    # resumed: 2 + 2 epochs on the mesh with opt_state in and out == 4 epochs on one device
-    x, y, _, _ = data(np.float64)
-    p0 = fnnet.init(NET, jax.random.key(1), dtype=np.float64)
-    opt = optax.adam(1e-2)
-    a, _, sa = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=4, opt_state=opt.init(p0))
-    b, _, sb = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=2, opt_state=opt.init(p0), mesh=mesh)
-    b, _, sb = fnnet.fit(NET, b, x, y, optimizer=opt, epochs=2, opt_state=sb, initial_epoch=2,
-                         mesh=mesh)
-    out["fit/resumed/float64"] = tree_err((a, sa), (b, sb))
+            if mode == "full" and dtype == np.float64:
+                resumed_and_2d_mesh(out, x, y, p0, args, a)
     # the CNN (fnnet.cnn: Conv2D, MaxPool2D, Flatten, Dense): float64 full batch of 101
     # (8·12 + 5), float32 minibatches of 30 (8·3 + 6) and a last one of 11 (8·1 + 3)
     x, y, _, _ = data(np.float64)
@@ -125,13 +134,6 @@ def fit_cases(out):
         out[f"fit/cnn/{np.dtype(dtype).name}"] = tree_err(a, b)
         out[f"fit/cnn/{np.dtype(dtype).name}/moved"] = rel_err(jax.tree.leaves(a)[0],
                                                                jax.tree.leaves(p0)[0])
-    # a 2-D mesh: the batch split over "data" (4), replicated over "model" (2)
-    x, y, _, _ = data(np.float64)
-    p0 = fnnet.init(NET, jax.random.key(1), dtype=np.float64)
-    mesh2 = jax.make_mesh((4, 2), ("data", "model"))
-    a, _ = fnnet.fit(NET, p0, x, y, optimizer=optax.sgd(0.3), epochs=4)
-    b, _ = fnnet.fit(NET, p0, x, y, optimizer=optax.sgd(0.3), epochs=4, mesh=mesh2)
-    out["fit/mesh2d/float64"] = tree_err(a, b)
 
 
 def hlo_cases(out):
