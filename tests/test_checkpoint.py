@@ -78,9 +78,9 @@ def test_file_is_plain_npz_with_path_keys_and_json(tmp_path):
         meta = json.loads(z["__fnnet__"].tobytes().decode())
     assert meta["format"] == "fnnet.checkpoint" and meta["version"] == 2 and meta["dtype"] == "float32"
     assert meta["net"] == {
-        "layers": [{"type": "Dense", "units": 4, "w_init": "he_normal", "b_init": "zeros"},
+        "layers": [{"type": "Dense", "units": 4, "w_init": "he_normal", "b_init": "zeros", "matmul_dtype": None},
                    {"type": "LeakyRelu", "alpha": 0.01},
-                   {"type": "Dense", "units": 2, "w_init": "he_normal", "b_init": "zeros"}],
+                   {"type": "Dense", "units": 2, "w_init": "he_normal", "b_init": "zeros", "matmul_dtype": None}],
         "loss": "softmax_cross_entropy", "in_shape": [3], "l2": 0.1}
 
 
@@ -333,9 +333,9 @@ def test_foreign_zip(tmp_path):
     (lambda m: m["net"].update(l2=-1), ["l2"]),
     (lambda m: m["net"].update(layers="Dense"), ["layers must be a list"]),
     (lambda m: m["net"]["layers"].append({"type": "Dense", "units": 2, "w_init": "zeros",
-                                          "b_init": "zeros"}), ["header lists params"]),
+                                          "b_init": "zeros", "matmul_dtype": None}), ["header lists params"]),
     (lambda m: m["net"]["layers"].insert(0, {"type": "Dense", "units": 4, "w_init": "zeros",
-                                             "b_init": "zeros"}), ["header lists params"]),
+                                             "b_init": "zeros", "matmul_dtype": None}), ["header lists params"]),
 ])
 def test_tampered_json(tmp_path, fn, patterns):
     path, _, _ = saved(tmp_path)

@@ -44,15 +44,12 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, **op
     if not all(hasattr(f, a) for a in ("fun", "fwd", "bwd", "nondiff_argnums")) or getattr(f, "fwd", None) is None:
         raise TypeError(f"check_custom_vjp: expected a jax.custom_vjp function with defvjp(fwd, bwd) "
                         f"called, got {type(f).__name__} (a jax.jit-wrapped custom_vjp: pass the inner one)")
-    if getattr(f, "symbolic_zeros", False):
-        raise TypeError("check_custom_vjp: symbolic_zeros=True rules are not supported (fwd gets "
-                        "CustomVJPPrimal wrappers); check fwd/bwd with check_vjp instead")
     nd = tuple(int(i) for i in f.nondiff_argnums)
     diff = [i for i in range(len(primals)) if i not in nd]
 
     def vjp(*args):
         *p, ct = args
-        y, res = f.fwd(*p)
+        y, res = _call_fwd(f, p, nd)
         out = f.bwd(*[p[i] for i in nd], res, ct)
         if not isinstance(out, (tuple, list)) or len(out) != len(diff):
             raise ValueError(f"check_custom_vjp: bwd must return a tuple with one cotangent per "
@@ -68,14 +65,28 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, **op
                   report.header, report.seconds)
 
 
+def _call_fwd(f, primals, nd):
+    """f.fwd(*primals), as jax calls it: with symbolic_zeros=True each leaf of a differentiable
+    argument arrives as CustomVJPPrimal(value, perturbed), perturbed for floating leaves."""
+    if not getattr(f, "symbolic_zeros", False):
+        return f.fwd(*primals)
+    from jax.custom_derivatives import CustomVJPPrimal
+
+    def wrap(leaf):
+        return CustomVJPPrimal(leaf, bool(jnp.issubdtype(jnp.result_type(leaf), jnp.floating)))
+
+    return f.fwd(*[p if i in nd else jax.tree.map(wrap, p) for i, p in enumerate(primals)])
+
+
 def _forward_row(f, primals, user_rtol):
     """fwd's primal output vs f.fun's, leaf by leaf (the rule must be of the same function)."""
     with x64_context(primals):
         try:     # one compiled call (eager ops compile one by one)
-            y_fwd, y_fun = jax.jit(lambda *p: (f.fwd(*p)[0], f.fun(*p)))(*primals)
+            nd = tuple(int(i) for i in f.nondiff_argnums)
+            y_fwd, y_fun = jax.jit(lambda *p: (_call_fwd(f, p, nd)[0], f.fun(*p)))(*primals)
         except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
                 jax.errors.TracerIntegerConversionError, TypeError):
-            y_fwd, y_fun = f.fwd(*primals)[0], f.fun(*primals)
+            y_fwd, y_fun = _call_fwd(f, primals, tuple(int(i) for i in f.nondiff_argnums))[0], f.fun(*primals)
         worst = None
         for a, b in zip(jax.tree.leaves(y_fwd), jax.tree.leaves(y_fun)):
             a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)

@@ -114,3 +114,28 @@ def test_user_rtol_atol_and_actual_expected_in_the_report():
     assert not check.check_vjp(lambda x: x * x, lambda x, ct: (2 * x * ct + 1e-3,), x, rtol=1e-5).ok
     assert check.check_vjp(lambda x: x * x, lambda x, ct: (2 * x * ct + 1e-3,), x, rtol=1e-5, atol=1e-2).ok
     assert i is not None
+
+
+def test_check_custom_vjp_takes_symbolic_zeros_rules():
+    # symbolic_zeros=True: fwd gets CustomVJPPrimal wrappers (fnnet.loss_with_manual_grad is one).
+    def make(factor):
+        @jax.custom_vjp
+        def f(x, n):
+            return jnp.sin(x) * n
+
+        def fwd(x, n):
+            assert isinstance(x, jax.custom_derivatives.CustomVJPPrimal) and x.perturbed
+            assert not n.perturbed                       # integer: not differentiated
+            return f.fun(x.value, n.value), (x.value, n.value)
+
+        def bwd(res, g):
+            x, n = res
+            return (g * factor * jnp.cos(x) * n, None)   # d/dx sin(x)·n = cos(x)·n
+
+        f.defvjp(fwd, bwd, symbolic_zeros=True)
+        return f
+
+    x = np.linspace(-2, 2, 6).reshape(2, 3)
+    n = np.array([[1, 2, 3], [3, 2, 1]])
+    assert check.check_custom_vjp(make(1.0), x, n).ok
+    assert not check.check_custom_vjp(make(1.1), x, n).ok

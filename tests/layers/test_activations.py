@@ -117,5 +117,5 @@ def test_bad_input(name):
 
 
 def test_unknown_activation_name():
-    with pytest.raises(ValueError, match="unknown activation 'gelu'"):
-        fnnet.mlp([2, 2], activation="gelu")
+    with pytest.raises(ValueError, match="unknown activation 'swish'"):
+        fnnet.mlp([2, 2], activation="swish")
