@@ -10,26 +10,26 @@ tests/test_reference.py.
 Layout: rows are samples. x: [batch, d_in], dense w: [d_in, d_out], b: [d_out].
 Networks are plain lists of layer dicts (see reference.network).
 """
-from reference.layers.activations import (
+from .layers.activations import (
     identity, identity_backward, leaky_relu, leaky_relu_backward, relu, relu_backward,
     sigmoid, sigmoid_backward, softmax, softmax_backward, tanh, tanh_backward,
     elu, elu_backward, silu, silu_backward, softplus, softplus_backward,
 )
-from reference.layers.batchnorm import (
+from .layers.batchnorm import (
     batchnorm_backward, batchnorm_eval_backward, batchnorm_eval_forward, batchnorm_forward,
     batchnorm_running,
 )
-from reference.layers.conv import conv2d_backward, conv2d_forward
-from reference.layers.dropout import dropout_backward, dropout_forward
-from reference.layers.pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
-from reference.layers.shape import reshape_backward, reshape_forward
-from reference.layers.dense import dense_backward, dense_forward
-from reference.losses import (
+from .layers.conv import conv2d_backward, conv2d_forward
+from .layers.dropout import dropout_backward, dropout_forward
+from .layers.pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
+from .layers.shape import reshape_backward, reshape_forward
+from .layers.dense import dense_backward, dense_forward
+from .losses import (
     half_sse, half_sse_grad, l2_grad, l2_penalty, mse, mse_grad,
     sigmoid_binary_cross_entropy, sigmoid_binary_cross_entropy_grad,
     softmax_cross_entropy, softmax_cross_entropy_grad,
 )
-from reference.network import (
+from .network import (
     accuracy, backward, forward, loss, predict, sgd_step, train_sgd,
 )
 

@@ -6,7 +6,7 @@ so their gradients are the short deltas the seeds derive, e.g. (softmax(z) - y)/
 """
 import numpy as np
 
-from reference.layers.activations import sigmoid, softmax
+from .layers.activations import sigmoid, softmax
 
 
 def _error(fn, msg):

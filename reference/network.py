@@ -13,9 +13,9 @@ the loss gradient, then a reverse walk calling each layer's backward.
 """
 import numpy as np
 
-from reference.layers import activations as act
-from reference import losses as L
-from reference.layers.dense import dense_backward, dense_forward
+from .layers import activations as act
+from . import losses as L
+from .layers.dense import dense_backward, dense_forward
 
 _ACTIVATIONS = {  # kind -> (forward(x, layer), backward(x, dy, layer))
     "identity": (lambda x, l: act.identity(x), lambda x, dy, l: act.identity_backward(x, dy)),

@@ -113,7 +113,7 @@ def to_reference(net, params):
 
 def reference_outputs(layers, loss_name, x):
     """reference.predict on float64 inputs."""
-    import reference
+    import fnnet_reference as reference
     return reference.predict(layers, loss_name, np.asarray(x, np.float64))
 
 

@@ -21,7 +21,7 @@ import fnnet              # noqa: E402
 
 sys.path.insert(0, "tests")
 from gpt_convert import from_reference, to_reference   # noqa: E402
-from reference.models import gpt as R                  # noqa: E402
+from fnnet_reference.models import gpt as R                  # noqa: E402
 
 V, T, L, H, C, B = 7, 5, 2, 2, 8, 3
 

@@ -109,7 +109,7 @@ def main(argv=None) -> int:
     lib.enable_x64()
     import fnnet.check
     import fnnet.datasets
-    import reference
+    import fnnet_reference as reference
 
     dtype = np.dtype(args.dtype)
     epochs = QUICK_EPOCHS if args.quick else EPOCHS

@@ -77,7 +77,7 @@ def reference_adadelta(layers, x, y, orders, *, batch, learning_rate, rho, eps):
     Each epoch: the full batches of `batch` examples in order, then the remainder as one
     smaller batch (fnnet.fit's rule, and Keras'). Returns (layers, per-epoch mean loss).
     """
-    import reference
+    import fnnet_reference as reference
     x = np.asarray(x, np.float64)
     layers = [dict(l) for l in layers]
     acc_g = [{k: np.zeros_like(l[k]) for k in ("w", "b")} if l["kind"] == "dense" else {} for l in layers]
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
         p.error("--seeds must be >= 1")
     lib.enable_x64()
     import fnnet.datasets
-    import reference
+    import fnnet_reference as reference
 
     dtype = np.dtype(args.dtype)
     epochs = QUICK_EPOCHS if args.quick else EPOCHS

@@ -91,7 +91,7 @@ def train_offsets(net, params, x, y, *, optimizer, steps, batch):
 
 def reference_offsets(layers, x, y, *, lr, steps, batch):
     """The same loop in reference/: backward + sgd_step per offset minibatch."""
-    import reference
+    import fnnet_reference as reference
     x = np.asarray(x, np.float64)
     first = last = None
     for i, start in enumerate(offsets(len(x), steps, batch)):
@@ -123,7 +123,7 @@ def main(argv=None) -> int:
         p.error("--seeds must be >= 1")
     lib.enable_x64()
     import fnnet.datasets
-    import reference
+    import fnnet_reference as reference
 
     dtype = np.dtype(args.dtype)
     steps, tf_steps = (QUICK_STEPS, QUICK_TF_STEPS) if args.quick else (STEPS, TF_STEPS)

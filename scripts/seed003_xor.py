@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     lib.enable_x64()
     import fnnet
     import fnnet.datasets
-    import reference
+    import fnnet_reference as reference
 
     dtype = np.dtype(args.dtype)
     epochs = QUICK_EPOCHS if args.quick else EPOCHS

@@ -7,7 +7,7 @@ import pytest
 
 import fnnet
 from helpers import FD_RTOL, RTOL, assert_trees_close, fd_vjp, maybe_jit
-from reference import losses_seq as R
+from fnnet_reference import losses_seq as R
 from seq_helpers import DTYPE_JIT
 
 B, T, V = 2, 3, 5

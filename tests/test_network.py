@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fnnet
-import reference
+import fnnet_reference as reference
 from helpers import FD_RTOL, RTOL, assert_trees_close, maybe_jit, to_reference
 
 F64 = RTOL[np.dtype("float64")]

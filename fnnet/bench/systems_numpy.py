@@ -263,7 +263,7 @@ def seed_runner(workload, dtype, threads=1, variant="", timed_steps=None):
 
 def reference_runner(workload, threads=1):
     """reference/ (NumPy float64): train_sgd for SGD workloads, backward + NumPy Adam else."""
-    from reference import network as ref
+    from fnnet_reference import network as ref
 
     x, y = workload.data()
     layers = []

@@ -19,7 +19,7 @@ from fnnet.layers.dense import Dense
 
 def _reference():
     try:
-        import reference
+        import fnnet_reference as reference
     except ImportError:
         return None
     return reference
@@ -140,7 +140,7 @@ def _layer_dicts(net, params):
 def network_vjp(net, y):
     """reference vjp (params, x, ct) -> (grads, dx) of loss(net, params, x, y), else None.
 
-    Parameter gradients come from reference.backward (the twin's own reverse walk);
+    Parameter gradients come from fnnet_reference.backward (the twin's own reverse walk);
     dL/dx, which that function does not return, from a walk over reference's per-layer
     backward functions. Both are scaled by the scalar cotangent ct.
     """

@@ -1,4 +1,4 @@
-"""A GPT forward and backward in NumPy float64, composed from reference.layers only.
+"""A GPT forward and backward in NumPy float64, composed from fnnet_reference.layers only.
 
 params: a dict
     wte [V, C], wpe [context, C], lnf_g, lnf_b [C],
@@ -8,11 +8,11 @@ Per block (pre-LN): h = h + attn(LN1(h)); h = h + W2·gelu(W1·LN2(h)); logits =
 """
 import numpy as np
 
-from reference.layers.activations import gelu, gelu_backward
-from reference.layers.attention import attention, attention_backward
-from reference.layers.embedding import embedding, embedding_backward, positional, positional_backward
-from reference.layers.norm import layernorm, layernorm_backward
-from reference.losses_seq import sequence_cross_entropy, sequence_cross_entropy_grad
+from ..layers.activations import gelu, gelu_backward
+from ..layers.attention import attention, attention_backward
+from ..layers.embedding import embedding, embedding_backward, positional, positional_backward
+from ..layers.norm import layernorm, layernorm_backward
+from ..losses_seq import sequence_cross_entropy, sequence_cross_entropy_grad
 
 
 def _mlp(blk, a):

@@ -12,7 +12,7 @@ import optax
 import pytest
 
 import fnnet
-import reference
+import fnnet_reference as reference
 from helpers import FD_RTOL, RTOL, assert_trees_close, fd_vjp, maybe_jit
 
 

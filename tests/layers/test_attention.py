@@ -7,7 +7,7 @@ import pytest
 
 import fnnet
 from helpers import RTOL, assert_trees_close
-from reference.layers import attention as R
+from fnnet_reference.layers import attention as R
 from seq_helpers import DTYPE_JIT, four_way, mid_network, randomize
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import fnnet
-import reference
+import fnnet_reference as reference
 from helpers import RTOL, assert_trees_close
 from vision_oracles import check_mid_network, check_vjp_all, random
 

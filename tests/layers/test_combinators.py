@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import fnnet
-from reference.layers import activations as RA
-from reference.layers import combinators as R
-from reference.layers import norm as RN
+from fnnet_reference.layers import activations as RA
+from fnnet_reference.layers import combinators as R
+from fnnet_reference.layers import norm as RN
 from seq_helpers import DTYPE_JIT, four_way, mid_network, randomize
 
 

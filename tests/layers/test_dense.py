@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import fnnet
-import reference
+import fnnet_reference as reference
 from helpers import FD_RTOL, RTOL, assert_trees_close, fd_vjp, maybe_jit
 
 

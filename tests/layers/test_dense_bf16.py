@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import fnnet
-import reference
+import fnnet_reference as reference
 from fnnet.layers.dense import with_matmul_dtype
 from helpers import RTOL, assert_trees_close, maybe_jit
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import fnnet
-import reference
+import fnnet_reference as reference
 from vision_oracles import check_mid_network, check_vjp_all, random
 
 

@@ -8,7 +8,7 @@ import pytest
 import fnnet
 from fnnet.layers.embedding import EmbeddingParams, EncoderParams, PositionalParams
 from helpers import RTOL, assert_trees_close
-from reference.layers import embedding as R
+from fnnet_reference.layers import embedding as R
 from seq_helpers import DTYPE_JIT, four_way, mid_network, randomize
 
 IDS = np.array([[1, 1, 4, 1, 0], [6, 4, 4, 2, 1]])   # repeats within and across rows; 3, 5 unused

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import fnnet
-from reference.layers import activations as R
+from fnnet_reference.layers import activations as R
 from seq_helpers import DTYPE_JIT, four_way, mid_network
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 import fnnet
-from reference.layers import norm as R
+from fnnet_reference.layers import norm as R
 from seq_helpers import DTYPE_JIT, four_way, mid_network, randomize
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import fnnet
-import reference
+import fnnet_reference as reference
 from fnnet.layers.pool import _offsets, _scatter, _window_slice
 from vision_oracles import check_mid_network, check_vjp_all, random
 

@@ -3,7 +3,7 @@ import jax.numpy as jnp
 import pytest
 
 import fnnet
-import reference
+import fnnet_reference as reference
 from vision_oracles import check_mid_network, check_vjp_all, random
 
 

@@ -10,7 +10,7 @@ import pytest
 import fnnet
 from gpt_convert import from_reference, to_reference
 from helpers import RTOL, assert_trees_close, maybe_jit
-from reference.models import gpt as R
+from fnnet_reference.models import gpt as R
 from seq_helpers import randomize
 
 V, T, L, H, C = 7, 5, 2, 2, 8
