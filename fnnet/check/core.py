@@ -22,7 +22,7 @@ MODES = ("auto", "directional", "full")
 def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nondiff=(), mode="auto",
               names=None, directions=4, detect=1e-3, full_max=2000, full_budget=1024, localize_max=50_000,
               step=1e-6, rtol=None, atol=None, jit=True, title=None, _cache_key=None, _cotangent_text=None,
-              _oracle_fun=None, _oracle_text="jax.vjp"):
+              _oracle_fun=None, _oracle_text="jax.vjp", _rule="the hand-written vjp"):
     """Compare a hand-written vjp with jax.vjp, an optional reference and finite differences.
 
     fun(*primals) -> y: pure JAX (y an array or pytree of floating arrays).
@@ -82,7 +82,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
         fixed = {i: jax.tree.map(_as_fixed, primals[i]) for i in nd_pos}
         full = lambda dp: _nd.merge(dp, diff_pos, fixed, n)
         fun_d = lambda *dp, fun=fun: fun(*full(dp))
-        hand = lambda dp, ct, names=names: _nd.pick(vjp(*full(dp), ct), n, diff_pos, nd_pos, names)
+        hand = lambda dp, ct, names=names: _nd.pick(vjp(*full(dp), ct), n, diff_pos, nd_pos, names, _rule)
         if _oracle_fun is not None:
             oracle_fun = lambda *dp: _oracle_fun(*full(dp))
         if callable(reference) or (isinstance(reference, tuple) and reference[0] is not None):
@@ -102,7 +102,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
         fun, primals, names = fun_d, tuple(primals[i] for i in diff_pos), tuple(names[i] for i in diff_pos)
     report = _check(fun, hand, primals, names, cotangent, key, reference, mode, directions, detect,
                     full_max, full_budget, localize_max, step, rtol, atol, jit, title, _cache_key,
-                    _cotangent_text, oracle_fun, _oracle_text)
+                    _cotangent_text, oracle_fun, _oracle_text, _rule)
     if nd_rows:
         report = Report(report.title, tuple(nd_rows) + report.rows, report.header, report.seconds)
     return report
@@ -117,7 +117,7 @@ def _as_fixed(leaf):
 
 def _check(fun, hand, primals, names, cotangent, key, reference, mode, directions, detect, full_max,
            full_budget, localize_max, step, user_rtol, user_atol, jit, title, cache_key, cotangent_text,
-           oracle_fun, oracle_text):
+           oracle_fun, oracle_text, rule="the hand-written vjp"):
     t0 = time.perf_counter()
     title = title or getattr(fun, "__name__", "fun")
     if isinstance(key, int):
@@ -146,13 +146,13 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         except Exception:
             rules, options = [], jit_options(oracle_fun or fun, *primals)
         ct, ct_text = make_cotangent(cotangent, out, rng_for(key, 0))
-        y, hand_out, by_jax, flags = _evaluate(fun, hand, oracle_fun, primals, ct, jit, options)
+        y, hand_out, by_jax, flags = _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule)
         outputs = [(np.asarray(c, np.float64), np.asarray(v, np.float64))
                    for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y))]
         flat_primals = [np.asarray(l, np.float64) for l in jax.tree.leaves(primals)]
 
     independent = not rules
-    rows, hand_leaf, skip = match_hand(hand_out, primals, names, leaves, title)
+    rows, hand_leaf, skip = match_hand(hand_out, primals, names, leaves, title, rule)
     for name, nonzero in flags.items():
         if any(bool(np.asarray(f)) for f in nonzero):
             rows.append(Row(name, "structure", "structure", "FAIL",
@@ -243,14 +243,14 @@ def _block(leaf, rt_fd, detect):
     return block_size(leaf.size, rt_fd, detect)
 
 
-def _evaluate(fun, hand, oracle_fun, primals, ct, jit, options):
+def _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule="the hand-written vjp"):
     """(y, hand-written cotangents, jax.vjp's cotangents, nondiff flags), by default in one
     jitted call. jax.vjp is of oracle_fun when given (second order), else of fun."""
     def hand_written(primals, ct):
         try:
             return hand(primals, ct)
         except Exception as e:
-            raise annotate(e, "the hand-written vjp")
+            raise annotate(e, rule)
 
     def both(primals, ct):
         if oracle_fun is None:

@@ -155,7 +155,7 @@ def call_reference(reference, primals, ct, names, leaves):
     return flat
 
 
-def match_hand(hand, primals, names, leaves, title="check"):
+def match_hand(hand, primals, names, leaves, title="check", rule="the hand-written vjp"):
     """Line the hand-written cotangents up with the primals' leaves.
 
     Returns (rows, hand_leaf, skip): failed "structure" Rows (wrong tree, shape or dtype),
@@ -163,7 +163,7 @@ def match_hand(hand, primals, names, leaves, title="check"):
     of the leaves that cannot. Raises ValueError when there is not one cotangent per primal.
     """
     if not isinstance(hand, (tuple, list)) or len(hand) != len(primals):
-        raise ValueError(f"{title}: the hand-written vjp must return a tuple with one cotangent per "
+        raise ValueError(f"{title}: {rule} must return a tuple with one cotangent per "
                          f"primal ({len(primals)}: {', '.join(names)}), got {describe(hand)}")
     rows, hand_leaf, skip = [], {}, set()
     for i, (n, prim, h) in enumerate(zip(names, primals, hand)):

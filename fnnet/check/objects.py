@@ -100,7 +100,8 @@ def check_layer(layer, params, x, *, cotangent=None, key=None, reference="auto",
     kw_key = _nd.hashable_values([user_kw]) if user_kw else ()
     cache_key = None if kw_key is None else _hashable("layer", layer, kw_key, *parts)
     return check_vjp(forward, backward, params, x, cotangent=cotangent, key=key, reference=ref,
-                     nondiff=nondiff, names=("params", "x"), title=str(layer), _cache_key=cache_key, **options)
+                     nondiff=nondiff, names=("params", "x"), title=str(layer), _cache_key=cache_key,
+                     _rule="layer.backward", **options)
 
 
 def check_loss(loss, out, target, *, key=None, reference="auto", **options):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
 import sys
 import time
 
@@ -255,8 +256,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", metavar="NAME",
                         help="run only cases whose name contains NAME (repeatable)")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every full report")
-    parser.add_argument("-j", "--jobs", type=int, default=1,
-                        help="cases checked side by side in threads (default 1)")
+    parser.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                        help="cases checked side by side in threads (default: 2, or 1 on one core)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
     ok, _, _ = run(dtypes, args.only, args.verbose, args.jobs)

@@ -1,5 +1,7 @@
 """check_custom_vjp, check_jvp, check_second_order, check_per_example, rtol/atol overrides,
 and ACTUAL/EXPECTED values in the report."""
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,3 +141,14 @@ def test_check_custom_vjp_takes_symbolic_zeros_rules():
     n = np.array([[1, 2, 3], [3, 2, 1]])
     assert check.check_custom_vjp(make(1.0), x, n).ok
     assert not check.check_custom_vjp(make(1.1), x, n).ok
+
+
+def test_check_layer_messages_name_the_layers_backward_not_a_vjp():
+    @dataclasses.dataclass(frozen=True)
+    class OnlyDx:                                       # forgets the () for its params
+        def init(self, key, in_shape): return (), tuple(in_shape)
+        def forward(self, params, x): return 2 * x, None
+        def backward(self, params, cache, dy): return 2 * dy
+
+    with pytest.raises(ValueError, match=r"layer\.backward must return a tuple with one cotangent per primal"):
+        check.check_layer(OnlyDx(), (), np.ones((2, 3)))
