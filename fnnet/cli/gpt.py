@@ -18,53 +18,34 @@ import argparse
 import sys
 import time
 
-
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {text!r}")
-    return v
-
-
-def _nonneg_float(text):
-    import math
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return v
+from fnnet.cli.args import int_at_least, nonnegative_float
 
 
 def parser():
     p = argparse.ArgumentParser(prog="fnnet gpt", description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="action", required=True)
     t = sub.add_parser("train", help="train on pydoc_text and print val loss vs the bigram baseline")
-    t.add_argument("--layers", type=_positive_int, default=2)
-    t.add_argument("--heads", type=_positive_int, default=4)
-    t.add_argument("--dim", type=_positive_int, default=64)
-    t.add_argument("--context", type=_positive_int, default=64)
-    t.add_argument("--batch-size", type=_positive_int, default=32)
-    t.add_argument("--epochs", type=_positive_int, default=6, help="passes over the training windows")
-    t.add_argument("--lr", type=_nonneg_float, default=3e-3, help="peak AdamW learning rate (cosine decay)")
-    t.add_argument("--weight-decay", type=_nonneg_float, default=0.01)
+    t.add_argument("--layers", type=int_at_least(1), default=2)
+    t.add_argument("--heads", type=int_at_least(1), default=4)
+    t.add_argument("--dim", type=int_at_least(1), default=64)
+    t.add_argument("--context", type=int_at_least(1), default=64)
+    t.add_argument("--batch-size", type=int_at_least(1), default=32)
+    t.add_argument("--epochs", type=int_at_least(1), default=6, help="passes over the training windows")
+    t.add_argument("--lr", type=nonnegative_float, default=3e-3, help="peak AdamW learning rate (cosine decay)")
+    t.add_argument("--weight-decay", type=nonnegative_float, default=0.01)
     t.add_argument("--grad", choices=("manual", "autodiff"), default="manual",
                    help="hand-written backward (default) or jax.grad, for comparison")
-    t.add_argument("--max-chars", type=_positive_int, default=None, help="use only the first N characters")
+    t.add_argument("--max-chars", type=int_at_least(1), default=None, help="use only the first N characters")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--sample", type=int, default=300, metavar="N", help="characters to generate after training")
-    t.add_argument("--temperature", type=_nonneg_float, default=0.8)
+    t.add_argument("--temperature", type=nonnegative_float, default=0.8)
     t.add_argument("--prompt", default="The ")
     t.add_argument("--save", default=None, metavar="PATH", help="save the trained net (fnnet.save, .npz)")
     s = sub.add_parser("sample", help="generate text from a net saved by `fnnet gpt train --save`")
     s.add_argument("checkpoint")
     s.add_argument("--prompt", default="The ")
     s.add_argument("--chars", type=int, default=300)
-    s.add_argument("--temperature", type=_nonneg_float, default=0.8, help="0 = greedy")
+    s.add_argument("--temperature", type=nonnegative_float, default=0.8, help="0 = greedy")
     s.add_argument("--seed", type=int, default=0)
     return p
 

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 
+from fnnet.cli.args import int_at_least, nonnegative_float, positive_float
 from fnnet.cli.outputs import plural, unwritable, write_outputs
 
 DATASETS = {
@@ -49,39 +50,6 @@ FIGURE_FORMATS = (".png", ".pdf", ".svg")
 def _initializers():
     from fnnet import initializers as _init
     return sorted(_init.INITIALIZERS)
-
-
-def _positive_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(v) and v > 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text!r}")
-    return v
-
-
-def _nonnegative_float(text):
-    try:
-        v = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
-    if not (math.isfinite(v) and v >= 0):
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return v
-
-
-def _int_at_least(lo):
-    def parse(text):
-        try:
-            v = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
-        return v
-    parse.__name__ = f"integer >= {lo}"
-    return parse
 
 
 def _sizes(text):
@@ -131,16 +99,16 @@ def build_parser():
                         f"{CNN_DEFAULTS['batch_size']} unless given")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help=f"optax optimizer (default sgd, adam for --model cnn; momentum is sgd with momentum {MOMENTUM})")
-    p.add_argument("--lr", type=_positive_float,
+    p.add_argument("--lr", type=positive_float,
                    help="learning rate (sgd: digits 0.5, blobs 0.01, xor 0.1; momentum: a tenth of those; "
                         "adam/rmsprop 0.001; adadelta 1.0)")
-    p.add_argument("--epochs", type=_int_at_least(1), help="(digits 1500, blobs 5001, xor 1000)")
-    p.add_argument("--batch-size", type=_int_at_least(1), metavar="N",
+    p.add_argument("--epochs", type=int_at_least(1), help="(digits 1500, blobs 5001, xor 1000)")
+    p.add_argument("--batch-size", type=int_at_least(1), metavar="N",
                    help="examples per step; default full batch (xor: 1); smaller batches are "
                         "reshuffled each epoch from --seed")
-    p.add_argument("--l2", type=_nonnegative_float,
+    p.add_argument("--l2", type=nonnegative_float,
                    help="L2 strength λ of ½λΣw² on weights (blobs 0.01, else 0)")
-    p.add_argument("--seed", type=_int_at_least(0), default=0,
+    p.add_argument("--seed", type=int_at_least(0), default=0,
                    help="initial weights from fnnet.init(net, jax.random.key(SEED)); the batch order "
                         "from jax.random.fold_in(that key, 1) (default 0)")
     p.add_argument("--init", choices=_initializers(), metavar="NAME",
@@ -163,7 +131,7 @@ def build_parser():
                    help="before training, check the hand-written gradients of the initial params on a "
                         "few examples against the oracles (fnnet.check.check_network); exit 1 if they disagree")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--devices", type=_int_at_least(1), metavar="N",
+    p.add_argument("--devices", type=int_at_least(1), metavar="N",
                    help="data-parallel over N devices: each step's batch is split N ways and the "
                         "hand-written gradients are all-reduced (fnnet.fit(mesh=...)); on a CPU-only "
                         "machine N simulated CPU devices, which share its cores (overhead, not speedup)")
