@@ -166,14 +166,6 @@ def main(argv=None) -> int:
     return run(args)
 
 
-def _loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
 def _scaling(args, log) -> int:
     """`--devices 1,2,4,8`: fnnet/bench/scaling.py (needs the devices before JAX starts)."""
     from fnnet.train.sharding import data_mesh
@@ -194,7 +186,8 @@ def _scaling(args, log) -> int:
 
 def run(args) -> int:
     t_start = time.perf_counter()
-    load_start = _loadavg()
+    from fnnet.bench import timing              # numpy only: the load is read before jax starts
+    load_start = timing.loadavg()
     import jax
     jax.config.update("jax_enable_x64", True)        # float64 rows; float32 rows stay float32
 
@@ -277,7 +270,7 @@ def run(args) -> int:
             "matmul_ceiling": ceiling, "step_memory": d["memory"], "rows": rows,
         }
     result = {
-        "machine": {**report.machine(torch_label), "load_start": load_start, "load_end": _loadavg()},
+        "machine": {**report.machine(torch_label), "load_start": load_start, "load_end": timing.loadavg()},
         "config": {"quick": args.quick, "repeats": repeats, "workloads": names, "systems": systems,
                    "threads": threads},
         "peak": peak,

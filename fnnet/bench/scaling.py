@@ -24,14 +24,6 @@ from fnnet.bench import systems_jax as sj
 from fnnet.train import sharding
 
 
-def _loadavg():
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
 def fit_runner(workload, dtype, mesh):
     """A Runner training `workload` with fnnet.fit, data-parallel over `mesh` (None: plain)."""
     net = sj.network(workload)
@@ -63,7 +55,7 @@ def run(counts, workloads, repeats, out_dir, log=print, dtype="float32"):
     """counts: device counts, e.g. [1, 2, 4, 8]; workloads: fnnet.bench.workloads objects."""
     devices = jax.devices()
     result = {"machine": {**report.machine("n/a"), "devices": [str(d) for d in devices[:max(counts)]]},
-              "simulated": devices[0].platform == "cpu", "dtype": dtype, "load_start": _loadavg(), "repeats": repeats, "workloads": {}}
+              "simulated": devices[0].platform == "cpu", "dtype": dtype, "load_start": timing.loadavg(), "repeats": repeats, "workloads": {}}
     for w in workloads:
         log(f"== {w.name} ({w.title}): {w.describe()}")
         runners = [fit_runner(w, dtype, None)]
@@ -86,7 +78,7 @@ def run(counts, workloads, repeats, out_dir, log=print, dtype="float32"):
                          "max_rel_diff_params": float(np.abs(p - ref).max() / np.abs(ref).max())})
         result["workloads"][w.name] = {"title": w.title, "description": w.describe(),
                                        "steps": w.steps, "rows": rows}
-    result["load_end"] = _loadavg()
+    result["load_end"] = timing.loadavg()
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"scaling-{result['machine']['backend']}")
     with open(stem + ".json", "w") as f:

@@ -120,3 +120,12 @@ def to_numpy_params(params):
     """[(w, b)] of any array type -> [(np.ndarray, np.ndarray)] float64."""
     return [(np.asarray(w, dtype=np.float64), np.asarray(b, dtype=np.float64).reshape(-1))
             for w, b in params]
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages as text ("?" where /proc/loadavg is missing)."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
