@@ -12,18 +12,21 @@ No autodiff anywhere: jax.grad is only ever an oracle (see fnnet.check).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from fnnet.layers import activations as _activations
 from fnnet import losses as _losses
 from fnnet.layers.dense import Dense
-from fnnet._validate import check_finite, check_floating, check_same_dtype, check_shape, fmt_shape
+from fnnet._validate import fmt_shape
 from fnnet import state as _state
+# The call checks live in fnnet/_netcheck.py; the underscore names stay importable from here
+# (fnnet.train, fnnet.check, checkpoints and the models use them).
+from fnnet._netcheck import (check_params as _check_params, check_run as _check_run,  # noqa: F401
+                             check_x as _check_x, check_y as _check_y, layout as _layout, out_shape,
+                             state_layout as _state_layout)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -96,89 +99,6 @@ def mlp(sizes, activation="relu", output="identity", loss="mse", l2=0.0, w_init=
     return Network(tuple(layers), loss, (sizes[0],), l2)
 
 
-@functools.lru_cache(maxsize=256)
-def _layout(net: Network):
-    """Per layer: (in_shape, expected params ShapeDtypeStruct tree, out_shape)."""
-    shapes, in_shape = [], net.in_shape
-    for i, layer in enumerate(net.layers):
-        box = []  # the out shape is static Python data: smuggle it out of the trace
-
-        def shapes_only(k, s=in_shape, l=layer):
-            p, o = l.init(k, s)
-            box.append(tuple(int(d) for d in o))
-            return p
-        try:
-            p = jax.eval_shape(shapes_only, jax.random.key(0))
-        except (ValueError, TypeError) as e:
-            raise ValueError(f"layer {i} ({layer}): cannot take input of shape [batch, "
-                             f"{', '.join(map(str, in_shape))}]: {e}") from e
-        out_shape = box[0]
-        shapes.append((in_shape, p, out_shape))
-        in_shape = out_shape
-    return tuple(shapes)
-
-
-def out_shape(net: Network):
-    """Feature shape of the network output, e.g. (10,)."""
-    return _layout(net)[-1][2] if net.layers else net.in_shape
-
-
-def _check_params(net: Network, params, values=True):
-    """Tree structure and every leaf shape must match what init would build; values=True
-    also refuses NaN/Inf in concrete leaves."""
-    if not isinstance(params, (tuple, list)) or len(params) != len(net.layers):
-        raise ValueError(f"params must be a tuple with one entry per layer ({len(net.layers)}), "
-                         f"got {type(params).__name__} of length {len(params) if hasattr(params, '__len__') else '?'}")
-    dtype = None
-    for i, (layer, p, (_, expected, _)) in enumerate(zip(net.layers, params, _layout(net))):
-        where = f"layer {i} ({layer})"
-        if jax.tree.structure(p) != jax.tree.structure(expected):
-            raise ValueError(f"{where}: params tree must be {jax.tree.structure(expected)}, "
-                             f"got {jax.tree.structure(p)}")
-        for (path, leaf), want in zip(jax.tree_util.tree_leaves_with_path(p), jax.tree.leaves(expected)):
-            name = "params" + jax.tree_util.keystr(path)
-            check_floating(where, name, leaf)
-            if tuple(leaf.shape) != tuple(want.shape):
-                raise ValueError(f"{where}: {name} must have shape {tuple(want.shape)}, got {tuple(leaf.shape)}")
-            dtype = dtype or leaf.dtype
-            if leaf.dtype != dtype:
-                raise TypeError(f"{where}: {name} has dtype {leaf.dtype}, other params are {dtype}")
-            if values:
-                check_finite(where, name, leaf)    # concrete params only: a no-op under jit
-    return dtype
-
-
-def _check_x(net: Network, params, x):
-    first = f"layer 0 ({net.layers[0]})" if net.layers else "network"
-    if net.layers and getattr(net.layers[0], "input_kind", None) == "ids":   # token ids (Embedding, GPT)
-        _check_params(net, params)
-        check_shape(first, "x", x, (None, *net.in_shape))
-        try:
-            net.layers[0].check_input(x)  # integer dtype; value range when concrete
-        except (ValueError, TypeError) as e:
-            raise type(e)(f"{first}: {e}") from None
-        return x
-    if getattr(x, "dtype", None) == np.float64 and not jax.config.jax_enable_x64:
-        raise TypeError(f"{first}: x is float64 but jax_enable_x64 is off, so JAX would silently run "
-                        f"it in float32; pass x.astype(np.float32), or turn on "
-                        f"jax.config.update('jax_enable_x64', True) for float64")
-    x = jnp.asarray(x)
-    check_floating(first, "x", x)
-    check_shape(first, "x", x, (None, *net.in_shape))
-    dtype = _check_params(net, params)
-    if dtype is not None:
-        check_same_dtype(first, "x", x, dtype)
-    check_finite(first, "x", x)
-    return x
-
-
-def _check_y(net, x, y):
-    """Validate targets against the (static) output shape before computing anything."""
-    check = getattr(net.loss, "check", None)
-    if check is not None:
-        check(jax.ShapeDtypeStruct((x.shape[0], *out_shape(net)), x.dtype), y)
-
-
 def _forward(net, params, x, state=None, key=None, train=False):
     """-> (out, caches, new_state); new_state is None when state is None (fnnet/state.py
     threads the keys and state: layer i draws from fold_in(key, i))."""
@@ -188,24 +108,6 @@ def _forward(net, params, x, state=None, key=None, train=False):
         caches.append(cache)
         new_state.append(s)
     return x, caches, (None if state is None else tuple(new_state))
-
-
-@functools.lru_cache(maxsize=256)
-def _state_layout(net: Network, dtype):
-    """ShapeDtypeStruct tree of init_state(net, dtype)."""
-    in_shapes = [s[0] for s in _layout(net)]
-    return jax.eval_shape(lambda: _state.init_states(net.layers, in_shapes, dtype))
-
-
-def _check_run(net: Network, params, x, state, key, train, where, **fixes):
-    """Validate train/key/state before any number is computed -> (state or None, key)."""
-    _state.check_train(where, train)
-    if key is not None:
-        key = _state.check_key(where, key)
-    _state.check_request(net.layers, state, key, train, **fixes)
-    if state is None:
-        return None, key
-    return _state.check_state(where, net.layers, state, _state_layout(net, jnp.dtype(x.dtype))), key
 
 
 def init_state(net: Network, dtype=jnp.float32):
@@ -345,7 +247,7 @@ def init(net: Network, key, dtype=jnp.float32):
     float64 needs jax_enable_x64; asking for it without raises instead of silently
     returning float32.
     """
-    _check_key("init", key)
+    _state.check_key("init", key)
     dtype = jnp.dtype(dtype)
     if not jnp.issubdtype(dtype, jnp.floating):
         raise TypeError(f"init: dtype must be floating, got {dtype}")
@@ -357,15 +259,6 @@ def init(net: Network, key, dtype=jnp.float32):
         p, in_shape = layer.init(k, in_shape)
         params.append(jax.tree.map(lambda a: jnp.asarray(a, dtype), p))
     return tuple(params)
-
-
-def _check_key(where, key):
-    """A typed key (jax.random.key) or a legacy uint32[2] one (jax.random.PRNGKey)."""
-    dtype = getattr(key, "dtype", None)
-    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-    if (typed and key.shape == ()) or (not typed and dtype == np.uint32 and np.shape(key) == (2,)):
-        return key
-    raise TypeError(f"{where}: key must be a jax PRNG key such as jax.random.key(0), got {key!r}")
 
 
 def predict(net: Network, params, x, *, state=None, key=None, train=False):

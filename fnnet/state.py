@@ -55,8 +55,9 @@ def check_key(where: str, key):
         return key
     if dtype == jnp.uint32 and tuple(key.shape) == (2,):
         return key
-    raise TypeError(f"{where}: key must be one PRNG key such as jax.random.key(0), got "
-                    f"{type(key).__name__} with dtype {dtype} and shape {getattr(key, 'shape', None)}")
+    got = (f"{key!r}" if dtype is None else
+           f"{type(key).__name__} with dtype {dtype} and shape {tuple(getattr(key, 'shape', ()))}")
+    raise TypeError(f"{where}: key must be one PRNG key such as jax.random.key(0), got {got}")
 
 
 def init_states(layers, in_shapes, dtype):

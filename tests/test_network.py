@@ -273,7 +273,7 @@ def test_messages_name_what_is_wrong():
     params = fnnet.init(net, jax.random.key(0), jnp.float64)
     with pytest.raises(ValueError, match=r"x is empty: shape \(0, 4\)"):
         fnnet.forward(net, params, np.ones((0, 4)))
-    with pytest.raises(TypeError, match=r"init: key must be a jax PRNG key such as jax.random.key\(0\), got 0"):
+    with pytest.raises(TypeError, match=r"init: key must be one PRNG key such as jax.random.key\(0\), got 0"):
         fnnet.init(net, 0)
     liar = fnnet.Network((fnnet.Dense(6), _LiesAboutShape(), fnnet.Dense(2)), "mse", (4,))
     lp = fnnet.init(liar, jax.random.key(0), jnp.float64)
