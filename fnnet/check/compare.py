@@ -50,8 +50,12 @@ from the oracle by 4x as much as jax.vjp's value does:
   float64: only where that distance is rounding-sized (<= 1e-3 · scale; the worst seen,
            saturated tanh layers fed inputs of 30, is 3e-4). Larger distances are a wrong
            oracle or forward, which must show.
-  float32: without a cap: float32 autodiff is the measure of what float32 can do, and
-           the float64 check of the same code shows a wrong oracle.
+  float32: without a cap: float32 autodiff is the measure of what float32 can do. For the
+           reference row its distance is taken from jax.vjp of the same forward run in
+           float64 (plus the float64 rule for that one's distance from the reference), not
+           from the reference itself: measured against the oracle being judged, a wrong
+           reference would widen its own tolerance and pass (where fun cannot run in
+           float64, the distance from the oracle is used, as for finite differences).
 The jax.vjp row itself never uses it, so a bug in the hand-written code always fails there.
 Only an independent jax.vjp is a yardstick: with a user custom rule inside fun there is none.
 
@@ -141,9 +145,20 @@ def fd_noise(M: float, t: float, fd_eps: float) -> float:
     return ROUNDINGS * fd_eps * M / t
 
 
-def yardstick_allowance(jax_values, oracle, scale, dtype):
+def yardstick_allowance(jax_values, oracle, scale, dtype, jax64=None):
     """Per element: 4 × how far autodiff at the hand's precision (`dtype`) is from a float64
-    oracle; for float64 only where that is rounding-sized, else 0 (see the module doc)."""
+    oracle; for float64 only where that is rounding-sized, else 0 (see the module doc).
+
+    jax64: jax.vjp of the same forward run in float64, when the hand ran coarser. The
+    float32 distance is then measured against it, not against the oracle being judged
+    (a wrong reference must not widen its own tolerance), plus the float64 rule for
+    jax64's own distance from the oracle.
+    """
+    cap64 = YARDSTICK_CAP[np.dtype("float64")]
+    if jax64 is not None and YARDSTICK_CAP.get(np.dtype(dtype)) is None:
+        d32 = np.abs(np.asarray(jax_values, np.float64) - np.asarray(jax64, np.float64))
+        d64 = np.abs(np.asarray(jax64, np.float64) - oracle)
+        return YARDSTICK * d32 + np.where(d64 <= cap64 * scale, YARDSTICK * d64, 0.0)
     d = np.abs(np.asarray(jax_values, np.float64) - oracle)
     cap = YARDSTICK_CAP.get(np.dtype(dtype))
     return YARDSTICK * d if cap is None else np.where(d <= cap * scale, YARDSTICK * d, 0.0)
@@ -160,7 +175,8 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
     majority(flat_indices) -> bool per element: the hand-written value agrees with finite
     differences (and any other independent witness) there; such disagreements are the
     oracle's, reported as a warning (status "warn") instead of a failure.
-    yardstick: (jax.vjp's values, their dtype), for a float64 oracle (see the module doc).
+    yardstick: (jax.vjp's values, their dtype[, jax.vjp in float64]), for a float64 oracle
+    (see the module doc and yardstick_allowance).
     Non-finite values: a hand-written NaN/inf fails unless the oracle has the identical
     value at that index; an oracle NaN/inf where the hand is finite is a disagreement like
     any other (majority may overrule it). Scales and floors use finite entries only.
@@ -196,7 +212,7 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
         flat_diff[bad[accept]] = 0.0           # accepted at a kink: out of the error statistics
         bad = bad[~accept]
     if yardstick is not None:   # rounding where smooth; never at a kink (conventions differ there)
-        yard = yardstick_allowance(yardstick[0], oracle, scale, yardstick[1]).reshape(-1)
+        yard = yardstick_allowance(yardstick[0], oracle, scale, *yardstick[1:]).reshape(-1)
         yard[at_kink] = 0.0
         allowed = allowed + yard.reshape(hand.shape)
         bad = bad[flat_diff[bad] > allowed.reshape(-1)[bad]]

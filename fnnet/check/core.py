@@ -89,8 +89,10 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
             ref_fn, ref_why = reference if isinstance(reference, tuple) else (reference, "")
             fixed64 = {i: jax.tree.map(lambda a: np.asarray(a) if hasattr(a, "shape") else a, v)
                        for i, v in fixed.items()}
-            reference = (lambda *dp64: _nd.pick(ref_fn(*_nd.merge(dp64[:-1], diff_pos, fixed64, n), dp64[-1]),
-                                                 n, diff_pos, nd_pos, names, "the reference")[0], ref_why)
+            # names bound now: the name below is rebound to the differentiable primals only
+            reference = (lambda *dp64, names=names: _nd.pick(
+                ref_fn(*_nd.merge(dp64[:-1], diff_pos, fixed64, n), dp64[-1]),
+                n, diff_pos, nd_pos, names, "the reference")[0], ref_why)
         if _cache_key is not None:
             extra = _nd.hashable_values([primals[i] for i in nd_pos])
             _cache_key = None if extra is None else (_cache_key, tuple(nd_pos), extra)
@@ -147,6 +149,9 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
             rules, options = [], jit_options(oracle_fun or fun, *primals)
         ct, ct_text = make_cotangent(cotangent, out, rng_for(key, 0))
         y, hand_out, by_jax, flags = _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule)
+        coarse = any(l.dtype != np.float64 for l in leaves)
+        by_jax64 = (_jax_in_float64(oracle_fun or fun, primals, ct)
+                    if coarse and reference is not None and not rules else None)
         outputs = [(np.asarray(c, np.float64), np.asarray(v, np.float64))
                    for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y))]
         flat_primals = [np.asarray(l, np.float64) for l in jax.tree.leaves(primals)]
@@ -161,6 +166,9 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
     by_ref = call_reference(reference, primals, ct, names, leaves) if reference is not None else None
     fd = FiniteDifferences(fun, primals, ct, step, cache_key, options) if offset else None
     jax_leaves = dict(zip([l.name for l in leaves], (np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax))))
+    if by_jax64 is not None:
+        by_jax64 = dict(zip([l.name for l in leaves], (np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax64))))
+        by_jax64 = by_jax64 if len(by_jax64) == len(leaves) else None
     if len(jax_leaves) != len(leaves):  # jax.vjp always matches; guard against odd custom pytrees
         raise RuntimeError("check: jax.vjp returned a different number of leaves than the primals have")
 
@@ -218,7 +226,8 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         if by_ref is None:
             rows.append(Row(leaf.name, "reference", "reference", "n/a", note=ref_note))
         else:
-            res_r = compare(h, ref, rt, floor, adj, yardstick=(j, dtype) if independent else None)
+            yard = None if not independent else (j, dtype) if by_jax64 is None else (j, dtype, by_jax64[leaf.name])
+            res_r = compare(h, ref, rt, floor, adj, yardstick=yard)
             rows.append(oracle_row(leaf.name, "reference", "reference", res_r, True, []))
         if fd is not None:
             rows.append(fd_row(fd, leaf, h, j, rt_fd, floor, jax_allowed, dtype, leaf.name in per_element,
@@ -241,6 +250,22 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
 def _block(leaf, rt_fd, detect):
     from fnnet.check.fdcompare import block_size
     return block_size(leaf.size, rt_fd, detect)
+
+
+def _jax_in_float64(fun, primals, ct):
+    """{leaf name: jax.vjp of fun with every floating primal and the cotangent in float64}
+    (the float32 yardstick's truth, see compare.yardstick_allowance), or None when fun does
+    not run in float64 (its output stays coarser, or it refuses float64). Runs under x64, as
+    the float64 finite differences do, whatever the user's setting."""
+    to64 = lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
+    with jax.enable_x64(True):
+        try:
+            p64, c64 = jax.tree.map(to64, primals), jax.tree.map(to64, ct)
+            if any(l.dtype != jnp.float64 for l in jax.tree.leaves(jax.eval_shape(fun, *p64))):
+                return None
+            return jax.device_get(jax.jit(lambda p, c: jax.vjp(fun, *p)[1](c))(p64, c64))
+        except Exception:      # a forward that refuses float64 simply has no such yardstick
+            return None
 
 
 def _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule="the hand-written vjp"):

@@ -558,3 +558,11 @@ def test_user_layer_without_twin_is_na_unless_reference_given():
     assert statuses(report, "x") == {"jax": "ok", "reference": "ok", "fd": "ok"}
     report = check.check_layer(Square(), (), x, reference=lambda p, x, ct: ((), 3 * x * ct))
     assert statuses(report, "x")["reference"] == "FAIL"
+    # float32 too, for a reference 1 % off: the autodiff yardstick that widens float32
+    # tolerances is measured against jax.vjp in float64, never against the reference being
+    # judged (which once let a wrong reference widen its own tolerance and pass in float32)
+    x32 = x.astype(np.float32)
+    good = check.check_layer(Square(), (), x32, reference=lambda p, x, ct: ((), 2 * x * ct))
+    assert statuses(good, "x") == {"jax": "ok", "reference": "ok", "fd": "ok"}, str(good)
+    bad = check.check_layer(Square(), (), x32, reference=lambda p, x, ct: ((), 2.02 * x * ct))
+    assert statuses(bad, "x") == {"jax": "ok", "reference": "FAIL", "fd": "ok"}, str(bad)

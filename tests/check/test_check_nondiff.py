@@ -51,6 +51,30 @@ def test_integer_input_layer_with_overwriting_scatter_fails(dtype):
     assert not report.ok and report.failed_primals == ("params['table']",), str(report)
 
 
+def _numpy_lookup_vjp(overwrite):
+    """A user's NumPy reference for Lookup: (dparams, None), None for the integer ids."""
+    def ref(params, ids, dy):
+        g = np.zeros_like(np.asarray(params["table"]))
+        if overwrite:
+            g[np.asarray(ids)] = np.asarray(dy)                     # the classic bug: last write wins
+        else:
+            np.add.at(g, np.asarray(ids), np.asarray(dy))          # dL/dtable[v] = Σ_{ids == v} dy
+        return {"table": g}, None
+    return ref
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_user_reference_returning_none_for_integer_ids(dtype):
+    # regression: a reference that returns one cotangent per primal, None for the ids,
+    # used to raise IndexError inside the checker instead of being compared
+    good = check.check_layer(Lookup(), table(dtype), IDS, reference=_numpy_lookup_vjp(False))
+    assert good.ok, str(good)
+    assert "reference" in {r.kind for r in good.rows_for("params['table']")}
+    bad = check.check_layer(Lookup(), table(dtype), IDS, reference=_numpy_lookup_vjp(True))
+    assert not bad.ok and bad.failed_primals == ("params['table']",), str(bad)
+    assert [r.kind for r in bad.rows_for("params['table']") if not r.ok] == ["reference"], str(bad)
+
+
 def test_nondiff_by_name_and_position_and_key_and_static_config():
     def fun(x, mask, key, mode):
         noise = jax.random.normal(key, x.shape, x.dtype)
