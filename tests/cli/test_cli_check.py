@@ -48,3 +48,30 @@ def test_a_broken_backward_exits_1(monkeypatch, capsys):
 def test_only_matching_nothing_is_an_error():
     with pytest.raises(SystemExit, match="no case matches"):
         _cli_check.main(["--only", "nonexistent"])
+
+
+def test_a_warning_is_counted_and_its_report_printed(monkeypatch, capsys):
+    import dataclasses
+    import jax.numpy as jnp
+    import numpy as np
+
+    @dataclasses.dataclass(frozen=True)
+    class StableSoftplus:
+        """max(x, 0) + log1p(e^-|x|): jax.grad is 0 at x = 0, the truth (and this backward) 0.5."""
+        def init(self, key, in_shape):
+            return (), tuple(in_shape)
+
+        def forward(self, params, x):
+            return jnp.maximum(x, 0) + jnp.log1p(jnp.exp(-jnp.abs(x))), x
+
+        def backward(self, params, x, dy):
+            return (), dy * jax.nn.sigmoid(x)
+
+    x = np.array([[0.0, 0.7, -1.3], [0.0, 2.1, -0.4]])
+    build = lambda dt: ("check_layer", (StableSoftplus(), (), x.astype(dt)), {})
+    monkeypatch.setattr(_cli_check, "_cases", lambda rng: [("stable softplus at 0", "layer", build)])
+    assert _cli_check.main(["--dtype", "float64"]) == 0
+    out = capsys.readouterr().out
+    row = next(l for l in out.splitlines() if l.startswith("stable softplus at 0"))
+    assert row.rstrip().endswith("warn"), out
+    assert "1 checks, 0 failed, 1 passed with warnings" in out and "hand-written vs oracle" in out, out
