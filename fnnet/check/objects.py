@@ -164,6 +164,11 @@ def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", 
                          _cotangent_text="1 (the rows compare dL/dparams and dL/dx)", **options)
     ref_fn, why = ref
     ref_p = (None if ref_fn is None else (lambda p, c: (ref_fn(p, np.asarray(x, np.float64), c)[0],)), why)
-    return check_vjp(lambda p: loss(p, x), lambda p, c: (backward(p, x, c)[0],), params, cotangent=ct,
+
+    def held(p):   # x held fixed follows the params' dtype (finite differences run them in float64)
+        if not jnp.issubdtype(jnp.result_type(x), jnp.floating) or not jax.tree.leaves(p):
+            return x
+        return jnp.asarray(x, jax.tree.leaves(p)[0].dtype)
+    return check_vjp(lambda p: loss(p, held(p)), lambda p, c: (backward(p, held(p), c)[0],), params, cotangent=ct,
                      key=key, reference=ref_p, names=("params",), title=str(net),
                      _cotangent_text="1 (the rows compare dL/dparams)", **options)

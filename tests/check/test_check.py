@@ -566,3 +566,19 @@ def test_user_layer_without_twin_is_na_unless_reference_given():
     assert statuses(good, "x") == {"jax": "ok", "reference": "ok", "fd": "ok"}, str(good)
     bad = check.check_layer(Square(), (), x32, reference=lambda p, x, ct: ((), 2.02 * x * ct))
     assert statuses(bad, "x") == {"jax": "ok", "reference": "FAIL", "fd": "ok"}, str(bad)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_check_network_params_only_in_both_dtypes(dtype):
+    """wrt_x=False holds x fixed; finite differences run the params in float64, so the held
+    x must follow them (a float32 x once met float64 params there and raised TypeError)."""
+    r = rng(31)
+    x, y = r.standard_normal((6, 4)).astype(dtype), r.integers(0, 3, 6).astype(np.int32)
+    good = fnnet.Network((fnnet.Dense(5), fnnet.Tanh(), fnnet.Dense(3)), "softmax_cross_entropy", (4,))
+    params = jax.tree.map(lambda a: np.asarray(a, dtype), fnnet.init(good, jax.random.key(3), np.float64))
+    report = check.check_network(good, params, x, y, wrt_x=False)
+    assert_all_ok(report)
+    assert {r.primal.split(".")[0].split("[")[0] for r in report.rows} == {"params"}
+    bad = fnnet.Network((DenseBug(5, bug="db_mean"), fnnet.Tanh(), fnnet.Dense(3)), "softmax_cross_entropy", (4,))
+    report = check.check_network(bad, params, x, y, wrt_x=False)
+    assert not report.ok and report.failed_primals == ("params[0].b",), str(report)
