@@ -7,7 +7,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet.check import independence, nondiff as _nd
+from fnnet.check import independence, nondiff as _nd, replay as _replay
 from fnnet.check.compare import RTOL_FD, compare, eps, local_floor, rtol as dtype_rtol
 from fnnet.check.fd import FiniteDifferences
 from fnnet.check.xla import jit_options, options_for
@@ -21,7 +21,8 @@ MODES = ("auto", "directional", "full")
 
 def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nondiff=(), mode="auto",
               names=None, directions=4, detect=1e-3, full_max=2000, full_budget=1024, localize_max=50_000,
-              step=1e-6, rtol=None, atol=None, jit=True, title=None, _cache_key=None, _cotangent_text=None,
+              step=1e-6, rtol=None, atol=None, jit=True, float64_replay=True, title=None, _cache_key=None,
+              _cotangent_text=None,
               _oracle_fun=None, _oracle_text="jax.vjp", _rule="the hand-written vjp"):
     """Compare a hand-written vjp with jax.vjp, an optional reference and finite differences.
 
@@ -52,6 +53,9 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
         included) and the resolution floor (fnnet.check.compare); None keeps the defaults.
     jit: evaluate fun, vjp and jax.vjp inside one jax.jit (one compilation instead of one
         per eager op); jit=False runs them eagerly, exactly as given.
+    float64_replay: a rule checked in a coarser dtype is also run with its inputs in float64
+        and judged at float64's tolerances (fnnet/check/replay.py): a bug smaller than
+        float32 resolves still fails. False: judge at the check's own dtype only.
     names: display names of the primals (default: fun's parameter names).
     Returns a Report; never raises for a wrong answer (raise_if_failed() does), but raises
     ValueError/TypeError when the vjp's output cannot be matched to the primals at all.
@@ -104,7 +108,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
         fun, primals, names = fun_d, tuple(primals[i] for i in diff_pos), tuple(names[i] for i in diff_pos)
     report = _check(fun, hand, primals, names, cotangent, key, reference, mode, directions, detect,
                     full_max, full_budget, localize_max, step, rtol, atol, jit, title, _cache_key,
-                    _cotangent_text, oracle_fun, _oracle_text, _rule)
+                    _cotangent_text, oracle_fun, _oracle_text, _rule, float64_replay)
     if nd_rows:
         report = Report(report.title, tuple(nd_rows) + report.rows, report.header, report.seconds)
     return report
@@ -119,7 +123,7 @@ def _as_fixed(leaf):
 
 def _check(fun, hand, primals, names, cotangent, key, reference, mode, directions, detect, full_max,
            full_budget, localize_max, step, user_rtol, user_atol, jit, title, cache_key, cotangent_text,
-           oracle_fun, oracle_text, rule="the hand-written vjp"):
+           oracle_fun, oracle_text, rule="the hand-written vjp", float64_replay=True):
     t0 = time.perf_counter()
     title = title or getattr(fun, "__name__", "fun")
     if isinstance(key, int):
@@ -150,7 +154,11 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         ct, ct_text = make_cotangent(cotangent, out, rng_for(key, 0))
         y, hand_out, by_jax, flags = _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule)
         coarse = any(l.dtype != np.float64 for l in leaves)
-        by_jax64 = (_jax_in_float64(oracle_fun or fun, primals, ct)
+        rep64 = (_replay.run(lambda p, c: _evaluate(fun, hand, oracle_fun, p, c, jit, options, rule),
+                             primals, ct, leaves, not rules)
+                 if coarse and float64_replay and user_rtol is None and user_atol is None else None)
+        by_jax64 = (rep64.jax if rep64 is not None and rep64.jax is not None else
+                    _leaf_dict(_replay.run_jax(oracle_fun or fun, primals, ct), leaves)
                     if coarse and reference is not None and not rules else None)
         outputs = [(np.asarray(c, np.float64), np.asarray(v, np.float64))
                    for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y))]
@@ -166,9 +174,6 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
     by_ref = call_reference(reference, primals, ct, names, leaves) if reference is not None else None
     fd = FiniteDifferences(fun, primals, ct, step, cache_key, options) if offset else None
     jax_leaves = dict(zip([l.name for l in leaves], (np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax))))
-    if by_jax64 is not None:
-        by_jax64 = dict(zip([l.name for l in leaves], (np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax64))))
-        by_jax64 = by_jax64 if len(by_jax64) == len(leaves) else None
     if len(jax_leaves) != len(leaves):  # jax.vjp always matches; guard against odd custom pytrees
         raise RuntimeError("check: jax.vjp returned a different number of leaves than the primals have")
 
@@ -232,6 +237,14 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         if fd is not None:
             rows.append(fd_row(fd, leaf, h, j, rt_fd, floor, jax_allowed, dtype, leaf.name in per_element,
                                directions, blocks[leaf.name], localize_max, rngs[leaf.name], independent))
+        # the replay speaks only where the check's own dtype saw nothing wrong with the leaf
+        if (rep64 is not None and leaf.name in rep64.hand and (fd is not None or by_ref is not None or independent)
+                and not any(r.status == "FAIL" for r in rows if r.primal == leaf.name)):
+            floor64 = local_floor(np.float64, flat_primals[k].reshape(leaf.shape), outputs, other_max)
+            rows.extend(_replay.judge(leaf, rep64.hand[leaf.name], rep64.jax[leaf.name] if rep64.jax else None,
+                                      ref, fd, adjudicate, floor64, independent,
+                                      (leaf.name in per_element, directions, blocks[leaf.name], localize_max,
+                                       rngs[leaf.name])))
 
     order = {l.name: k for k, l in reversed(list(enumerate(leaves)))}
     order.update({n: order.get(next((l.name for l in leaves if l.primal == i), ""), -1)
@@ -244,6 +257,9 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         fd_text += (f"; directional leaves add block directions: a single entry off by more than "
                     f"rtol × block (>= {detect:g}) × the block's mean |hand·max(1, |x|)| is always caught")
     header = f"primals {'/'.join(dtypes)}; cotangent {cotangent_text or ct_text}; {fd_text}"
+    if rep64 is not None:
+        header += ("; the rule also replayed in float64 and judged at float64's tolerances" +
+                   (f" (not replayed: {rep64.why})" if rep64.why else ""))
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
 
 
@@ -252,20 +268,12 @@ def _block(leaf, rt_fd, detect):
     return block_size(leaf.size, rt_fd, detect)
 
 
-def _jax_in_float64(fun, primals, ct):
-    """{leaf name: jax.vjp of fun with every floating primal and the cotangent in float64}
-    (the float32 yardstick's truth, see compare.yardstick_allowance), or None when fun does
-    not run in float64 (its output stays coarser, or it refuses float64). Runs under x64, as
-    the float64 finite differences do, whatever the user's setting."""
-    to64 = lambda a: a.astype(jnp.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
-    with jax.enable_x64(True):
-        try:
-            p64, c64 = jax.tree.map(to64, primals), jax.tree.map(to64, ct)
-            if any(l.dtype != jnp.float64 for l in jax.tree.leaves(jax.eval_shape(fun, *p64))):
-                return None
-            return jax.device_get(jax.jit(lambda p, c: jax.vjp(fun, *p)[1](c))(p64, c64))
-        except Exception:      # a forward that refuses float64 simply has no such yardstick
-            return None
+def _leaf_dict(tree, leaves):
+    """{leaf name: float64 values} of a cotangent tree in the primals' leaf order, or None."""
+    if tree is None:
+        return None
+    flat = [np.asarray(v, np.float64) for v in jax.tree.leaves(tree)]
+    return dict(zip([l.name for l in leaves], flat)) if len(flat) == len(leaves) else None
 
 
 def _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule="the hand-written vjp"):
