@@ -7,14 +7,17 @@ Files, one topic each:
   workloads.py       W1 (seed 001 digits), W2 (seed 002 blobs), W3 (wide MLP, Adam),
                      W4 (deep ReLU, 20 x 512): data, shared initial weights, step counts,
                      analytic FLOPs; a registry (`register(full, quick)`) for more
-  systems_numpy.py   the seeds' NumPy loops (float64 as published, and float32) and
-                     the `reference/` twin (train_sgd, or backward + a NumPy Adam)
+  numpy_seeds.py     the seeds' NumPy loops, re-typed as published (and a NumPy Adam)
+  systems_numpy.py   their runners (float64 as published, and float32) and the
+                     `reference/` twin (train_sgd, or backward + a NumPy Adam)
   systems_jax.py     fnnet's hand-written backward in a jitted lax.scan, fnnet.fit,
                      jax.grad of fnnet.loss in the same scan; the float32 matmul peak
   memory.py          the compiled step's memory (fnnet, jax.grad, the custom_vjp bridge)
   systems_torch.py   PyTorch eager on CPU (optional: `pip install fnnet[bench]`)
   timing.py          runners, interleaved repeats, medians
-  report.py          targets, JSON and the Markdown table
+  report.py          rows, targets and JSON
+  report_md.py       the Markdown report
+  machine.py         the machine and software the run used
   cli.py             argument parsing, `main(argv) -> int`
 
 Speed is measured here and reported as ratios within one run; it is never asserted in
