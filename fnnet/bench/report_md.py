@@ -108,5 +108,7 @@ def markdown(res):
                 f"{_secs(r['compile_s'])} | {ratio} | {_f(r['ratio_to_fnnet_same_dtype'], '{:.2f}')} | "
                 f"{r['gflops']:.1f} | {100 * r['fraction_of_peak']:.1f}% | "
                 f"{_f(r['final_loss'], '{:.6g}')}{acc} | {note} |")
+    from fnnet.bench import report_nets
+    lines += report_nets.markdown(res)
     lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(lines)
