@@ -32,7 +32,8 @@ workloads:
   CNN fnnet.cnn() on the digits [n, 8, 8, 1], Adam 1e-3, batch 64, 3 epochs
   GPT fnnet.gpt(103, 64, 2 layers, 4 heads, dim 64) on 2048 pydoc-text windows, AdamW, batch 32
   L-conv, L-maxpool, L-avgpool, L-batchnorm, L-dropout, L-elu, L-silu, L-softplus, L-gelu,
-  L-layernorm, L-rmsnorm: one layer in a small digits classifier; run only when named,
+  L-layernorm, L-rmsnorm: one layer in a small digits classifier, and L-relu, the
+      control (the Dense(256) + ReLU classifier the row nets share); run only when named,
       or all of them with --workloads layers
   (more are registered with fnnet.bench.workloads.register)
   CNN, GPT and L-*: fnnet = fnnet.fit (hand-written backward), jax.grad =

@@ -15,7 +15,8 @@ take one-hot rows ("onehot").
                of fnnet.datasets.pydoc_text(), AdamW 1e-3, batch 32
     L-<layer>  one of issue 8/9's layers in a small digits classifier (images [n, 8, 8, 1]
                for the image layers, rows [n, 64] for the others), Adam 1e-3, batch 64;
-               run only when named (`--workloads L-conv,L-gelu` or `--workloads layers`)
+               run only when named (`--workloads L-conv,L-gelu` or `--workloads layers`).
+               L-relu is the control: Dense(256) + ReLU, the part every row net shares.
 """
 from __future__ import annotations
 
@@ -152,7 +153,7 @@ def _layer_net(name, quick):
     conv = F.Conv2D(c, 3, padding="same")
     image = {"conv": (conv, F.Relu()), "maxpool": (conv, F.MaxPool2D(2)), "avgpool": (conv, F.AvgPool2D(2)),
              "batchnorm": (conv, F.BatchNorm(), F.Relu())}
-    rows = {"dropout": (F.Relu(), F.Dropout(0.3)), "elu": (F.ELU(),), "silu": (F.SiLU(),),
+    rows = {"relu": (F.Relu(),), "dropout": (F.Relu(), F.Dropout(0.3)), "elu": (F.ELU(),), "silu": (F.SiLU(),),
             "softplus": (F.Softplus(),), "gelu": (F.GELU(),), "layernorm": (F.LayerNorm(), F.Relu()),
             "rmsnorm": (F.RMSNorm(), F.Relu())}
     if name in image:
@@ -161,16 +162,17 @@ def _layer_net(name, quick):
 
 
 LAYERS = ("conv", "maxpool", "avgpool", "batchnorm", "dropout", "elu", "silu", "softplus", "gelu",
-          "layernorm", "rmsnorm")
+          "layernorm", "rmsnorm", "relu")   # relu: the control, Dense(256) + ReLU, what the row nets share
 IMAGE_LAYERS = ("conv", "maxpool", "avgpool", "batchnorm")
 
 for _name in LAYERS:
     _shape = IMG if _name in IMAGE_LAYERS else (64,)
     _what = ("Conv2D(32, 3) + " if _name in IMAGE_LAYERS else "Dense(256) + ") + _name
+    _epochs = 10 if _name in IMAGE_LAYERS else 40     # runs of ~0.1-0.5 s: fit's fixed cost stays small
     register(
         NetWorkload(f"L-{_name}", f"{_what} digits classifier",
                     lambda n=_name: _layer_net(n, False), _digits(_shape), "labels", _adam,
-                    "Adam 1e-3", 2, 64, origin="scripts/layer_step_ratios.py's net", default=False,
+                    "Adam 1e-3", _epochs, 64, origin="scripts/layer_step_ratios.py's net", default=False,
                     group="layers"),
         NetWorkload(f"L-{_name}", f"{_what} digits classifier (quick: narrower, 256 rows)",
                     lambda n=_name: _layer_net(n, True), _digits(_shape, 256), "labels", _adam,
