@@ -2,7 +2,25 @@
 from __future__ import annotations
 
 
+NETS = [
+    "Nets (CNN, GPT, L-*): each row is one fnnet.fit call over all its epochs (fit's compiled "
+    "while_loop, compiled in an untimed first call); ms/step = the median run / steps. Both systems "
+    "start from fnnet.init(net, key(0)) and fit with key(1), so they take the same shuffled batches "
+    "and dropout masks; BatchNorm's state is threaded by fit in both. Their final losses differ only "
+    "by float32 rounding of two gradient programs, compounded over the steps.",
+    "Step memory of the nets: `compiled.memory_analysis()` of one jitted step (the gradient fit uses, "
+    "then the optimizer update) at the workload's batch; XLA's static figures, not a measurement of "
+    "the running process.",
+]
+
+
 def notes(result, threads):
+    """The MLP workloads' notes where any ran, then the nets' where any ran."""
+    mlp = _mlp_notes(result, threads) if result["workloads"] else []
+    return mlp + (NETS if result.get("nets") else [])
+
+
+def _mlp_notes(result, threads):
     n = [
         "FLOPs: forward = 2 · rows · Σ_layers d_in·d_out, backward = 2 × forward (dL/dW and "
         "dL/dx), so a run = 3 · forward · epochs with every training row seen once per epoch; "
