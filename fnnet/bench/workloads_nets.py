@@ -146,7 +146,7 @@ GPT = register(
 
 
 def _layer_net(name, quick):
-    """One layer in a small digits classifier, as scripts/layer_step_ratios.py builds them."""
+    """One layer in a small digits classifier (the nets scripts/layer_step_ratios.py used to time)."""
     import fnnet as F
     c, d = (8, 32) if quick else (32, 256)
     head = (F.Flatten(), F.Dense(10))
@@ -172,7 +172,7 @@ for _name in LAYERS:
     register(
         NetWorkload(f"L-{_name}", f"{_what} digits classifier",
                     lambda n=_name: _layer_net(n, False), _digits(_shape), "labels", _adam,
-                    "Adam 1e-3", _epochs, 64, origin="scripts/layer_step_ratios.py's net", default=False,
+                    "Adam 1e-3", _epochs, 64, origin="issue 8's per-layer net", default=False,
                     group="layers"),
         NetWorkload(f"L-{_name}", f"{_what} digits classifier (quick: narrower, 256 rows)",
                     lambda n=_name: _layer_net(n, True), _digits(_shape, 256), "labels", _adam,
