@@ -5,6 +5,8 @@ import argparse
 import sys
 import time
 
+from fnnet.bench.notes import notes
+
 SYSTEMS = ("numpy-seed", "reference", "fnnet", "fnnet.fit", "jax.grad", "torch")
 
 EPILOG = """\
@@ -27,7 +29,15 @@ workloads:
       (its NumPy/reference rows time a few steps and extrapolate, labelled as such)
   W4  deep ReLU: 512-(512 x 20)-10, synthetic 8192x512, SGD lr 0.01, batch 1024, one epoch
       (where the step's activation memory differs: see the step memory table)
+  CNN fnnet.cnn() on the digits [n, 8, 8, 1], Adam 1e-3, batch 64, 3 epochs
+  GPT fnnet.gpt(103, 64, 2 layers, 4 heads, dim 64) on 2048 pydoc-text windows, AdamW, batch 32
+  L-conv, L-maxpool, L-avgpool, L-batchnorm, L-dropout, L-elu, L-silu, L-softplus, L-gelu,
+  L-layernorm, L-rmsnorm: one layer in a small digits classifier, and L-relu, the
+      control (the Dense(256) + ReLU classifier the row nets share); run only when named,
+      or all of them with --workloads layers
   (more are registered with fnnet.bench.workloads.register)
+  CNN, GPT and L-*: fnnet = fnnet.fit (hand-written backward), jax.grad =
+  fnnet.fit(grad="autodiff"), same params, key and batches; other systems: "not applicable"
 
 step memory: compiled.memory_analysis() of one jitted step (value and grad + optimizer
 update) at the workload's batch, for fnnet, jax.grad and the custom_vjp bridge
@@ -47,7 +57,8 @@ def parser():
     p.add_argument("--quick", action="store_true",
                    help="tiny epochs and a small W3 (a few seconds; for tests)")
     p.add_argument("--workloads", default=None,
-                   help="comma list (default: every registered workload: W1,W2,W3,W4, ...)")
+                   help="comma list of names or aliases ('layers' = every L-*) "
+                        "(default: W1,W2,W3,W4,CNN,GPT)")
     p.add_argument("--systems", default=",".join(SYSTEMS),
                    help=f"comma list (default: all: {','.join(SYSTEMS)})")
     p.add_argument("--repeats", type=int, default=None,
@@ -119,45 +130,6 @@ def plan(w, systems, threads, quick, torch_ok, torch_why):
     return out
 
 
-def notes(result, threads):
-    n = [
-        "FLOPs: forward = 2 · rows · Σ_layers d_in·d_out, backward = 2 × forward (dL/dW and "
-        "dL/dx), so a run = 3 · forward · epochs with every training row seen once per epoch; "
-        "only the dense layers' matmuls count (activations, softmax, loss and the optimizer "
-        "update are free in this count). The first layer's dL/dx is never computed by any "
-        "system, so the work actually needed (`needed_flops`) is smaller: "
-        + ", ".join(f"{k} by {100 * (1 - w['needed_flops'] / w['flops']):.1f}%"
-                    for k, w in result["workloads"].items()) + ".",
-        "% peak = GFLOP/s ÷ the float32 peak above (the larger of the medians measured at the "
-        "start and at the end of the run). The 'matmul ceiling' line runs only the step's "
-        "matmuls, at the step's shapes, in a jitted lax.scan as the training does: what XLA "
-        "makes of these shapes on this CPU, and what a % peak target should be compared with. "
-        "On a shared machine it is one median of a few runs, measured after the workload's "
-        "runs, so it moves with the load like every other number here.",
-        "Compile time: the bare scans are compiled ahead of time (`jit(...).lower(...).compile()`, "
-        "tracing included); fnnet.fit compiles inside its first call, an untimed warm-up, and its "
-        "compile time is the trace + lowering + XLA compile seconds that jax.monitoring reports "
-        "for that call. No timed run includes compilation.",
-        "All systems start from the same initial weights (drawn once in float64 and cast) and "
-        "take the same steps on the same batches, except fnnet.fit on W3, which shuffles each "
-        "epoch with its key (same work, other batches). `final loss` is the loss of the "
-        "returned weights on the training data (W3: first 4096 rows), computed afterwards in "
-        "NumPy float64: equal losses show that the rows did the same training.",
-        "The seed-001 loop fixes the post's final listing, which writes `self.b3 = ...`, "
-        "`self.w2 = ...` (plain `=`) from its line 65 on; the intended `-=` (as in the post's "
-        "own step-by-step code) is used.",
-        f"Threads: the NumPy rows run with {threads or 'the default number of'} BLAS thread(s) "
-        f"(threadpoolctl) and torch with {threads or 'its default'} intra-op thread(s). On a shared "
-        "machine the spinning worker threads of OpenBLAS and of torch's OpenMP pool fight the other "
-        "load and can be many times slower than one thread; the `[default threads]` rows show "
-        "the libraries untouched (timed over a few steps and extrapolated). JAX/XLA always runs "
-        "with its own default thread pool.",
-        "Rows marked 'extrapolated from k of N steps' trained k steps and their time is "
-        "scaled by N / k; they report no final loss.",
-    ]
-    return n
-
-
 def main(argv=None) -> int:
     try:
         args = parser().parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -175,7 +147,7 @@ def _scaling(args, log) -> int:
             raise ValueError(f"--devices must be positive integers, got {args.devices!r}")
         data_mesh(counts[-1])
         from fnnet.bench import scaling, workloads
-        names = _split(args.workloads or "W1,W3", workloads.names(), "workload(s)")
+        names = _split(args.workloads or "W1,W3", workloads.names("mlp"), "workload(s)")
         wls = workloads.get(names, args.quick)
     except (SystemExit, ValueError) as e:
         print(e if isinstance(e, SystemExit) else f"fnnet bench: {e}", file=sys.stderr)
@@ -192,7 +164,7 @@ def run(args) -> int:
     jax.config.update("jax_enable_x64", True)        # float64 rows; float32 rows stay float32
 
     from fnnet.bench import memory as bench_memory
-    from fnnet.bench import report, systems_torch, timing, workloads
+    from fnnet.bench import report, report_nets, systems_nets, systems_torch, timing, workloads
     from fnnet.bench import systems_jax as sj
     from fnnet.bench.systems_numpy import eval_accuracy, eval_loss
 
@@ -200,7 +172,7 @@ def run(args) -> int:
     if args.devices is not None:
         return _scaling(args, log)
     try:
-        names = _split(args.workloads or ",".join(workloads.names()), workloads.names(), "workload(s)")
+        names = workloads.expand(args.workloads) if args.workloads else list(workloads.default_names())
         systems = _split(args.systems, SYSTEMS, "system(s)")
         wls = workloads.get(names, args.quick)
         threads = None if args.threads == "default" else int(args.threads)
@@ -222,9 +194,12 @@ def run(args) -> int:
     peak_start = sj.matmul_peak(peak_n, peak_reps)
     log(f"  {peak_start['gflops']:.1f} GFLOP/s")
 
-    out_w = {}
+    out_w, nets_out = {}, {}
     for w in wls:
         log(f"== {w.name} ({w.title}): {w.describe()}")
+        if w.kind == "net":                          # CNN, GPT, L-*: fnnet.fit vs fit(grad="autodiff")
+            nets_out[w.name] = systems_nets.run(w, systems, repeats, log)
+            continue
         runners, missing = [], []
         for system, variant, dt, factory in plan(w, systems, threads, args.quick, torch_ok,
                                                  "not installed"):
@@ -275,8 +250,9 @@ def run(args) -> int:
                    "threads": threads},
         "peak": peak,
         "workloads": workloads_out,
+        "nets": nets_out,
     }
-    result["targets"] = report.targets(workloads_out)
+    result["targets"] = (report.targets(workloads_out) if workloads_out else []) + report_nets.targets(nets_out)
     result["notes"] = notes(result, threads)
     result["wall_s"] = time.perf_counter() - t_start
     jpath, mpath = report.write(result, args.out)

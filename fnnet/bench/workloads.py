@@ -49,6 +49,10 @@ class Workload:
                                         # JAX rows then draw params with fnnet.init(net, key(0))
     forward_flops: Optional[int] = None  # forward FLOPs per row (None: 2·Σ d_in·d_out)
     bf16_row: bool = False             # also time fnnet with bfloat16 matmuls (opt-in option)
+    target: str = "onehot"             # y: one-hot rows [n, k] (nets: workloads_nets.py)
+    default: bool = True               # part of the default `fnnet bench` run
+    group: str = ""                    # an alias naming several workloads (`--workloads layers`)
+    kind = "mlp"                       # class attribute: the CLI's dispatch (workloads_nets: "net")
 
     def data(self):
         """(x [n, d_in] float64, onehot [n, k] float64), cached per workload."""
@@ -171,8 +175,41 @@ def register(full, quick=None):
     return full
 
 
-def names():
-    return tuple(FULL)
+def names(kind=None):
+    """Every registered workload's name (kind "mlp" or "net": only those)."""
+    return tuple(n for n, w in FULL.items() if kind is None or w.kind == kind)
+
+
+def default_names():
+    """What `fnnet bench` runs without --workloads: W1-W4, CNN, GPT (not the L-* layers)."""
+    return tuple(n for n, w in FULL.items() if w.default)
+
+
+def groups():
+    """{alias: names}, e.g. {"layers": ("L-conv", ...)}."""
+    out = {}
+    for n, w in FULL.items():
+        if w.group:
+            out.setdefault(w.group, ())
+            out[w.group] += (n,)
+    return out
+
+
+def expand(text):
+    """"W1,layers" -> ["W1", "L-conv", ...]: names and aliases, in order, without repeats.
+    An unknown name is a ValueError listing the known ones."""
+    items = [t.strip() for t in text.split(",") if t.strip()]
+    known, alias = names(), groups()
+    bad = [t for t in items if t not in known and t not in alias]
+    if bad or not items:
+        raise ValueError(f"unknown workload(s) {bad or text!r}; known: {', '.join(known)}; "
+                         f"aliases: {', '.join(f'{a} (= {len(v)} workloads)' for a, v in alias.items())}")
+    out = []
+    for t in items:
+        for n in alias.get(t, (t,)):
+            if n not in out:
+                out.append(n)
+    return out
 
 
 W1 = register(
@@ -203,3 +240,6 @@ def get(names, quick=False):
     if unknown:
         raise ValueError(f"unknown workload(s) {unknown}; known: {', '.join(table)}")
     return [table[n] for n in names]
+
+
+from fnnet.bench import workloads_nets  # noqa: E402,F401  (registers CNN, GPT and the L-* workloads)

@@ -11,9 +11,10 @@ Forward, per head (q, k, v: [batch, heads, T, D]):
 What the backward keeps: by default (recompute=False) p itself [batch, heads, T, T];
 recompute=True keeps only the row log-sum-exp m = logsumexp(s) [batch, heads, T, 1] and
 rebuilds p = exp(q kᵀ/√D - m) from q and k, as FlashAttention does. Measured on XLA:CPU
-(scripts/bench_gpt.py): the cache shrinks (13.6 MB -> 5.3 MB for x [8, 256, 128], 4 heads),
-but the compiled training step's temp bytes do not (the backward's own [T, T] temporaries
-dominate), and the extra q kᵀ costs time; so keeping p is the default.
+(`fnnet bench --workloads GPT`, its attention-alone table): the cache shrinks (13.6 MB ->
+5.3 MB for x [8, 256, 128], 4 heads), but the compiled training step's temp bytes do not
+(the backward's own [T, T] temporaries dominate), and the extra q kᵀ costs time; so keeping
+p is the default.
 The softmax Jacobian is applied as ds = p ⊙ (dp - δ) with δ = rowsum(dp ⊙ p) = rowsum(do ⊙ o),
 so the [T, T] Jacobian of every row is never formed.
 """
