@@ -10,6 +10,7 @@ Inside the compiled step (JAX's own SPMD machinery, nothing home-made):
       q = B // D examples [i·q, (i+1)·q) out of the batch (lax.axis_index: no transfer)
       each device: fnnet's hand-written value_and_grad on its q examples
       lax.psum over batch_axis of (loss, grads) weighted by q / B: the only collective
+      (BatchNorm with synchronized statistics adds its own, below)
     outside shard_map, replicated on every device (no communication):
       the r = B % D left-over examples' value_and_grad, weighted r / B
       the L2 term ½λΣw² and its gradient λw, added once
@@ -28,10 +29,29 @@ same data in every process; fit places it with jax.make_array_from_process_local
 
 Placement: NumPy and uncommitted arrays are placed replicated; arrays on the mesh's
 devices in another layout are resharded once; arrays committed to other devices raise
-ValueError. fit returns params (and opt_state) replicated on the caller's mesh.
-Not yet: layers with state or randomness (BatchNorm, Dropout) are refused (ValueError):
-per-shard batch statistics would silently differ from one device, and synchronized
-ones need a psum inside the layer's forward and backward.
+ValueError. fit returns params (and opt_state, layer state) replicated on the caller's mesh.
+
+Layers with state or randomness (fnnet/state.py) take part through an `axis_name` field,
+which fit sets itself (with_axis, a dataclasses.replace per layer; a layer without that field
+is refused with ValueError rather than run per shard):
+
+    Dropout(axis_name=axis): every device draws the whole batch's mask from the same key and
+      keeps its rows (lax.axis_index): the masks of one device, no communication.
+    BatchNorm, batch_stats="sync" (default): statistics over the whole step's batch, psummed
+      inside the layer (fnnet/layers/batchnorm.py): forward psum(Σx) -> μ, then psum(Σ(x-μ)²)
+      -> σ² (two passes, as on one device); backward one stacked psum of its two sums (Σdx̂,
+      Σdx̂ ⊙ x̂). Running statistics come from the global μ, σ²: the same on every device.
+      All-reduces per step: 1 (gradients) + 3 per BatchNorm layer (a test reads the HLO;
+      XLA may merge the backward's psum with part of the gradients', the count stays).
+      Training equals one device to rounding: 1e-15 in float64 after several epochs.
+    BatchNorm, batch_stats="local": each device normalizes with its own shard's statistics
+      (as DDP without SyncBatchNorm): no collective in the layer, one all-reduce per step,
+      but a different training run from one device; the running statistics are the mean
+      over devices of each device's update, carried in the gradients' psum.
+    A step whose batch D does not divide (q·D + r, r > 0, or B < D) runs wholly replicated in
+      such nets: the whole batch on every device, no communication, statistics and masks
+      those of one device. (Splitting q·D rows plus r replicated would give the r rows
+      statistics of their own.) Pick batch sizes divisible by D to keep every step split.
 """
 from __future__ import annotations
 
