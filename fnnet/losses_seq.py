@@ -9,6 +9,13 @@ With weights w_bt (mask ⊙ [target != ignore_index]) and N = Σ w_bt:
     L = -(1/N) Σ_bt w_bt Σ_v q_btv · log softmax(z_bt)_v
     dL/dz_bt = (w_bt / N) · (softmax(z_bt) - q_bt)                     (Σ_v q_btv = 1)
 N = 0 (every position masked) gives L = 0 and a zero gradient, not 0/0.
+
+Over the batch (data parallelism, fnnet/train/sharding.py): without ignore_index every
+example has T positions, so L is the mean over examples of each example's mean over T and
+batch_reduction = "mean" (a device's shard weighs q/B, exactly). With ignore_index N counts
+the batch's non-ignored positions, which differ per example: L is not a mean of per-example
+means, so batch_reduction is None and fit(mesh=) refuses the loss (batch_reduction_note says
+why) rather than weigh shards wrongly. A mask= is never passed by a Network (fit uses none).
 """
 from __future__ import annotations
 
@@ -51,6 +58,20 @@ class SequenceCrossEntropy:
 
     def __str__(self):
         return self.name
+
+    @property
+    def batch_reduction(self):
+        """"mean" (the value is a mean over examples) without ignore_index; None with it."""
+        return "mean" if self.ignore_index is None else None
+
+    @property
+    def batch_reduction_note(self):
+        if self.ignore_index is None:
+            return None
+        return (f"with ignore_index={self.ignore_index} the loss is a mean over the batch's non-ignored "
+                f"positions, whose count differs per example, so it is not a mean over examples and "
+                f"per-device shards cannot be weighted exactly; use SequenceCrossEntropy() "
+                f"(ignore_index=None) for data-parallel training")
 
     def link(self, out):
         return softmax(out)

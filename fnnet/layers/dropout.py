@@ -4,6 +4,12 @@ Shapes: x [batch, ...] -> y of the same shape; params are `()`.
 Train: m ~ Bernoulli(1 - rate) per element, drawn from the key; y = m ⊙ x / (1 - rate),
 so E[y] = x. Eval: y = x (no key needed). The cache is the boolean mask (one byte per
 element), the only thing the backward needs: dL/dx = m ⊙ dL/dy / (1 - rate).
+
+Data-parallel (axis_name="data", inside jax.shard_map; fnnet.fit(mesh=...) sets it): each of
+the D devices holds rows [i·b, (i+1)·b) of a batch of D·b, and the key is the same on every
+device. Each device draws the whole batch's mask [D·b, ...] from the key and keeps its own
+rows (lax.axis_index), so the masks are exactly those of one device on the whole batch: no
+communication, at the price of drawing D times the random bits.
 """
 from __future__ import annotations
 
@@ -13,6 +19,7 @@ import numbers
 
 import jax
 import jax.numpy as jnp
+from jax import lax
 
 from fnnet._validate import check_floating
 from fnnet.layers import _checks
@@ -20,22 +27,46 @@ from fnnet.layers import _checks
 
 @dataclasses.dataclass(frozen=True)
 class Dropout:
-    """Dropout(rate): zero each element with probability rate in train mode; 0 <= rate < 1.
+    """Dropout(rate, axis_name=None): zero each element with probability rate in train mode;
+    0 <= rate < 1.
 
     Stochastic (see fnnet/state.py): forward(params, x, *, key, train). The network gives it
     the key fold_in(key, layer_index); the same key gives the same mask.
+    axis_name: None, or the mesh axis the batch is split over inside jax.shard_map: this
+      shard's rows of the whole batch's mask (module docstring). fit(mesh=...) sets it.
     """
     rate: float
+    axis_name: str | None = None
     stochastic = True
 
     def __post_init__(self):
         r = self.rate
         if not isinstance(r, numbers.Real) or isinstance(r, bool) or not (math.isfinite(r) and 0 <= r < 1):
             raise ValueError(f"Dropout: rate must be a number in [0, 1) (the probability of dropping), got {r!r}")
+        if self.axis_name is not None and not (isinstance(self.axis_name, str) and self.axis_name):
+            raise ValueError(f"Dropout: axis_name must be None or a mesh axis name (a str), got {self.axis_name!r}")
         object.__setattr__(self, "rate", float(r))
 
     def __str__(self):
-        return f"Dropout({self.rate:g})"
+        return f"Dropout({self.rate:g})" if self.axis_name is None else \
+            f"Dropout({self.rate:g}, axis_name={self.axis_name!r})"
+
+    def _mask(self, key, shape):
+        """keep [shape] bool: this call's rows of the mask (all of it without axis_name)."""
+        # p as float32 whatever x's dtype and the x64 switch: the same key gives the same mask
+        # in float32 and float64 (the checker's float64 finite differences rely on it)
+        p = jnp.float32(1.0 - self.rate)
+        if self.axis_name is None:
+            return jax.random.bernoulli(key, p, shape)
+        try:
+            shards, i = lax.psum(1, self.axis_name), lax.axis_index(self.axis_name)
+        except NameError as e:       # JAX: "unbound axis name"
+            raise ValueError(f"{self}: the mesh axis {self.axis_name!r} is not bound here; run train mode "
+                             f"inside jax.shard_map over a mesh with that axis (fit(mesh=...) does), or use "
+                             f"axis_name=None") from e
+        b = shape[0]
+        whole = jax.random.bernoulli(key, p, (shards * b, *shape[1:]))   # the whole batch's mask, as one device
+        return lax.dynamic_slice_in_dim(whole, i * b, b)                 # this device's rows [i·b, (i+1)·b)
 
     def init(self, key, in_shape):
         del key
@@ -51,9 +82,7 @@ class Dropout:
             return x, None                                   # eval: y = x
         if key is None:
             raise ValueError(f"{self}: train mode needs a PRNG key (key=jax.random.key(...))")
-        # p as float32 whatever x's dtype and the x64 switch: the same key gives the same mask
-        # in float32 and float64 (the checker's float64 finite differences rely on it)
-        keep = jax.random.bernoulli(key, jnp.float32(1.0 - self.rate), x.shape)
+        keep = self._mask(key, x.shape)
         return jnp.where(keep, x / (1.0 - self.rate), 0), keep   # y = m ⊙ x / (1 - rate)
 
     def backward(self, params, cache, dy):

@@ -104,7 +104,7 @@ def _check_key(key):
 
 def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad="manual",
         validation=None, progress=None, chunk_epochs=None, opt_state=None, initial_epoch=0, state=None,
-        mesh=None, batch_axis="data"):
+        mesh=None, batch_axis="data", batch_stats="sync"):
     """Train `params` of `net` on (x, y) -> (params, History), or (params, History,
     opt_state) when `opt_state` is given; with `state=`, the final layer state is appended.
 
@@ -138,8 +138,16 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
       training: each step's batch is split over the mesh axis `batch_axis`, params,
       optimizer state and the training set are replicated, and the hand-written
       gradients are combined by one lax.psum weighted by the real example counts
-      (see fnnet/train/sharding.py). The returned params (and opt_state) are replicated
-      on the mesh.
+      (see fnnet/train/sharding.py). The returned params (and opt_state, state) are
+      replicated on the mesh. Dropout masks are the whole batch's, as on one device.
+    batch_stats: with mesh= and BatchNorm layers, "sync" (default: batch statistics over the
+      whole step's batch, psummed over the mesh in the layer's forward and backward, so
+      training equals one device to rounding) or "local" (each device normalizes with its
+      own shard's statistics, as DDP without SyncBatchNorm: no extra communication, but the
+      result differs from one device; running statistics are the devices' mean). fit sets
+      the layers' axis_name itself. A step whose batch the device count does not divide
+      (e.g. the last, smaller minibatch) runs wholly replicated in nets with BatchNorm or
+      Dropout, so its statistics and masks stay the whole batch's.
 
     Raises ValueError/TypeError on bad input before training, and DivergedError
     (a FloatingPointError carrying the last good params) if the loss, the params or the
@@ -181,8 +189,11 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         raise ValueError(f"fit: batch_size={batch} < n={n} shuffles the data each epoch and needs "
                          f"an explicit key=jax.random.key(...) (batch_size=None is full batch, "
                          f"batch_size=1 runs in data order without a key)")
-    parallel = None if mesh is None else _sharding.setup(net, mesh, batch_axis)
+    if batch_stats not in _sharding.BATCH_STATS:
+        raise ValueError(f"fit: batch_stats must be one of {_sharding.BATCH_STATS}, got {batch_stats!r}")
+    parallel = None if mesh is None else _sharding.setup(net, mesh, batch_axis, batch_stats=batch_stats)
     if parallel is not None:
+        net = _sharding.with_axis(net, None)      # the steps set axis names themselves (sharding.py)
         _sharding.check_placement(parallel, (x, y), "training data")
         _sharding.check_placement(parallel, opt_state, "opt_state")
         x, y, params, opt_state = _sharding.replicate(parallel, (x, y, params, opt_state))
@@ -212,7 +223,7 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         spec, params, opt_state, data, key if (spec.shuffle or stochastic) else None, epochs, initial_epoch,
         report, min(size, capacity), adaptive, () if layer_state is None else layer_state)
     if parallel is not None:
-        params, opt_state_out = _sharding.to_user_mesh(parallel, (params, opt_state_out))
+        params, opt_state_out, state_out = _sharding.to_user_mesh(parallel, (params, opt_state_out, state_out))
     out = (params, history) if opt_state is None else (params, history, opt_state_out)
     return out if state is None else (*out, state_out)
 

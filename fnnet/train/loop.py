@@ -129,14 +129,17 @@ def _step(spec, params, opt_state, xb, yb, state=(), key=None):
     lbfgs's line search, any GradientTransformationExtraArgs) get value, grad and
     value_fn (the batch loss as a function of params, differentiated by jax.grad through
     fnnet's hand-written backward); plain transforms ignore them.
-    With spec.parallel the batch is split over the mesh with one psum (sharding.py);
-    value_fn then runs replicated on every device (correct, not split).
+    With spec.parallel the batch is split over the mesh (sharding.py: one psum of the
+    gradients, plus the synchronized batchnorm statistics' own); value_fn then runs
+    replicated on every device (correct, not split).
     """
     if spec.parallel is None:
         value, grads, state = _value_and_grad(spec.net, spec.grad, params, xb, yb, state, key)
-    else:   # sharding.py refuses stateful and stochastic layers: state stays as it is
-        local = lambda net, p, x, y: _value_and_grad(net, spec.grad, p, x, y, (), None)[:2]  # noqa: E731
-        value, grads = _sharding.value_and_grad(spec.parallel, local, spec.net, params, xb, yb)
+    else:
+        def local(net, p, x, y, st, k):
+            return _value_and_grad(net, spec.grad, p, x, y, st, k)
+        value, grads, state = _sharding.value_grad_state(spec.parallel, local, spec.net, params, xb, yb,
+                                                         state, key)
     tx = optax.with_extra_args_support(spec.optimizer)
     updates, opt_state = tx.update(grads, opt_state, params, value=value, grad=grads,
                                    value_fn=_value_fn(spec.net, xb, yb, state, key))

@@ -125,3 +125,75 @@ def test_bad_input():
     p = fnnet.init(net, jax.random.key(0))
     with pytest.raises(ValueError, match=r"layer 1 \(BatchNorm\(momentum=0.9\)\) has state.*init_state"):
         fnnet.forward(net, p, jnp.ones((2, 3), jnp.float32))
+
+
+# --- axis_name: synchronized statistics over shards --------------------------------------
+# jax.vmap(axis_name=...) runs one call per shard with psum over them, in this process: the
+# same collectives shard_map uses (tests/train/test_sharding_state.py runs 8 real devices).
+
+def _sharded(layer, p, st, x, dy, shards):
+    """Forward + backward of `layer` on x split into `shards` row blocks, psum over them ->
+    (y, dx, dgamma, dbeta, state) with rows re-joined and per-shard param grads summed."""
+    def one(xs, dys):
+        y, cache, new = layer.forward(p, xs, state=st, train=True)
+        dp, dx = layer.backward(p, cache, dys)
+        return y, dx, dp.gamma, dp.beta, new
+    split = lambda a: a.reshape(shards, a.shape[0] // shards, *a.shape[1:])   # noqa: E731
+    y, dx, dg, db, new = jax.vmap(one, axis_name="data")(split(x), split(dy))
+    join = lambda a: a.reshape(-1, *a.shape[2:])                             # noqa: E731
+    return join(y), join(dx), dg.sum(0), db.sum(0), jax.tree.map(lambda a: a[0], new), \
+        jax.tree.map(lambda a: jnp.abs(a - a[:1]).max(), new)
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (4, 3, 2, 3)])
+@pytest.mark.parametrize("form", ["simplified", "full"])
+@pytest.mark.parametrize("jit", [False, True])
+def test_synchronized_statistics_over_shards_equal_the_whole_batch(shape, form, jit):
+    c = shape[-1]
+    x = random(shape, jnp.float64, 0, 3.0) + 1.5
+    dy = random(shape, jnp.float64, 5)
+    p = fnnet.BatchNormParams(random((c,), jnp.float64, 1) + 1.0, random((c,), jnp.float64, 2))
+    st = fnnet.BatchNormState(random((c,), jnp.float64, 3), jnp.abs(random((c,), jnp.float64, 4)) + 0.5)
+    whole = fnnet.BatchNorm(momentum=0.8, backward_form=form)
+    y, cache, new = whole.forward(p, x, state=st, train=True)
+    dp, dx = whole.backward(p, cache, dy)
+    run = lambda: _sharded(fnnet.BatchNorm(momentum=0.8, backward_form=form, axis_name="data"),  # noqa: E731
+                           p, st, x, dy, shards=4 if shape[0] % 4 == 0 else 2)
+    ys, dxs, dg, db, new_s, spread = jax.jit(run)() if jit else run()
+    assert_trees_close((ys, dxs, dg, db, new_s), (y, dx, dp.gamma, dp.beta, new), 1e-12, "sharded vs whole")
+    assert max(jax.tree.leaves(spread)) == 0.0                 # running statistics identical on every shard
+
+
+def test_shards_without_axis_name_use_their_own_statistics():
+    x = random((8, 3), jnp.float64, 0, 3.0) + jnp.arange(8.0)[:, None]   # shards differ in mean
+    p = fnnet.BatchNormParams(jnp.ones(3), jnp.zeros(3))
+    st = fnnet.BatchNormState(jnp.zeros(3), jnp.ones(3))
+    ys = _sharded(fnnet.BatchNorm(), p, st, x, x, shards=2)[0]
+    y = fnnet.BatchNorm().forward(p, x, state=st, train=True)[0]
+    assert jnp.abs(ys - y).max() > 0.1                          # "local": per-shard statistics
+    np.testing.assert_allclose(ys[:4].mean(0), 0, atol=1e-12)    # each shard normalized alone
+
+
+def test_axis_name_outside_a_mesh_is_refused_in_train_mode_and_harmless_in_eval():
+    layer = fnnet.BatchNorm(axis_name="data")
+    x = random((4, 3), jnp.float64, 0)
+    p = fnnet.BatchNormParams(jnp.ones(3), jnp.zeros(3))
+    st = fnnet.BatchNormState(jnp.zeros(3), jnp.ones(3))
+    with pytest.raises(ValueError, match=r"mesh axis 'data', which is not bound here.*axis_name=None"):
+        layer.forward(p, x, state=st, train=True)
+    y, _, _ = layer.forward(p, x, state=st, train=False)        # eval: running statistics, no psum
+    np.testing.assert_allclose(y, fnnet.BatchNorm().forward(p, x, state=st, train=False)[0])
+    with pytest.raises(ValueError, match="axis_name must be None or a mesh axis name"):
+        fnnet.BatchNorm(axis_name=3)
+    assert str(layer) == "BatchNorm(momentum=0.9, axis_name='data')"
+
+
+def test_synchronized_train_mode_counts_values_over_all_shards():
+    # one example per shard is fine when the shards together hold >= 2 (m = M = 4 here)
+    layer = fnnet.BatchNorm(axis_name="data")
+    p = fnnet.BatchNormParams(jnp.ones(2), jnp.zeros(2))
+    st = fnnet.BatchNormState(jnp.zeros(2), jnp.ones(2))
+    x = random((4, 2), jnp.float64, 0)
+    got = _sharded(layer, p, st, x, x, shards=4)
+    want = fnnet.BatchNorm().forward(p, x, state=st, train=True)
+    assert_trees_close((got[0], got[4]), (want[0], want[2]), 1e-12, "one example per shard")

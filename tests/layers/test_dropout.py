@@ -56,3 +56,33 @@ def test_dropout_mid_network_with_the_network_key():
 def test_rate_outside_0_1_is_refused(rate):
     with pytest.raises(ValueError, match=r"Dropout: rate must be a number in \[0, 1\)"):
         fnnet.Dropout(rate)
+
+
+@pytest.mark.parametrize("shards", [1, 2, 4])
+@pytest.mark.parametrize("jit", [False, True])
+def test_axis_name_gives_each_shard_its_rows_of_the_whole_batch_mask(shards, jit):
+    # jax.vmap(axis_name=...) emulates the shards (shard_map in fit(mesh=...)): same key on each
+    x = random((8, 3, 2), jnp.float64, 0)
+    key = jax.random.key(4)
+    whole, keep = fnnet.Dropout(0.4).forward((), x, key=key, train=True)
+    layer = fnnet.Dropout(0.4, axis_name="data")
+
+    def one(xs):
+        y, k = layer.forward((), xs, key=key, train=True)
+        return y, k, layer.backward((), k, xs)[1]
+    run = jax.vmap(one, axis_name="data")
+    y, k, dx = (jax.jit(run) if jit else run)(x.reshape(shards, 8 // shards, 3, 2))
+    np.testing.assert_array_equal(k.reshape(keep.shape), keep)
+    np.testing.assert_array_equal(y.reshape(x.shape), whole)
+    np.testing.assert_array_equal(dx.reshape(x.shape), fnnet.Dropout(0.4).backward((), keep, x)[1])
+
+
+def test_axis_name_outside_a_mesh_is_refused_in_train_mode():
+    layer = fnnet.Dropout(0.5, axis_name="data")
+    x = jnp.ones((4, 2))
+    with pytest.raises(ValueError, match=r"mesh axis 'data' is not bound here.*axis_name=None"):
+        layer.forward((), x, key=jax.random.key(0), train=True)
+    assert layer.forward((), x, train=False)[0] is x              # eval: the identity, anywhere
+    with pytest.raises(ValueError, match="axis_name must be None or a mesh axis name"):
+        fnnet.Dropout(0.5, axis_name="")
+    assert str(layer) == "Dropout(0.5, axis_name='data')"

@@ -162,7 +162,7 @@ def test_batch_axis_must_name_a_mesh_axis():
         sharding.setup(NET, jax.make_mesh((1,), ("data",)), batch_axis="batch")
 
 
-def test_layers_with_state_or_keys_are_refused_not_run_per_shard():
+def test_stateful_layer_without_axis_name_is_refused_not_run_per_shard():
     @dataclasses.dataclass(frozen=True)
     class Stats:                                 # the key/state protocol's stateful layer
         def init(self, key, in_shape): return (), tuple(in_shape)
