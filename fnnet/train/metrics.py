@@ -74,21 +74,26 @@ def _hits(net, params, x, y, state=None):
 
 
 # The count, divided on the host: XLA turns "/ n" into "* (1/n)", so 3 of 10 would be 0.30000000000000004.
-def _count(net, params, x, y):
-    hits = _hits(net, params, x, y)
+def _count(net, params, x, y, state=None):
+    hits = _hits(net, params, x, y, state)
     return jnp.sum(hits > 0), jnp.int32(hits.size)
 
 
 _count_jit = jax.jit(_count, static_argnums=0)
 
 
-def accuracy(net, params, x, y) -> float:
+def accuracy(net, params, x, y, *, state=None) -> float:
     """Fraction in [0, 1] of examples (elements, for multi-label) predicted right.
 
     x: [batch, *in_shape]; y: integer labels [batch], or targets [batch, k]
     (one-hot for k > 1). The scoring rule per output kind is in this module's docstring.
+    state: the layer state of a net with stateful layers (BatchNorm's running statistics,
+    as fit(..., state=) returned it), read in eval mode as predict does; required for
+    such nets (an error naming the layer otherwise), checked against fnnet.init_state's tree.
     """
     x = _network._check_x(net, params, x)
     y = check_targets(net, x, y)
-    right, total = _count_jit(net, params, x, y)       # one compiled program per net and shapes
+    state, _ = _network._check_run(net, params, x, state, None, False, "accuracy",
+                        fix="pass accuracy(..., state=the state fit returned)")
+    right, total = _count_jit(net, params, x, y, state)   # one compiled program per net and shapes
     return int(right) / int(total)

@@ -379,3 +379,19 @@ def test_accuracy_bad_input():
         fnnet.accuracy(net, p0, x, y.astype(np.float64))
     with pytest.raises(ValueError, match="NaN/Inf"):
         fnnet.accuracy(net, p0, x + np.nan, y)
+
+
+def test_accuracy_of_a_net_with_batchnorm_reads_the_running_statistics():
+    r = np.random.default_rng(7)
+    net = fnnet.Network((fnnet.Dense(6), fnnet.BatchNorm(), fnnet.Relu(), fnnet.Dense(3)),
+                        "softmax_cross_entropy", (4,))
+    x, y = r.standard_normal((30, 4)).astype(np.float32), r.integers(0, 3, 30).astype(np.int32)
+    params, state = fnnet.init(net, jax.random.key(0)), fnnet.init_state(net, jnp.float32)
+    params, _, state = fnnet.fit(net, params, x, y, optimizer=optax.adam(1e-2), epochs=30, state=state)
+    acc = fnnet.accuracy(net, params, x, y, state=state)
+    pred = np.asarray(fnnet.predict(net, params, x, state=state)[0]).argmax(-1)   # eval mode
+    assert acc == float(np.mean(pred == y)) and acc > 0.5
+    with pytest.raises(ValueError, match=r"layer 1 \(BatchNorm.*accuracy\(\.\.\., state="):
+        fnnet.accuracy(net, params, x, y)
+    with pytest.raises(ValueError, match="state must be a tuple with one entry per layer"):
+        fnnet.accuracy(net, params, x, y, state=state[:2])
