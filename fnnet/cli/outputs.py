@@ -48,7 +48,7 @@ def _json_safe(obj):
     return obj
 
 
-def write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0):
+def write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0, state=None):
     """Write --save, --plot and --json, each on its own: one failing never stops the others.
     Returns how many failed (each reported on stderr)."""
     import fnnet
@@ -66,7 +66,8 @@ def write_outputs(args, s, summary, net, params, history, note, status, finite, 
 
     if args.save:
         if finite:
-            attempt("save", args.save, lambda: fnnet.save(args.save, net, params, epoch=epochs_done),
+            attempt("save", args.save, lambda: fnnet.save(args.save, net, params, epoch=epochs_done,
+                                                                     **({} if state is None else {"state": state})),
                     f"saved checkpoint{note} to {args.save}")
         else:
             print(f"fnnet train: not saving {args.save}: no params with a finite loss", file=sys.stderr)

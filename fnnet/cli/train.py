@@ -48,19 +48,23 @@ def make_optimizer(s):
     return {"adam": optax.adam, "adadelta": optax.adadelta, "rmsprop": optax.rmsprop}[name](lr)
 
 
-def evaluate(net, params, x, y, labels):
+def evaluate(net, params, x, y, labels, state=None):
     """(fnnet.loss, fnnet.accuracy) as Python floats, compiled as one function.
 
     y: what the loss takes; labels: what accuracy scores (class indices, or xor's targets).
+    state: a BatchNorm net's layer state (both read it in eval mode), else None.
     fit has already validated the data's values; jit keeps the shape/dtype checks.
     """
     import jax
     from fnnet.train import metrics as _metrics
     from fnnet import network as _network
 
-    def both(params, x, y, labels):
-        return _network.loss(net, params, x, y), _metrics.accuracy_value(net, params, x, labels)
-    loss, acc = jax.device_get(jax.jit(both)(params, x, y, labels))
+    def both(params, x, y, labels, state):
+        if state is None:
+            return _network.loss(net, params, x, y), _metrics.accuracy_value(net, params, x, labels)
+        loss = _network.loss(net, params, x, y, state=state, train=False)[0]
+        return loss, _metrics.accuracy_value(net, params, x, labels, state)
+    loss, acc = jax.device_get(jax.jit(both)(params, x, y, labels, state))
     return float(loss), float(acc)
 
 
@@ -107,7 +111,8 @@ def _train(s, args, t0, mesh=None) -> int:
     x_tr, y_tr, x_te, y_te, lab_tr, lab_te, k = load_data(s)
     if s["model"] == "cnn":   # the digits' [n, 64] rows as NHWC images [n, 8, 8, 1]
         x_tr, x_te = x_tr.reshape(-1, 8, 8, 1), x_te.reshape(-1, 8, 8, 1)
-        net = fnnet.cnn((8, 8, 1), classes=k, loss=s["loss"], l2=s["l2"])
+        net = fnnet.cnn((8, 8, 1), classes=k, loss=s["loss"], l2=s["l2"], batchnorm=s["batchnorm"],
+                        dropout=s["dropout"])
     else:
         net = fnnet.mlp(list(s["sizes"]), activation=s["activation"], output=s["output"], loss=s["loss"],
                         l2=s["l2"], w_init=s["init"], b_init=s["b_init"])
@@ -118,6 +123,9 @@ def _train(s, args, t0, mesh=None) -> int:
     k_init = jax.random.key(s["seed"])
     k_shuffle = jax.random.fold_in(k_init, 1)
     params = fnnet.init(net, k_init, jnp.dtype(s["dtype"]))
+    from fnnet import state as _state
+    state = fnnet.init_state(net, jnp.dtype(s["dtype"])) if any(map(_state.is_stateful, net.layers)) else None
+    stochastic = any(map(_state.is_stochastic, net.layers))
     out = sys.stdout
 
     what = f"{k} classes" if s["dataset"] != "xor" else "one 0/1 target"
@@ -138,7 +146,8 @@ def _train(s, args, t0, mesh=None) -> int:
     if args.check:
         import fnnet.check
         m = min(8, n)
-        report = fnnet.check.check_network(net, params, x_tr[:m], y_tr[:m])
+        report = fnnet.check.check_network(net, params, x_tr[:m], y_tr[:m], state=state,
+                                           forward_key=jax.random.fold_in(k_init, 2) if stochastic else None)
         print(f"gradient check on the initial params, {m} training examples:\n{report}", file=out)
         if not report.ok:
             print("fnnet train: gradient check FAILED; not training", file=sys.stderr)
@@ -153,11 +162,14 @@ def _train(s, args, t0, mesh=None) -> int:
     try:
         from fnnet.train.progress import ProgressBar
         progress = None if args.quiet else ProgressBar(s["epochs"], label="test")   # validation = test split
-        params, history = fnnet.fit(net, params, x_tr, y_tr, optimizer=make_optimizer(s), epochs=s["epochs"],
-                                    batch_size=batch, key=None if batch is None else k_shuffle,
-                                    validation=(x_te, y_te), progress=progress, mesh=mesh)
+        params, history, *rest = fnnet.fit(
+            net, params, x_tr, y_tr, optimizer=make_optimizer(s), epochs=s["epochs"], batch_size=batch,
+            key=k_shuffle if batch is not None or stochastic else None, validation=(x_te, y_te),
+            progress=progress, mesh=mesh, **({} if state is None else {"state": state}))
+        state = rest[0] if rest else None
     except fnnet.DivergedError as e:
         params, history, status = e.params, e.history, 1
+        state = e.state if state is not None else None
         good = (f"the last good params, after epoch {e.epoch}" if e.epoch else "the initial params")
         kept = (f"kept {good} (finite train and test loss)" if e.finite_loss else
                 "even the initial params have a non-finite loss, so there is nothing to keep")
@@ -168,8 +180,8 @@ def _train(s, args, t0, mesh=None) -> int:
     fit_seconds = time.perf_counter() - t_fit
     epochs_done = len(history.loss)
 
-    train_loss, train_acc = evaluate(net, params, x_tr, y_tr, lab_tr)
-    test_loss, test_acc = evaluate(net, params, x_te, y_te, lab_te)
+    train_loss, train_acc = evaluate(net, params, x_tr, y_tr, lab_tr, state)
+    test_loss, test_acc = evaluate(net, params, x_te, y_te, lab_te, state)
     finite = math.isfinite(train_loss) and math.isfinite(test_loss)
     note = ("" if status == 0 else f" (last finite params, after epoch {epochs_done})" if epochs_done
             else " (the initial params: the run diverged in its first epoch)")
@@ -187,7 +199,8 @@ def _train(s, args, t0, mesh=None) -> int:
                    history={"train_loss": history.loss.tolist(), "test_loss": history.val_loss.tolist(),
                             "test_accuracy": history.val_accuracy.tolist()})
     summary.setdefault("diverged", False)
-    failed = write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0)
+    failed = write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0,
+                           state=state)
     return 1 if failed else status
 
 

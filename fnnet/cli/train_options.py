@@ -87,6 +87,12 @@ def build_parser():
                         "images (Conv2D 32 - MaxPool - Conv2D 64 - MaxPool - Dense 128 - Dense 10, relu), "
                         f"with adam {CNN_DEFAULTS['lr']:g}, {CNN_DEFAULTS['epochs']} epochs, batch "
                         f"{CNN_DEFAULTS['batch_size']} unless given")
+    p.add_argument("--batchnorm", action="store_true",
+                   help="--model cnn: BatchNorm after each convolution (running statistics kept for "
+                        "evaluation and saved with --save)")
+    p.add_argument("--dropout", type=_rate, metavar="RATE",
+                   help="--model cnn: inverted dropout of this rate in [0, 1) before the output layer "
+                        "(masks from --seed; off in evaluation)")
     p.add_argument("--optimizer", choices=OPTIMIZERS, default=None,
                    help=f"optax optimizer (default sgd, adam for --model cnn; momentum is sgd with momentum {MOMENTUM})")
     p.add_argument("--lr", type=positive_float,
@@ -128,6 +134,16 @@ def build_parser():
     return p
 
 
+def _rate(text):
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number in [0, 1), got {text!r}")
+    if not 0.0 <= v < 1.0:
+        raise argparse.ArgumentTypeError(f"a dropout rate must be in [0, 1), got {v:g}")
+    return v
+
+
 def resolve(args, parser):
     """Fill unset options from the dataset's defaults and cross-check them (parser.error on conflict)."""
     d = DATASETS[args.dataset]
@@ -139,11 +155,15 @@ def resolve(args, parser):
                 parser.error(f"--{opt.replace('_', '-')} is an mlp setting; --model cnn has its own layers "
                              f"and initializers (fnnet.cnn())")
         d = {**d, **CNN_DEFAULTS}
+    elif args.batchnorm or args.dropout is not None:
+        parser.error(f"--{'batchnorm' if args.batchnorm else 'dropout'} is a --model cnn setting "
+                     f"(fnnet.cnn(batchnorm=, dropout=)); the mlp has no such layers")
     args.optimizer = args.optimizer or d["optimizer"]
     s = {k: getattr(args, k) for k in ("sizes", "activation", "loss", "epochs", "l2", "batch_size")}
     s = {k: d[k] if v is None else v for k, v in s.items()}
     s["dataset"], s["optimizer"], s["seed"], s["dtype"] = args.dataset, args.optimizer, args.seed, args.dtype
     s["model"] = args.model
+    s["batchnorm"], s["dropout"] = bool(args.batchnorm), float(args.dropout or 0.0)
     s["init"] = args.init or d["init"]
     s["b_init"] = args.b_init or d["b_init"]
     s["output"] = args.output or ("identity" if s["loss"] in FUSED else d["output"])

@@ -19,13 +19,16 @@ class DivergedError(FloatingPointError):
                before raising. If even the initial params fail, `params` are the
                initial params and `finite_loss` is False.
     opt_state: the optimizer state that goes with `params`.
+    state:     the layer state (BatchNorm's running statistics) that goes with `params`,
+               None for nets without stateful layers.
     history:   History of the good epochs 0 .. epoch-1.
     finite_loss: bool, whether `params` passed that check.
     """
 
-    def __init__(self, message, *, epoch, params, opt_state, history, finite_loss=True):
+    def __init__(self, message, *, epoch, params, opt_state, history, finite_loss=True, state=None):
         super().__init__(message)
         self.epoch, self.params, self.opt_state, self.history = epoch, params, opt_state, history
+        self.state = None if state is None or state == () else state
         self.finite_loss = finite_loss
 
 
@@ -58,12 +61,12 @@ def diverged(spec, data, carry, bad, initial, table, history):
                 f"fit: training diverged at epoch {good} (0-based): {why}; the error's .params "
                 f"are {kept} (finite training{' and validation' if spec.validate else ''} loss) and "
                 f".history the {good} good epochs (try a smaller learning rate)",
-                epoch=good, params=ts.params, opt_state=ts.opt_state,
+                epoch=good, params=ts.params, opt_state=ts.opt_state, state=ts.state,
                 history=jax.tree.map(np.copy, history(good)))
     return DivergedError(
         f"fit: training diverged at epoch {bad} (0-based): {what}, and no earlier params kept "
         f"have a finite loss either; the error's .params are the initial params, whose loss is "
         f"not finite (check the data's scale and the initialization)",
-        epoch=0, params=initial[0],
+        epoch=0, params=initial[0], state=initial[2] if len(initial) > 2 else None,
         opt_state=spec.optimizer.init(initial[0]) if initial[1] is None else initial[1],
         history=jax.tree.map(np.copy, history(0)), finite_loss=False)

@@ -250,7 +250,7 @@ def _resize(size, seconds, cap):
 
 
 def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size, adaptive, state=()):
-    initial = (params, opt_state)     # the caller's buffers: start_carry copies, never donates
+    initial = (params, opt_state, state)   # the caller's buffers: start_carry copies, never donates
     carry = start_carry(spec.optimizer, params, opt_state, state)
     if spec.parallel is not None:       # optimizer constants too, not on a default device
         carry = _sharding.replicate(spec.parallel, carry)

@@ -131,6 +131,9 @@ def test_float64_and_adam_round_trip(tmp_path, capsys):
     (["--plot", "curves.jpg"], "--plot: must end in .png"),
     (["--save", "/no/such/dir/m.npz"], "does not exist"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--batchnorm"], "--batchnorm is a --model cnn setting"),
+    (["--model", "cnn", "--dropout", "1"], "a dropout rate must be in [0, 1), got 1"),
+    (["--model", "cnn", "--dropout", "x"], "expected a number in [0, 1)"),
 ])
 def test_bad_options_exit_2_with_argparse_error(capsys, argv, msg):
     assert main(argv) == 2
@@ -144,7 +147,7 @@ def test_help_lists_every_option(capsys):
     out = capsys.readouterr().out
     for opt in ("--dataset", "--sizes", "--activation", "--loss", "--optimizer", "--lr", "--epochs",
                 "--batch-size", "--l2", "--seed", "--init", "--dtype", "--plot", "--save", "--check",
-                "--quiet", "--json"):
+                "--quiet", "--json", "--model", "--batchnorm", "--dropout", "--devices"):
         assert opt in out
 
 
@@ -234,3 +237,18 @@ def test_predicted_class_rules():
               ())
     x = np.array([[0.2, 0.0], [0.9, 0.0]], np.float32)
     assert _plot.predicted_class(net, params, x).tolist() == [0, 1]
+
+
+def test_cnn_with_batchnorm_and_dropout_trains_checks_and_saves_its_state(tmp_path, capsys):
+    ck = tmp_path / "bn.npz"
+    rc = main(["--model", "cnn", "--batchnorm", "--dropout", "0.2", "--epochs", "1", "--quiet",
+               "--check", "--save", str(ck)])
+    out, _ = capsys.readouterr()
+    assert rc == 0, out
+    assert "BatchNorm" in out and "Dropout(0.2)" in out and "result: OK" in out
+    acc = float(re.search(r"test accuracy: ([0-9.]+)%", out).group(1)) / 100
+    ck_ = fnnet.restore(ck)
+    assert ck_.state is not None and any(s != () for s in ck_.state)       # running statistics saved
+    _, _, x_te, y_te = datasets.digits()
+    x_te = np.asarray(x_te, np.float32).reshape(-1, 8, 8, 1)
+    assert fnnet.accuracy(ck_.net, ck_.params, x_te, y_te, state=ck_.state) == pytest.approx(acc, abs=1e-4)

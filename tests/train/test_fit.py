@@ -395,3 +395,23 @@ def test_accuracy_of_a_net_with_batchnorm_reads_the_running_statistics():
         fnnet.accuracy(net, params, x, y)
     with pytest.raises(ValueError, match="state must be a tuple with one entry per layer"):
         fnnet.accuracy(net, params, x, y, state=state[:2])
+
+
+def test_divergence_of_a_batchnorm_net_keeps_the_state_that_goes_with_its_params():
+    r = np.random.default_rng(8)
+    net = fnnet.Network((fnnet.Dense(6), fnnet.BatchNorm(), fnnet.Relu(), fnnet.Dense(3)),
+                        "softmax_cross_entropy", (4,))
+    x, y = r.standard_normal((30, 4)).astype(np.float32), r.integers(0, 3, 30).astype(np.int32)
+    params, state = fnnet.init(net, jax.random.key(0)), fnnet.init_state(net, jnp.float32)
+    with pytest.raises(fnnet.DivergedError) as info:
+        fnnet.fit(net, params, x, y, optimizer=optax.sgd(1e30), epochs=20, state=state)
+    e = info.value
+    assert e.state is not None and len(e.state) == len(net.layers)
+    assert all(np.isfinite(np.asarray(a)).all() for a in jax.tree.leaves(e.state))
+    loss = fnnet.loss(net, e.params, x, y, state=e.state, train=False)[0]
+    assert np.isfinite(float(loss))
+    # a stateless net's error has no state
+    plain = fnnet.Network((fnnet.Dense(3),), "softmax_cross_entropy", (4,))
+    with pytest.raises(fnnet.DivergedError) as info:
+        fnnet.fit(plain, fnnet.init(plain, jax.random.key(0)), x * 1e20, y, optimizer=optax.sgd(1e30), epochs=5)
+    assert info.value.state is None
