@@ -14,7 +14,7 @@ from fnnet.check.xla import jit_options, options_for
 from fnnet.check.inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
                                  primal_names, rng_for, x64_context)
 from fnnet.check.report import Report, Row
-from fnnet.check.rows import fd_row, majority_fn, oracle_row
+from fnnet.check.rows import fd_row, majority_fn, oracle_row, stopped_rows
 
 MODES = ("auto", "directional", "full")
 
@@ -149,8 +149,9 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         try:       # one trace serves both questions: custom rules inside, and XLA options
             traced = jax.make_jaxpr(oracle_fun or fun)(*primals).jaxpr
             rules, options = independence.custom_rules(traced), options_for(traced)
+            stops = independence.stop_gradients(traced)
         except Exception:
-            rules, options = [], jit_options(oracle_fun or fun, *primals)
+            rules, options, stops = [], jit_options(oracle_fun or fun, *primals), 0
         ct, ct_text = make_cotangent(cotangent, out, rng_for(key, 0))
         y, hand_out, by_jax, flags = _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule)
         coarse = any(l.dtype != np.float64 for l in leaves)
@@ -158,7 +159,7 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
                              primals, ct, leaves, not rules)
                  if coarse and float64_replay and user_rtol is None and user_atol is None else None)
         by_jax64 = (rep64.jax if rep64 is not None and rep64.jax is not None else
-                    _leaf_dict(_replay.run_jax(oracle_fun or fun, primals, ct), leaves)
+                    _replay.leaf_dict(_replay.run_jax(oracle_fun or fun, primals, ct), leaves)
                     if coarse and reference is not None and not rules else None)
         outputs = [(np.asarray(c, np.float64), np.asarray(v, np.float64))
                    for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y))]
@@ -237,6 +238,8 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         if fd is not None:
             rows.append(fd_row(fd, leaf, h, j, rt_fd, floor, jax_allowed, dtype, leaf.name in per_element,
                                directions, blocks[leaf.name], localize_max, rngs[leaf.name], independent))
+        if stops and independent:
+            rows[:] = stopped_rows(rows, leaf.name)
         # the replay speaks only where the check's own dtype saw nothing wrong with the leaf
         if (rep64 is not None and leaf.name in rep64.hand and (fd is not None or by_ref is not None or independent)
                 and not any(r.status == "FAIL" for r in rows if r.primal == leaf.name)):
@@ -244,7 +247,7 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
             rows.extend(_replay.judge(leaf, rep64.hand[leaf.name], rep64.jax[leaf.name] if rep64.jax else None,
                                       ref, fd, adjudicate, floor64, independent,
                                       (leaf.name in per_element, directions, blocks[leaf.name], localize_max,
-                                       rngs[leaf.name])))
+                                       rngs[leaf.name]), stops if independent else 0))
 
     order = {l.name: k for k, l in reversed(list(enumerate(leaves)))}
     order.update({n: order.get(next((l.name for l in leaves if l.primal == i), ""), -1)
@@ -266,14 +269,6 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
 def _block(leaf, rt_fd, detect):
     from fnnet.check.fdcompare import block_size
     return block_size(leaf.size, rt_fd, detect)
-
-
-def _leaf_dict(tree, leaves):
-    """{leaf name: float64 values} of a cotangent tree in the primals' leaf order, or None."""
-    if tree is None:
-        return None
-    flat = [np.asarray(v, np.float64) for v in jax.tree.leaves(tree)]
-    return dict(zip([l.name for l in leaves], flat)) if len(flat) == len(leaves) else None
 
 
 def _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule="the hand-written vjp"):

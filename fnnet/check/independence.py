@@ -61,6 +61,24 @@ def custom_rules(jaxpr) -> list:
     return found
 
 
+def stop_gradients(jaxpr) -> int:
+    """How many stop_gradient equations a jaxpr holds (nested jaxprs included). Where fun
+    stops a gradient, jax.vjp (and a rule written to match it) give the surrogate that
+    stop_gradient defines, while finite differences see the function's own derivative; the
+    two agree when the stopped value does not change the result to first order (the max
+    subtracted inside jax.nn.softmax / logsumexp), and differ where it does."""
+    count, stack, seen = 0, [jaxpr], set()
+    while stack:
+        jp = stack.pop()
+        if id(jp) in seen:
+            continue
+        seen.add(id(jp))
+        for eqn in jp.eqns:
+            count += eqn.primitive.name == "stop_gradient"
+            stack.extend(_subjaxprs(eqn.params))
+    return count
+
+
 def rules_in(fun, *args) -> list:
     """custom_rules of fun traced at args ([] when fun cannot be traced abstractly)."""
     try:

@@ -62,6 +62,14 @@ def run_jax(fun, primals, ct):
             return None
 
 
+def leaf_dict(tree, leaves):
+    """{leaf name: float64 values} of a cotangent tree in the primals' leaf order, or None."""
+    if tree is None:
+        return None
+    flat = [np.asarray(v, np.float64) for v in jax.tree.leaves(tree)]
+    return dict(zip([l.name for l in leaves], flat)) if len(flat) == len(leaves) else None
+
+
 def run(evaluate, primals, ct, leaves, independent):
     """The replay (see the module doc), or a Replay with no leaves and the reason.
 
@@ -109,13 +117,15 @@ def note(what: str) -> str:
             f"float64_replay=False")
 
 
-def judge(leaf, h64, j64, ref, fd, adjudicate, floor64, independent, fd_args):
+def judge(leaf, h64, j64, ref, fd, adjudicate, floor64, independent, fd_args, stops=0):
     """The replay's rows for one leaf: only failures (agreement adds nothing).
 
     h64/j64: the rule's and jax.vjp's float64 values (j64 None: jax.vjp is no independent
     witness); ref: the reference's values or None; fd: the check's FiniteDifferences (None:
     none); adjudicate(bad, h=, j=, floor=, rt_fd=): the check's per-element adjudicator;
     fd_args: (per_element, directions, block, localize_max, rng) as the check's fd row.
+    stops: stop_gradient equations in fun: with the float64 rule agreeing with jax.vjp, the
+    differences (the function's own derivative) are not asked (rows.stopped_rows).
     """
     from fnnet.check.compare import RTOL, RTOL_FD, compare
     from fnnet.check.rows import fd_row, majority_fn, oracle_row
@@ -137,7 +147,7 @@ def judge(leaf, h64, j64, ref, fd, adjudicate, floor64, independent, fd_args):
         if not res["ok"]:
             row = oracle_row(leaf.name, label("reference"), "replay64", res, True, [])
             rows.append(dataclasses.replace(row, note="; ".join(filter(None, [note("the reference"), row.note]))))
-    if fd is not None:
+    if fd is not None and not (stops and j64 is not None and not rows):   # see rows.stopped_rows
         full, directions, block, localize_max, rng = fd_args
         row = fd_row(fd, leaf, h64, h64 if j64 is None else j64, RTOL_FD, floor64, allowed, np.dtype("float64"),
                      full, directions, block, localize_max, rng, j64 is not None and independent)

@@ -1,6 +1,8 @@
 """The rows of a check: verdicts and notes from the comparisons (compare, fdcompare)."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from fnnet.check import independence
@@ -115,3 +117,23 @@ def fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype, full, directions, bl
     note = (f"{what}; per element {where} ({n_sub} differences) localizes it" if not local["ok"] else
             f"{what}, but per element {where} every entry agrees: the directions crossed several kinks at once")
     return _row(leaf.name, "finite diff (per element)", local, [note, nonfinite_note(local), *local["notes"]])
+
+
+def stopped_rows(rows, name):
+    """fun stops a gradient (independence.stop_gradients): where the rule agrees with
+    jax.vjp (and the reference) and only finite differences disagree, they measured the
+    function's own derivative, not the surrogate stop_gradient defines: a warning, not a
+    failure. A rule that disagrees with jax.vjp still fails on that row."""
+    mine = [r for r in rows if r.primal == name]
+    if not any(r.kind == "fd" and r.status == "FAIL" for r in mine):
+        return rows
+    if not all(r.status in ("ok", "n/a", "warn") for r in mine if r.kind in ("jax", "reference")):
+        return rows
+    if not any(r.kind == "jax" and r.status == "ok" for r in mine):
+        return rows
+    note = ("fun contains stop_gradient: finite differences see the function's own derivative, "
+            "while jax.vjp and the hand-written rule (which agree) give the surrogate gradient "
+            "stop_gradient defines; shown as a warning. If the surrogate was not meant, the "
+            "stop_gradient is the bug")
+    return [dataclasses.replace(r, status="warn", note="; ".join(filter(None, [note, r.note])))
+            if r.primal == name and r.kind == "fd" and r.status == "FAIL" else r for r in rows]

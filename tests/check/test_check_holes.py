@@ -228,3 +228,32 @@ def test_8_conv_programs_get_xla_defaults_and_the_check_is_right(capsys):
     assert rep.ok, str(rep)
     with capsys.disabled():
         print(f"\nconv2d check, x [2, 3, 8, 8], w [4, 3, 3, 3], float64: {secs:.2f} s")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stop_gradient_surrogate_is_a_warning_not_a_failure(dtype):
+    """x · stop_gradient(mean x): jax.vjp and a rule written to match it give the surrogate
+    g · mean(x); finite differences see the true derivative. The rule agreeing with jax.vjp
+    passes with the finite-difference row as a warning that names stop_gradient; a rule
+    that matches neither still fails."""
+    f = lambda x: x * jax.lax.stop_gradient(jnp.mean(x))
+    x = (np.random.default_rng(40).standard_normal((3, 4)) + 1).astype(dtype)
+    surrogate = check.check_vjp(f, lambda x, g: (g * jnp.mean(x),), x)
+    assert surrogate.ok, str(surrogate)
+    fd = [r for r in surrogate.rows if r.kind == "fd"]
+    if dtype == np.float64:
+        assert [r.status for r in fd] == ["warn"] and "stop_gradient" in fd[0].note
+    else:   # float32: the autodiff yardstick already lets the differences row pass (jax.vjp row judges)
+        assert [r.status for r in fd] in (["ok"], ["warn"])
+    wrong = check.check_vjp(f, lambda x, g: (2 * g * jnp.mean(x),), x)
+    assert not wrong.ok and {r.kind for r in wrong.rows if r.status == "FAIL"} >= {"jax"}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_stop_gradient_inside_jax_softmax_does_not_weaken_the_check(dtype):
+    # jax.nn.softmax subtracts stop_gradient(max): harmless, and a diagonal-only rule must fail
+    x = np.random.default_rng(41).standard_normal((4, 5)).astype(dtype)
+    diag = lambda x, g: (g * jax.nn.softmax(x) * (1 - jax.nn.softmax(x)),)
+    report = check.check_vjp(jax.nn.softmax, diag, x)
+    assert not report.ok
+    assert {r.kind: r.status for r in report.rows}["fd"] == "FAIL", str(report)
