@@ -10,6 +10,7 @@ import numpy as np
 from fnnet.check import independence, nondiff as _nd, replay as _replay
 from fnnet.check.compare import RTOL_FD, compare, eps, local_floor, rtol as dtype_rtol
 from fnnet.check.fd import FiniteDifferences
+from fnnet.check.fdcompare import block_size
 from fnnet.check.xla import jit_options, options_for
 from fnnet.check.inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
                                  primal_names, rng_for, x64_context)
@@ -189,7 +190,7 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
     rngs = {leaf.name: rng_for(key, 1, k) for k, leaf in enumerate(leaves)}
     rt_of = lambda l: user_rtol if user_rtol is not None else dtype_rtol(max((l.dtype, hand_leaf[l.name][1]), key=eps))
     rtfd_of = lambda l: user_rtol if user_rtol is not None else max(RTOL_FD, rt_of(l))
-    blocks = {l.name: _block(l, rtfd_of(l), detect) for l in leaves if l.name in hand_leaf}
+    blocks = {l.name: block_size(l.size, rtfd_of(l), detect) for l in leaves if l.name in hand_leaf}
     if fd is not None:   # all finite differences of the check in one go (fewest padded chunks)
         todo = [l for l in leaves if l.name not in skip]
         fd.prefetch(np.concatenate([np.arange(l.offset, l.offset + l.size) for l in todo
@@ -264,11 +265,6 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         header += ("; the rule also replayed in float64 and judged at float64's tolerances" +
                    (f" (not replayed: {rep64.why})" if rep64.why else ""))
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
-
-
-def _block(leaf, rt_fd, detect):
-    from fnnet.check.fdcompare import block_size
-    return block_size(leaf.size, rt_fd, detect)
 
 
 def _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule="the hand-written vjp"):

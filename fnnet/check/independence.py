@@ -39,25 +39,38 @@ def _is_jax_own(src: str) -> bool:
     return bool(path) and os.path.abspath(path).startswith(_JAX_DIR + os.sep)
 
 
-def custom_rules(jaxpr) -> list:
-    """['custom_vjp f at file.py:12', ...]: the user-defined custom rules in a jaxpr (nested too)."""
-    found, stack, seen = [], [jaxpr], set()
+def _eqns(jaxpr, descend=lambda eqn: True):
+    """Every equation of a jaxpr and of its nested jaxprs (each visited once); an equation's
+    own sub-jaxprs are entered only where descend(eqn) is true."""
+    stack, seen = [jaxpr], set()
     while stack:
         jp = stack.pop()
         if id(jp) in seen:
             continue
         seen.add(id(jp))
         for eqn in jp.eqns:
-            name = eqn.primitive.name
-            if name.startswith(_CUSTOM):
-                src = _where(eqn)
-                if not _is_jax_own(src):
-                    kind = "custom_vjp" if name.startswith("custom_vjp") else "custom_jvp"
-                    text = f"{kind} {src}" if src else kind
-                    if text not in found:
-                        found.append(text)
-                    continue      # its body is the primal, not the rule: no need to descend
-            stack.extend(_subjaxprs(eqn.params))
+            yield eqn
+            if descend(eqn):
+                stack.extend(_subjaxprs(eqn.params))
+
+
+def _user_rule(eqn) -> str:
+    """'custom_vjp f at file.py:12' for a user's custom rule equation, else ''."""
+    name = eqn.primitive.name
+    if not name.startswith(_CUSTOM) or _is_jax_own(_where(eqn)):
+        return ""
+    kind, src = ("custom_vjp" if name.startswith("custom_vjp") else "custom_jvp"), _where(eqn)
+    return f"{kind} {src}" if src else kind
+
+
+def custom_rules(jaxpr) -> list:
+    """['custom_vjp f at file.py:12', ...]: the user-defined custom rules in a jaxpr (nested too).
+    A rule's body is the primal, not the rule: it is not searched further."""
+    found = []
+    for eqn in _eqns(jaxpr, descend=lambda e: not _user_rule(e)):
+        text = _user_rule(eqn)
+        if text and text not in found:
+            found.append(text)
     return found
 
 
@@ -67,16 +80,7 @@ def stop_gradients(jaxpr) -> int:
     stop_gradient defines, while finite differences see the function's own derivative; the
     two agree when the stopped value does not change the result to first order (the max
     subtracted inside jax.nn.softmax / logsumexp), and differ where it does."""
-    count, stack, seen = 0, [jaxpr], set()
-    while stack:
-        jp = stack.pop()
-        if id(jp) in seen:
-            continue
-        seen.add(id(jp))
-        for eqn in jp.eqns:
-            count += eqn.primitive.name == "stop_gradient"
-            stack.extend(_subjaxprs(eqn.params))
-    return count
+    return sum(eqn.primitive.name == "stop_gradient" for eqn in _eqns(jaxpr))
 
 
 def rules_in(fun, *args) -> list:

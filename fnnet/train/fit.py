@@ -22,7 +22,6 @@ to raise DivergedError when the device flagged a non-finite epoch.
 from __future__ import annotations
 
 import math
-import numbers
 import time
 from typing import NamedTuple, Optional
 
@@ -36,7 +35,8 @@ from fnnet import network as _network
 from fnnet import state as _state
 from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,
                              start_carry)
-from fnnet._validate import check_finite
+from fnnet.train.fit_checks import (_check_data, _check_int, _check_key, _check_opt_state,  # noqa: F401
+                                    _check_params)
 from fnnet.train.divergence import DivergedError, diverged
 
 __all__ = ["fit", "History", "DivergedError"]
@@ -59,47 +59,6 @@ class History(NamedTuple):
     loss: np.ndarray
     val_loss: Optional[np.ndarray] = None
     val_accuracy: Optional[np.ndarray] = None
-
-
-def _check_int(name, value, lo, hi=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo \
-            or (hi is not None and value > hi):
-        bound = f"an integer in [{lo}, {hi}]" if hi is not None else f"an integer >= {lo}"
-        raise ValueError(f"fit: {name} must be {bound}, got {value!r}")
-    return int(value)
-
-
-def _check_params(net, params):
-    try:
-        _network._check_params(net, params, values=False)   # fit names the leaf below
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"fit: {e}") from e
-    for path, leaf in jax.tree_util.tree_leaves_with_path(params):
-        check_finite("fit", "params" + jax.tree_util.keystr(path), leaf)
-    return jax.tree.map(jnp.asarray, params)
-
-
-def _check_data(net, params, x, y, what):
-    """Shapes, dtypes, NaN/Inf and label ranges, before anything is compiled."""
-    try:
-        if np.ndim(x) == 0 or np.shape(x)[0] == 0:
-            raise ValueError(f"x is empty (shape {np.shape(x)}); need at least one example")
-        x = _network._check_x(net, params, x)
-        y = jnp.asarray(y)
-        if y.ndim == 0 or y.shape[0] != x.shape[0]:
-            raise ValueError(f"x has {x.shape[0]} examples but y has shape {tuple(y.shape)}")
-        _network._check_y(net, x, y)       # the loss's own `prepare`: shape, range, NaN/Inf
-    except (ValueError, TypeError) as e:
-        raise type(e)(f"fit: {what}: {e}") from e
-    return x, y
-
-
-def _check_key(key):
-    dtype = getattr(key, "dtype", None)
-    typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
-    if (typed and key.shape == ()) or (not typed and dtype == np.uint32 and key.ndim == 1):
-        return key
-    raise TypeError(f"fit: key must be a jax PRNG key such as jax.random.key(0), got {key!r}")
 
 
 def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad="manual",
@@ -226,21 +185,6 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         params, opt_state_out, state_out = _sharding.to_user_mesh(parallel, (params, opt_state_out, state_out))
     out = (params, history) if opt_state is None else (params, history, opt_state_out)
     return out if state is None else (*out, state_out)
-
-
-def _check_opt_state(optimizer, params, opt_state):
-    """opt_state must have the tree, shapes and dtypes optimizer.init(params) builds."""
-    want = jax.eval_shape(optimizer.init, params)
-    got_def, want_def = jax.tree.structure(opt_state), jax.tree.structure(want)
-    if got_def != want_def:
-        raise ValueError(f"fit: opt_state does not fit this optimizer and params: its tree is "
-                         f"{got_def}, optimizer.init(params) builds {want_def}")
-    for (path, leaf), w in zip(jax.tree_util.tree_leaves_with_path(opt_state), jax.tree.leaves(want)):
-        name = "opt_state" + jax.tree_util.keystr(path)
-        if tuple(np.shape(leaf)) != tuple(w.shape) or np.dtype(getattr(leaf, "dtype", None)) != w.dtype:
-            raise ValueError(f"fit: {name} must be {w.dtype}{list(w.shape)}, got "
-                             f"{getattr(leaf, 'dtype', type(leaf).__name__)}{list(np.shape(leaf))}")
-    return jax.tree.map(jnp.asarray, opt_state)
 
 
 def _resize(size, seconds, cap):
