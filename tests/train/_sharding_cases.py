@@ -12,8 +12,6 @@ import json
 import os
 import re
 import sys
-import time
-import traceback
 
 import jax
 
@@ -30,6 +28,7 @@ from fnnet.train import loop, sharding  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
 from helpers import rel_err  # noqa: E402
+from _mesh_subprocess import run  # noqa: E402
 
 N = 203                      # = 8·25 + 3: full batch leaves 3 examples over
 COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "reduce-scatter",
@@ -204,17 +203,7 @@ def bench_cases(out):
 
 
 def main(path):
-    out = {"devices": jax.device_count()}
-    for case in (value_and_grad_cases, fit_cases, hlo_cases, bad_input_cases, bench_cases):
-        try:
-            t, c = time.perf_counter(), time.process_time()
-            case(out)
-            out[f"seconds/{case.__name__}"] = [round(time.perf_counter() - t, 2),
-                                               round(time.process_time() - c, 2)]
-        except Exception:  # noqa: BLE001 - reported, and the test fails on it
-            out[f"crash/{case.__name__}"] = traceback.format_exc()
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
+    run((value_and_grad_cases, fit_cases, hlo_cases, bad_input_cases, bench_cases), path)
 
 
 if __name__ == "__main__":

@@ -7,11 +7,8 @@ One subprocess computes every case (simulated devices must be configured before 
 starts) and writes the measured relative errors to OUT.json; the test asserts on them.
 Tiny nets, few epochs: the cost is XLA compile time on 2 shared cores.
 """
-import json
 import re
 import sys
-import time
-import traceback
 
 import jax
 
@@ -29,6 +26,7 @@ from fnnet.train import loop, sharding  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
 from helpers import rel_err  # noqa: E402
+from _mesh_subprocess import run  # noqa: E402
 
 # BatchNorm after the activation: a bias feeding BatchNorm through a near-linear map (tanh
 # near 0, or no activation) is a (near-)null direction whose float32 gradient is rounding
@@ -204,18 +202,8 @@ def refusal_cases(out):
 
 
 def main(path):
-    out = {"devices": jax.device_count()}
-    for case in (fit_cases, local_cases, local_statistics_case, autodiff_case,
-                 conditioning_case, hlo_cases, refusal_cases):
-        try:
-            t, c = time.perf_counter(), time.process_time()
-            case(out)
-            out[f"seconds/{case.__name__}"] = [round(time.perf_counter() - t, 2),
-                                               round(time.process_time() - c, 2)]
-        except Exception:  # noqa: BLE001 - reported, and the test fails on it
-            out[f"crash/{case.__name__}"] = traceback.format_exc()
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
+    run((fit_cases, local_cases, local_statistics_case, autodiff_case, conditioning_case, hlo_cases,
+         refusal_cases), path)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import pytest
 
 import fnnet
 from fnnet.train import sharding
+from _mesh_subprocess import launch
 from helpers import assert_trees_close
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -27,18 +28,7 @@ BOUND = {"float64": 1e-12, "float32": 1e-6}
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sharding") / "cases.json"
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "_sharding_cases.py"), str(path)],
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(path.read_text())
-    crashes = {k: v for k, v in out.items() if k.startswith("crash/")}
-    assert not crashes, "\n".join(crashes.values())
-    assert out["devices"] == 8
-    return out
+    return launch("_sharding_cases.py", tmp_path_factory)
 
 
 @pytest.mark.parametrize("dtype, loss", [("float64", "mean"), ("float32", "mean"), ("float64", "sum")])

@@ -4,10 +4,6 @@ The 8-device cases run once, in a subprocess (tests/train/_sharding_state_cases.
 tests/train/test_sharding.py. Bounds from issue 11: sharded == single-device params to
 1e-12 (float64) relative after several epochs. float32: see FLOAT32 below.
 """
-import json
-import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -16,9 +12,8 @@ import pytest
 
 import fnnet
 from fnnet.train import sharding
+from _mesh_subprocess import launch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 FLOAT64 = 1e-12
 # float32: the issue asks 1e-6; these nets sit at float32's own noise floor there. With
 # BatchNorm, a bias feeding it through ReLU is a near-null direction whose float32 gradient
@@ -31,18 +26,7 @@ BOUND = {"float64": FLOAT64, "float32": FLOAT32}
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sharding_state") / "cases.json"
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "_sharding_state_cases.py"), str(path)],
-                          env=env, capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    out = json.loads(path.read_text())
-    crashes = {k: v for k, v in out.items() if k.startswith("crash/")}
-    assert not crashes, "\n".join(crashes.values())
-    assert out["devices"] == 8
-    return out
+    return launch("_sharding_state_cases.py", tmp_path_factory)
 
 
 FIT = [(m, mode, d) for m in ("mlp", "cnn", "gpt") for d in ("float64", "float32")

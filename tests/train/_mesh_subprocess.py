@@ -1,0 +1,45 @@
+"""The 8-device cases run in a subprocess (JAX's device count is fixed per process).
+
+run(cases, path): in the worker, call each case(out), time it, record a crash as text
+instead of raising, and write out to path as JSON. launch(script, tmp_path_factory): in the
+test, run the worker on a clean CPU-only environment and return its checked results.
+"""
+import json
+import os
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+
+
+def run(cases, path):
+    import jax
+    out = {"devices": jax.device_count()}
+    for case in cases:
+        try:
+            t, c = time.perf_counter(), time.process_time()
+            case(out)
+            out[f"seconds/{case.__name__}"] = [round(time.perf_counter() - t, 2),
+                                               round(time.process_time() - c, 2)]
+        except Exception:  # noqa: BLE001 - reported, and the test fails on it
+            out[f"crash/{case.__name__}"] = traceback.format_exc()
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1)
+
+
+def launch(script, tmp_path_factory, devices=8):
+    path = tmp_path_factory.mktemp(os.path.splitext(script)[0].strip("_")) / "cases.json"
+    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    proc = subprocess.run([sys.executable, os.path.join(HERE, script), str(path)],
+                          env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    out = json.loads(path.read_text())
+    crashes = {k: v for k, v in out.items() if k.startswith("crash/")}
+    assert not crashes, "\n".join(crashes.values())
+    assert out["devices"] == devices
+    return out
