@@ -1,7 +1,8 @@
 """The 8-device cases run in a subprocess (JAX's device count is fixed per process).
 
 run(cases, path): in the worker, call each case(out), time it, record a crash as text
-instead of raising, and write out to path as JSON. launch(script, tmp_path_factory): in the
+instead of raising, and write out to path as JSON; record_errors(cases, out): the
+exception each bad-input call raises. launch(script, tmp_path_factory): in the
 test, run the worker on a clean CPU-only environment and return its checked results.
 """
 import json
@@ -28,6 +29,16 @@ def run(cases, path):
             out[f"crash/{case.__name__}"] = traceback.format_exc()
     with open(path, "w") as f:
         json.dump(out, f, indent=1)
+
+
+def record_errors(cases, out):
+    """out["bad/NAME"] = [exception type, message] of each bad-input call (None: it ran)."""
+    for name, call in cases.items():
+        try:
+            call()
+            out[f"bad/{name}"] = None
+        except Exception as e:  # noqa: BLE001 - the test asserts the type and message
+            out[f"bad/{name}"] = [type(e).__name__, str(e)]
 
 
 def launch(script, tmp_path_factory, devices=8):

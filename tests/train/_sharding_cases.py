@@ -28,7 +28,7 @@ from fnnet.train import loop, sharding  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
 from helpers import rel_err  # noqa: E402
-from _mesh_subprocess import run  # noqa: E402
+from _mesh_subprocess import record_errors, run  # noqa: E402
 
 N = 203                      # = 8·25 + 3: full batch leaves 3 examples over
 COLLECTIVES = ("all-gather", "all-to-all", "collective-permute", "reduce-scatter",
@@ -172,12 +172,7 @@ def bad_input_cases(out):
         "no_axis": lambda: fnnet.fit(NET, p0, x, y, optimizer=optax.sgd(0.1), epochs=1,
                                      mesh=jax.make_mesh((8,), ("batch",))),
     }
-    for name, run in cases.items():
-        try:
-            run()
-            out[f"bad/{name}"] = None
-        except Exception as e:  # noqa: BLE001 - the test asserts the type and message
-            out[f"bad/{name}"] = [type(e).__name__, str(e)]
+    record_errors(cases, out)
     # data already sharded on the mesh's own devices is accepted (resharded to replicated)
     mesh = jax.make_mesh((8,), ("data",))
     xs = jax.device_put(x[:200], NamedSharding(mesh, P("data")))

@@ -26,7 +26,7 @@ from fnnet.train import loop, sharding  # noqa: E402
 
 sys.path.insert(0, __file__.rsplit("/", 2)[0])
 from helpers import rel_err  # noqa: E402
-from _mesh_subprocess import run  # noqa: E402
+from _mesh_subprocess import record_errors, run  # noqa: E402
 
 # BatchNorm after the activation: a bias feeding BatchNorm through a near-linear map (tanh
 # near 0, or no activation) is a (near-)null direction whose float32 gradient is rounding
@@ -193,12 +193,7 @@ def refusal_cases(out):
             jax.make_mesh((8,), ("data",))),
         "batch_stats": lambda: sharding.setup(MLP, jax.make_mesh((8,), ("data",)), batch_stats="global"),
     }
-    for name, run in cases.items():
-        try:
-            run()
-            out[f"bad/{name}"] = None
-        except Exception as e:  # noqa: BLE001 - the test asserts the type and message
-            out[f"bad/{name}"] = [type(e).__name__, str(e)]
+    record_errors(cases, out)
 
 
 def main(path):
