@@ -1,4 +1,4 @@
-"""Reading a checkpoint: every check `fnnet.load` promises (see fnnet/checkpoint.py),
+"""Reading a checkpoint: every check `fnnet.load` promises (see fnnet/checkpoint/__init__.py),
 before any array is handed back: zip members, the header's schema and version, the net
 description, each leaf's name, shape, dtype and finiteness against the trees the net
 implies, then the digest. Every problem is a ValueError naming the path and what is wrong.
@@ -16,11 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._checkpoint_format import (_DTYPES, _KEYS, _META_MAX_BYTES, FORMAT, META, VERSION, Checkpoint,
-                                      _digest, _named_leaves, _params_template, _state_template, _storage)
-from fnnet._npz import _Bad, _read_array
-from fnnet._serialize import _exact_keys, net_from_json
-from fnnet.network import _check_params
+from fnnet._netcheck import check_params
+from fnnet.checkpoint.format import (DTYPES, FORMAT, KEYS, META, META_MAX_BYTES, VERSION, Checkpoint,
+                                     digest, named_leaves, params_template, state_template, storage)
+from fnnet.checkpoint.netjson import exact_keys, net_from_json
+from fnnet.checkpoint.npz import BadFile as _Bad   # raised by every check below, reported by read_checkpoint
+from fnnet.checkpoint.npz import read_array
 
 
 def _load(path, zf, optimizer):
@@ -34,7 +35,7 @@ def _load(path, zf, optimizer):
     if META not in present:
         raise _Bad(f"no {META!r} entry, so some other .npz (found {sorted(present)[:8]})")
 
-    raw = _read_array(zf, META + ".npy", META, None, np.dtype(np.uint8), _META_MAX_BYTES)
+    raw = read_array(zf, META + ".npy", META, None, np.dtype(np.uint8), META_MAX_BYTES)
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -43,13 +44,13 @@ def _load(path, zf, optimizer):
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise _Bad(f"format tag is {got!r}, expected {FORMAT!r}")
     version = meta.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version not in _KEYS:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in KEYS:
         hint = " (written by a newer fnnet?)" if isinstance(version, int) and version > VERSION else ""
-        raise _Bad(f"checkpoint format version {version!r}{hint}; this fnnet reads versions {sorted(_KEYS)}")
+        raise _Bad(f"checkpoint format version {version!r}{hint}; this fnnet reads versions {sorted(KEYS)}")
     try:
-        _exact_keys("checkpoint header", meta, _KEYS[version])
-        if meta["dtype"] not in _DTYPES:
-            raise ValueError(f"params dtype must be one of {list(_DTYPES)}, got {meta['dtype']!r}")
+        exact_keys("checkpoint header", meta, KEYS[version])
+        if meta["dtype"] not in DTYPES:
+            raise ValueError(f"params dtype must be one of {list(DTYPES)}, got {meta['dtype']!r}")
         net = net_from_json(meta["net"])
     except (ValueError, TypeError) as e:
         raise _Bad(f"invalid net description: {e}") from None
@@ -62,13 +63,13 @@ def _load(path, zf, optimizer):
         raise TypeError(f"load: {path!r} holds {dtype} params, which need "
                         f"jax.config.update('jax_enable_x64', True) before loading "
                         f"(fnnet does not downcast silently)")
-    params_t = _params_template(net, dtype)
+    params_t = params_template(net, dtype)
     groups = [("params", "", params_t, True, "param")]
     if meta.get("opt_state") is not None and optimizer is not None:
         groups.append(("opt_state", "opt_state", jax.eval_shape(optimizer.init, params_t), False, "opt_state"))
     if meta.get("state") is not None:
         try:
-            groups.append(("state", "state", _state_template(net, dtype), True, "state"))
+            groups.append(("state", "state", state_template(net, dtype), True, "state"))
         except TypeError as e:
             raise _Bad(f"it holds layer state but {e}") from None
     listed = set()
@@ -86,14 +87,14 @@ def _load(path, zf, optimizer):
 
     out, stored = {}, {}
     for key, prefix, template, layered, what in groups:
-        expected = _named_leaves(prefix, template, layered)
+        expected = named_leaves(prefix, template, layered)
         want = [name for name, _ in expected]
         if meta[key] != want:
             hint = ("; was it saved with another optimizer?" if key == "opt_state" else "")
             raise _Bad(f"header lists {what}s {meta[key]!r}, the net has {want}{hint}")
         leaves = []
         for name, t in expected:
-            a = _read_array(zf, name + ".npy", name, t.shape, _storage(t.dtype))
+            a = read_array(zf, name + ".npy", name, t.shape, storage(t.dtype))
             stored[name] = a
             a = a.view(t.dtype) if a.dtype != t.dtype else a
             bad = np.isnan(a) if key == "opt_state" else ~np.isfinite(a)
@@ -105,18 +106,19 @@ def _load(path, zf, optimizer):
     if version >= 2:
         for key in ("opt_state",) if "opt_state" not in out else ():   # verified, even if not returned
             for name in meta[key] or ():
-                stored[name] = _read_array(zf, name + ".npy", name, None, None)
-        if _digest(meta, stored) != meta["digest"]:
+                stored[name] = read_array(zf, name + ".npy", name, None, None)
+        if digest(meta, stored) != meta["digest"]:
             raise _Bad("its contents do not match the digest save wrote with them: the file was "
                        "modified after it was written (or corrupted)")
     try:
-        _check_params(net, out["params"])     # fnnet's own check, the last word
+        check_params(net, out["params"])     # fnnet's own check, the last word
     except (ValueError, TypeError) as e:
         raise _Bad(str(e)) from None
     return Checkpoint(net, out["params"], out.get("opt_state"), epoch, out.get("state"))
 
 
-def _open(path, optimizer):
+def read_checkpoint(path, optimizer):
+    """The Checkpoint at `path` (opt_state rebuilt for `optimizer`, or None), or ValueError naming path."""
     path = os.fspath(path)
     if not isinstance(path, str) or not path.strip():
         raise ValueError("load: the path is empty; give the checkpoint's file name")

@@ -22,7 +22,8 @@ import pkgutil
 import numpy as np
 
 from fnnet import losses as _losses
-from fnnet.network import Network, _layout
+from fnnet._netcheck import layout
+from fnnet.network import Network
 
 _USER = {}          # "module.QualName" -> class, filled by register()
 _BUILTIN = None     # name -> class, or None where two fnnet classes share a name
@@ -184,7 +185,7 @@ def _dataclass_fields(obj):
     return [f for f in dataclasses.fields(obj) if f.init] if dataclasses.is_dataclass(obj) else []
 
 
-def _exact_keys(where, d, keys):
+def exact_keys(where, d, keys):
     if not isinstance(d, dict):
         raise ValueError(f"{where} must be a JSON object, got {type(d).__name__}")
     missing, extra = sorted(set(keys) - set(d)), sorted(set(d) - set(keys))
@@ -195,7 +196,7 @@ def _exact_keys(where, d, keys):
 
 def net_from_json(d) -> Network:
     """Inverse of net_to_json; ValueError on anything outside the schema."""
-    _exact_keys("net", d, [f.name for f in _dataclass_fields(Network)])
+    exact_keys("net", d, [f.name for f in _dataclass_fields(Network)])
     if not isinstance(d["layers"], list):
         raise ValueError(f"net.layers must be a list, got {type(d['layers']).__name__}")
     layers = []
@@ -222,5 +223,5 @@ def net_from_json(d) -> Network:
     rest = {k: decode(v, f"net.{k}") for k, v in d.items()
             if k not in ("layers", "loss", "in_shape", "l2")}
     net = Network(tuple(layers), loss, tuple(in_shape), float(l2), **rest)
-    _layout(net)   # the layer chain must accept in_shape (ValueError naming the layer otherwise)
+    layout(net)   # the layer chain must accept in_shape (ValueError naming the layer otherwise)
     return net
