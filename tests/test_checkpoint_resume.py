@@ -17,7 +17,7 @@ import optax
 import pytest
 
 import fnnet
-from fnnet import _atomic
+from fnnet import atomic
 from fnnet.checkpoint import netjson
 from fnnet import checkpoint as ck
 from helpers import assert_trees_close
@@ -238,10 +238,10 @@ def test_sigterm_during_a_save_removes_the_temp_file(tmp_path):
     script = textwrap.dedent(f'''
         import sys, time
         sys.path.insert(0, {ROOT!r})
-        from fnnet import _atomic
+        from fnnet import atomic
         def fill(f):
             f.write(b"x" * 1000); f.flush(); print("writing", flush=True); time.sleep(60)
-        _atomic.write({str(tmp_path / "m.npz")!r}, fill)
+        atomic.write({str(tmp_path / "m.npz")!r}, fill)
     ''')
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

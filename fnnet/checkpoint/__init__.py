@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet import _atomic
+from fnnet import atomic
 from fnnet._netcheck import check_params
 from fnnet.checkpoint import netjson
 from fnnet.checkpoint.format import (DTYPES, FORMAT, META, VERSION, Checkpoint,  # noqa: F401 (API)
@@ -47,7 +47,7 @@ from fnnet.checkpoint.read import read_checkpoint
 from fnnet.network import Network
 
 register = netjson.register
-sweep_temp_files = _atomic.sweep
+sweep_temp_files = atomic.sweep
 
 
 def save(path, net: Network, params, *, opt_state=None, epoch=None, state=None) -> None:
@@ -105,7 +105,7 @@ def save(path, net: Network, params, *, opt_state=None, epoch=None, state=None) 
     except ValueError as e:
         raise ValueError(f"save: the net's description is not valid JSON: {e}") from e
     arrays[META] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    _atomic.write(path, lambda f: np.savez(f, **arrays))   # a file object: numpy appends no ".npz"
+    atomic.write(path, lambda f: np.savez(f, **arrays))   # a file object: numpy appends no ".npz"
 
 
 def restore(path, optimizer=None) -> Checkpoint:
