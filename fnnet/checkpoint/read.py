@@ -25,6 +25,23 @@ from fnnet.checkpoint.npz import read_array
 
 
 def _load(path, zf, optimizer):
+    """The Checkpoint in the open zip `zf`, every check in the order load promises."""
+    present = _array_names(zf)
+    meta, version = _header(zf)
+    net, epoch = _net_and_epoch(meta, version)
+    groups = _templates(path, meta, net, optimizer)
+    _check_listed(meta, present)
+    out, stored = _read_groups(zf, meta, groups)
+    _check_digest(zf, meta, version, out, stored)
+    try:
+        check_params(net, out["params"])     # fnnet's own check, the last word
+    except (ValueError, TypeError) as e:
+        raise _Bad(str(e)) from None
+    return Checkpoint(net, out["params"], out.get("opt_state"), epoch, out.get("state"))
+
+
+def _array_names(zf):
+    """The names of the zip's .npy entries (less ".npy"); the header entry must be one."""
     members = zf.namelist()
     if len(set(members)) != len(members):
         raise _Bad("the zip has duplicate entries")
@@ -34,7 +51,11 @@ def _load(path, zf, optimizer):
     present = {m[:-len(".npy")] for m in members}
     if META not in present:
         raise _Bad(f"no {META!r} entry, so some other .npz (found {sorted(present)[:8]})")
+    return present
 
+
+def _header(zf):
+    """(meta, version): the header's JSON, with the format tag and a version this fnnet reads."""
     raw = read_array(zf, META + ".npy", META, None, np.dtype(np.uint8), META_MAX_BYTES)
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
@@ -47,6 +68,11 @@ def _load(path, zf, optimizer):
     if not isinstance(version, int) or isinstance(version, bool) or version not in KEYS:
         hint = " (written by a newer fnnet?)" if isinstance(version, int) and version > VERSION else ""
         raise _Bad(f"checkpoint format version {version!r}{hint}; this fnnet reads versions {sorted(KEYS)}")
+    return meta, version
+
+
+def _net_and_epoch(meta, version):
+    """(net, epoch): the header's fields exactly, the net rebuilt from its JSON, the epoch."""
     try:
         exact_keys("checkpoint header", meta, KEYS[version])
         if meta["dtype"] not in DTYPES:
@@ -57,7 +83,13 @@ def _load(path, zf, optimizer):
     epoch = meta.get("epoch")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
         raise _Bad(f"epoch must be an integer >= 0 or null, got {epoch!r}")
+    return net, epoch
 
+
+def _templates(path, meta, net, optimizer):
+    """[(key, prefix, template, layered, what)]: the trees the net implies for each saved group.
+
+    params always; opt_state when saved and `optimizer` is given; layer state when saved."""
     dtype = np.dtype(jnp.dtype(meta["dtype"]))
     if jax.dtypes.canonicalize_dtype(dtype) != dtype:
         raise TypeError(f"load: {path!r} holds {dtype} params, which need "
@@ -72,6 +104,11 @@ def _load(path, zf, optimizer):
             groups.append(("state", "state", state_template(net, dtype), True, "state"))
         except TypeError as e:
             raise _Bad(f"it holds layer state but {e}") from None
+    return groups
+
+
+def _check_listed(meta, present):
+    """The arrays the header lists are exactly the zip's arrays (besides the header)."""
     listed = set()
     for key in ("params", "opt_state", "state"):
         names = meta.get(key)
@@ -85,6 +122,10 @@ def _load(path, zf, optimizer):
     if extra:
         raise _Bad(f"unexpected array(s) {extra} (the net has {meta['params']})")
 
+
+def _read_groups(zf, meta, groups):
+    """({key: tree}, {name: stored array}): each leaf read by the name, shape and dtype its
+    template gives, finite (opt_state: no NaN), then put into the template's tree."""
     out, stored = {}, {}
     for key, prefix, template, layered, what in groups:
         expected = named_leaves(prefix, template, layered)
@@ -103,6 +144,12 @@ def _load(path, zf, optimizer):
                            f"value(s), first at index {tuple(int(j) for j in np.argwhere(bad)[0])}")
             leaves.append(jnp.asarray(a, t.dtype))
         out[key] = jax.tree.unflatten(jax.tree.structure(template), leaves)
+    return out, stored
+
+
+def _check_digest(zf, meta, version, out, stored):
+    """Version 2 on: the digest over the header and every array, opt_state included even
+    when it is not returned, must be the one save wrote."""
     if version >= 2:
         for key in ("opt_state",) if "opt_state" not in out else ():   # verified, even if not returned
             for name in meta[key] or ():
@@ -110,11 +157,6 @@ def _load(path, zf, optimizer):
         if digest(meta, stored) != meta["digest"]:
             raise _Bad("its contents do not match the digest save wrote with them: the file was "
                        "modified after it was written (or corrupted)")
-    try:
-        check_params(net, out["params"])     # fnnet's own check, the last word
-    except (ValueError, TypeError) as e:
-        raise _Bad(str(e)) from None
-    return Checkpoint(net, out["params"], out.get("opt_state"), epoch, out.get("state"))
 
 
 def read_checkpoint(path, optimizer):
