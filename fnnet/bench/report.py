@@ -10,7 +10,7 @@ ran seconds apart, under the same load).
 from __future__ import annotations
 
 from fnnet.bench import memory
-from fnnet.bench.machine import machine  # noqa: F401  (report.machine, as before the split)
+from fnnet.bench.machine import machine  # noqa: F401  (the CLI reads report.machine)
 
 BASE = ("fnnet", "", "float32")                    # (system, variant, dtype) ratios refer to
 
