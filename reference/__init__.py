@@ -8,12 +8,15 @@ agrees with itself. Its own correctness is shown by finite differences in
 tests/test_reference.py.
 
 Layout: rows are samples. x: [batch, d_in], dense w: [d_in, d_out], b: [d_out].
+Every layer twin is `<name>_forward(x, *params, **options)` and
+`<name>_backward(x, *params, dy, **options)` (params in the fnnet layer's params order,
+options keyword-only); losses are `<name>(out, target)` and `<name>_grad(out, target)`.
 Networks are plain lists of layer dicts (see reference.network).
 """
 from .layers.activations import (
-    identity, identity_backward, leaky_relu, leaky_relu_backward, relu, relu_backward,
-    sigmoid, sigmoid_backward, softmax, softmax_backward, tanh, tanh_backward,
-    elu, elu_backward, silu, silu_backward, softplus, softplus_backward,
+    identity_forward, identity_backward, leaky_relu_forward, leaky_relu_backward, relu_forward, relu_backward,
+    sigmoid_forward, sigmoid_backward, softmax_forward, softmax_backward, tanh_forward, tanh_backward,
+    elu_forward, elu_backward, silu_forward, silu_backward, softplus_forward, softplus_backward,
 )
 from .layers.batchnorm import (
     batchnorm_backward, batchnorm_eval_backward, batchnorm_eval_forward, batchnorm_forward,
@@ -37,10 +40,10 @@ __all__ = [
     # dense
     "dense_forward", "dense_backward",
     # activations
-    "identity", "identity_backward", "relu", "relu_backward",
-    "leaky_relu", "leaky_relu_backward", "sigmoid", "sigmoid_backward",
-    "tanh", "tanh_backward", "softmax", "softmax_backward",
-    "elu", "elu_backward", "silu", "silu_backward", "softplus", "softplus_backward",
+    "identity_forward", "identity_backward", "relu_forward", "relu_backward",
+    "leaky_relu_forward", "leaky_relu_backward", "sigmoid_forward", "sigmoid_backward",
+    "tanh_forward", "tanh_backward", "softmax_forward", "softmax_backward",
+    "elu_forward", "elu_backward", "silu_forward", "silu_backward", "softplus_forward", "softplus_backward",
     # vision layers
     "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
     "avgpool2d_forward", "avgpool2d_backward", "reshape_forward", "reshape_backward",

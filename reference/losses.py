@@ -6,7 +6,7 @@ so their gradients are the short deltas the seeds derive, e.g. (softmax(z) - y)/
 """
 import numpy as np
 
-from .layers.activations import sigmoid, softmax
+from .layers.activations import sigmoid_forward, softmax_forward
 
 
 def _error(fn, msg):
@@ -101,7 +101,7 @@ def softmax_cross_entropy_grad(logits, target):
     """dL/dlogits: [batch, k]. Equals (softmax(z) - y)/batch for rows of y summing to 1."""
     z, y = _logits_and_probs("softmax_cross_entropy_grad", logits, target)
     mass = y.sum(axis=-1, keepdims=True)  # Σ_k y_nk (1 for one-hot rows)
-    return (softmax(z) * mass - y) / z.shape[0]  # dL/dz = (softmax(z)·Σ_k y - y)/batch
+    return (softmax_forward(z) * mass - y) / z.shape[0]  # dL/dz = (softmax(z)·Σ_k y - y)/batch
 
 
 # --- sigmoid binary cross-entropy on logits -------------------------------------------
@@ -132,7 +132,7 @@ def sigmoid_binary_cross_entropy(logits, target):
 def sigmoid_binary_cross_entropy_grad(logits, target):
     """dL/dlogits: [batch, k]."""
     z, t = _bce_pair("sigmoid_binary_cross_entropy_grad", logits, target)
-    return (sigmoid(z) - t) / z.size  # dL/dz = (σ(z) - t)/n, n = z.size
+    return (sigmoid_forward(z) - t) / z.size  # dL/dz = (σ(z) - t)/n, n = z.size
 
 
 # --- L2 weight penalty (seed 002) -------------------------------------------------------

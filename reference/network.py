@@ -18,13 +18,13 @@ from . import losses as L
 from .layers.dense import dense_backward, dense_forward
 
 _ACTIVATIONS = {  # kind -> (forward(x, layer), backward(x, dy, layer))
-    "identity": (lambda x, l: act.identity(x), lambda x, dy, l: act.identity_backward(x, dy)),
-    "relu": (lambda x, l: act.relu(x), lambda x, dy, l: act.relu_backward(x, dy)),
-    "leaky_relu": (lambda x, l: act.leaky_relu(x, l.get("alpha", 0.01)),
-                   lambda x, dy, l: act.leaky_relu_backward(x, dy, l.get("alpha", 0.01))),
-    "sigmoid": (lambda x, l: act.sigmoid(x), lambda x, dy, l: act.sigmoid_backward(x, dy)),
-    "tanh": (lambda x, l: act.tanh(x), lambda x, dy, l: act.tanh_backward(x, dy)),
-    "softmax": (lambda x, l: act.softmax(x), lambda x, dy, l: act.softmax_backward(x, dy)),
+    "identity": (lambda x, l: act.identity_forward(x), lambda x, dy, l: act.identity_backward(x, dy)),
+    "relu": (lambda x, l: act.relu_forward(x), lambda x, dy, l: act.relu_backward(x, dy)),
+    "leaky_relu": (lambda x, l: act.leaky_relu_forward(x, alpha=l.get("alpha", 0.01)),
+                   lambda x, dy, l: act.leaky_relu_backward(x, dy, alpha=l.get("alpha", 0.01))),
+    "sigmoid": (lambda x, l: act.sigmoid_forward(x), lambda x, dy, l: act.sigmoid_backward(x, dy)),
+    "tanh": (lambda x, l: act.tanh_forward(x), lambda x, dy, l: act.tanh_backward(x, dy)),
+    "softmax": (lambda x, l: act.softmax_forward(x), lambda x, dy, l: act.softmax_backward(x, dy)),
 }
 KINDS = ("dense",) + tuple(_ACTIVATIONS)
 
@@ -67,7 +67,7 @@ def _forward_keep_inputs(fn, layers, x):
         inputs.append(x)
         try:
             if kind == "dense":
-                x = dense_forward(layer["w"], layer["b"], x)
+                x = dense_forward(x, layer["w"], layer["b"])
             else:
                 x = _ACTIVATIONS[kind][0](x, layer)
         except ValueError as e:
@@ -113,7 +113,7 @@ def _value_and_grads(fn, layers, loss_name, x, target, l2):
         layer, x_i = layers[i], inputs[i]
         if layer["kind"] == "dense":
             w = np.asarray(layer["w"], dtype=np.float64)
-            dw, db, dy = dense_backward(w, layer["b"], x_i, dy)
+            dw, db, dy = dense_backward(x_i, w, layer["b"], dy)
             grads[i] = {"w": dw + l2 * w, "b": db}  # dR/dw = l2·w joins the data gradient
         else:
             dy = _ACTIVATIONS[layer["kind"]][1](x_i, dy, layer)
@@ -197,9 +197,9 @@ def predict(layers, loss_name, x):
     _loss_fns("predict", loss_name)
     out = _forward_keep_inputs("predict", layers, x)[0]
     if loss_name == "softmax_cross_entropy":
-        return act.softmax(out)
+        return act.softmax_forward(out)
     if loss_name == "sigmoid_binary_cross_entropy":
-        return act.sigmoid(out)
+        return act.sigmoid_forward(out)
     return out
 
 

@@ -17,7 +17,8 @@ import optax
 import pytest
 
 import fnnet
-from fnnet import _atomic, _serialize
+from fnnet import atomic
+from fnnet.checkpoint import netjson
 from fnnet import checkpoint as ck
 from helpers import assert_trees_close
 
@@ -160,7 +161,7 @@ def test_user_combinator_saves_only_when_registered(tmp_path):
         assert net2 == net and isinstance(net2.layers[0].block, tuple)
         assert_trees_close(params2, params, 0.0, "params")
     finally:
-        _serialize._USER.clear()
+        netjson._USER.clear()
     with pytest.raises(ValueError, match=r"unknown layer type '.*Scaled'.*register\(Scaled\)"):
         fnnet.load(tmp_path / "m.npz")
 
@@ -177,7 +178,7 @@ def test_a_new_fnnet_layer_module_is_found_without_editing_checkpoint(tmp_path, 
     '''))
     import fnnet.layers
     monkeypatch.setattr(fnnet.layers, "__path__", list(fnnet.layers.__path__) + [str(tmp_path)])
-    monkeypatch.setattr(_serialize, "_BUILTIN", None)
+    monkeypatch.setattr(netjson, "_BUILTIN", None)
     try:
         from fnnet.layers.gadget import Gadget
         net = fnnet.Network((fnnet.Dense(2), Gadget(3.0)), "mse", (3,))
@@ -198,7 +199,7 @@ def test_field_values_outside_the_schema_are_refused(tmp_path):
         with pytest.raises(TypeError, match=r"tag is a bytes"):
             fnnet.save(tmp_path / "m.npz", net, fnnet.init(net, jax.random.key(0)))
     finally:
-        _serialize._USER.clear()
+        netjson._USER.clear()
     assert os.listdir(tmp_path) == []
 
 
@@ -237,10 +238,10 @@ def test_sigterm_during_a_save_removes_the_temp_file(tmp_path):
     script = textwrap.dedent(f'''
         import sys, time
         sys.path.insert(0, {ROOT!r})
-        from fnnet import _atomic
+        from fnnet import atomic
         def fill(f):
             f.write(b"x" * 1000); f.flush(); print("writing", flush=True); time.sleep(60)
-        _atomic.write({str(tmp_path / "m.npz")!r}, fill)
+        atomic.write({str(tmp_path / "m.npz")!r}, fill)
     ''')
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
     try:

@@ -79,8 +79,8 @@ def test_dense_backward_matches_finite_differences(shape, d_out, seed):
     (batch, d_in) = shape
     w, b = rng.normal(size=(d_in, d_out)), rng.normal(size=d_out)
     x, dy = rng.normal(size=(batch, d_in)), rng.normal(size=(batch, d_out))
-    dw, db, dx = R.dense_backward(w, b, x, dy)
-    vjp = lambda w_, b_, x_: float(np.sum(R.dense_forward(w_, b_, x_) * dy))
+    dw, db, dx = R.dense_backward(x, w, b, dy)
+    vjp = lambda w_, b_, x_: float(np.sum(R.dense_forward(x_, w_, b_) * dy))
     assert_close(dw, numeric_grad(lambda v: vjp(v, b, x), w), "dw")
     assert_close(db, numeric_grad(lambda v: vjp(w, v, x), b), "db")
     assert_close(dx, numeric_grad(lambda v: vjp(w, b, v), x), "dx")
@@ -89,20 +89,20 @@ def test_dense_backward_matches_finite_differences(shape, d_out, seed):
 def test_dense_forward_is_x_at_w_plus_b():
     x = np.array([[1.0, 2.0]])
     w = np.array([[1.0, 0.0, 2.0], [0.0, 1.0, 3.0]])
-    np.testing.assert_array_equal(R.dense_forward(w, [1, 1, 1], x), [[2.0, 3.0, 9.0]])
+    np.testing.assert_array_equal(R.dense_forward(x, w, [1, 1, 1]), [[2.0, 3.0, 9.0]])
 
 
 # --- activations ------------------------------------------------------------------------
 
 ELEMENTWISE = {
-    "identity": (R.identity, R.identity_backward),
-    "relu": (R.relu, R.relu_backward),
-    "leaky_relu": (R.leaky_relu, R.leaky_relu_backward),
-    "leaky_relu_0.2": (lambda x: R.leaky_relu(x, 0.2),
-                       lambda x, dy: R.leaky_relu_backward(x, dy, 0.2)),
-    "sigmoid": (R.sigmoid, R.sigmoid_backward),
-    "tanh": (R.tanh, R.tanh_backward),
-    "softmax": (R.softmax, R.softmax_backward),
+    "identity": (R.identity_forward, R.identity_backward),
+    "relu": (R.relu_forward, R.relu_backward),
+    "leaky_relu": (R.leaky_relu_forward, R.leaky_relu_backward),
+    "leaky_relu_0.2": (lambda x: R.leaky_relu_forward(x, alpha=0.2),
+                       lambda x, dy: R.leaky_relu_backward(x, dy, alpha=0.2)),
+    "sigmoid": (R.sigmoid_forward, R.sigmoid_backward),
+    "tanh": (R.tanh_forward, R.tanh_backward),
+    "softmax": (R.softmax_forward, R.softmax_backward),
 }
 
 
@@ -124,18 +124,18 @@ def test_softmax_backward_is_the_full_jacobian_product(shape, seed):
     x, dy = 3 * rng.normal(size=shape), rng.normal(size=shape)
     dx = R.softmax_backward(x, dy)
     for n in range(shape[0]):
-        s = R.softmax(x[n])
+        s = R.softmax_forward(x[n])
         jac = np.diag(s) - np.outer(s, s)  # ds_i/dx_j
         np.testing.assert_allclose(dx[n], jac.T @ dy[n], rtol=1e-12, atol=1e-15)
 
 
 def test_activation_values():
     x = np.array([[-2.0, 0.0, 3.0]])
-    np.testing.assert_array_equal(R.relu(x), [[0.0, 0.0, 3.0]])
-    np.testing.assert_array_equal(R.leaky_relu(x, 0.1), [[-0.2, 0.0, 3.0]])
-    np.testing.assert_allclose(R.sigmoid(x), 1 / (1 + np.exp(-x)), rtol=1e-15)
-    np.testing.assert_allclose(R.softmax(x).sum(axis=-1), 1.0, rtol=1e-15)
-    np.testing.assert_allclose(R.softmax(x), R.softmax(x + 100.0), rtol=1e-13)
+    np.testing.assert_array_equal(R.relu_forward(x), [[0.0, 0.0, 3.0]])
+    np.testing.assert_array_equal(R.leaky_relu_forward(x, alpha=0.1), [[-0.2, 0.0, 3.0]])
+    np.testing.assert_allclose(R.sigmoid_forward(x), 1 / (1 + np.exp(-x)), rtol=1e-15)
+    np.testing.assert_allclose(R.softmax_forward(x).sum(axis=-1), 1.0, rtol=1e-15)
+    np.testing.assert_allclose(R.softmax_forward(x), R.softmax_forward(x + 100.0), rtol=1e-13)
 
 
 def test_relu_and_leaky_derivatives_at_exactly_zero():
@@ -154,13 +154,13 @@ BIG = np.array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, 999.0], [1e4, -1e4, 5.
 def test_sigmoid_and_softmax_are_stable_at_huge_inputs():
     dy = np.ones_like(BIG)
     with np.errstate(all="raise"):
-        s = R.sigmoid(BIG)
-        outs = [s, R.sigmoid_backward(BIG, dy), R.softmax(BIG), R.softmax_backward(BIG, dy),
-                R.tanh(BIG), R.tanh_backward(BIG, dy)]
+        s = R.sigmoid_forward(BIG)
+        outs = [s, R.sigmoid_backward(BIG, dy), R.softmax_forward(BIG), R.softmax_backward(BIG, dy),
+                R.tanh_forward(BIG), R.tanh_backward(BIG, dy)]
     for out in outs:
         assert np.all(np.isfinite(out))
     assert s[0, 0] == 1.0 and s[0, 1] == 0.0 and s[0, 2] == 0.5
-    np.testing.assert_allclose(R.softmax(BIG)[1], [0.0, 1 / (1 + np.exp(-1.0)),
+    np.testing.assert_allclose(R.softmax_forward(BIG)[1], [0.0, 1 / (1 + np.exp(-1.0)),
                                                    1 / (1 + np.exp(1.0))], rtol=1e-14)
 
 
@@ -188,7 +188,7 @@ def _ce_target(rng, shape, form):
     if form == "onehot":
         return np.eye(k)[rng.integers(0, k, size=n)]
     if form == "probs":
-        return R.softmax(rng.normal(size=shape))
+        return R.softmax_forward(rng.normal(size=shape))
     return rng.uniform(0, 2, size=shape)  # "unnormalised": rows not summing to 1
 
 
@@ -436,12 +436,12 @@ def test_predict_and_accuracy_for_sigmoid_bce():
 W, B, X = np.ones((3, 2)), np.zeros(2), np.ones((4, 3))
 NET = [{"kind": "dense", "w": W, "b": B}]
 BAD_CALLS = [
-    ("dense_forward", lambda: R.dense_forward(W, B, np.ones((4, 5))), r"\[batch, 3\], got \(4, 5\)"),
-    ("dense_forward", lambda: R.dense_forward(W, np.zeros((1, 2)), X), r"b must be \[2\]"),
-    ("dense_forward", lambda: R.dense_forward(np.ones(3), B, X), "w must be"),
-    ("dense_forward", lambda: R.dense_forward(W, B, np.ones(3)), "x must be"),
-    ("dense_backward", lambda: R.dense_backward(W, B, X, np.ones((4, 1))), "dy must be"),
-    ("dense_backward", lambda: R.dense_backward(W, B, X, np.ones(2)), "dy must be"),
+    ("dense_forward", lambda: R.dense_forward(np.ones((4, 5)), W, B), r"\[batch, 3\], got \(4, 5\)"),
+    ("dense_forward", lambda: R.dense_forward(X, W, np.zeros((1, 2))), r"b must be \[2\]"),
+    ("dense_forward", lambda: R.dense_forward(X, np.ones(3), B), "w must be"),
+    ("dense_forward", lambda: R.dense_forward(np.ones(3), W, B), "x must be"),
+    ("dense_backward", lambda: R.dense_backward(X, W, B, np.ones((4, 1))), "dy must be"),
+    ("dense_backward", lambda: R.dense_backward(X, W, B, np.ones(2)), "dy must be"),
     ("relu_backward", lambda: R.relu_backward(np.ones((2, 3)), np.ones(3)), "dy must"),
     ("softmax_backward", lambda: R.softmax_backward(np.ones((2, 3)), np.ones((3, 2))), "dy"),
     ("sigmoid_backward", lambda: R.sigmoid_backward(np.ones(2), np.ones((1, 2))), "dy"),
@@ -501,5 +501,5 @@ def test_public_api_is_exported_and_float64():
     for name in R.__all__:
         assert callable(getattr(R, name)), name
     x = np.arange(6, dtype=np.float32).reshape(2, 3)
-    assert R.sigmoid(x).dtype == np.float64
-    assert R.dense_forward(np.ones((3, 2), np.float32), np.zeros(2, np.int32), x).dtype == np.float64
+    assert R.sigmoid_forward(x).dtype == np.float64
+    assert R.dense_forward(x, np.ones((3, 2), np.float32), np.zeros(2, np.int32)).dtype == np.float64

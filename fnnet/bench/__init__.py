@@ -18,8 +18,8 @@ Files, one topic each:
   memory.py          the compiled step's memory (fnnet, jax.grad, the custom_vjp bridge)
   systems_torch.py   PyTorch eager on CPU (optional: `pip install fnnet[bench]`)
   timing.py          runners, interleaved repeats, medians
-  report.py          rows, targets and JSON
-  report_md.py       the Markdown report
+  report.py          rows and targets
+  report_md.py       the files: JSON and the Markdown report
   report_nets.py     the nets' rows, fnnet / jax.grad ratios, targets and Markdown
   notes.py           the report's notes
   machine.py         the machine and software the run used
@@ -29,3 +29,7 @@ Speed is measured here and reported as ratios within one run; it is never assert
 pytest (tests/bench/test_bench.py and test_bench_nets.py only check that --quick runs and
 writes well-formed files).
 """
+
+# The registry is whole once the package is imported: workloads_nets adds CNN, GPT and the
+# L-* nets to the MLP workloads (imported here so neither module imports the other back).
+from fnnet.bench import workloads, workloads_nets  # noqa: E402,F401

@@ -164,7 +164,7 @@ def run(args) -> int:
     jax.config.update("jax_enable_x64", True)        # float64 rows; float32 rows stay float32
 
     from fnnet.bench import memory as bench_memory
-    from fnnet.bench import report, report_nets, systems_nets, systems_torch, timing, workloads
+    from fnnet.bench import report, report_md, report_nets, systems_nets, systems_torch, timing, workloads
     from fnnet.bench import systems_jax as sj
     from fnnet.bench.systems_numpy import eval_accuracy, eval_loss
 
@@ -255,11 +255,11 @@ def run(args) -> int:
     result["targets"] = (report.targets(workloads_out) if workloads_out else []) + report_nets.targets(nets_out)
     result["notes"] = notes(result, threads)
     result["wall_s"] = time.perf_counter() - t_start
-    jpath, mpath = report.write(result, args.out)
+    jpath, mpath = report_md.write(result, args.out)
     log(f"wrote {jpath} and {mpath} ({result['wall_s']:.0f} s)")
     for t in result["targets"]:
         met = "n/a" if t["met"] is None else ("MET" if t["met"] else "MISSED")
-        log(f"  [{met:>6}] {t['workload']}: {t['target']}: {report._measured(t)}  {t['detail']}")
+        log(f"  [{met:>6}] {t['workload']}: {t['target']}: {report_md.measured(t)}  {t['detail']}")
     return 0
 
 

@@ -1,4 +1,5 @@
-"""Turn timings into rows, targets and JSON (the Markdown is report_md.py, the machine machine.py).
+"""Turn timings into rows and targets (report_md.py writes them as JSON and Markdown, machine.py
+says what ran them).
 
 Ratios are `median time of the system / median time of fnnet (float32)` on the same
 workload in the same run: above 1 the system is slower than fnnet. A speed-up target is
@@ -8,11 +9,8 @@ ran seconds apart, under the same load).
 """
 from __future__ import annotations
 
-import json
-import os
-
 from fnnet.bench import memory
-from fnnet.bench.machine import machine  # noqa: F401  (report.machine, as before the split)
+from fnnet.bench.machine import machine  # noqa: F401  (the CLI reads report.machine)
 
 BASE = ("fnnet", "", "float32")                    # (system, variant, dtype) ratios refer to
 
@@ -35,7 +33,8 @@ TARGETS = [  # (workload, description, system(s), op, bound, kind)
 ]
 
 
-def _id(row):
+def row_id(row):
+    """A row's identity within a workload: (system, variant, dtype), as BASE."""
     return (row["system"], row["variant"], row["dtype"])
 
 
@@ -61,7 +60,7 @@ def rows_for(workload, runners, timings, missing, peak_gflops, eval_loss, eval_a
     for system, variant, dtype, why in missing:
         rows.append({"system": system, "variant": variant, "dtype": dtype, "status": why,
                      "note": why, "extrapolated_from_steps": None, "steps": workload.steps})
-    ok = {_id(r): r for r in rows if r["status"] == "ok"}
+    ok = {row_id(r): r for r in rows if r["status"] == "ok"}
     base = ok.get(BASE)
     for r in rows:
         if r["status"] != "ok":
@@ -94,7 +93,7 @@ def targets(workloads_out):
             met = measured >= bound if op == ">=" else measured <= bound
             out.append({**entry, "measured": measured, "met": bool(met), "detail": detail})
             continue
-        rows = {_id(r): r for r in w["rows"] if r["status"] == "ok"}
+        rows = {row_id(r): r for r in w["rows"] if r["status"] == "ok"}
         base = rows.get(BASE)
         if base is None:
             out.append({**entry, "measured": None, "met": None, "detail": "fnnet float32 row missing"})
@@ -111,7 +110,7 @@ def targets(workloads_out):
                 same = [r for r in rows.values() if (r["system"], r["dtype"]) == (other[0], other[2])]
                 o = min(same, key=lambda r: r["median_s"]) if same else None
             if o is None:
-                status = next((r["status"] for r in w["rows"] if _id(r) == other), "not run")
+                status = next((r["status"] for r in w["rows"] if row_id(r) == other), "not run")
                 out.append({**entry, "measured": None, "met": None, "detail": f"{other[0]}: {status}"})
                 continue
             lo, hi = o["ratio_to_fnnet_range"]
@@ -143,27 +142,3 @@ def targets(workloads_out):
         met = measured >= bound if op == ">=" else measured <= bound
         out.append({**entry, "measured": measured, "met": bool(met), "detail": detail})
     return out
-
-
-def write(result, out_dir):
-    os.makedirs(out_dir, exist_ok=True)
-    stem = f"results-{result['machine']['backend']}"
-    jpath = os.path.join(out_dir, stem + ".json")
-    mpath = os.path.join(out_dir, stem + ".md")
-    with open(jpath, "w") as f:
-        json.dump(result, f, indent=1, sort_keys=False)
-        f.write("\n")
-    with open(mpath, "w") as f:
-        f.write(markdown(result))
-    return jpath, mpath
-
-
-def markdown(result):
-    """The Markdown report (report_md.py, which imports this module's BASE and _id)."""
-    from fnnet.bench import report_md
-    return report_md.markdown(result)
-
-
-def _measured(t):
-    from fnnet.bench import report_md
-    return report_md._measured(t)

@@ -1,8 +1,12 @@
-"""The Markdown report of `fnnet bench`: header, targets, and one section per workload."""
+"""The files of `fnnet bench`: the results as JSON, and the Markdown report (header, targets,
+one section per workload)."""
 from __future__ import annotations
 
+import json
+import os
+
 from fnnet.bench import memory
-from fnnet.bench.report import BASE, _id
+from fnnet.bench.report import BASE, row_id
 
 
 def _f(v, fmt="{:.3g}", none="—"):
@@ -15,7 +19,8 @@ def _secs(v):
     return f"{v:.3f}" if v < 10 else f"{v:.1f}"
 
 
-def _measured(t):
+def measured(t):
+    """A target's measured value as the report and the console show it (×, % or a ratio)."""
     if t["measured"] is None:
         return "—"
     if t["kind"] == "memory":
@@ -59,7 +64,7 @@ def markdown(res):
     ]
     for t in res["targets"]:
         met = "—" if t["met"] is None else ("**yes**" if t["met"] else "**no**")
-        lines.append(f"| {t['workload']} | {t['target']} | {_measured(t)} | {met} | {t['detail']} |")
+        lines.append(f"| {t['workload']} | {t['target']} | {measured(t)} | {met} | {t['detail']} |")
     for name, w in res["workloads"].items():
         c = w["matmul_ceiling"]
         shapes = ", ".join(f"{s['shape']}: {s['gflops']:.0f}" for s in c["forward_matmuls"]) or "not measured"
@@ -99,9 +104,9 @@ def markdown(res):
             lo, hi = r.get("ratio_to_fnnet_range") or (None, None)
             acc = "" if r.get("final_accuracy") is None else f" (acc {100 * r['final_accuracy']:.1f}%)"
             ratio = _f(r["ratio_to_fnnet"], "{:.2f}")
-            if lo is not None and r["repeats"] > 1 and _id(r) != BASE:
+            if lo is not None and r["repeats"] > 1 and row_id(r) != BASE:
                 ratio += f" ({lo:.2f}–{hi:.2f})"
-            if r.get("cpu_ratio_to_fnnet") and _id(r) != BASE:
+            if r.get("cpu_ratio_to_fnnet") and row_id(r) != BASE:
                 ratio += f" [CPU {r['cpu_ratio_to_fnnet']:.2f}]"
             lines.append(
                 f"| {label} | {r['dtype']} | {_secs(r['median_s'])} | {_secs(r['min_s'])}–{_secs(r['max_s'])} | "
@@ -112,3 +117,17 @@ def markdown(res):
     lines += report_nets.markdown(res)
     lines += ["", "## Notes", ""] + [f"- {n}" for n in res["notes"]] + [""]
     return "\n".join(lines)
+
+
+def write(result, out_dir):
+    """Write results-<backend>.json and .md into out_dir; returns (json path, md path)."""
+    os.makedirs(out_dir, exist_ok=True)
+    stem = f"results-{result['machine']['backend']}"
+    jpath = os.path.join(out_dir, stem + ".json")
+    mpath = os.path.join(out_dir, stem + ".md")
+    with open(jpath, "w") as f:
+        json.dump(result, f, indent=1, sort_keys=False)
+        f.write("\n")
+    with open(mpath, "w") as f:
+        f.write(markdown(result))
+    return jpath, mpath

@@ -241,5 +241,3 @@ def get(names, quick=False):
         raise ValueError(f"unknown workload(s) {unknown}; known: {', '.join(table)}")
     return [table[n] for n in names]
 
-
-from fnnet.bench import workloads_nets  # noqa: E402,F401  (registers CNN, GPT and the L-* workloads)

@@ -45,8 +45,8 @@ def _activation_twin(layer, R):
         return None
     if kind == "leaky_relu":
         alpha = float(layer.alpha)
-        return (lambda x: R.leaky_relu(x, alpha)), (lambda x, dy: R.leaky_relu_backward(x, dy, alpha))
-    return getattr(R, kind), getattr(R, kind + "_backward")
+        return (lambda x: R.leaky_relu_forward(x, alpha=alpha)), (lambda x, dy: R.leaky_relu_backward(x, dy, alpha=alpha))
+    return getattr(R, kind + "_forward"), getattr(R, kind + "_backward")
 
 
 def why_missing(obj) -> str:
@@ -62,26 +62,28 @@ def _vision_vjp(layer, R, state, train):
     if _same_forward(layer, C.Conv2D):
         def conv(params, x, ct):
             _, stride, pads, _ = layer._geometry(x.shape[1:3])
-            dw, db, dx = R.conv2d_backward(x, params.w, params.b, ct, stride, pads)
+            dw, db, dx = R.conv2d_backward(x, params.w, params.b, ct, stride=stride, pads=pads)
             return type(params)(dw, db), dx
         return conv
     for base, fn in ((P.MaxPool2D, R.maxpool2d_backward), (P.AvgPool2D, R.avgpool2d_backward)):
         if _same_forward(layer, base):
-            return lambda params, x, ct, fn=fn: ((), fn(x, ct, *layer._sizes()))
-    if isinstance(layer, (S.Flatten, S.Reshape)) and type(layer).forward is S._Shape.forward:
+            window, stride = layer._sizes()
+            return lambda params, x, ct, fn=fn: ((), fn(x, ct, window=window, stride=stride))
+    if _same_forward(layer, S.Flatten) or _same_forward(layer, S.Reshape):
         return lambda params, x, ct: ((), R.reshape_backward(x, ct))
     if _same_forward(layer, A.ELU):
-        return lambda params, x, ct: ((), R.elu_backward(x, ct, float(layer.alpha)))
+        return lambda params, x, ct: ((), R.elu_backward(x, ct, alpha=float(layer.alpha)))
     for base, fn in ((A.SiLU, R.silu_backward), (A.Softplus, R.softplus_backward)):
         if _same_forward(layer, base):
             return lambda params, x, ct, fn=fn: ((), fn(x, ct))
     if _same_forward(layer, BN.BatchNorm) and state is not None:
         def batchnorm(params, x, ct):
             if train:
-                dg, db, dx = R.batchnorm_backward(x, params.gamma, ct, layer.eps)
+                dg, db, dx = R.batchnorm_backward(x, params.gamma, params.beta, ct, eps=layer.eps)
             else:
-                dg, db, dx = R.batchnorm_eval_backward(x, params.gamma, np.asarray(state.mean, np.float64),
-                                                       np.asarray(state.var, np.float64), ct, layer.eps)
+                dg, db, dx = R.batchnorm_eval_backward(x, params.gamma, params.beta,
+                                                       np.asarray(state.mean, np.float64),
+                                                       np.asarray(state.var, np.float64), ct, eps=layer.eps)
             return type(params)(dg, db), dx
         return batchnorm
     return None
@@ -98,7 +100,7 @@ def layer_vjp(layer, state=None, train=True):
         return vision
     if _same_forward(layer, Dense):
         def dense(params, x, ct):
-            dw, db, dx = R.dense_backward(params.w, params.b, x, ct)
+            dw, db, dx = R.dense_backward(x, params.w, params.b, ct)
             return type(params)(dw, db), dx
         return dense
     twin = _activation_twin(layer, R)
@@ -164,11 +166,11 @@ def network_vjp(net, y):
         acts, a = [], np.asarray(x, np.float64)
         for layer, d in zip(net.layers, dicts):
             acts.append(a)
-            a = R.dense_forward(d["w"], d["b"], a) if d["kind"] == "dense" else _activation_twin(layer, R)[0](a)
+            a = R.dense_forward(a, d["w"], d["b"]) if d["kind"] == "dense" else _activation_twin(layer, R)[0](a)
         dy = loss_grad(net.loss)(a, target)                              # dL/dout
         for layer, d, a_in in reversed(list(zip(net.layers, dicts, acts))):
             if d["kind"] == "dense":
-                dy = R.dense_backward(d["w"], d["b"], a_in, dy)[2]       # dL/dx = dL/dy · Wᵀ
+                dy = R.dense_backward(a_in, d["w"], d["b"], dy)[2]       # dL/dx = dL/dy · Wᵀ
             else:
                 dy = _activation_twin(layer, R)[1](a_in, dy)             # dL/dx = f'(x) ⊙ dL/dy
         return tree, dy * ct

@@ -90,7 +90,7 @@ class FiniteDifferences:
         self._points = _points
         self._options = options
         # Autodiff of g at a batch of points: only to tell whether the derivative map jumps at
-        # an element (see compare_per_element); compiled on first use.
+        # an element (see fdcompare.compare_per_element); compiled on first use.
         self._g = g
         self._grad_rows = None
         self._elements = {}      # flat index -> (central, forward, backward, smallest step)
@@ -269,5 +269,5 @@ class FiniteDifferences:
         return (np.abs(d[1] - d[0]) > tol) | (np.abs(d[2] - d[0]) > tol)
 
     def noise(self, t):
-        """Rounding noise bound of a central difference quotient with step t (see _check_compare)."""
+        """Rounding noise bound of a central difference quotient with step t (compare.fd_noise)."""
         return fd_noise(self.G + self.inner, t, self.fd_eps)

@@ -78,8 +78,9 @@ def precision_report(net, params, x, y, *, matmul_dtype="bfloat16"):
     bad input, and TypeError when params are not float32 (the baseline is the float32 rule).
     """
     from fnnet import network as _network
+    from fnnet._netcheck import check_params
 
-    dtype = _network._check_params(net, params)
+    dtype = check_params(net, params)
     if dtype != jnp.float32:
         raise TypeError(f"precision_report: params must be float32 (the baseline is the float32 "
                         f"rule), got {dtype}")

@@ -52,7 +52,7 @@ def write_outputs(args, s, summary, net, params, history, note, status, finite, 
     """Write --save, --plot and --json, each on its own: one failing never stops the others.
     Returns how many failed (each reported on stderr)."""
     import fnnet
-    from fnnet import _atomic
+    from fnnet import atomic
     out, epochs_done, failed = sys.stdout, len(history.loss), 0
 
     def attempt(opt, path, write, done):
@@ -88,7 +88,7 @@ def write_outputs(args, s, summary, net, params, history, note, status, finite, 
     if args.json:
         summary["seconds"] = time.perf_counter() - t0
         text = json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n"
-        attempt("json", args.json, lambda: _atomic.write(args.json, lambda f: f.write(text.encode()),
+        attempt("json", args.json, lambda: atomic.write(args.json, lambda f: f.write(text.encode()),
                                                          where="fnnet train --json"),
                 f"saved summary to {args.json}")
     return failed

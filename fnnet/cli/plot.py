@@ -102,7 +102,7 @@ def save_figure(path, net, params, history, *, title, x_test=None, labels_test=N
         _accuracy_axes(axes[1], history, "test accuracy, per output" if multi_label else "test accuracy")
     fig.suptitle(title, fontsize=10)
     import os
-    from fnnet import _atomic
+    from fnnet import atomic
     fmt = os.path.splitext(os.fspath(path))[1].lstrip(".").lower() or "png"
-    _atomic.write(path, lambda f: fig.savefig(f, dpi=100, format=fmt), where="plot")   # never half a file
+    atomic.write(path, lambda f: fig.savefig(f, dpi=100, format=fmt), where="plot")   # never half a file
     return fig

@@ -160,8 +160,8 @@ def generate(net, params, prompt, steps, *, key=None, temperature=0.0):
     buf = np.zeros(max(n0 + steps, model.encoder.context), np.int32)
     buf[:n0] = prompt
     key = jax.random.key(0) if key is None else key
-    from fnnet.network import _check_params
-    _check_params(net, params)
+    from fnnet._netcheck import check_params
+    check_params(net, params)
     out = _generate(model, params[0], jnp.asarray(buf), steps, n0, key, float(temperature))
     return np.asarray(out)[:n0 + steps]
 

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet import network as _network
+from fnnet._netcheck import check_run, check_x
 from fnnet.losses import SigmoidBinaryCrossEntropy
 from fnnet._validate import check_finite
 
@@ -91,9 +92,9 @@ def accuracy(net, params, x, y, *, state=None) -> float:
     as fit(..., state=) returned it), read in eval mode as predict does; required for
     such nets (an error naming the layer otherwise), checked against fnnet.init_state's tree.
     """
-    x = _network._check_x(net, params, x)
+    x = check_x(net, params, x)
     y = check_targets(net, x, y)
-    state, _ = _network._check_run(net, params, x, state, None, False, "accuracy",
-                        fix="pass accuracy(..., state=the state fit returned)")
+    state, _ = check_run(net, params, x, state, None, False, "accuracy",
+                         fix="pass accuracy(..., state=the state fit returned)")
     right, total = _count_jit(net, params, x, y, state)   # one compiled program per net and shapes
     return int(right) / int(total)

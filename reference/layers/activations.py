@@ -24,7 +24,7 @@ def _as_x_dy(fn, x, dy):
     return x, dy
 
 
-def identity(x):
+def identity_forward(x):
     """y = x.  x: [batch, ...] -> y: same shape."""
     return np.array(x, dtype=np.float64)
 
@@ -35,7 +35,7 @@ def identity_backward(x, dy):
     return dy.copy()  # dy/dx = 1
 
 
-def relu(x):
+def relu_forward(x):
     """y = max(x, 0).  x: [batch, ...] -> y: same shape."""
     x = np.asarray(x, dtype=np.float64)
     return np.where(x > 0, x, 0.0)
@@ -47,19 +47,19 @@ def relu_backward(x, dy):
     return np.where(x > 0, dy, 0.0)  # relu'(x) = 1 if x > 0 else 0
 
 
-def leaky_relu(x, alpha=0.01):
+def leaky_relu_forward(x, *, alpha=0.01):
     """y = x if x > 0 else alpha·x.  x: [batch, ...] -> y: same shape."""
     x = np.asarray(x, dtype=np.float64)
     return np.where(x > 0, x, float(alpha) * x)
 
 
-def leaky_relu_backward(x, dy, alpha=0.01):
+def leaky_relu_backward(x, dy, *, alpha=0.01):
     """x, dy: [batch, ...] -> dx: same shape; leaky_relu'(0) = alpha."""
     x, dy = _as_x_dy("leaky_relu_backward", x, dy)
     return np.where(x > 0, dy, float(alpha) * dy)  # f'(x) = 1 if x > 0 else alpha
 
 
-def sigmoid(x):
+def sigmoid_forward(x):
     """y = 1 / (1 + exp(-x)), without overflow.  x: [batch, ...] -> y: same shape.
 
     With e = exp(-|x|) <= 1: σ(x) = 1/(1+e) for x >= 0 and e/(1+e) for x < 0.
@@ -79,7 +79,7 @@ def sigmoid_backward(x, dy):
         return dy * ds           # dL/dx = dL/dy ⊙ σ'(x)
 
 
-def tanh(x):
+def tanh_forward(x):
     """y = tanh(x).  x: [batch, ...] -> y: same shape."""
     return np.tanh(np.asarray(x, dtype=np.float64))
 
@@ -92,7 +92,7 @@ def tanh_backward(x, dy):
         return dy * (1.0 - t * t)  # dL/dx = dL/dy ⊙ (1 - tanh²(x))
 
 
-def softmax(x):
+def softmax_forward(x):
     """y_k = exp(x_k) / Σ_j exp(x_j) over the last axis, max-shifted.
 
     x: [batch, k] (or any [..., k]) -> y: same shape, rows sum to 1.
@@ -114,28 +114,28 @@ def softmax_backward(x, dy):
     x, dy = _as_x_dy("softmax_backward", x, dy)
     if x.ndim < 1 or x.shape[-1] < 1:
         raise _error("softmax_backward", f"x must be [batch, k] with k >= 1, got {x.shape}")
-    s = softmax(x)
+    s = softmax_forward(x)
     with np.errstate(under="ignore"):
         dot = np.sum(dy * s, axis=-1, keepdims=True)  # Σ_k dL/dy_k · s_k
         return s * (dy - dot)                         # dL/dx_i = s_i (dL/dy_i - Σ_k dL/dy_k s_k)
 
 
-def elu(x, alpha=1.0):
+def elu_forward(x, *, alpha=1.0):
     """y = x if x > 0 else alpha·(exp(x) - 1).  x: [batch, ...] -> y: same shape."""
     x = np.asarray(x, dtype=np.float64)
     return np.where(x > 0, x, float(alpha) * np.expm1(np.minimum(x, 0.0)))
 
 
-def elu_backward(x, dy, alpha=1.0):
+def elu_backward(x, dy, *, alpha=1.0):
     """elu'(x) = 1 if x > 0 else alpha·exp(x) (alpha at 0)."""
     x, dy = _as_x_dy("elu_backward", x, dy)
     return np.where(x > 0, dy, dy * float(alpha) * np.exp(np.minimum(x, 0.0)))
 
 
-def silu(x):
+def silu_forward(x):
     """y = x·σ(x).  x: [batch, ...] -> y: same shape."""
     x = np.asarray(x, dtype=np.float64)
-    return x * sigmoid(x)
+    return x * sigmoid_forward(x)
 
 
 def silu_backward(x, dy):
@@ -143,10 +143,10 @@ def silu_backward(x, dy):
     x, dy = _as_x_dy("silu_backward", x, dy)
     with np.errstate(under="ignore"):
         e = np.exp(-np.abs(x))
-        return dy * (sigmoid(x) + x * e / (1.0 + e) ** 2)
+        return dy * (sigmoid_forward(x) + x * e / (1.0 + e) ** 2)
 
 
-def softplus(x):
+def softplus_forward(x):
     """y = log(1 + exp(x)) = logaddexp(0, x), stable.  x: [batch, ...] -> y: same shape."""
     return np.logaddexp(0.0, np.asarray(x, dtype=np.float64))
 
@@ -154,10 +154,10 @@ def softplus(x):
 def softplus_backward(x, dy):
     """softplus'(x) = σ(x): 0.5 at 0."""
     x, dy = _as_x_dy("softplus_backward", x, dy)
-    return dy * sigmoid(x)
+    return dy * sigmoid_forward(x)
 
 
-def gelu(x, approximate=True):
+def gelu_forward(x, *, approximate=True):
     """GELU.  approximate: ½x(1 + tanh(√(2/π)(x + 0.044715x³))); exact: ½x(1 + erf(x/√2)).
 
     x: [batch, ...] -> y: same shape.
@@ -168,7 +168,7 @@ def gelu(x, approximate=True):
     return 0.5 * x * (1.0 + _erf(x / np.sqrt(2.0)))
 
 
-def gelu_backward(x, dy, approximate=True):
+def gelu_backward(x, dy, *, approximate=True):
     """x, dy: [batch, ...] -> dx: same shape."""
     x, dy = _as_x_dy("gelu_backward", x, dy)
     if approximate:

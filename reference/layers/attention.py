@@ -24,14 +24,14 @@ def _parts(x, w_qkv, b_qkv, heads):
     return x, split(q), split(k), split(v), probs, d
 
 
-def attention(x, w_qkv, b_qkv, w_o, b_o, heads):
+def attention_forward(x, w_qkv, b_qkv, w_o, b_o, *, heads):
     """-> y [batch, T, C]."""
     _, _, _, vs, probs, _ = _parts(x, w_qkv, b_qkv, heads)
     o = np.concatenate([p @ v for p, v in zip(probs, vs)], axis=-1)
     return o @ np.asarray(w_o, np.float64) + np.asarray(b_o, np.float64)
 
 
-def attention_backward(x, w_qkv, b_qkv, w_o, b_o, heads, dy):
+def attention_backward(x, w_qkv, b_qkv, w_o, b_o, dy, *, heads):
     """-> (dw_qkv, db_qkv, dw_o, db_o, dx)."""
     x, qs, ks, vs, probs, d = _parts(x, w_qkv, b_qkv, heads)
     dy = np.asarray(dy, np.float64)

@@ -18,7 +18,7 @@ def _flat(x):
     return x.reshape(-1, x.shape[-1])           # [m, C]
 
 
-def batchnorm_forward(x, gamma, beta, eps=1e-5):
+def batchnorm_forward(x, gamma, beta, *, eps=1e-5):
     """-> (y like x, batch mean [C], biased batch var [C])."""
     shape = np.shape(x)
     xf = _flat(x)
@@ -34,7 +34,7 @@ def batchnorm_running(mean, var, batch_mean, batch_var, m, momentum):
             momentum * np.asarray(var, np.float64) + (1 - momentum) * batch_var * m / (m - 1))
 
 
-def batchnorm_backward(x, gamma, dy, eps=1e-5):
+def batchnorm_backward(x, gamma, beta, dy, *, eps=1e-5):
     """Train mode: dy like x -> (dgamma [C], dbeta [C], dx like x), through μ and σ²."""
     shape = np.shape(x)
     xf, dyf = _flat(x), _flat(dy)
@@ -62,14 +62,14 @@ def batchnorm_backward(x, gamma, dy, eps=1e-5):
     return dgamma, dbeta, (dx1 + dx2).reshape(shape)
 
 
-def batchnorm_eval_forward(x, gamma, beta, mean, var, eps=1e-5):
+def batchnorm_eval_forward(x, gamma, beta, mean, var, *, eps=1e-5):
     shape = np.shape(x)
     xf = _flat(x)
     y = np.asarray(gamma, np.float64) * (xf - mean) / np.sqrt(np.asarray(var, np.float64) + eps) + beta
     return y.reshape(shape)
 
 
-def batchnorm_eval_backward(x, gamma, mean, var, dy, eps=1e-5):
+def batchnorm_eval_backward(x, gamma, beta, mean, var, dy, *, eps=1e-5):
     """Eval mode: the statistics are constants -> (dgamma, dbeta, dx)."""
     shape = np.shape(x)
     xf, dyf = _flat(x), _flat(dy)

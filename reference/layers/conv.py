@@ -29,7 +29,7 @@ def _prepare(fn, x, w, stride, pads):
     return x, w, xp, ho, wo
 
 
-def conv2d_forward(x, w, b, stride=(1, 1), pads=((0, 0), (0, 0))):
+def conv2d_forward(x, w, b, *, stride=(1, 1), pads=((0, 0), (0, 0))):
     """x [batch, H, W, C], w [kh, kw, C, F], b [F] -> y [batch, H_out, W_out, F]."""
     x, w, xp, ho, wo = _prepare("conv2d_forward", x, w, stride, pads)
     kh, kw = w.shape[:2]
@@ -41,7 +41,7 @@ def conv2d_forward(x, w, b, stride=(1, 1), pads=((0, 0), (0, 0))):
     return y + np.asarray(b, np.float64)
 
 
-def conv2d_backward(x, w, b, dy, stride=(1, 1), pads=((0, 0), (0, 0))):
+def conv2d_backward(x, w, b, dy, *, stride=(1, 1), pads=((0, 0), (0, 0))):
     """dy [batch, H_out, W_out, F] -> (dw [kh, kw, C, F], db [F], dx [batch, H, W, C])."""
     x, w, xp, ho, wo = _prepare("conv2d_backward", x, w, stride, pads)
     dy = np.asarray(dy, np.float64)

@@ -28,10 +28,10 @@ def _check_x(fn, w, x):
         raise _error(fn, f"x must be [batch, {w.shape[0]}], got {x.shape}")
 
 
-def dense_forward(w, b, x):
+def dense_forward(x, w, b):
     """y = x @ w + b.
 
-    w: [d_in, d_out], b: [d_out], x: [batch, d_in] -> y: [batch, d_out]
+    x: [batch, d_in], w: [d_in, d_out], b: [d_out] -> y: [batch, d_out]
     """
     w = np.asarray(w, dtype=np.float64)
     b = np.asarray(b, dtype=np.float64)
@@ -41,10 +41,10 @@ def dense_forward(w, b, x):
     return x @ w + b  # y_nj = Σ_i x_ni w_ij + b_j
 
 
-def dense_backward(w, b, x, dy):
+def dense_backward(x, w, b, dy):
     """Gradients of L through y = x @ w + b, given dy = dL/dy.
 
-    w: [d_in, d_out], b: [d_out], x: [batch, d_in], dy: [batch, d_out]
+    x: [batch, d_in], w: [d_in, d_out], b: [d_out], dy: [batch, d_out]
     -> (dw: [d_in, d_out], db: [d_out], dx: [batch, d_in])
     db is summed over the batch (the bias is shared by every row).
     """

@@ -14,13 +14,13 @@ def _ids(ids, vocab):
     return ids
 
 
-def embedding(w, ids):
+def embedding_forward(ids, w):
     """y[b, t] = w[ids[b, t]]."""
     w = np.asarray(w, np.float64)
     return w[_ids(ids, w.shape[0])]
 
 
-def embedding_backward(w, ids, dy):
+def embedding_backward(ids, w, dy):
     """-> dw [vocab, dim]: every (b, t) adds dy[b, t] to row ids[b, t]."""
     w, dy = np.asarray(w, np.float64), np.asarray(dy, np.float64)
     ids = _ids(ids, w.shape[0])
@@ -31,15 +31,17 @@ def embedding_backward(w, ids, dy):
     return dw
 
 
-def positional(x, p):
+def positional_forward(x, p):
     """y[b, t] = x[b, t] + p[t] for t < T."""
     x = np.asarray(x, np.float64)
     return x + np.asarray(p, np.float64)[: x.shape[1]]
 
 
-def positional_backward(p, dy):
+def positional_backward(x, p, dy):
     """-> (dp [context, dim], dx = dy)."""
     dy = np.asarray(dy, np.float64)
+    if dy.shape != np.shape(x):
+        raise ValueError(f"reference.positional_backward: dy must be x's shape {np.shape(x)}, got {dy.shape}")
     dp = np.zeros(np.shape(p))
     dp[: dy.shape[1]] = dy.sum(axis=0)
     return dp, dy.copy()

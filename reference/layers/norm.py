@@ -6,7 +6,7 @@ Shapes: x, dy: [batch, ..., d]; gamma, beta: [d].
 import numpy as np
 
 
-def layernorm(x, gamma, beta, eps=1e-5):
+def layernorm_forward(x, gamma, beta, *, eps=1e-5):
     """y = γ (x - μ)/sqrt(σ² + eps) + β per row of the last axis."""
     x = np.asarray(x, np.float64)
     mu = x.mean(axis=-1, keepdims=True)
@@ -14,7 +14,7 @@ def layernorm(x, gamma, beta, eps=1e-5):
     return np.asarray(gamma, np.float64) * (x - mu) / np.sqrt(var + eps) + np.asarray(beta, np.float64)
 
 
-def layernorm_backward(x, gamma, beta, dy, eps=1e-5):
+def layernorm_backward(x, gamma, beta, dy, *, eps=1e-5):
     """-> (dgamma [d], dbeta [d], dx like x)."""
     x, dy = np.asarray(x, np.float64), np.asarray(dy, np.float64)
     d = x.shape[-1]
@@ -30,13 +30,13 @@ def layernorm_backward(x, gamma, beta, dy, eps=1e-5):
     return (dy * xhat).reshape(flat).sum(0), dy.reshape(flat).sum(0), dx
 
 
-def rmsnorm(x, gamma, eps=1e-6):
+def rmsnorm_forward(x, gamma, *, eps=1e-6):
     """y = γ x / sqrt(mean(x²) + eps) per row of the last axis."""
     x = np.asarray(x, np.float64)
     return np.asarray(gamma, np.float64) * x / np.sqrt((x * x).mean(axis=-1, keepdims=True) + eps)
 
 
-def rmsnorm_backward(x, gamma, dy, eps=1e-6):
+def rmsnorm_backward(x, gamma, dy, *, eps=1e-6):
     """-> (dgamma [d], dx like x)."""
     x, dy = np.asarray(x, np.float64), np.asarray(dy, np.float64)
     d = x.shape[-1]

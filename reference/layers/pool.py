@@ -18,7 +18,7 @@ def _windows(x, window, stride):
     return x, ho, wo
 
 
-def maxpool2d_forward(x, window, stride):
+def maxpool2d_forward(x, *, window, stride):
     x, ho, wo = _windows(x, window, stride)
     (kh, kw), (sh, sw) = window, stride
     y = np.empty((x.shape[0], ho, wo, x.shape[3]))
@@ -28,7 +28,7 @@ def maxpool2d_forward(x, window, stride):
     return y
 
 
-def maxpool2d_backward(x, dy, window, stride):
+def maxpool2d_backward(x, dy, *, window, stride):
     """dy [batch, H_out, W_out, C] -> dx [batch, H, W, C]: each window's dy to its first maximum."""
     x, ho, wo = _windows(x, window, stride)
     (kh, kw), (sh, sw) = window, stride
@@ -44,7 +44,7 @@ def maxpool2d_backward(x, dy, window, stride):
     return dx
 
 
-def avgpool2d_forward(x, window, stride):
+def avgpool2d_forward(x, *, window, stride):
     x, ho, wo = _windows(x, window, stride)
     (kh, kw), (sh, sw) = window, stride
     y = np.empty((x.shape[0], ho, wo, x.shape[3]))
@@ -54,7 +54,7 @@ def avgpool2d_forward(x, window, stride):
     return y
 
 
-def avgpool2d_backward(x, dy, window, stride):
+def avgpool2d_backward(x, dy, *, window, stride):
     """dy [batch, H_out, W_out, C] -> dx [batch, H, W, C]: dy/(k_h·k_w) to every window member."""
     x, ho, wo = _windows(x, window, stride)
     (kh, kw), (sh, sw) = window, stride

@@ -5,7 +5,7 @@ x [batch, *s] -> y [batch, *shape] (row-major, as numpy and jax reshape).
 import numpy as np
 
 
-def reshape_forward(x, shape):
+def reshape_forward(x, *, shape):
     x = np.asarray(x, np.float64)
     return x.reshape((x.shape[0], *shape))
 

@@ -8,28 +8,28 @@ Per block (pre-LN): h = h + attn(LN1(h)); h = h + W2·gelu(W1·LN2(h)); logits =
 """
 import numpy as np
 
-from ..layers.activations import gelu, gelu_backward
-from ..layers.attention import attention, attention_backward
-from ..layers.embedding import embedding, embedding_backward, positional, positional_backward
-from ..layers.norm import layernorm, layernorm_backward
+from ..layers.activations import gelu_backward, gelu_forward
+from ..layers.attention import attention_backward, attention_forward
+from ..layers.embedding import embedding_backward, embedding_forward, positional_backward, positional_forward
+from ..layers.norm import layernorm_backward, layernorm_forward
 from ..losses_seq import sequence_cross_entropy, sequence_cross_entropy_grad
 
 
 def _mlp(blk, a):
-    return gelu(a @ blk["w1"] + blk["b1"]) @ blk["w2"] + blk["b2"]
+    return gelu_forward(a @ blk["w1"] + blk["b1"]) @ blk["w2"] + blk["b2"]
 
 
 def forward(params, ids, heads):
     """ids [batch, T] int -> (logits [batch, T, V], the activations the backward reads)."""
-    h = positional(embedding(params["wte"], ids), params["wpe"])
+    h = positional_forward(embedding_forward(ids, params["wte"]), params["wpe"])
     acts = []
     for blk in params["blocks"]:
-        a1 = layernorm(h, blk["ln1_g"], blk["ln1_b"])
-        h1 = h + attention(a1, blk["w_qkv"], blk["b_qkv"], blk["w_o"], blk["b_o"], heads)
-        a2 = layernorm(h1, blk["ln2_g"], blk["ln2_b"])
+        a1 = layernorm_forward(h, blk["ln1_g"], blk["ln1_b"])
+        h1 = h + attention_forward(a1, blk["w_qkv"], blk["b_qkv"], blk["w_o"], blk["b_o"], heads=heads)
+        a2 = layernorm_forward(h1, blk["ln2_g"], blk["ln2_b"])
         acts.append((h, a1, h1, a2))
         h = h1 + _mlp(blk, a2)
-    hf = layernorm(h, params["lnf_g"], params["lnf_b"])
+    hf = layernorm_forward(h, params["lnf_g"], params["lnf_b"])
     return hf @ np.asarray(params["wte"], np.float64).T, (acts, h, hf)
 
 
@@ -47,18 +47,18 @@ def loss_and_grad(params, ids, targets, heads, **loss_options):
     for blk, (h0, a1, h1, a2) in reversed(list(zip(params["blocks"], acts))):
         g = {}
         pre = a2 @ blk["w1"] + blk["b1"]
-        act = gelu(pre)
+        act = gelu_forward(pre)
         g["w2"], g["b2"] = act.reshape(-1, act.shape[-1]).T @ dh.reshape(-1, c), dh.reshape(-1, c).sum(0)
         dpre = gelu_backward(pre, dh @ np.asarray(blk["w2"]).T)
         g["w1"], g["b1"] = a2.reshape(-1, c).T @ dpre.reshape(-1, dpre.shape[-1]), dpre.reshape(-1, dpre.shape[-1]).sum(0)
         g["ln2_g"], g["ln2_b"], dh1_mlp = layernorm_backward(h1, blk["ln2_g"], blk["ln2_b"], dpre @ np.asarray(blk["w1"]).T)
         dh1 = dh + dh1_mlp                                       # residual: skip + block
         g["w_qkv"], g["b_qkv"], g["w_o"], g["b_o"], da1 = attention_backward(
-            a1, blk["w_qkv"], blk["b_qkv"], blk["w_o"], blk["b_o"], heads, dh1)
+            a1, blk["w_qkv"], blk["b_qkv"], blk["w_o"], blk["b_o"], dh1, heads=heads)
         g["ln1_g"], g["ln1_b"], dh0_attn = layernorm_backward(h0, blk["ln1_g"], blk["ln1_b"], da1)
         dh = dh1 + dh0_attn                                      # residual: skip + block
         blocks.append(g)
     grads["blocks"] = blocks[::-1]
-    grads["wpe"], dh = positional_backward(params["wpe"], dh)
-    grads["wte"] = grads["wte"] + embedding_backward(params["wte"], ids, dh)   # tied: head + encoder
+    grads["wpe"], dh = positional_backward(embedding_forward(ids, params["wte"]), params["wpe"], dh)
+    grads["wte"] = grads["wte"] + embedding_backward(ids, params["wte"], dh)   # tied: head + encoder
     return loss, grads

@@ -56,7 +56,7 @@ def test_leaky_relu_mid_network_against_all_oracles(alpha, dtype, jit):
     _, cache = fnnet.LeakyRelu(alpha).forward((), jnp.asarray(h, dtype))
     dh = jnp.asarray(rng.normal(size=h.shape), dtype)
     _, dx_act = fnnet.LeakyRelu(alpha).backward((), cache, dh)
-    assert_trees_close(dx_act, reference.leaky_relu_backward(h, np.asarray(dh, np.float64), alpha),
+    assert_trees_close(dx_act, reference.leaky_relu_backward(h, np.asarray(dh, np.float64), alpha=alpha),
                        rtol, "vs reference")
     if dtype == jnp.float64:                        # finite differences of the whole loss
         fd = fd_vjp(lambda x: fnnet.loss(net, params, x, y), (np.asarray(x),), np.ones(()))

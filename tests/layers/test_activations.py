@@ -12,13 +12,13 @@ from helpers import FD_RTOL, RTOL, assert_trees_close, fd_vjp, maybe_jit
 
 # (fnnet layer, reference forward, reference backward)
 CASES = {
-    "identity": (fnnet.Identity(), reference.identity, reference.identity_backward),
-    "relu": (fnnet.Relu(), reference.relu, reference.relu_backward),
-    "leaky_relu": (fnnet.LeakyRelu(0.1), lambda x: reference.leaky_relu(x, 0.1),
-                   lambda x, dy: reference.leaky_relu_backward(x, dy, 0.1)),
-    "sigmoid": (fnnet.Sigmoid(), reference.sigmoid, reference.sigmoid_backward),
-    "tanh": (fnnet.Tanh(), reference.tanh, reference.tanh_backward),
-    "softmax": (fnnet.Softmax(), reference.softmax, reference.softmax_backward),
+    "identity": (fnnet.Identity(), reference.identity_forward, reference.identity_backward),
+    "relu": (fnnet.Relu(), reference.relu_forward, reference.relu_backward),
+    "leaky_relu": (fnnet.LeakyRelu(0.1), lambda x: reference.leaky_relu_forward(x, alpha=0.1),
+                   lambda x, dy: reference.leaky_relu_backward(x, dy, alpha=0.1)),
+    "sigmoid": (fnnet.Sigmoid(), reference.sigmoid_forward, reference.sigmoid_backward),
+    "tanh": (fnnet.Tanh(), reference.tanh_forward, reference.tanh_backward),
+    "softmax": (fnnet.Softmax(), reference.softmax_forward, reference.softmax_backward),
 }
 
 

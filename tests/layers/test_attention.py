@@ -13,7 +13,7 @@ from seq_helpers import DTYPE_JIT, four_way, mid_network, randomize
 
 def _ref(heads):
     def backward(p, x, dy):
-        *g, dx = R.attention_backward(x, *p, heads, dy)
+        *g, dx = R.attention_backward(x, *p, dy, heads=heads)
         return fnnet.AttentionParams(*g), dx
     return backward
 
@@ -27,7 +27,7 @@ def test_attention_four_witnesses(recompute, dtype, jit):
     x = jnp.asarray(rng.normal(size=(2, 4, 6)), dtype)
     dy = jnp.asarray(rng.normal(size=(2, 4, 6)), dtype)
     y, _ = layer.forward(params, x)
-    assert_trees_close(y, R.attention(np.asarray(x, np.float64), *[np.asarray(a, np.float64) for a in params], 2),
+    assert_trees_close(y, R.attention_forward(np.asarray(x, np.float64), *[np.asarray(a, np.float64) for a in params], heads=2),
                        RTOL[np.dtype(dtype)], "forward vs reference")
     four_way(layer, params, x, dy, _ref(2), jit)
 

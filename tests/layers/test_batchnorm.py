@@ -30,11 +30,11 @@ def train_case(shape, form, dtype, jit):
         return dp.gamma, dp.beta, dx
 
     def ref_vjp(g, b, x, dy):
-        dg, db, dx = reference.batchnorm_backward(x, g, dy, layer.eps)
+        dg, db, dx = reference.batchnorm_backward(x, g, b, dy, eps=layer.eps)
         return dg, db, dx
 
     return check_vjp_all(f"BatchNorm {form}", fwd, vjp,
-                         lambda g, b, x: reference.batchnorm_forward(x, g, b, layer.eps)[0], ref_vjp,
+                         lambda g, b, x: reference.batchnorm_forward(x, g, b, eps=layer.eps)[0], ref_vjp,
                          (gamma, beta, x), dtype, jit)
 
 
@@ -73,8 +73,8 @@ def test_eval_mode_reads_running_statistics_as_constants(dtype, jit):
 
     m64, v64 = np.asarray(mean, np.float64), np.asarray(var, np.float64)
     check_vjp_all("BatchNorm eval", fwd, vjp,
-                  lambda g, b, x: reference.batchnorm_eval_forward(x, g, b, m64, v64, layer.eps),
-                  lambda g, b, x, dy: reference.batchnorm_eval_backward(x, g, m64, v64, dy, layer.eps),
+                  lambda g, b, x: reference.batchnorm_eval_forward(x, g, b, m64, v64, eps=layer.eps),
+                  lambda g, b, x, dy: reference.batchnorm_eval_backward(x, g, b, m64, v64, dy, eps=layer.eps),
                   (gamma, beta, x), dtype, jit)
 
 

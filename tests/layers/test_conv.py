@@ -35,8 +35,8 @@ def case(name, dtype, jit, seed=0):
         return g.w, g.b, dx
 
     return check_vjp_all(f"{layer}", fwd, vjp,
-                         lambda w, b, x: reference.conv2d_forward(x, w, b, stride, pads),
-                         lambda w, b, x, dy: reference.conv2d_backward(x, w, b, dy, stride, pads),
+                         lambda w, b, x: reference.conv2d_forward(x, w, b, stride=stride, pads=pads),
+                         lambda w, b, x, dy: reference.conv2d_backward(x, w, b, dy, stride=stride, pads=pads),
                          (params.w, b, x), dtype, jit, seed)
 
 

@@ -34,12 +34,12 @@ def test_dense_against_all_oracles(dtype, jit):
     dp, dx = bwd(p, x, dy)
     assert y.dtype == dx.dtype == dp.w.dtype == dtype
     # forward: reference twin
-    assert_trees_close(y, reference.dense_forward(f64(p.w), f64(p.b), f64(x)), rtol, "y")
+    assert_trees_close(y, reference.dense_forward(f64(x), f64(p.w), f64(p.b)), rtol, "y")
     # backward: autodiff of the same forward
     _, vjp = jax.vjp(lambda p, x: layer.forward(p, x)[0], p, x)
     assert_trees_close((dp, dx), vjp(dy), rtol, "vs jax.vjp")
     # backward: reference twin (float64, independent NumPy code)
-    rw, rb, rx = reference.dense_backward(f64(p.w), f64(p.b), f64(x), f64(dy))
+    rw, rb, rx = reference.dense_backward(f64(x), f64(p.w), f64(p.b), f64(dy))
     assert_trees_close((dp, dx), (fnnet.DenseParams(rw, rb), rx), rtol, "vs reference")
     # backward: finite differences in float64
     fw, fb, fx = fd_vjp(lambda w, b, x: layer.forward(fnnet.DenseParams(w, b), x)[0],
@@ -52,7 +52,7 @@ def test_dense_against_all_oracles(dtype, jit):
 def test_dense_random_shapes(batch, d_in, d_out, seed):
     layer, p, x, dy = make(batch, d_in, d_out, jnp.float64, seed)
     dp, dx = layer.backward(p, layer.forward(p, x)[1], dy)
-    rw, rb, rx = reference.dense_backward(f64(p.w), f64(p.b), f64(x), f64(dy))
+    rw, rb, rx = reference.dense_backward(f64(x), f64(p.w), f64(p.b), f64(dy))
     assert_trees_close((dp, dx), (fnnet.DenseParams(rw, rb), rx), RTOL[np.dtype("float64")])
     _, vjp = jax.vjp(lambda p, x: layer.forward(p, x)[0], p, x)
     assert_trees_close((dp, dx), vjp(dy), RTOL[np.dtype("float64")])

@@ -42,14 +42,14 @@ def test_bf16_dense_is_the_reference_on_rounded_operands(jit):
     assert y.dtype == dx.dtype == dp.w.dtype == dp.b.dtype == jnp.float32
     w, b = np.asarray(p.w, np.float64), np.asarray(p.b, np.float64)
     rtol = RTOL[np.dtype("float32")]
-    assert_trees_close(y, reference.dense_forward(bf16(w), b, bf16(x)), rtol, "y")
-    rw, _, rx = reference.dense_backward(bf16(w), b, bf16(x), bf16(dy))
-    _, rb, _ = reference.dense_backward(w, b, np.asarray(x, np.float64), np.asarray(dy, np.float64))
+    assert_trees_close(y, reference.dense_forward(bf16(x), bf16(w), b), rtol, "y")
+    rw, _, rx = reference.dense_backward(bf16(x), bf16(w), b, bf16(dy))
+    _, rb, _ = reference.dense_backward(np.asarray(x, np.float64), w, b, np.asarray(dy, np.float64))
     assert_trees_close((dp, dx), (fnnet.DenseParams(rw, rb), rx), rtol, "vs reference(bf16 operands)")
     # against jax.vjp of the same bf16 forward and the exact float64 gradient: bf16 precision
     _, vjp = jax.vjp(lambda p, x: layer.forward(p, x)[0], p, x)
     assert_trees_close((dp, dx), vjp(dy), BF16_RTOL, "vs jax.vjp (bf16 forward)")
-    ew, eb, ex = reference.dense_backward(w, b, np.asarray(x, np.float64), np.asarray(dy, np.float64))
+    ew, eb, ex = reference.dense_backward(np.asarray(x, np.float64), w, b, np.asarray(dy, np.float64))
     assert_trees_close((dp, dx), (fnnet.DenseParams(ew, eb), ex), BF16_RTOL, "vs exact float64")
 
 

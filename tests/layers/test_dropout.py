@@ -19,8 +19,8 @@ def test_dropout_against_all_oracles_with_the_key_fixed(dtype, jit):
     assert keep.dtype == jnp.bool_ and keep.shape == x.shape           # one byte per element
     check_vjp_all("Dropout(0.3)", lambda x: layer.forward((), x, key=key, train=True)[0],
                   lambda x, dy: (layer.backward((), layer.forward((), x, key=key, train=True)[1], dy)[1],),
-                  lambda x: reference.dropout_forward(x, np.asarray(keep), 0.3),
-                  lambda x, dy: (reference.dropout_backward(np.asarray(keep), dy, 0.3),), (x,), dtype, jit)
+                  lambda x: reference.dropout_forward(x, np.asarray(keep), rate=0.3),
+                  lambda x, dy: (reference.dropout_backward(x, np.asarray(keep), dy, rate=0.3),), (x,), dtype, jit)
 
 
 def test_inverted_scaling_keeps_the_mean_and_eval_is_the_identity():

@@ -22,7 +22,7 @@ def test_embedding_four_witnesses(dtype, jit):
     y, _ = layer.forward(params, jnp.asarray(IDS))
     np.testing.assert_array_equal(np.asarray(y), np.asarray(params.w)[IDS])
     dp, _ = four_way(layer, params, jnp.asarray(IDS), dy,
-                     lambda p, ids, dy: (EmbeddingParams(R.embedding_backward(p.w, ids, dy)), None), jit, wrt_x=False)
+                     lambda p, ids, dy: (EmbeddingParams(R.embedding_backward(ids, p.w, dy)), None), jit, wrt_x=False)
     np.testing.assert_array_equal(dp.w[3], 0)                               # unused ids get no gradient
 
 
@@ -47,13 +47,14 @@ def test_positional_and_encoder(dtype):
     pp = randomize(pos.init(jax.random.key(0), (5, 3))[0], 1, dtype)
     x = jnp.asarray(rng.normal(size=(2, 5, 3)), dtype)
     dy = jnp.asarray(rng.normal(size=(2, 5, 3)), dtype)
-    dp, _ = four_way(pos, pp, x, dy, lambda p, x, dy: (PositionalParams(R.positional_backward(p.w, dy)[0]), dy), True)
+    dp, _ = four_way(pos, pp, x, dy, lambda p, x, dy: (PositionalParams(R.positional_backward(x, p.w, dy)[0]), dy), True)
     np.testing.assert_array_equal(dp.w[5], 0)                               # position 5 unseen
     enc = fnnet.TokenPositionEmbedding(7, 6, 3)
     pe = randomize(enc.init(jax.random.key(0), (5,))[0], 2, dtype)
 
     def ref(p, ids, dy):
-        return EncoderParams(R.embedding_backward(p.wte, ids, dy), R.positional_backward(p.wpe, dy)[0]), None
+        return EncoderParams(R.embedding_backward(ids, p.wte, dy),
+                             R.positional_backward(R.embedding_forward(ids, p.wte), p.wpe, dy)[0]), None
     four_way(enc, pe, jnp.asarray(IDS), dy, ref, False, wrt_x=False)
 
 
@@ -94,6 +95,6 @@ def test_embedding_check_layer_with_integer_ids():
     params = randomize(layer.init(jax.random.key(0), (5,))[0], 4, jnp.float64)
 
     def reference(p, ids, ct):
-        return (EmbeddingParams(R.embedding_backward(p.w, np.asarray(ids).astype(np.int64), ct)),)   # dparams only
+        return (EmbeddingParams(R.embedding_backward(np.asarray(ids).astype(np.int64), p.w, ct)),)   # dparams only
     report = fnnet.check.check_layer(layer, params, jnp.asarray(IDS), reference=reference)
     report.raise_if_failed()

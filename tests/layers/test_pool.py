@@ -32,7 +32,7 @@ def run_case(name, dtype, jit, x=None, fd=True):
     x = random((2, 7, 6, 3), dtype, 0) if x is None else x
     return check_vjp_all(name, lambda x: layer.forward((), x)[0],
                          lambda x, dy: (layer.backward((), layer.forward((), x)[1], dy)[1],),
-                         lambda x: ref_f(x, k, s), lambda x, dy: (ref_b(x, dy, k, s),), (x,), dtype, jit, fd=fd)
+                         lambda x: ref_f(x, window=k, stride=s), lambda x, dy: (ref_b(x, dy, window=k, stride=s),), (x,), dtype, jit, fd=fd)
 
 
 @pytest.mark.parametrize("name", list(LAYERS))

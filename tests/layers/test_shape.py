@@ -16,7 +16,7 @@ def test_shape_layers_against_all_oracles(layer, shape, dtype, jit):
     assert layer.init(None, (2, 3, 4)) == ((), shape)
     check_vjp_all(str(layer), lambda x: layer.forward((), x)[0],
                   lambda x, dy: (layer.backward((), layer.forward((), x)[1], dy)[1],),
-                  lambda x: reference.reshape_forward(x, shape), lambda x, dy: (reference.reshape_backward(x, dy),),
+                  lambda x: reference.reshape_forward(x, shape=shape), lambda x, dy: (reference.reshape_backward(x, dy),),
                   (x,), dtype, jit, fd=not jit)
 
 

@@ -1,4 +1,4 @@
-"""Reading a checkpoint: every check `fnnet.load` promises (see fnnet/checkpoint.py),
+"""Reading a checkpoint: every check `fnnet.load` promises (see fnnet/checkpoint/__init__.py),
 before any array is handed back: zip members, the header's schema and version, the net
 description, each leaf's name, shape, dtype and finiteness against the trees the net
 implies, then the digest. Every problem is a ValueError naming the path and what is wrong.
@@ -16,14 +16,32 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._checkpoint_format import (_DTYPES, _KEYS, _META_MAX_BYTES, FORMAT, META, VERSION, Checkpoint,
-                                      _digest, _named_leaves, _params_template, _state_template, _storage)
-from fnnet._npz import _Bad, _read_array
-from fnnet._serialize import _exact_keys, net_from_json
-from fnnet.network import _check_params
+from fnnet._netcheck import check_params
+from fnnet.checkpoint.format import (DTYPES, FORMAT, KEYS, META, META_MAX_BYTES, VERSION, Checkpoint,
+                                     digest, named_leaves, params_template, state_template, storage)
+from fnnet.checkpoint.netjson import exact_keys, net_from_json
+from fnnet.checkpoint.npz import BadFile as _Bad   # raised by every check below, reported by read_checkpoint
+from fnnet.checkpoint.npz import read_array
 
 
 def _load(path, zf, optimizer):
+    """The Checkpoint in the open zip `zf`, every check in the order load promises."""
+    present = _array_names(zf)
+    meta, version = _header(zf)
+    net, epoch = _net_and_epoch(meta, version)
+    groups = _templates(path, meta, net, optimizer)
+    _check_listed(meta, present)
+    out, stored = _read_groups(zf, meta, groups)
+    _check_digest(zf, meta, version, out, stored)
+    try:
+        check_params(net, out["params"])     # fnnet's own check, the last word
+    except (ValueError, TypeError) as e:
+        raise _Bad(str(e)) from None
+    return Checkpoint(net, out["params"], out.get("opt_state"), epoch, out.get("state"))
+
+
+def _array_names(zf):
+    """The names of the zip's .npy entries (less ".npy"); the header entry must be one."""
     members = zf.namelist()
     if len(set(members)) != len(members):
         raise _Bad("the zip has duplicate entries")
@@ -33,8 +51,12 @@ def _load(path, zf, optimizer):
     present = {m[:-len(".npy")] for m in members}
     if META not in present:
         raise _Bad(f"no {META!r} entry, so some other .npz (found {sorted(present)[:8]})")
+    return present
 
-    raw = _read_array(zf, META + ".npy", META, None, np.dtype(np.uint8), _META_MAX_BYTES)
+
+def _header(zf):
+    """(meta, version): the header's JSON, with the format tag and a version this fnnet reads."""
+    raw = read_array(zf, META + ".npy", META, None, np.dtype(np.uint8), META_MAX_BYTES)
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
@@ -43,34 +65,50 @@ def _load(path, zf, optimizer):
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise _Bad(f"format tag is {got!r}, expected {FORMAT!r}")
     version = meta.get("version")
-    if not isinstance(version, int) or isinstance(version, bool) or version not in _KEYS:
+    if not isinstance(version, int) or isinstance(version, bool) or version not in KEYS:
         hint = " (written by a newer fnnet?)" if isinstance(version, int) and version > VERSION else ""
-        raise _Bad(f"checkpoint format version {version!r}{hint}; this fnnet reads versions {sorted(_KEYS)}")
+        raise _Bad(f"checkpoint format version {version!r}{hint}; this fnnet reads versions {sorted(KEYS)}")
+    return meta, version
+
+
+def _net_and_epoch(meta, version):
+    """(net, epoch): the header's fields exactly, the net rebuilt from its JSON, the epoch."""
     try:
-        _exact_keys("checkpoint header", meta, _KEYS[version])
-        if meta["dtype"] not in _DTYPES:
-            raise ValueError(f"params dtype must be one of {list(_DTYPES)}, got {meta['dtype']!r}")
+        exact_keys("checkpoint header", meta, KEYS[version])
+        if meta["dtype"] not in DTYPES:
+            raise ValueError(f"params dtype must be one of {list(DTYPES)}, got {meta['dtype']!r}")
         net = net_from_json(meta["net"])
     except (ValueError, TypeError) as e:
         raise _Bad(f"invalid net description: {e}") from None
     epoch = meta.get("epoch")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
         raise _Bad(f"epoch must be an integer >= 0 or null, got {epoch!r}")
+    return net, epoch
 
+
+def _templates(path, meta, net, optimizer):
+    """[(key, prefix, template, layered, what)]: the trees the net implies for each saved group.
+
+    params always; opt_state when saved and `optimizer` is given; layer state when saved."""
     dtype = np.dtype(jnp.dtype(meta["dtype"]))
     if jax.dtypes.canonicalize_dtype(dtype) != dtype:
         raise TypeError(f"load: {path!r} holds {dtype} params, which need "
                         f"jax.config.update('jax_enable_x64', True) before loading "
                         f"(fnnet does not downcast silently)")
-    params_t = _params_template(net, dtype)
+    params_t = params_template(net, dtype)
     groups = [("params", "", params_t, True, "param")]
     if meta.get("opt_state") is not None and optimizer is not None:
         groups.append(("opt_state", "opt_state", jax.eval_shape(optimizer.init, params_t), False, "opt_state"))
     if meta.get("state") is not None:
         try:
-            groups.append(("state", "state", _state_template(net, dtype), True, "state"))
+            groups.append(("state", "state", state_template(net, dtype), True, "state"))
         except TypeError as e:
             raise _Bad(f"it holds layer state but {e}") from None
+    return groups
+
+
+def _check_listed(meta, present):
+    """The arrays the header lists are exactly the zip's arrays (besides the header)."""
     listed = set()
     for key in ("params", "opt_state", "state"):
         names = meta.get(key)
@@ -84,16 +122,20 @@ def _load(path, zf, optimizer):
     if extra:
         raise _Bad(f"unexpected array(s) {extra} (the net has {meta['params']})")
 
+
+def _read_groups(zf, meta, groups):
+    """({key: tree}, {name: stored array}): each leaf read by the name, shape and dtype its
+    template gives, finite (opt_state: no NaN), then put into the template's tree."""
     out, stored = {}, {}
     for key, prefix, template, layered, what in groups:
-        expected = _named_leaves(prefix, template, layered)
+        expected = named_leaves(prefix, template, layered)
         want = [name for name, _ in expected]
         if meta[key] != want:
             hint = ("; was it saved with another optimizer?" if key == "opt_state" else "")
             raise _Bad(f"header lists {what}s {meta[key]!r}, the net has {want}{hint}")
         leaves = []
         for name, t in expected:
-            a = _read_array(zf, name + ".npy", name, t.shape, _storage(t.dtype))
+            a = read_array(zf, name + ".npy", name, t.shape, storage(t.dtype))
             stored[name] = a
             a = a.view(t.dtype) if a.dtype != t.dtype else a
             bad = np.isnan(a) if key == "opt_state" else ~np.isfinite(a)
@@ -102,21 +144,23 @@ def _load(path, zf, optimizer):
                            f"value(s), first at index {tuple(int(j) for j in np.argwhere(bad)[0])}")
             leaves.append(jnp.asarray(a, t.dtype))
         out[key] = jax.tree.unflatten(jax.tree.structure(template), leaves)
+    return out, stored
+
+
+def _check_digest(zf, meta, version, out, stored):
+    """Version 2 on: the digest over the header and every array, opt_state included even
+    when it is not returned, must be the one save wrote."""
     if version >= 2:
         for key in ("opt_state",) if "opt_state" not in out else ():   # verified, even if not returned
             for name in meta[key] or ():
-                stored[name] = _read_array(zf, name + ".npy", name, None, None)
-        if _digest(meta, stored) != meta["digest"]:
+                stored[name] = read_array(zf, name + ".npy", name, None, None)
+        if digest(meta, stored) != meta["digest"]:
             raise _Bad("its contents do not match the digest save wrote with them: the file was "
                        "modified after it was written (or corrupted)")
-    try:
-        _check_params(net, out["params"])     # fnnet's own check, the last word
-    except (ValueError, TypeError) as e:
-        raise _Bad(str(e)) from None
-    return Checkpoint(net, out["params"], out.get("opt_state"), epoch, out.get("state"))
 
 
-def _open(path, optimizer):
+def read_checkpoint(path, optimizer):
+    """The Checkpoint at `path` (opt_state rebuilt for `optimizer`, or None), or ValueError naming path."""
     path = os.fspath(path)
     if not isinstance(path, str) or not path.strip():
         raise ValueError("load: the path is empty; give the checkpoint's file name")

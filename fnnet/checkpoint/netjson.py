@@ -5,9 +5,9 @@
      "loss": "softmax_cross_entropy", "in_shape": [64], "l2": 0.0}
 
 Which classes: every public frozen dataclass with init/forward/backward (a layer) or
-value/grad (a loss) defined in a module of `fnnet.layers`, in `fnnet.losses`, or
-exported by `fnnet`: a new fnnet layer saves without editing this file. A user's own
-class only by explicit opt-in, `fnnet.checkpoint.register(MyLayer)` (under its
+value/grad (a loss) defined in a module of `fnnet.layers` or `fnnet.models`, or in
+`fnnet.losses` or `fnnet.losses_seq`: a new fnnet layer saves without editing this
+file. A user's own class only by explicit opt-in, `fnnet.checkpoint.register(MyLayer)` (under its
 "module.QualName"), and only while registered: load never imports anything named by
 a file. Field values: None, bool, int, finite float, str, tuples (JSON lists), and
 registered layers or losses (JSON objects with "type"), nested to any depth.
@@ -22,7 +22,8 @@ import pkgutil
 import numpy as np
 
 from fnnet import losses as _losses
-from fnnet.network import Network, _layout
+from fnnet._netcheck import layout
+from fnnet.network import Network
 
 _USER = {}          # "module.QualName" -> class, filled by register()
 _BUILTIN = None     # name -> class, or None where two fnnet classes share a name
@@ -31,6 +32,8 @@ _SCALARS = {"int": (lambda v: isinstance(v, int) and not isinstance(v, bool), "a
                       and math.isfinite(v), "a finite number"),
             "str": (lambda v: isinstance(v, str), "a string"),
             "bool": (lambda v: isinstance(v, bool), "a bool")}
+_LAYER_PACKAGES = ("fnnet.layers", "fnnet.models")     # every public module of each
+_LOSS_MODULES = ("fnnet.losses", "fnnet.losses_seq")
 
 
 def _kind(cls):
@@ -44,16 +47,19 @@ def _kind(cls):
 
 
 def builtin():
-    """{class name: class} of fnnet's own layers and losses (found once, lazily)."""
+    """{class name: class} of fnnet's own layers and losses (found once, lazily).
+
+    Found in every public module of the packages `fnnet.layers` and `fnnet.models` and in
+    the modules `fnnet.losses` and `fnnet.losses_seq`, never through the top-level `fnnet`
+    (which imports this package)."""
     global _BUILTIN
     if _BUILTIN is None:
-        import fnnet
-        import fnnet.layers
-        from fnnet import losses
-        modules = [importlib.import_module(f"fnnet.layers.{m.name}")
-                   for m in pkgutil.iter_modules(fnnet.layers.__path__) if not m.name.startswith("_")]
+        modules = [importlib.import_module(name) for name in _LOSS_MODULES]
+        for package in map(importlib.import_module, _LAYER_PACKAGES):
+            modules += [importlib.import_module(f"{package.__name__}.{m.name}")
+                        for m in pkgutil.iter_modules(package.__path__) if not m.name.startswith("_")]
         found = {}
-        for obj in [v for mod in modules + [losses] for v in vars(mod).values()] + list(vars(fnnet).values()):
+        for obj in [v for mod in modules for v in vars(mod).values()]:
             if _kind(obj) and obj.__module__.startswith("fnnet.") and not obj.__name__.startswith("_"):
                 prior = found.get(obj.__name__, obj)
                 found[obj.__name__] = obj if prior is obj else None     # ambiguous: refused
@@ -184,7 +190,7 @@ def _dataclass_fields(obj):
     return [f for f in dataclasses.fields(obj) if f.init] if dataclasses.is_dataclass(obj) else []
 
 
-def _exact_keys(where, d, keys):
+def exact_keys(where, d, keys):
     if not isinstance(d, dict):
         raise ValueError(f"{where} must be a JSON object, got {type(d).__name__}")
     missing, extra = sorted(set(keys) - set(d)), sorted(set(d) - set(keys))
@@ -195,7 +201,7 @@ def _exact_keys(where, d, keys):
 
 def net_from_json(d) -> Network:
     """Inverse of net_to_json; ValueError on anything outside the schema."""
-    _exact_keys("net", d, [f.name for f in _dataclass_fields(Network)])
+    exact_keys("net", d, [f.name for f in _dataclass_fields(Network)])
     if not isinstance(d["layers"], list):
         raise ValueError(f"net.layers must be a list, got {type(d['layers']).__name__}")
     layers = []
@@ -222,5 +228,5 @@ def net_from_json(d) -> Network:
     rest = {k: decode(v, f"net.{k}") for k, v in d.items()
             if k not in ("layers", "loss", "in_shape", "l2")}
     net = Network(tuple(layers), loss, tuple(in_shape), float(l2), **rest)
-    _layout(net)   # the layer chain must accept in_shape (ValueError naming the layer otherwise)
+    layout(net)   # the layer chain must accept in_shape (ValueError naming the layer otherwise)
     return net

@@ -14,7 +14,7 @@ The file is a plain NumPy .npz (a zip of .npy arrays) that never needs pickle:
     opt_state/0/mu/0/w.npy       optax state leaves by their tree path
     state/layer3/mean.npy         layer state (batchnorm statistics), likewise
 
-The net is JSON (fnnet/_serialize.py): any fnnet layer or loss by class name with its
+The net is JSON (fnnet/checkpoint/netjson.py): any fnnet layer or loss by class name with its
 dataclass fields, nested layers included; a user's class only after
 `fnnet.checkpoint.register(MyLayer)`. Trees are rebuilt from `jax.eval_shape` of
 `fnnet.init` (and `optimizer.init`, `fnnet.init_state`) and filled by path, so every
@@ -37,15 +37,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet import _atomic, _serialize
-from fnnet._checkpoint_format import (_DTYPES, FORMAT, META, VERSION, Checkpoint,  # noqa: F401 (API)
-                                      _digest, _named_leaves, _state_template, _storage)
-from fnnet._checkpoint_read import _open
-from fnnet._serialize import net_to_json
-from fnnet.network import Network, _check_params
+from fnnet import atomic
+from fnnet._netcheck import check_params
+from fnnet.checkpoint import netjson
+from fnnet.checkpoint.format import (DTYPES, FORMAT, META, VERSION, Checkpoint,  # noqa: F401 (API)
+                                     digest, named_leaves, state_template, storage)
+from fnnet.checkpoint.netjson import net_to_json
+from fnnet.checkpoint.read import read_checkpoint
+from fnnet.network import Network
 
-register = _serialize.register
-sweep_temp_files = _atomic.sweep
+register = netjson.register
+sweep_temp_files = atomic.sweep
 
 
 def save(path, net: Network, params, *, opt_state=None, epoch=None, state=None) -> None:
@@ -69,10 +71,10 @@ def save(path, net: Network, params, *, opt_state=None, epoch=None, state=None) 
     if not isinstance(path, str) or not path.strip():
         raise ValueError("save: the path is empty; give a file name such as 'model.npz'")
     desc = net_to_json(net)
-    dtype = _check_params(net, params, values=False)   # save's own NaN check names the leaf
+    dtype = check_params(net, params, values=False)   # save's own NaN check names the leaf
     dtype = np.dtype(dtype) if dtype is not None else np.dtype(jnp.zeros(()).dtype)
-    if dtype.name not in _DTYPES:
-        raise TypeError(f"save: params must be one of {list(_DTYPES)}, got {dtype}")
+    if dtype.name not in DTYPES:
+        raise TypeError(f"save: params must be one of {list(DTYPES)}, got {dtype}")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
         raise ValueError(f"save: epoch must be an integer >= 0 or None, got {epoch!r}")
     arrays, meta = {}, {"format": FORMAT, "version": VERSION, "dtype": dtype.name, "net": desc,
@@ -81,29 +83,29 @@ def save(path, net: Network, params, *, opt_state=None, epoch=None, state=None) 
     if opt_state is not None:
         groups.append(("opt_state", "opt_state", opt_state, False, None))
     if state is not None:
-        groups.append(("state", "state", state, True, _state_template(net, dtype)))
+        groups.append(("state", "state", state, True, state_template(net, dtype)))
     for key, prefix, tree, layered, template in groups:
         if template is not None and jax.tree.structure(tree) != jax.tree.structure(template):
             raise ValueError(f"save: {key} tree must be {jax.tree.structure(template)}, "
                              f"got {jax.tree.structure(tree)}")
         names = []
-        for name, leaf in _named_leaves(prefix, tree, layered):
+        for name, leaf in named_leaves(prefix, tree, layered):
             a = np.asarray(jax.device_get(leaf))
             bad = np.isnan(a) if key == "opt_state" else ~np.isfinite(a)   # optax may hold inf
             if np.issubdtype(a.dtype, np.inexact) and bad.any():
                 i = name.split("/")[0 if key == "params" else 1]
                 raise ValueError(f"save: {i} ({key}): {name} contains {int(bad.sum())} NaN/Inf "
                                  f"value(s); refusing to write a checkpoint that cannot be loaded")
-            arrays[name] = a.view(_storage(a.dtype)) if a.dtype != _storage(a.dtype) else a
+            arrays[name] = a.view(storage(a.dtype)) if a.dtype != storage(a.dtype) else a
             names.append(name)
         meta[key] = names
-    meta["digest"] = _digest(meta, arrays)
+    meta["digest"] = digest(meta, arrays)
     try:
         text = json.dumps(meta, allow_nan=False, sort_keys=True)
     except ValueError as e:
         raise ValueError(f"save: the net's description is not valid JSON: {e}") from e
     arrays[META] = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
-    _atomic.write(path, lambda f: np.savez(f, **arrays))   # a file object: numpy appends no ".npz"
+    atomic.write(path, lambda f: np.savez(f, **arrays))   # a file object: numpy appends no ".npz"
 
 
 def restore(path, optimizer=None) -> Checkpoint:
@@ -114,7 +116,7 @@ def restore(path, optimizer=None) -> Checkpoint:
     shape and dtype (ValueError otherwise). Without it opt_state is None (still verified
     by the digest). Everything else is validated as `load` says.
     """
-    return _open(path, optimizer)
+    return read_checkpoint(path, optimizer)
 
 
 def load(path):
@@ -130,5 +132,5 @@ def load(path):
     raises ValueError naming `path` and what is wrong (see this module's docstring for
     what the digest does and does not prove).
     """
-    ck = _open(path, None)
+    ck = read_checkpoint(path, None)
     return ck.net, ck.params

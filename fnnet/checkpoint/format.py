@@ -1,7 +1,7 @@
 """The checkpoint format's shared parts: its constants, the Checkpoint record, how trees
 become path-named arrays ("layer0/w", "opt_state/0/mu/0/w", "state/layer3/mean") and
-back, and the SHA-256 digest over the header and every array. fnnet/checkpoint.py
-writes files with these and fnnet/_checkpoint_read.py reads and validates them.
+back, and the SHA-256 digest over the header and every array. fnnet/checkpoint/__init__.py
+writes files with these and fnnet/checkpoint/read.py reads and validates them.
 """
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from fnnet.network import Network
 FORMAT = "fnnet.checkpoint"
 VERSION = 2
 META = "__fnnet__"
-_META_MAX_BYTES = 1 << 20          # the JSON of any sane net is a few kB
-_DTYPES = ("bfloat16", "float16", "float32", "float64")
-_KEYS = {1: ("format", "version", "dtype", "net", "params"),
+META_MAX_BYTES = 1 << 20          # the JSON of any sane net is a few kB
+DTYPES = ("bfloat16", "float16", "float32", "float64")
+KEYS = {1: ("format", "version", "dtype", "net", "params"),
          2: ("format", "version", "dtype", "net", "params", "opt_state", "state", "epoch", "digest")}
 
 
@@ -41,7 +41,7 @@ def _part(k):
     return str(k)
 
 
-def _named_leaves(prefix, tree, layered):
+def named_leaves(prefix, tree, layered):
     """[(name, leaf)] in tree order; layered: the tree's top level is one entry per layer."""
     out = []
     for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
@@ -52,24 +52,24 @@ def _named_leaves(prefix, tree, layered):
     return out
 
 
-def _storage(dtype):
+def storage(dtype):
     """The dtype an array is stored as: itself, or its bits for non-NumPy types (bfloat16)."""
     dtype = np.dtype(dtype)
     return dtype if dtype.isbuiltin == 1 else np.dtype(f"uint{8 * dtype.itemsize}")
 
 
-def _params_template(net, dtype):
+def params_template(net, dtype):
     return jax.eval_shape(lambda k: _network.init(net, k, dtype), jax.random.key(0))
 
 
-def _state_template(net, dtype):
+def state_template(net, dtype):
     init_state = getattr(_network, "init_state", None)
     if init_state is None:
         raise TypeError("this fnnet has no fnnet.init_state, so no layer state can be saved or loaded")
     return jax.eval_shape(lambda: init_state(net, dtype))
 
 
-def _digest(meta, arrays):
+def digest(meta, arrays):
     """SHA-256 over the header (less the digest) and every array's name, dtype, shape, bytes."""
     h = hashlib.sha256()
     body = {k: v for k, v in meta.items() if k != "digest"}
