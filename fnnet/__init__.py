@@ -11,6 +11,7 @@ from fnnet.layers.dropout import Dropout
 from fnnet.layers.embedding import Embedding, PositionalEmbedding, TokenPositionEmbedding
 from fnnet.layers.norm import LayerNorm, RMSNorm
 from fnnet.layers.pool import AvgPool2D, MaxPool2D
+from fnnet.layers.recurrent import GRU, LSTM, RNN, GRUParams, LSTMParams, LSTMState, RNNParams
 from fnnet.layers.shape import Flatten, Reshape
 from fnnet.losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from fnnet.losses_seq import SequenceCrossEntropy
@@ -34,6 +35,7 @@ __all__ = [
     "Dropout", "BatchNorm", "BatchNormParams", "BatchNormState", "LayerNorm", "RMSNorm",
     "Embedding", "PositionalEmbedding", "TokenPositionEmbedding", "CausalSelfAttention", "AttentionParams",
     "Sequential", "Residual", "Positionwise",
+    "RNN", "LSTM", "GRU", "RNNParams", "LSTMParams", "GRUParams", "LSTMState",
     # losses
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SequenceCrossEntropy",
     # networks and models

@@ -11,6 +11,7 @@
     embedding.py    Embedding, PositionalEmbedding, TokenPositionEmbedding (integer ids in)
     attention.py    CausalSelfAttention
     combinators.py  Sequential, Residual, Positionwise
+    recurrent.py    RNN, LSTM, GRU over [B, T, C] (BPTT as a reverse scan), mask_channel
 """
 from fnnet.layers.activations import (ELU, GELU, Identity, LeakyRelu, Relu, Sigmoid, SiLU, Softmax, Softplus,
                                       Tanh)
@@ -24,6 +25,7 @@ from fnnet.layers.embedding import (Embedding, EmbeddingParams, EncoderParams, P
                                     PositionalParams, TokenPositionEmbedding)
 from fnnet.layers.norm import LayerNorm, LayerNormParams, RMSNorm, RMSNormParams
 from fnnet.layers.pool import AvgPool2D, MaxPool2D
+from fnnet.layers.recurrent import GRU, LSTM, RNN, GRUParams, LSTMParams, LSTMState, RNNParams, mask_channel
 from fnnet.layers.shape import Flatten, Reshape
 
 __all__ = ["Dense", "DenseParams", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
@@ -32,4 +34,5 @@ __all__ = ["Dense", "DenseParams", "Identity", "Relu", "LeakyRelu", "Sigmoid", "
            "LayerNorm", "LayerNormParams", "RMSNorm", "RMSNormParams",
            "Embedding", "EmbeddingParams", "PositionalEmbedding", "PositionalParams",
            "TokenPositionEmbedding", "EncoderParams", "CausalSelfAttention", "AttentionParams",
-           "Sequential", "Residual", "Positionwise"]
+           "Sequential", "Residual", "Positionwise",
+           "RNN", "LSTM", "GRU", "RNNParams", "LSTMParams", "GRUParams", "LSTMState", "mask_channel"]
