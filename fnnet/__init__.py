@@ -9,7 +9,7 @@ from fnnet.layers.conv import Conv2D, ConvParams
 from fnnet.layers.dense import Dense, DenseParams, with_matmul_dtype
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.embedding import Embedding, PositionalEmbedding, TokenPositionEmbedding
-from fnnet.layers.norm import LayerNorm, RMSNorm
+from fnnet.layers.norm import GroupNorm, GroupNormParams, LayerNorm, RMSNorm
 from fnnet.layers.pool import AvgPool2D, MaxPool2D
 from fnnet.layers.recurrent import GRU, LSTM, RNN, GRUParams, LSTMParams, LSTMState, RNNParams
 from fnnet.layers.shape import Flatten, Reshape
@@ -33,6 +33,7 @@ __all__ = [
     "Dense", "DenseParams", "with_matmul_dtype", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
     "ELU", "SiLU", "Softplus", "GELU", "Conv2D", "ConvParams", "MaxPool2D", "AvgPool2D", "Flatten", "Reshape",
     "Dropout", "BatchNorm", "BatchNormParams", "BatchNormState", "LayerNorm", "RMSNorm",
+    "GroupNorm", "GroupNormParams",
     "Embedding", "PositionalEmbedding", "TokenPositionEmbedding", "CausalSelfAttention", "AttentionParams",
     "Sequential", "Residual", "Positionwise",
     "RNN", "LSTM", "GRU", "RNNParams", "LSTMParams", "GRUParams", "LSTMState",

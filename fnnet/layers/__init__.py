@@ -7,7 +7,7 @@
     shape.py        Flatten, Reshape
     dropout.py      Dropout (stochastic: takes a key in train mode)
     batchnorm.py    BatchNorm (stateful: running statistics), BatchNormParams, BatchNormState
-    norm.py         LayerNorm, RMSNorm (last axis)
+    norm.py         LayerNorm, RMSNorm (last axis), GroupNorm (channel groups)
     embedding.py    Embedding, PositionalEmbedding, TokenPositionEmbedding (integer ids in)
     attention.py    CausalSelfAttention
     combinators.py  Sequential, Residual, Positionwise
@@ -23,7 +23,7 @@ from fnnet.layers.dense import Dense, DenseParams
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.embedding import (Embedding, EmbeddingParams, EncoderParams, PositionalEmbedding,
                                     PositionalParams, TokenPositionEmbedding)
-from fnnet.layers.norm import LayerNorm, LayerNormParams, RMSNorm, RMSNormParams
+from fnnet.layers.norm import GroupNorm, GroupNormParams, LayerNorm, LayerNormParams, RMSNorm, RMSNormParams
 from fnnet.layers.pool import AvgPool2D, MaxPool2D
 from fnnet.layers.recurrent import GRU, LSTM, RNN, GRUParams, LSTMParams, LSTMState, RNNParams, mask_channel
 from fnnet.layers.shape import Flatten, Reshape
@@ -31,7 +31,7 @@ from fnnet.layers.shape import Flatten, Reshape
 __all__ = ["Dense", "DenseParams", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
            "ELU", "SiLU", "Softplus", "GELU", "Conv2D", "ConvParams", "MaxPool2D", "AvgPool2D", "Flatten",
            "Reshape", "Dropout", "BatchNorm", "BatchNormParams", "BatchNormState",
-           "LayerNorm", "LayerNormParams", "RMSNorm", "RMSNormParams",
+           "LayerNorm", "LayerNormParams", "RMSNorm", "RMSNormParams", "GroupNorm", "GroupNormParams",
            "Embedding", "EmbeddingParams", "PositionalEmbedding", "PositionalParams",
            "TokenPositionEmbedding", "EncoderParams", "CausalSelfAttention", "AttentionParams",
            "Sequential", "Residual", "Positionwise",
