@@ -6,6 +6,7 @@ from fnnet.layers.attention import AttentionParams, CausalSelfAttention
 from fnnet.layers.batchnorm import BatchNorm, BatchNormParams, BatchNormState
 from fnnet.layers.combinators import Positionwise, Residual, Sequential
 from fnnet.layers.conv import Conv2D, ConvParams
+from fnnet.layers.conv_transpose import ConvTranspose2D, ConvTransposeParams
 from fnnet.layers.dense import Dense, DenseParams, with_matmul_dtype
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.embedding import Embedding, PositionalEmbedding, TokenPositionEmbedding
@@ -33,10 +34,10 @@ __all__ = [
     "Dense", "DenseParams", "with_matmul_dtype", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
     "ELU", "SiLU", "Softplus", "GELU", "Conv2D", "ConvParams", "MaxPool2D", "AvgPool2D", "Flatten", "Reshape",
     "Dropout", "BatchNorm", "BatchNormParams", "BatchNormState", "LayerNorm", "RMSNorm",
-    "GroupNorm", "GroupNormParams",
     "Embedding", "PositionalEmbedding", "TokenPositionEmbedding", "CausalSelfAttention", "AttentionParams",
     "Sequential", "Residual", "Positionwise",
     "RNN", "LSTM", "GRU", "RNNParams", "LSTMParams", "GRUParams", "LSTMState",
+    "ConvTranspose2D", "ConvTransposeParams", "GroupNorm", "GroupNormParams",
     # losses
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SequenceCrossEntropy",
     # networks and models

@@ -3,6 +3,7 @@
     dense.py        Dense (affine) and DenseParams
     activations.py  Identity, Relu, LeakyRelu, Sigmoid, Tanh, Softmax, ELU, SiLU, Softplus, GELU
     conv.py         Conv2D (NHWC) and ConvParams
+    conv_transpose.py  ConvTranspose2D (NHWC) and ConvTransposeParams
     pool.py         MaxPool2D, AvgPool2D
     shape.py        Flatten, Reshape
     dropout.py      Dropout (stochastic: takes a key in train mode)
@@ -19,6 +20,7 @@ from fnnet.layers.attention import AttentionParams, CausalSelfAttention
 from fnnet.layers.batchnorm import BatchNorm, BatchNormParams, BatchNormState
 from fnnet.layers.combinators import Positionwise, Residual, Sequential
 from fnnet.layers.conv import Conv2D, ConvParams
+from fnnet.layers.conv_transpose import ConvTranspose2D, ConvTransposeParams
 from fnnet.layers.dense import Dense, DenseParams
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.embedding import (Embedding, EmbeddingParams, EncoderParams, PositionalEmbedding,
@@ -31,8 +33,9 @@ from fnnet.layers.shape import Flatten, Reshape
 __all__ = ["Dense", "DenseParams", "Identity", "Relu", "LeakyRelu", "Sigmoid", "Tanh", "Softmax",
            "ELU", "SiLU", "Softplus", "GELU", "Conv2D", "ConvParams", "MaxPool2D", "AvgPool2D", "Flatten",
            "Reshape", "Dropout", "BatchNorm", "BatchNormParams", "BatchNormState",
-           "LayerNorm", "LayerNormParams", "RMSNorm", "RMSNormParams", "GroupNorm", "GroupNormParams",
+           "LayerNorm", "LayerNormParams", "RMSNorm", "RMSNormParams",
            "Embedding", "EmbeddingParams", "PositionalEmbedding", "PositionalParams",
            "TokenPositionEmbedding", "EncoderParams", "CausalSelfAttention", "AttentionParams",
            "Sequential", "Residual", "Positionwise",
-           "RNN", "LSTM", "GRU", "RNNParams", "LSTMParams", "GRUParams", "LSTMState", "mask_channel"]
+           "RNN", "LSTM", "GRU", "RNNParams", "LSTMParams", "GRUParams", "LSTMState",
+           "ConvTranspose2D", "ConvTransposeParams", "GroupNorm", "GroupNormParams", "mask_channel"]

@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnnet import initializers as _init
-from fnnet._validate import check_floating
+from fnnet._validate import check_floating, check_same_dtype
 from fnnet.layers import _checks
 
 
@@ -139,6 +139,7 @@ class _Recurrent:
         h, g = self.hidden, self.gates * self.hidden
         for name, leaf in zip(params._fields, params):
             check_floating(where, f"params.{name}", leaf)
+            check_same_dtype(where, "x", x, leaf.dtype)
         c = params.wx.shape[0] if params.wx.ndim == 2 else None
         want = {"wx": (c, g), "wh": (h, g), "b": (g,), "bhn": (h,)}
         for name, leaf in zip(params._fields, params):

@@ -150,7 +150,9 @@ def test_recurrent_classifier_trains_and_saves(tmp_path):
 
 def test_recurrent_bad_input():
     lstm = fnnet.LSTM(4)
-    p = lstm.init(jax.random.key(0), (5, 3))[0]
+    p = jax.tree.map(lambda a: a.astype(jnp.float64), lstm.init(jax.random.key(0), (5, 3))[0])
+    with pytest.raises(TypeError, match=r"LSTM\(4\): x has dtype float32 but the params are float64"):
+        lstm.forward(p, jnp.zeros((2, 5, 3), jnp.float32))
     with pytest.raises(ValueError, match=r"LSTM\(4\): x must have 3 channels"):
         lstm.forward(p, jnp.zeros((2, 5, 2)))
     with pytest.raises(ValueError, match=r"LSTM\(4\): x must be sequences \[batch, T, C\]"):
@@ -161,10 +163,11 @@ def test_recurrent_bad_input():
         lstm.forward(p, jnp.zeros((2, 5, 3)), initial=jnp.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"GRU\(4, masked\): x must have 3 \+ 1 mask channel"):
         gru = fnnet.GRU(4, masked=True)
-        gru.forward(gru.init(jax.random.key(0), (5, 4))[0], jnp.zeros((2, 5, 3)))
-    with pytest.raises(ValueError, match=r"RNN\(4\): initial state must be \[2, 4\]"):
+        gru.forward(gru.init(jax.random.key(0), (5, 4))[0], jnp.zeros((2, 5, 3), jnp.float32))
+    with pytest.raises(ValueError, match=r"RNN\(4\): initial state must be \[2, 4\] float32"):
         rnn = fnnet.RNN(4)
-        rnn.forward(rnn.init(jax.random.key(0), (5, 3))[0], jnp.zeros((2, 5, 3)), initial=jnp.zeros((3, 4)))
+        rnn.forward(rnn.init(jax.random.key(0), (5, 3))[0], jnp.zeros((2, 5, 3), jnp.float32),
+                    initial=jnp.zeros((3, 4), jnp.float32))
     with pytest.raises(ValueError, match=r"LSTM\(4\): params.wh must be \[4, 16\]"):
         lstm.forward(p._replace(wh=jnp.zeros((4, 12))), jnp.zeros((2, 5, 3)))
     y, cache = lstm.forward(p, jnp.zeros((2, 5, 3)))
