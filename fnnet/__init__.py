@@ -20,6 +20,7 @@ from fnnet.network import (Network, backprop, backward, forward, init, init_stat
                            value_and_grad)
 from fnnet.models.cnn import cnn
 from fnnet.models.gpt import TiedLM, generate, gpt
+from fnnet.models.char_lstm import char_lstm, generate_lstm
 from fnnet.checkpoint import Checkpoint, load, restore, save
 from fnnet.train.fit import DivergedError, History, fit
 from fnnet.train.metrics import accuracy
@@ -41,7 +42,7 @@ __all__ = [
     # losses
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SequenceCrossEntropy",
     # networks and models
-    "Network", "mlp", "cnn", "gpt", "TiedLM", "generate",
+    "Network", "mlp", "cnn", "gpt", "TiedLM", "generate", "char_lstm", "generate_lstm",
     "init", "init_state", "forward", "loss", "backward", "value_and_grad", "backprop", "predict", "out_shape",
     "initializers", "check", "datasets", "testing",
     # training and checkpoints
