@@ -177,3 +177,37 @@ for _name in LAYERS:
         NetWorkload(f"L-{_name}", f"{_what} digits classifier (quick: narrower, 256 rows)",
                     lambda n=_name: _layer_net(n, True), _digits(_shape, 256), "labels", _adam,
                     "Adam 1e-3", 1, 64, origin="quick", default=False, group="layers"))
+
+
+# The course-zoo layers. L-rnn/L-lstm/L-gru read each digit as a sequence of its 64 pixels
+# ([n, 64, 1], T = 64: "sequential digits") and classify from the last state. What the
+# recurrent backward keeps and recomputes is in fnnet/layers/recurrent.py's docstring (the
+# entering states and gate activations kept; tanh(c_t) recomputed; no matmul redone).
+# L-convtranspose upsamples the conv's 8x8 maps to 16x16; L-groupnorm sits where BatchNorm does.
+SEQ = (64, 1)
+ZOO_LAYERS = ("rnn", "lstm", "gru", "convtranspose", "groupnorm")
+
+
+def _zoo_net(name, quick):
+    import fnnet as F
+    c, h = (8, 16) if quick else (32, 64)
+    if name in ("rnn", "lstm", "gru"):
+        cell = {"rnn": F.RNN, "lstm": F.LSTM, "gru": F.GRU}[name](h, return_sequences=False)
+        return F.Network((cell, F.Dense(10)), "softmax_cross_entropy", SEQ)
+    conv = F.Conv2D(c, 3, padding="same")
+    mid = {"convtranspose": (F.ConvTranspose2D(c, 3, 2, "same"), F.Relu()),
+           "groupnorm": (F.GroupNorm(4), F.Relu())}[name]
+    return F.Network((conv, *mid, F.Flatten(), F.Dense(10)), "softmax_cross_entropy", IMG)
+
+
+for _name in ZOO_LAYERS:
+    _seq = _name in ("rnn", "lstm", "gru")
+    _what = (f"{_name.upper()}(64) over 64 pixels, last state + Dense(10)" if _seq
+             else f"Conv2D(32, 3) + {_name}")
+    register(
+        NetWorkload(f"L-{_name}", f"{_what} digits classifier", lambda n=_name: _zoo_net(n, False),
+                    _digits(SEQ if _seq else IMG), "labels", _adam, "Adam 1e-3", 3 if _seq else 10, 64,
+                    origin="the course-zoo layers' per-layer net", default=False, group="layers"),
+        NetWorkload(f"L-{_name}", f"{_what} digits classifier (quick: narrower, 256 rows)",
+                    lambda n=_name: _zoo_net(n, True), _digits(SEQ if _seq else IMG, 256), "labels", _adam,
+                    "Adam 1e-3", 1, 64, origin="quick", default=False, group="layers"))
