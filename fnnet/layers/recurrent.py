@@ -199,6 +199,9 @@ class _Recurrent:
         _checks.check_dy(str(self), dy, want)
         zeros = jnp.zeros((b, self.hidden), dy.dtype)
         dcarry = [zeros] * self.n_state if dfinal is None else list((dfinal,) if self.n_state == 1 else dfinal)
+        if len(dcarry) != self.n_state or any(getattr(d, "shape", None) != (b, self.hidden) for d in dcarry):
+            raise ValueError(f"{self}: dfinal must be like final_state: "
+                             f"{'LSTMState of ' if self.n_state == 2 else ''}[{b}, {self.hidden}], got {dfinal!r:.80}")
         if self.return_sequences:
             dys = jnp.swapaxes(dy, 0, 1)                    # [T, B, H]
         else:

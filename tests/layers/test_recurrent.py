@@ -179,6 +179,8 @@ def test_recurrent_bad_input():
     y, cache = lstm.forward(p, jnp.zeros((2, 5, 3)))
     with pytest.raises(ValueError, match=r"LSTM\(4\): dy must have the output's shape \(2, 5, 4\)"):
         lstm.backward(p, cache, jnp.zeros((2, 4)))
+    with pytest.raises(ValueError, match=r"LSTM\(4\): dfinal must be like final_state: LSTMState of \[2, 4\]"):
+        lstm.backward_initial(p, cache, jnp.zeros((2, 5, 4)), dfinal=jnp.zeros((2, 4)))
     with pytest.raises(ValueError, match=r"RNN\(0\): hidden must be an int >= 1"):
         fnnet.RNN(0)
     with pytest.raises(ValueError, match=r"GRU\(3\): return_sequences must be True or False"):
