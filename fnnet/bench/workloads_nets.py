@@ -17,6 +17,8 @@ take one-hot rows ("onehot").
                for the image layers, rows [n, 64] for the others), Adam 1e-3, batch 64;
                run only when named (`--workloads L-conv,L-gelu` or `--workloads layers`).
                L-relu is the control: Dense(256) + ReLU, the part every row net shares.
+               L-rnn, L-lstm, L-gru read each digit as a sequence [n, 64, 1] (T = 64);
+               L-convtranspose and L-groupnorm follow a Conv2D on the images.
 """
 from __future__ import annotations
 
