@@ -6,11 +6,13 @@ from fnnet.layers.attention import AttentionParams, CausalSelfAttention
 from fnnet.layers.batchnorm import BatchNorm, BatchNormParams, BatchNormState
 from fnnet.layers.combinators import Positionwise, Residual, Sequential
 from fnnet.layers.conv import Conv2D, ConvParams
+from fnnet.layers.conv_transpose import ConvTranspose2D, ConvTransposeParams
 from fnnet.layers.dense import Dense, DenseParams, with_matmul_dtype
 from fnnet.layers.dropout import Dropout
 from fnnet.layers.embedding import Embedding, PositionalEmbedding, TokenPositionEmbedding
-from fnnet.layers.norm import LayerNorm, RMSNorm
+from fnnet.layers.norm import GroupNorm, GroupNormParams, LayerNorm, RMSNorm
 from fnnet.layers.pool import AvgPool2D, MaxPool2D
+from fnnet.layers.recurrent import GRU, LSTM, RNN, GRUParams, LSTMParams, LSTMState, RNNParams
 from fnnet.layers.shape import Flatten, Reshape
 from fnnet.losses import MSE, HalfSSE, SigmoidBinaryCrossEntropy, SoftmaxCrossEntropy
 from fnnet.losses_seq import SequenceCrossEntropy
@@ -18,6 +20,7 @@ from fnnet.network import (Network, backprop, backward, forward, init, init_stat
                            value_and_grad)
 from fnnet.models.cnn import cnn
 from fnnet.models.gpt import TiedLM, generate, gpt
+from fnnet.models.char_lstm import char_lstm, generate_lstm
 from fnnet.checkpoint import Checkpoint, load, restore, save
 from fnnet.train.fit import DivergedError, History, fit
 from fnnet.train.metrics import accuracy
@@ -34,10 +37,12 @@ __all__ = [
     "Dropout", "BatchNorm", "BatchNormParams", "BatchNormState", "LayerNorm", "RMSNorm",
     "Embedding", "PositionalEmbedding", "TokenPositionEmbedding", "CausalSelfAttention", "AttentionParams",
     "Sequential", "Residual", "Positionwise",
+    "RNN", "LSTM", "GRU", "RNNParams", "LSTMParams", "GRUParams", "LSTMState",
+    "ConvTranspose2D", "ConvTransposeParams", "GroupNorm", "GroupNormParams",
     # losses
     "MSE", "HalfSSE", "SoftmaxCrossEntropy", "SigmoidBinaryCrossEntropy", "SequenceCrossEntropy",
     # networks and models
-    "Network", "mlp", "cnn", "gpt", "TiedLM", "generate",
+    "Network", "mlp", "cnn", "gpt", "TiedLM", "generate", "char_lstm", "generate_lstm",
     "init", "init_state", "forward", "loss", "backward", "value_and_grad", "backprop", "predict", "out_shape",
     "initializers", "check", "datasets", "testing",
     # training and checkpoints

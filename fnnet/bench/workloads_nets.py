@@ -17,6 +17,8 @@ take one-hot rows ("onehot").
                for the image layers, rows [n, 64] for the others), Adam 1e-3, batch 64;
                run only when named (`--workloads L-conv,L-gelu` or `--workloads layers`).
                L-relu is the control: Dense(256) + ReLU, the part every row net shares.
+               L-rnn, L-lstm, L-gru read each digit as a sequence [n, 64, 1] (T = 64);
+               L-convtranspose and L-groupnorm follow a Conv2D on the images.
 """
 from __future__ import annotations
 
@@ -176,4 +178,41 @@ for _name in LAYERS:
                     group="layers"),
         NetWorkload(f"L-{_name}", f"{_what} digits classifier (quick: narrower, 256 rows)",
                     lambda n=_name: _layer_net(n, True), _digits(_shape, 256), "labels", _adam,
+                    "Adam 1e-3", 1, 64, origin="quick", default=False, group="layers"))
+
+
+# The course-zoo layers. L-rnn/L-lstm/L-gru read each digit as a sequence of its 64 pixels
+# ([n, 64, 1], T = 64: "sequential digits") and classify from the last state. What the
+# recurrent backward keeps and recomputes is in fnnet/layers/recurrent.py's docstring (the
+# entering states and gate activations kept; tanh(c_t) recomputed; no matmul redone).
+# L-convtranspose upsamples the conv's 8x8 maps to 16x16; L-groupnorm sits where BatchNorm does.
+SEQ = (64, 1)
+ZOO_LAYERS = ("rnn", "lstm", "gru", "convtranspose", "groupnorm")
+
+
+def _zoo_net(name, quick):
+    import fnnet as F
+    c, h = (8, 16) if quick else (32, 64)
+    if name in ("rnn", "lstm", "gru"):
+        cell = {"rnn": F.RNN, "lstm": F.LSTM, "gru": F.GRU}[name](h, return_sequences=False)
+        return F.Network((cell, F.Dense(10)), "softmax_cross_entropy", SEQ)
+    conv = F.Conv2D(c, 3, padding="same")
+    mid = {"convtranspose": (F.ConvTranspose2D(c, 3, 2, "same"), F.Relu()),
+           "groupnorm": (F.GroupNorm(4), F.Relu())}[name]
+    return F.Network((conv, *mid, F.Flatten(), F.Dense(10)), "softmax_cross_entropy", IMG)
+
+
+# runs of a few seconds: a 16x16x32 transposed conv step took ~0.4 s on the loaded 2-core CPU
+_ZOO_EPOCHS = {"rnn": 3, "lstm": 3, "gru": 3, "convtranspose": 1, "groupnorm": 10}
+
+for _name in ZOO_LAYERS:
+    _seq = _name in ("rnn", "lstm", "gru")
+    _what = (f"{_name.upper()}(64) over 64 pixels, last state + Dense(10)" if _seq
+             else f"Conv2D(32, 3) + {_name}")
+    register(
+        NetWorkload(f"L-{_name}", f"{_what} digits classifier", lambda n=_name: _zoo_net(n, False),
+                    _digits(SEQ if _seq else IMG), "labels", _adam, "Adam 1e-3", _ZOO_EPOCHS[_name], 64,
+                    origin="the course-zoo layers' per-layer net", default=False, group="layers"),
+        NetWorkload(f"L-{_name}", f"{_what} digits classifier (quick: narrower, 256 rows)",
+                    lambda n=_name: _zoo_net(n, True), _digits(SEQ if _seq else IMG, 256), "labels", _adam,
                     "Adam 1e-3", 1, 64, origin="quick", default=False, group="layers"))

@@ -1,8 +1,10 @@
-"""Normalization over the last (feature) axis: LayerNorm and RMSNorm.
+"""Normalization over the last (feature) axis: LayerNorm and RMSNorm; GroupNorm over channel
+groups (and all positions) of each sample.
 
 Shapes: x [batch, ..., d] -> y of the same shape; gamma, beta [d]. Every position
 (each row of the flattened [n, d] view) is normalized on its own, so these layers
-work on [batch, d] (MLPs) and [batch, T, d] (sequences) alike.
+work on [batch, d] (MLPs) and [batch, T, d] (sequences) alike. GroupNorm's statistics
+span a sample's positions too: x [batch, ..., C], gamma, beta [C].
 """
 from __future__ import annotations
 
@@ -137,3 +139,77 @@ class RMSNorm(_Norm):
         """No L2 on the scale."""
         del params
         return RMSNormParams(False)
+
+
+class GroupNormParams(NamedTuple):
+    gamma: jax.Array  # [C]  per-channel scale
+    beta: jax.Array   # [C]  per-channel shift
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupNorm(_Norm):
+    """GroupNorm(groups) (Wu & He 2018): the C channels (last axis) split into `groups` groups
+    of C/groups; each sample's group is normalized over its channels and every spatial/time
+    position together, then scaled and shifted per channel. groups = C is InstanceNorm,
+    groups = 1 normalizes each sample over everything (LayerNorm over all non-batch axes).
+
+    Shapes: x [batch, ..., C] (NHWC images [B, H, W, C], sequences [B, T, C], rows [B, C])
+    -> y like x. Params: GroupNormParams(gamma [C] = 1, beta [C] = 0).
+    """
+    groups: int = 1
+    eps: float = 1e-5
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.groups, int) or isinstance(self.groups, bool) or self.groups < 1:
+            raise ValueError(f"GroupNorm: groups must be an int >= 1, got {self.groups!r}")
+
+    def __str__(self):
+        return f"GroupNorm({self.groups})"
+
+    def _check_groups(self, c):
+        if c % self.groups:
+            raise ValueError(f"{self}: the channel count {c} (last axis) must be divisible by groups={self.groups}")
+
+    def init(self, key, in_shape):
+        """in_shape: (..., C) -> (GroupNormParams(gamma [C], beta [C]), in_shape)."""
+        del key
+        in_shape = tuple(in_shape)
+        if not in_shape:
+            raise ValueError(f"{self}: input must have a channel axis, got feature shape {in_shape}")
+        self._check_groups(in_shape[-1])
+        return GroupNormParams(jnp.ones(in_shape[-1:], jnp.float32), jnp.zeros(in_shape[-1:], jnp.float32)), in_shape
+
+    def _grouped(self, a):
+        """[B, ..., C] -> [B, S, G, C/G] with S the product of the middle axes."""
+        return a.reshape(a.shape[0], -1, self.groups, a.shape[-1] // self.groups)
+
+    def forward(self, params, x):
+        """x [batch, ..., C] -> (y like x, cache = (x̂ [B, S, G, C/G], rstd [B, 1, G, 1]))."""
+        self._check(params, x)
+        self._check_groups(x.shape[-1])
+        xg = self._grouped(x)
+        mu = xg.mean(axis=(1, 3), keepdims=True)              # μ_bg = mean over the group's positions and channels
+        xc = xg - mu
+        var = (xc * xc).mean(axis=(1, 3), keepdims=True)      # σ²_bg = mean (x − μ)² (biased)
+        rstd = jax.lax.rsqrt(var + self.eps)                  # r = 1 / sqrt(σ² + eps)
+        xhat = (xc * rstd).reshape(x.shape)                   # x̂ = (x − μ) · r
+        y = _row(params.gamma, x.ndim) * xhat + _row(params.beta, x.ndim)   # y = γ_c x̂ + β_c
+        return y, (xhat, rstd)
+
+    def backward(self, params, cache, dy):
+        """dy [batch, ..., C] -> (GroupNormParams(dgamma [C], dbeta [C]), dx like dy)."""
+        xhat, rstd = cache
+        self._check_dy(xhat, dy)
+        dgamma = _sum_rows(dy * xhat)                         # dL/dγ_c = Σ_{b, positions} dy ⊙ x̂
+        dbeta = _sum_rows(dy)                                 # dL/dβ_c = Σ_{b, positions} dy
+        g = self._grouped(dy * _row(params.gamma, dy.ndim))   # dL/dx̂ = dy ⊙ γ
+        xh = self._grouped(xhat)
+        # dL/dx = r · (g − mean_group(g) − x̂ · mean_group(g ⊙ x̂))   (μ, σ² depend on the whole group)
+        dx = rstd * (g - g.mean(axis=(1, 3), keepdims=True) - xh * (g * xh).mean(axis=(1, 3), keepdims=True))
+        return GroupNormParams(dgamma, dbeta), dx.reshape(dy.shape)
+
+    def l2_mask(self, params):
+        """No L2 on scale or shift."""
+        del params
+        return GroupNormParams(False, False)

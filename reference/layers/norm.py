@@ -1,5 +1,6 @@
-"""LayerNorm and RMSNorm over the last axis in NumPy float64, backward via the explicit
-per-row Jacobian (fnnet uses the collapsed formula; this is the longhand).
+"""LayerNorm and RMSNorm over the last axis, GroupNorm over channel groups, in NumPy float64,
+backward via the explicit per-row (per-group) Jacobian (fnnet uses the collapsed formula;
+this is the longhand).
 
 Shapes: x, dy: [batch, ..., d]; gamma, beta: [d].
 """
@@ -45,3 +46,42 @@ def rmsnorm_backward(x, gamma, dy, *, eps=1e-6):
     g = dy * np.asarray(gamma, np.float64)
     jac = r[..., None] * (np.eye(d) - xhat[..., :, None] * xhat[..., None, :] / d)   # ∂x̂_i/∂x_j
     return (dy * xhat).reshape(-1, d).sum(0), np.einsum("...i,...ij->...j", g, jac)
+
+
+def _groups(x, groups):
+    """[B, ..., C] -> [B, G, n]: each sample's group of C/G channels at every position."""
+    b, c = x.shape[0], x.shape[-1]
+    xs = x.reshape(b, -1, groups, c // groups)                # [B, S, G, C/G]
+    return xs.transpose(0, 2, 1, 3).reshape(b, groups, -1)
+
+
+def _ungroup(a, shape, groups):
+    b, c = shape[0], shape[-1]
+    return a.reshape(b, groups, -1, c // groups).transpose(0, 2, 1, 3).reshape(shape)
+
+
+def groupnorm(x, gamma, beta, groups, eps=1e-5):
+    """y = γ_c (x - μ_bg)/sqrt(σ²_bg + eps) + β_c, statistics over each sample's group."""
+    x = np.asarray(x, np.float64)
+    xg = _groups(x, groups)
+    mu = xg.mean(axis=-1, keepdims=True)
+    var = ((xg - mu) ** 2).mean(axis=-1, keepdims=True)
+    xhat = _ungroup((xg - mu) / np.sqrt(var + eps), x.shape, groups)
+    return np.asarray(gamma, np.float64) * xhat + np.asarray(beta, np.float64)
+
+
+def groupnorm_backward(x, gamma, beta, dy, groups, eps=1e-5):
+    """-> (dgamma [C], dbeta [C], dx like x), through each group's explicit Jacobian."""
+    x, dy = np.asarray(x, np.float64), np.asarray(dy, np.float64)
+    c = x.shape[-1]
+    xg = _groups(x, groups)
+    n = xg.shape[-1]
+    mu = xg.mean(axis=-1, keepdims=True)
+    r = 1.0 / np.sqrt(((xg - mu) ** 2).mean(axis=-1, keepdims=True) + eps)
+    xhat = (xg - mu) * r
+    g = _groups(dy * np.asarray(gamma, np.float64), groups)
+    # J_ij = ∂x̂_i/∂x_j = r (δ_ij - 1/n - x̂_i x̂_j / n) within one group
+    jac = r[..., None] * (np.eye(n) - 1.0 / n - xhat[..., :, None] * xhat[..., None, :] / n)
+    dx = _ungroup(np.einsum("...i,...ij->...j", g, jac), x.shape, groups)
+    xh = _ungroup(xhat, x.shape, groups)
+    return (dy * xh).reshape(-1, c).sum(0), dy.reshape(-1, c).sum(0), dx

@@ -84,7 +84,7 @@ def test_gpt_memory_and_targets(quick):
 def test_defaults_aliases_and_wrong_names(capsys):
     assert workloads.default_names() == ("W1", "W2", "W3", "W4", "CNN", "GPT")
     layers = workloads.expand("layers")
-    assert len(layers) == 12 and all(n.startswith("L-") for n in layers) and "L-relu" in layers
+    assert len(layers) == 17 and all(n.startswith("L-") for n in layers) and "L-relu" in layers
     assert workloads.expand("CNN,layers,L-conv")[:2] == ["CNN", "L-conv"]
     assert cli.main(["--quick", "--workloads", "CNN,L-nope", "--out", "/nonexistent"]) == 2
     err = capsys.readouterr().err
