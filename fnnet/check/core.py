@@ -11,6 +11,7 @@ from fnnet.check import independence, nondiff as _nd, replay as _replay
 from fnnet.check.compare import RTOL_FD, compare, eps, local_floor, rtol as dtype_rtol
 from fnnet.check.fd import FiniteDifferences
 from fnnet.check.fdcompare import block_size
+from fnnet.check.kinks import cross_primal_row
 from fnnet.check.xla import jit_options, options_for
 from fnnet.check.inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
                                  primal_names, rng_for, x64_context)
@@ -198,6 +199,7 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
                     [(l.offset, l.size, directions, rngs[l.name], blocks[l.name]) for l in todo
                      if l.name not in per_element])
 
+    per_element_leaves = []      # (leaf, hand, rt_fd, floor): the joint kink test across leaves
     for k, leaf in enumerate(leaves):
         if leaf.name in skip:
             continue
@@ -236,6 +238,8 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
             yard = None if not independent else (j, dtype) if by_jax64 is None else (j, dtype, by_jax64[leaf.name])
             res_r = compare(h, ref, rt, floor, adj, yardstick=yard)
             rows.append(oracle_row(leaf.name, "reference", "reference", res_r, True, []))
+        if fd is not None and leaf.name in per_element:
+            per_element_leaves.append((leaf, h, rt_fd, floor))
         if fd is not None:
             rows.append(fd_row(fd, leaf, h, j, rt_fd, floor, jax_allowed, dtype, leaf.name in per_element,
                                directions, blocks[leaf.name], localize_max, rngs[leaf.name], independent))
@@ -250,6 +254,9 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
                                       (leaf.name in per_element, directions, blocks[leaf.name], localize_max,
                                        rngs[leaf.name]), stops if independent else 0))
 
+    joint = cross_primal_row(fd, per_element_leaves, rng_for(key, 5)) if fd is not None else None
+    if joint is not None:
+        rows.append(joint)
     order = {l.name: k for k, l in reversed(list(enumerate(leaves)))}
     order.update({n: order.get(next((l.name for l in leaves if l.primal == i), ""), -1)
                   for i, n in enumerate(names) if n not in order})
