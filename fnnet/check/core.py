@@ -143,11 +143,7 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
                 leaves.append(Leaf(n + jax.tree_util.keystr(path), i, tuple(leaf.shape),
                                     np.dtype(leaf.dtype), offset, int(leaf.size)))
                 offset += int(leaf.size)
-        out = jax.eval_shape(fun, *primals)
-        for path, leaf in jax.tree_util.tree_leaves_with_path(out):
-            if not jnp.issubdtype(leaf.dtype, jnp.floating):
-                raise TypeError(f"check: fun's output{jax.tree_util.keystr(path)} must be a floating "
-                                f"array, got dtype {leaf.dtype}")
+        out = jax.eval_shape(fun, *primals)    # integer/bool output leaves: float0 cotangents
         try:       # one trace serves both questions: custom rules inside, and XLA options
             traced = jax.make_jaxpr(oracle_fun or fun)(*primals).jaxpr
             rules, options = independence.custom_rules(traced), options_for(traced)
@@ -164,7 +160,7 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
                     _replay.leaf_dict(_replay.run_jax(oracle_fun or fun, primals, ct), leaves)
                     if coarse and reference is not None and not rules else None)
         outputs = [(np.asarray(c, np.float64), np.asarray(v, np.float64))
-                   for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y))]
+                   for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y)) if c.dtype != jax.dtypes.float0]
         flat_primals = [np.asarray(l, np.float64) for l in jax.tree.leaves(primals)]
 
     independent = not rules
@@ -223,7 +219,8 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
                                                np.full(len(idx), rt_fd * scale + 2 * fd.noise(tmin))
                                                + np.broadcast_to(np.asarray(floor, np.float64), leaf.shape)
                                                .reshape(-1)[idx], rt_fd, rngs[leaf.name])
-            return dict(lo=np.minimum(f, b), hi=np.maximum(f, b), tol=tol, central=c, joint=joint)
+            jumps = lambda sub: fd.autodiff_kink(leaf.offset + bad[sub], scale)
+            return dict(lo=np.minimum(f, b), hi=np.maximum(f, b), tol=tol, central=c, joint=joint, jumps=jumps)
 
         adj = adjudicate if fd is not None else None
         ref = None if by_ref is None else by_ref[leaf.name]

@@ -60,9 +60,11 @@ class FiniteDifferences:
             return jax.tree.unflatten(tree, parts)
 
         with jax.enable_x64(True):
-            self.ct64 = jax.tree.map(lambda a: to_device(a, np.float64), cotangent)
+            # a float0 cotangent (integer output leaf) contributes nothing to g
+            self.ct64 = jax.tree.map(lambda a: to_device(np.zeros(np.shape(a)) if a.dtype == jax.dtypes.float0
+                                                         else a, np.float64), cotangent)
             out = jax.eval_shape(lambda f: fun(*unravel(f)), jax.ShapeDtypeStruct(self.flat0.shape, jnp.float64))
-        self.out_dtypes = {np.dtype(l.dtype) for l in jax.tree.leaves(out)}
+        self.out_dtypes = {np.dtype(l.dtype) for l in jax.tree.leaves(out) if jnp.issubdtype(l.dtype, jnp.floating)}
         # A fun that casts to float32 inside cannot give float64 differences: use its eps.
         self.fd_eps = max((eps(d) for d in self.out_dtypes), default=eps(np.float64))
         self.batch = int(max(1, min(256, MAX_BATCH_ELEMENTS // self.flat0.size)))
@@ -98,7 +100,7 @@ class FiniteDifferences:
         self.g0 = self.G = None  # g and Σ|ct ⊙ y| at the unperturbed point
         # what fun rounds inside, beyond its output terms: Σ|ct| · max(1, |x|max)
         finite = np.abs(self.flat0[np.isfinite(self.flat0)])
-        self.inner = (sum(float(np.abs(np.asarray(c, np.float64)).sum()) for c in jax.tree.leaves(cotangent))
+        self.inner = (sum(float(np.abs(np.asarray(c, np.float64)).sum()) for c in jax.tree.leaves(self.ct64))
                       * max(1.0, float(finite.max(initial=0.0))))
         self.evaluations = 0
 
@@ -245,11 +247,8 @@ class FiniteDifferences:
         vc = ((xp - self.flat0[None, :]) + (self.flat0[None, :] - xm)) / (2 * t)
         return dict(vc=vc, forward=(gp - self.g0) / t, backward=(self.g0 - gm) / t, t=t)
 
-    def derivative_jumps(self, flat_idx, tol):
-        """Per index: does jax's derivative of g along e_i at x differ from its value at
-        x + t·e_i or at x - t·e_i by more than tol? True marks a non-smooth point of some
-        intermediate (an input exactly at a kink), where a convention like relu'(0) = 0 need
-        not equal the composite's derivative even when the composite is smooth."""
+    def _derivatives_around(self, flat_idx):
+        """[3, n]: autodiff's derivative of g along e_i at x, x + t·e_i and x - t·e_i."""
         flat_idx = np.asarray(flat_idx, np.int64)
         if self._grad_rows is None:
             grad = jax.grad(lambda flat, ct: self._g(flat, ct)[0])
@@ -265,8 +264,28 @@ class FiniteDifferences:
                 pts = self._make_points(i, v)
                 grads = np.asarray(self._grad_rows(pts, self.ct64))[:len(i)]
                 out.append(grads[np.arange(len(i)), i])
-        d = np.concatenate(out).reshape(3, -1)
+        return np.concatenate(out).reshape(3, -1)
+
+    def derivative_jumps(self, flat_idx, tol):
+        """Per index: does jax's derivative of g along e_i at x differ from its value at
+        x + t·e_i or at x - t·e_i by more than tol? True marks a non-smooth point of some
+        intermediate (an input exactly at a kink), where a convention like relu'(0) = 0 need
+        not equal the composite's derivative even when the composite is smooth."""
+        d = self._derivatives_around(flat_idx)
         return (np.abs(d[1] - d[0]) > tol) | (np.abs(d[2] - d[0]) > tol)
+
+    def autodiff_kink(self, flat_idx, scale):
+        """Per index: is x a point where autodiff's derivative along e_i is not the smooth
+        continuation of its neighbours'? The second difference d(x+t) - 2·d(x) + d(x-t) of a
+        smooth derivative is of order |g'''|·t² (1e-12 relative for t = 1e-6); at a kink, a
+        guard or a tie convention it is the size of the jump itself, whatever the element's
+        magnitude (a tiny cotangent makes the jump tiny, not smooth). scale: the leaf's scale,
+        for the floor. NaN derivatives are no evidence (False)."""
+        d = self._derivatives_around(flat_idx)
+        with np.errstate(invalid="ignore"):
+            second = np.abs(d[1] - 2 * d[0] + d[2])
+            floor = 1e-3 * np.abs(d[1] - d[2]) + 1e-9 * np.abs(d).sum(0) + 1e-10 * scale
+            return np.isfinite(second) & (second > floor)
 
     def noise(self, t):
         """Rounding noise bound of a central difference quotient with step t (see _check_compare)."""

@@ -144,3 +144,60 @@ def compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng, dtype, blo
                 actual=float(pred[k]), expected=float(d["central"][k]), failing=failing,
                 blocks=[d["blocks"][i] for i in failing], notes=notes, nonfinite=0,
                 undefined=int((~fin).sum()))
+
+
+BISECT_ABOVE = 2048    # failing blocks with more elements than this in all are bisected first
+BISECT_BLOCKS = 8      # at most this many failing blocks are bisected (the worst first)
+BISECT_LEAF = 16       # a group this small goes to per-element differences
+
+
+def bisect_blocks(fd, leaf, h, rt_fd, atol, res):
+    """Leaf indices to compare per element after block directions failed (compare_directional's
+    res): each failing block (at most BISECT_BLOCKS, the worst first) is split in halves, the
+    halves re-tested as directions of their own (the block's values, 0 elsewhere), and only
+    failing halves are split again, down to BISECT_LEAF elements. A wrong entry costs about
+    4·log2(block) evaluations instead of two per element of the block. A block whose halves
+    both pass (errors that cancel between them) is kept whole. Returns (indices, note)."""
+    d = fd.directional(leaf.offset, leaf.size, 0, None)
+    hf = np.asarray(h, np.float64).reshape(-1)
+    atol_f = np.broadcast_to(np.asarray(atol, np.float64), leaf.shape).reshape(-1)
+    failing = [k for k in res["failing"] if d["blocks"][k] is not None]
+    failing.sort(key=lambda k: -abs(float(d["vc"][k] @ hf) - float(d["central"][k])))
+    chosen = failing[:BISECT_BLOCKS]
+    groups, found = [np.asarray(d["blocks"][k]) for k in chosen], []
+    vc_of = {}                                  # leaf index -> its value in its block direction
+    for k in chosen:
+        vc_of.update(zip(np.asarray(d["blocks"][k]).tolist(), d["vc"][k, d["blocks"][k]].tolist()))
+    while groups:
+        found += [g for g in groups if g.size <= BISECT_LEAF]
+        big = [g for g in groups if g.size > BISECT_LEAF]
+        if not big:
+            break
+        halves = [h_ for g in big for h_ in (g[:g.size // 2], g[g.size // 2:])]
+        vs = np.zeros((len(halves), fd.flat0.size))
+        for r, g in enumerate(halves):
+            vs[r, leaf.offset + g] = [vc_of[i] for i in g.tolist()]
+        q = fd.along(vs)
+        noise = fd.noise(q["t"])
+        fails = []
+        for r, g in enumerate(halves):
+            vc = q["vc"][r, leaf.offset + g]
+            pred = float(vc @ hf[g])
+            fwd, bwd = float(q["forward"][r]), float(q["backward"][r])
+            central = 0.5 * (fwd + bwd)
+            allowed = (rt_fd * max(float(np.abs(vc) @ np.abs(hf[g])), abs(central))
+                       + float(np.abs(vc) @ atol_f[g]) + noise)
+            kink = abs(fwd - bwd) > allowed + 2 * noise and (
+                min(fwd, bwd) - allowed - 2 * noise <= pred <= max(fwd, bwd) + allowed + 2 * noise)
+            fails.append(abs(pred - central) > allowed and not kink)
+        groups = []
+        for p_, g in enumerate(big):
+            a, b = fails[2 * p_], fails[2 * p_ + 1]
+            if a or b:
+                groups += [h_ for h_, f in ((halves[2 * p_], a), (halves[2 * p_ + 1], b)) if f]
+            else:
+                found.append(g)                 # the errors cancel between the halves: keep it whole
+    idx = np.unique(np.concatenate(found)) if found else np.zeros(0, np.int64)
+    note = (f"bisected {len(chosen)} of the {len(failing)} failing blocks" if len(failing) > len(chosen)
+            else f"bisected the {len(failing)} failing block(s)")
+    return idx, note

@@ -120,11 +120,24 @@ def rng_for(key, *salt):
     return np.random.default_rng([STREAM] + [int(v) for v in data.reshape(-1)] + [int(s) for s in salt])
 
 
+def floating(leaf) -> bool:
+    return bool(jnp.issubdtype(leaf.dtype, jnp.floating))
+
+
+def float0_like(leaf):
+    """The cotangent of a non-differentiable (integer, bool) output leaf: float0 zeros, jax's
+    convention, as for such inputs."""
+    return np.zeros(tuple(leaf.shape), jax.dtypes.float0)
+
+
 def make_cotangent(cotangent, out, rng):
-    """The given cotangent, validated against out's tree and shapes, or a random normal one."""
+    """The given cotangent, validated against out's tree and shapes, or a random normal one.
+    Integer and bool output leaves (an argmax beside a max) are non-differentiable: their
+    cotangent is float0 zeros whatever was given there."""
     if cotangent is None:
         leaves, tree = jax.tree.flatten(out)
-        cts = [to_device(rng.standard_normal(l.shape), l.dtype) for l in leaves]
+        cts = [to_device(rng.standard_normal(l.shape), l.dtype) if floating(l) else float0_like(l)
+               for l in leaves]
         return jax.tree.unflatten(tree, cts), "random normal"
     if jax.tree.structure(cotangent) != jax.tree.structure(out):
         raise ValueError(f"check: cotangent must have the output's tree {tree_text(out)}, "
@@ -134,7 +147,7 @@ def make_cotangent(cotangent, out, rng):
         if tuple(np.shape(c)) != tuple(v.shape):
             raise ValueError(f"check: cotangent{jax.tree_util.keystr(path)} must have the output's "
                              f"shape {tuple(v.shape)}, got {tuple(np.shape(c))}")
-        cts.append(to_device(c, v.dtype))
+        cts.append(to_device(c, v.dtype) if floating(v) else float0_like(v))
     return jax.tree.unflatten(jax.tree.structure(out), cts), "given"
 
 
