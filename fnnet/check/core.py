@@ -8,17 +8,22 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.check import independence, nondiff as _nd, replay as _replay
+from fnnet.check.evaluate import evaluate, lowp_note
 from fnnet.check.compare import RTOL_FD, compare, eps, local_floor, rtol as dtype_rtol
 from fnnet.check.fd import FiniteDifferences
 from fnnet.check.fdcompare import block_size
+from fnnet.check.hull import within_hull
 from fnnet.check.kinks import cross_primal_row
+from fnnet.check.smoothness import autodiff_kink
 from fnnet.check.xla import jit_options, options_for
-from fnnet.check.inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
+from fnnet.check.inputs import (Leaf, as_primal, call_reference, make_cotangent, match_hand,
                                  primal_names, rng_for, x64_context)
 from fnnet.check.report import Report, Row
 from fnnet.check.rows import fd_row, majority_fn, oracle_row, stopped_rows
+from fnnet.check.verdict import Evidence, Status, decide
 
 MODES = ("auto", "directional", "full")
+LOW_PRECISION_ROUNDINGS = 8   # eps of a coarser internal dtype allowed between the rule and jax.vjp
 
 
 def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nondiff=(), mode="auto",
@@ -104,7 +109,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
             _cache_key = None if extra is None else (_cache_key, tuple(nd_pos), extra)
         for i in nd_pos:
             kind = "nondiff=" if why[i] == "nondiff=" else "not floating"
-            nd_rows.append(Row(names[i], "held fixed", "nondiff", "n/a",
+            nd_rows.append(Row(names[i], "held fixed", "nondiff", Status.NA,
                                note=f"non-differentiable ({kind}): passed unchanged to fun, the vjp and "
                                     f"every witness, never perturbed or compared"))
         fun, primals, names = fun_d, tuple(primals[i] for i in diff_pos), tuple(names[i] for i in diff_pos)
@@ -148,14 +153,16 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
             traced = jax.make_jaxpr(oracle_fun or fun)(*primals).jaxpr
             rules, options = independence.custom_rules(traced), options_for(traced)
             stops = independence.stop_gradients(traced)
+            finest = max((np.dtype(l.dtype) for l in jax.tree.leaves(primals)), key=lambda d: -eps(d))
+            lowp = independence.low_precision(traced, finest)
         except Exception:
-            rules, options, stops = [], jit_options(oracle_fun or fun, *primals), 0
+            rules, options, stops, lowp = [], jit_options(oracle_fun or fun, *primals), 0, []
         ct, ct_text = make_cotangent(cotangent, out, rng_for(key, 0))
-        y, hand_out, by_jax, flags = _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule)
+        y, hand_out, by_jax, flags = evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule)
         coarse = any(l.dtype != np.float64 for l in leaves)
-        rep64 = (_replay.run(lambda p, c: _evaluate(fun, hand, oracle_fun, p, c, jit, options, rule),
+        rep64 = (_replay.run(lambda p, c: evaluate(fun, hand, oracle_fun, p, c, jit, options, rule),
                              primals, ct, leaves, not rules)
-                 if coarse and float64_replay and user_rtol is None and user_atol is None else None)
+                 if coarse and float64_replay and user_rtol is None and user_atol is None and not lowp else None)
         by_jax64 = (rep64.jax if rep64 is not None and rep64.jax is not None else
                     _replay.leaf_dict(_replay.run_jax(oracle_fun or fun, primals, ct), leaves)
                     if coarse and reference is not None and not rules else None)
@@ -167,11 +174,11 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
     rows, hand_leaf, skip = match_hand(hand_out, primals, names, leaves, title, rule)
     for name, nonzero in flags.items():
         if any(bool(np.asarray(f)) for f in nonzero):
-            rows.append(Row(name, "structure", "structure", "FAIL",
+            rows.append(Row(name, "structure", "structure", Status.FAIL,
                             note="the hand-written vjp returned a non-zero cotangent for this "
                                  "non-differentiable input (expected None, float0 or zeros)"))
     by_ref = call_reference(reference, primals, ct, names, leaves) if reference is not None else None
-    fd = FiniteDifferences(fun, primals, ct, step, cache_key, options) if offset else None
+    fd = FiniteDifferences(fun, primals, ct, step, cache_key, options) if offset and not lowp else None
     jax_leaves = dict(zip([l.name for l in leaves], (np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax))))
     if len(jax_leaves) != len(leaves):  # jax.vjp always matches; guard against odd custom pytrees
         raise RuntimeError("check: jax.vjp returned a different number of leaves than the primals have")
@@ -185,7 +192,11 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
             per_element.add(leaf.name)
             spent += leaf.size
     rngs = {leaf.name: rng_for(key, 1, k) for k, leaf in enumerate(leaves)}
-    rt_of = lambda l: user_rtol if user_rtol is not None else dtype_rtol(max((l.dtype, hand_leaf[l.name][1]), key=eps))
+    # a fun computing in a coarser dtype inside: the rule and jax.vjp round there too, each
+    # where it casts, so they agree to a few of that dtype's eps, not to the primals'
+    low_tol = max([LOW_PRECISION_ROUNDINGS * eps(d) for d in lowp], default=0.0)
+    rt_of = lambda l: user_rtol if user_rtol is not None else max(
+        low_tol, dtype_rtol(max((l.dtype, hand_leaf[l.name][1]), key=eps)))
     rtfd_of = lambda l: user_rtol if user_rtol is not None else max(RTOL_FD, rt_of(l))
     blocks = {l.name: block_size(l.size, rtfd_of(l), detect) for l in leaves if l.name in hand_leaf}
     if fd is not None:   # all finite differences of the check in one go (fewest padded chunks)
@@ -219,8 +230,10 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
                                                np.full(len(idx), rt_fd * scale + 2 * fd.noise(tmin))
                                                + np.broadcast_to(np.asarray(floor, np.float64), leaf.shape)
                                                .reshape(-1)[idx], rt_fd, rngs[leaf.name])
-            jumps = lambda sub: fd.autodiff_kink(leaf.offset + bad[sub], scale)
-            return dict(lo=np.minimum(f, b), hi=np.maximum(f, b), tol=tol, central=c, joint=joint, jumps=jumps)
+            jumps = lambda sub: autodiff_kink(fd, leaf.offset + bad[sub], scale)
+            hull = lambda sub, values: within_hull(fd, leaf.offset + bad[sub], values, tol[sub], rngs[leaf.name])
+            return dict(lo=np.minimum(f, b), hi=np.maximum(f, b), tol=tol, central=c, joint=joint, jumps=jumps,
+                        hull=hull)
 
         adj = adjudicate if fd is not None else None
         ref = None if by_ref is None else by_ref[leaf.name]
@@ -230,26 +243,32 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         jax_allowed = res["tol"] * max(np.abs(h[np.isfinite(h)]).max(initial=0.0),
                                        np.abs(j[np.isfinite(j)]).max(initial=0.0)) if independent else -1.0
         if by_ref is None:
-            rows.append(Row(leaf.name, "reference", "reference", "n/a", note=ref_note))
+            rows.append(Row(leaf.name, "reference", "reference", decide(Evidence(present=False)), note=ref_note))
         else:
             yard = None if not independent else (j, dtype) if by_jax64 is None else (j, dtype, by_jax64[leaf.name])
             res_r = compare(h, ref, rt, floor, adj, yardstick=yard)
             rows.append(oracle_row(leaf.name, "reference", "reference", res_r, True, []))
         if fd is not None and leaf.name in per_element:
             per_element_leaves.append((leaf, h, rt_fd, floor))
+        if lowp:
+            rows.append(Row(leaf.name, "finite diff", "fd", decide(Evidence(present=False)), note=lowp_note(lowp)))
         if fd is not None:
             rows.append(fd_row(fd, leaf, h, j, rt_fd, floor, jax_allowed, dtype, leaf.name in per_element,
                                directions, blocks[leaf.name], localize_max, rngs[leaf.name], independent))
-        if stops and independent:
-            rows[:] = stopped_rows(rows, leaf.name)
-        # the replay speaks only where the check's own dtype saw nothing wrong with the leaf
-        if (rep64 is not None and leaf.name in rep64.hand and (fd is not None or by_ref is not None or independent)
-                and not any(r.status == "FAIL" for r in rows if r.primal == leaf.name)):
+        if independent:
+            rows[:] = stopped_rows(rows, leaf.name, stops)
+        # the replay adds rows only where the check's own dtype saw nothing wrong with the leaf;
+        # where it did, the replay says whether the failure is the coarse dtype's alone
+        if rep64 is not None and leaf.name in rep64.hand and (fd is not None or by_ref is not None or independent):
             floor64 = local_floor(np.float64, flat_primals[k].reshape(leaf.shape), outputs, other_max)
-            rows.extend(_replay.judge(leaf, rep64.hand[leaf.name], rep64.jax[leaf.name] if rep64.jax else None,
-                                      ref, fd, adjudicate, floor64, independent,
-                                      (leaf.name in per_element, directions, blocks[leaf.name], localize_max,
-                                       rngs[leaf.name]), stops if independent else 0))
+            found = _replay.judge(leaf, rep64.hand[leaf.name], rep64.jax[leaf.name] if rep64.jax else None,
+                                  ref, fd, adjudicate, floor64, independent,
+                                  (leaf.name in per_element, directions, blocks[leaf.name], localize_max,
+                                   rngs[leaf.name]), stops if independent else 0)
+            if any(r.status == "FAIL" for r in rows if r.primal == leaf.name):
+                rows[:] = _replay.explain(rows, leaf.name, dtype, failed64=bool(found))
+            else:
+                rows.extend(found)
 
     joint = cross_primal_row(fd, per_element_leaves, rng_for(key, 5)) if fd is not None else None
     if joint is not None:
@@ -265,37 +284,10 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         fd_text += (f"; directional leaves add block directions: a single entry off by more than "
                     f"rtol × block (>= {detect:g}) × the block's mean |hand·max(1, |x|)| is always caught")
     header = f"primals {'/'.join(dtypes)}; cotangent {cotangent_text or ct_text}; {fd_text}"
+    if lowp:
+        header += (f"; fun computes in {'/'.join(lowp)} inside: judged against jax.vjp (and the reference) "
+                   f"at {low_tol:.2g} relative, not by finite differences, not replayed in float64")
     if rep64 is not None:
         header += ("; the rule also replayed in float64 and judged at float64's tolerances" +
                    (f" (not replayed: {rep64.why})" if rep64.why else ""))
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
-
-
-def _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule="the hand-written vjp"):
-    """(y, hand-written cotangents, jax.vjp's cotangents, nondiff flags), by default in one
-    jitted call. jax.vjp is of oracle_fun when given (second order), else of fun."""
-    def hand_written(primals, ct):
-        try:
-            return hand(primals, ct)
-        except Exception as e:
-            raise annotate(e, rule)
-
-    def both(primals, ct):
-        if oracle_fun is None:
-            y, pullback = jax.vjp(fun, *primals)
-        else:
-            y, (_, pullback) = fun(*primals), jax.vjp(oracle_fun, *primals)
-        h, flags = hand_written(primals, ct)
-        return y, h, pullback(ct), flags
-
-    if not jit:
-        return both(primals, ct)
-    try:
-        return jax.jit(both, compiler_options=options)(primals, ct)
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-            jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError):
-        return both(primals, ct)   # value-dependent Python in the vjp: it only runs eagerly
-    except TypeError as e:
-        if "not a valid JAX type" not in str(e):
-            raise
-        return both(primals, ct)   # the vjp returned non-arrays (None, strings): let the checks name it

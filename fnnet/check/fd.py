@@ -23,7 +23,6 @@ A direction u (standard normal) is scaled elementwise the same way, v_i = u_i·m
 from __future__ import annotations
 
 import collections
-import math
 
 import jax
 import jax.numpy as jnp
@@ -94,6 +93,13 @@ class FiniteDifferences:
         # Autodiff of g at a batch of points: only to tell whether the derivative map jumps at
         # an element (see compare_per_element); compiled on first use.
         self._g = g
+
+        def terms(flat, ct):     # ct ⊙ y per output element, flattened: g's pieces (fnnet.check.hull)
+            y = fun(*unravel(flat))
+            parts = jax.tree.leaves(jax.tree.map(lambda c, v: (c * v.astype(jnp.float64)).reshape(-1), ct, y))
+            return jnp.concatenate(parts) if parts else jnp.zeros(0)
+        self._terms = terms
+        self._terms_rows = None
         self._grad_rows = None
         self._elements = {}      # flat index -> (central, forward, backward, smallest step)
         self._directions = {}    # offset -> dict (see directional)
@@ -247,8 +253,9 @@ class FiniteDifferences:
         vc = ((xp - self.flat0[None, :]) + (self.flat0[None, :] - xm)) / (2 * t)
         return dict(vc=vc, forward=(gp - self.g0) / t, backward=(self.g0 - gm) / t, t=t)
 
-    def _derivatives_around(self, flat_idx):
-        """[3, n]: autodiff's derivative of g along e_i at x, x + t·e_i and x - t·e_i."""
+    def derivatives_around(self, flat_idx):
+        """[3, n]: autodiff's derivative of g along e_i at x, x + t·e_i and x - t·e_i
+        (t the per-element step); fnnet.check.smoothness reads them."""
         flat_idx = np.asarray(flat_idx, np.int64)
         if self._grad_rows is None:
             grad = jax.grad(lambda flat, ct: self._g(flat, ct)[0])
@@ -266,26 +273,19 @@ class FiniteDifferences:
                 out.append(grads[np.arange(len(i)), i])
         return np.concatenate(out).reshape(3, -1)
 
-    def derivative_jumps(self, flat_idx, tol):
-        """Per index: does jax's derivative of g along e_i at x differ from its value at
-        x + t·e_i or at x - t·e_i by more than tol? True marks a non-smooth point of some
-        intermediate (an input exactly at a kink), where a convention like relu'(0) = 0 need
-        not equal the composite's derivative even when the composite is smooth."""
-        d = self._derivatives_around(flat_idx)
-        return (np.abs(d[1] - d[0]) > tol) | (np.abs(d[2] - d[0]) > tol)
-
-    def autodiff_kink(self, flat_idx, scale):
-        """Per index: is x a point where autodiff's derivative along e_i is not the smooth
-        continuation of its neighbours'? The second difference d(x+t) - 2·d(x) + d(x-t) of a
-        smooth derivative is of order |g'''|·t² (1e-12 relative for t = 1e-6); at a kink, a
-        guard or a tie convention it is the size of the jump itself, whatever the element's
-        magnitude (a tiny cotangent makes the jump tiny, not smooth). scale: the leaf's scale,
-        for the floor. NaN derivatives are no evidence (False)."""
-        d = self._derivatives_around(flat_idx)
-        with np.errstate(invalid="ignore"):
-            second = np.abs(d[1] - 2 * d[0] + d[2])
-            floor = 1e-3 * np.abs(d[1] - d[2]) + 1e-9 * np.abs(d).sum(0) + 1e-10 * scale
-            return np.isfinite(second) & (second > floor)
+    def terms_at(self, rows):
+        """ct ⊙ fun(point) per output element [n, n_out] at whole points rows [n, P] (float64)."""
+        if self._terms_rows is None:
+            self._terms_rows = jax.jit(jax.vmap(self._terms, in_axes=(0, None)), compiler_options=self._options)
+        out = []
+        with jax.enable_x64(True):
+            for s in range(0, len(rows), self.batch):
+                r = rows[s:s + self.batch]
+                pad = self.batch - len(r)
+                pts = to_device(np.concatenate([r, np.broadcast_to(self.flat0, (pad, r.shape[1]))]))
+                out.append(np.asarray(self._terms_rows(pts, self.ct64))[:len(r)])
+        self.evaluations += len(rows)
+        return np.concatenate(out)
 
     def noise(self, t):
         """Rounding noise bound of a central difference quotient with step t (see _check_compare)."""

@@ -13,7 +13,9 @@ from __future__ import annotations
 import numpy as np
 
 from fnnet.check.compare import summarize, yardstick_allowance
+from fnnet.check.hull import within_hull
 from fnnet.check.kinks import joint_test
+from fnnet.check.smoothness import derivative_jumps
 
 MAX_BLOCKS = 256     # block directions per leaf at most (the block grows past that)
 
@@ -78,7 +80,10 @@ def compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype, rng, su
     accepted = inside | (agree & kink)
     rest = np.flatnonzero(agree & ~kink & (diff > allowed + yard))
     if rest.size:
-        accepted[rest] = fd.derivative_jumps(leaf.offset + sub[rest], tol1[rest])
+        accepted[rest] = derivative_jumps(fd, leaf.offset + sub[rest], tol1[rest])
+    crossed = np.flatnonzero(kink & ~accepted)       # outside the bracket: several kinks at once?
+    if crossed.size:
+        accepted[crossed] = within_hull(fd, leaf.offset + sub[crossed], hs[crossed], tol1[crossed], rng)
     notes = []
     if inside.sum() >= 2:
         ok, text = joint_test(fd, leaf.offset, sub[inside], hs[inside], tol1[inside], rt_fd, rng)

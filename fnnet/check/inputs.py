@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.check.report import Row
+from fnnet.check.verdict import Status
 
 
 @dataclasses.dataclass(frozen=True)
@@ -188,7 +189,7 @@ def match_hand(hand, primals, names, leaves, title="check", rule="the hand-writt
     rows, hand_leaf, skip = [], {}, set()
     for i, (n, prim, h) in enumerate(zip(names, primals, hand)):
         if jax.tree.structure(h) != jax.tree.structure(prim):
-            rows.append(Row(n, "structure", "structure", "FAIL",
+            rows.append(Row(n, "structure", "structure", Status.FAIL,
                             note=f"the hand-written cotangent's tree is {tree_text(h)}, expected "
                                  f"{tree_text(prim)} (the primal's tree)"))
             skip.update(l.name for l in leaves if l.primal == i)
@@ -197,13 +198,13 @@ def match_hand(hand, primals, names, leaves, title="check", rule="the hand-writt
             got_shape = tuple(np.shape(v))
             got_dtype = np.dtype(getattr(v, "dtype", np.asarray(v).dtype))
             if got_shape != leaf.shape:
-                rows.append(Row(leaf.name, "structure", "structure", "FAIL",
+                rows.append(Row(leaf.name, "structure", "structure", Status.FAIL,
                                 note=f"the hand-written cotangent has shape {got_shape}, expected "
                                      f"{leaf.shape} (the primal's shape){shape_hint(got_shape, leaf.shape)}"))
                 skip.add(leaf.name)
                 continue
             if got_dtype != leaf.dtype:
-                rows.append(Row(leaf.name, "structure", "structure", "FAIL",
+                rows.append(Row(leaf.name, "structure", "structure", Status.FAIL,
                                 note=f"the hand-written cotangent has dtype {got_dtype}, expected "
                                      f"{leaf.dtype} (the primal's; fnnet never changes precision silently)"))
             hand_leaf[leaf.name] = (np.asarray(v, np.float64), np.dtype(got_dtype))

@@ -24,6 +24,7 @@ from fnnet.check.compare import RTOL_FD, ROUNDINGS, compare, eps, rtol as dtype_
 from fnnet.check.core import check_vjp
 from fnnet.check.inputs import primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
+from fnnet.check.verdict import Status
 from fnnet.check.rows import oracle_row
 
 
@@ -91,14 +92,14 @@ def _forward_row(f, primals, user_rtol):
         for a, b in zip(jax.tree.leaves(y_fwd), jax.tree.leaves(y_fun)):
             a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
             if a64.shape != b64.shape:
-                return Row("fwd output", "f.fun", "forward", "FAIL",
+                return Row("fwd output", "f.fun", "forward", Status.FAIL,
                            note=f"fwd returns shape {a64.shape}, f.fun {b64.shape}")
             rt = user_rtol if user_rtol is not None else dtype_rtol(np.asarray(a).dtype)
             res = compare(a64, b64, rt, ROUNDINGS * eps(np.asarray(a).dtype) * np.abs(b64))
             if worst is None or not res["ok"]:
                 worst = res
     if worst is None:
-        return Row("fwd output", "f.fun", "forward", "n/a", note="no output leaves")
+        return Row("fwd output", "f.fun", "forward", Status.NA, note="no output leaves")
     return oracle_row("fwd output", "f.fun", "forward", worst, True, [])
 
 
@@ -218,7 +219,7 @@ def _primal_row(name, results, o, user_rtol):
         a = np.asarray(jax.tree.leaves(y)[o])
         a64, b64 = a.astype(np.float64), np.asarray(jax.tree.leaves(y_fun)[o], np.float64)
         if a64.shape != b64.shape:
-            return Row(yname, "fun (primal output)", "forward", "FAIL",
+            return Row(yname, "fun (primal output)", "forward", Status.FAIL,
                        note=f"the rule's primal output has shape {a64.shape}, fun's {b64.shape}")
         rt = user_rtol if user_rtol is not None else dtype_rtol(a.dtype)
         res = compare(a64, b64, rt, ROUNDINGS * eps(a.dtype) * np.where(np.isfinite(b64), np.abs(b64), 0.0))

@@ -27,6 +27,8 @@ sided quotients carry, plus the quotients' rounding noise.
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 CHUNK = 64
@@ -108,9 +110,13 @@ def cross_primal_row(fd, checked, rng):
     """A failed Row when the kink acceptances of different leaves are not jointly a
     subgradient (across_leaves), else None. checked: [(leaf, hand [leaf.shape], rt_fd,
     floor)] for the leaves compared per element; a leaf's elements at a genuine kink
-    (one-sided differences apart) with the hand value between them take part."""
+    (one-sided differences apart) with the hand value between them take part, jointly with
+    the elements at the same position of same-shaped leaves (elementwise ties between
+    primals); kinks of leaves of other shapes are unrelated pieces (a network's layers),
+    whose joint directions would cross several kinks of mixed kinds at once."""
     from fnnet.check.report import Row
-    parts, names = [], []
+    from fnnet.check.verdict import Status
+    by_shape = {}
     for leaf, h, rt_fd, floor in checked:
         idx = np.arange(leaf.size)
         c, f, b, tmin = fd.per_element(leaf.offset + idx)
@@ -123,12 +129,23 @@ def cross_primal_row(fd, checked, rng):
         with np.errstate(invalid="ignore"):
             at = fin & (hi - lo > tol) & (hv >= lo - tol) & (hv <= hi + tol)
         if at.any():
-            parts.append((leaf.offset, idx[at], hv[at], tol[at]))
-            names.append(leaf.name)
-    if len(parts) < 2:
-        return None
-    ok, text = across_leaves(fd, parts, max(r for _, _, r, _ in checked), rng)
-    if ok:
-        return None
-    return Row(names[0], f"finite diff (kinks of {', '.join(names)} jointly)", "fd", "FAIL",
-               note=f"across primals: {text}")
+            by_shape.setdefault(leaf.shape, []).append((leaf.name, leaf.offset, idx[at], hv[at], tol[at]))
+    rt = max([r for _, _, r, _ in checked], default=0.0)
+    for group in by_shape.values():
+        # elements at the same position of same-shaped leaves (a[i] and b[i] of maximum(a, b)):
+        # moving them together crosses their shared tie, not unrelated kinks of other shapes
+        counts = collections.Counter(i for *_, idx, _, _ in group for i in idx.tolist())
+        shared = {i for i, c in counts.items() if c >= 2}
+        parts, names = [], []
+        for name, off, idx, hv, tol in group:
+            keep = np.isin(idx, list(shared))
+            if keep.any():
+                parts.append((off, idx[keep], hv[keep], tol[keep]))
+                names.append(name)
+        if len(parts) < 2:
+            continue
+        ok, text = across_leaves(fd, parts, rt, rng)
+        if not ok:
+            return Row(names[0], f"finite diff (kinks of {', '.join(names)} jointly)", "fd", Status.FAIL,
+                       note=f"across primals: {text}")
+    return None

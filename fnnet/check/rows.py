@@ -8,6 +8,7 @@ import numpy as np
 from fnnet.check import independence
 from fnnet.check.fdcompare import BISECT_ABOVE, bisect_blocks, compare_directional, compare_per_element
 from fnnet.check.report import Row, value_text
+from fnnet.check.verdict import Evidence, Status, decide, stop_gradient_surrogate
 
 _UNRESOLVED = ("inconclusive: the whole leaf is below what float64 differences resolve "
                "(tol > 1); the other oracles judge it")
@@ -47,7 +48,7 @@ def majority_fn(adjudicate, h, other, rt, floor, oracle):
             fd_ok &= tol <= 0.1 * leaf_scale(c, hi - lo)
             # Where both lie within the differences' tolerance, they cannot tell the two apart;
             # but at a point where autodiff's own derivative jumps (its value there is a
-            # convention of a kink or a guard, fnnet.check.fd.derivative_jumps) its disagreement
+            # convention of a kink or a guard, fnnet.check.smoothness) its disagreement
             # with a rule that agrees with the differences is no evidence against the rule
             tied = np.flatnonzero(agrees(hv) & agrees(jv) & (hv != jv))
             if tied.size and a.get("jumps") is not None:
@@ -65,7 +66,8 @@ def majority_fn(adjudicate, h, other, rt, floor, oracle):
 def oracle_row(name, oracle, kind, res, independent, rules, shape=None, hand=None, other=None):
     """Row of the hand-written leaf vs jax.vjp or the reference (compare's result)."""
     notes = list(res.get("notes", []))
-    status = "ok" if res["ok"] else "FAIL"
+    status = decide(Evidence(independent=independent, within_tolerance=res["ok"],
+                             outvoted=len(res.get("overruled") or [])))
     if res.get("overruled"):
         at, hv, ov, cv = res.get("overruled_first") or (res["overruled"][0], np.nan, np.nan, np.nan)
         notes.append(f"{oracle} disagrees with finite differences at {len(res['overruled'])} element(s) "
@@ -75,7 +77,6 @@ def oracle_row(name, oracle, kind, res, independent, rules, shape=None, hand=Non
                      f"(a max/min tie, sqrt at 0, a numerically stable rewrite)" +
                      ("; the hand-written rule passes, outvoted oracle shown as a warning" if res["ok"] else
                       "; outvoted there, but the rule fails elsewhere on this row (see its worst index)"))
-        status = "warn" if res["ok"] else status
     if res.get("nonfinite") and res["worst_index"] is not None:
         a, e = res["actual"], res["expected"]
         side = "hand-written" if not np.isfinite(a) else oracle
@@ -83,7 +84,6 @@ def oracle_row(name, oracle, kind, res, independent, rules, shape=None, hand=Non
                      f"{res['worst_index']} (hand-written {value_text(a)}, {oracle} {value_text(e)}); "
                      f"{len(res['nonfinite'])} non-finite disagreement(s)")
     if not independent:
-        status = "info"
         notes.insert(0, independence.note(rules) + ("" if res["ok"] else
                      "; it differs from the vjp given here, so that vjp is not the rule inside fun"))
     return Row(name, oracle, kind, status, res["max_abs_err"], res["rel_err"], res["worst_index"],
@@ -91,7 +91,7 @@ def oracle_row(name, oracle, kind, res, independent, rules, shape=None, hand=Non
 
 
 def _row(name, oracle, res, notes):
-    return Row(name, oracle, "fd", "ok" if res["ok"] else "FAIL", res["max_abs_err"], res["rel_err"],
+    return Row(name, oracle, "fd", decide(Evidence(within_tolerance=res["ok"])), res["max_abs_err"], res["rel_err"],
                res["worst_index"], res["tol"], res["kinks"], "; ".join(n for n in notes if n),
                res.get("actual"), res.get("expected"))
 
@@ -139,21 +139,16 @@ def fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype, full, directions, bl
     return _row(leaf.name, "finite diff (per element)", local, [note, nonfinite_note(local), *local["notes"]])
 
 
-def stopped_rows(rows, name):
-    """fun stops a gradient (independence.stop_gradients): where the rule agrees with
-    jax.vjp (and the reference) and only finite differences disagree, they measured the
-    function's own derivative, not the surrogate stop_gradient defines: a warning, not a
-    failure. A rule that disagrees with jax.vjp still fails on that row."""
-    mine = [r for r in rows if r.primal == name]
-    if not any(r.kind == "fd" and r.status == "FAIL" for r in mine):
-        return rows
-    if not all(r.status in ("ok", "n/a", "warn") for r in mine if r.kind in ("jax", "reference")):
-        return rows
-    if not any(r.kind == "jax" and r.status == "ok" for r in mine):
+def stopped_rows(rows, name, stops):
+    """fun stops a gradient (independence.stop_gradients): the leaf rule
+    verdict.stop_gradient_surrogate turns its finite-difference failures into warnings that
+    say why. A rule that disagrees with jax.vjp still fails on that row."""
+    mine = [(r.kind, r.status) for r in rows if r.primal == name]
+    if not stop_gradient_surrogate(mine, stops):
         return rows
     note = ("fun contains stop_gradient: finite differences see the function's own derivative, "
             "while jax.vjp and the hand-written rule (which agree) give the surrogate gradient "
             "stop_gradient defines; shown as a warning. If the surrogate was not meant, the "
             "stop_gradient is the bug")
-    return [dataclasses.replace(r, status="warn", note="; ".join(filter(None, [note, r.note])))
-            if r.primal == name and r.kind == "fd" and r.status == "FAIL" else r for r in rows]
+    return [dataclasses.replace(r, status=Status.WARN, note="; ".join(filter(None, [note, r.note])))
+            if r.primal == name and r.kind == "fd" and r.status == Status.FAIL else r for r in rows]
