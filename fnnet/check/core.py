@@ -28,9 +28,7 @@ LOW_PRECISION_ROUNDINGS = 8   # eps of a coarser internal dtype allowed between 
 
 def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nondiff=(), mode="auto",
               names=None, directions=4, detect=1e-3, full_max=2000, full_budget=1024, localize_max=50_000,
-              step=1e-6, rtol=None, atol=None, jit=True, float64_replay=True, title=None, _cache_key=None,
-              _cotangent_text=None,
-              _oracle_fun=None, _oracle_text="jax.vjp", _rule="the hand-written vjp"):
+              step=1e-6, rtol=None, atol=None, jit=True, float64_replay=True, title=None):
     """Compare a hand-written vjp with jax.vjp, an optional reference and finite differences.
 
     fun(*primals) -> y: pure JAX (y an array or pytree of floating arrays).
@@ -67,6 +65,20 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     Returns a Report; never raises for a wrong answer (raise_if_failed() does), but raises
     ValueError/TypeError when the vjp's output cannot be matched to the primals at all.
     """
+    return run_check(fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference, nondiff=nondiff,
+                     mode=mode, names=names, directions=directions, detect=detect, full_max=full_max,
+                     full_budget=full_budget, localize_max=localize_max, step=step, rtol=rtol, atol=atol,
+                     jit=jit, float64_replay=float64_replay, title=title)
+
+
+def run_check(fun, vjp, *primals, cotangent=None, key=None, reference=None, nondiff=(), mode="auto",
+              names=None, directions=4, detect=1e-3, full_max=2000, full_budget=1024, localize_max=50_000,
+              step=1e-6, rtol=None, atol=None, jit=True, float64_replay=True, title=None, cache_key=None,
+              cotangent_text=None, oracle_fun=None, oracle_text="jax.vjp", rule="the hand-written vjp"):
+    """check_vjp with what fnnet's own wrappers add: cache_key (a hashable name of a pure fun,
+    so repeated checks share one compiled finite-difference program), cotangent_text (the
+    header's words for a given cotangent), oracle_fun/oracle_text (jax.vjp of another
+    function than fun: second order), rule (the rule's name in messages)."""
     if mode not in MODES:
         raise ValueError(f"check: mode must be one of {MODES}, got {mode!r}")
     if not primals:
@@ -75,7 +87,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     nd_pos, why = _nd.positions(nondiff, names, primals)
     n = len(primals)
     hand = lambda p, ct: (vjp(*p, ct), {})
-    oracle_fun, nd_rows = _oracle_fun, []
+    oracle_fun_d, nd_rows = oracle_fun, []
     if nd_pos:
         diff_pos = [i for i in range(n) if i not in why]
         if not diff_pos:
@@ -90,12 +102,12 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
         # arrays held fixed become jax arrays now, under the user's x64 setting (int64 ids turn
         # int32 with x64 off, as jax would make them): the float64 finite differences run under
         # x64 and must see the same dtypes as every other witness
-        fixed = {i: jax.tree.map(_as_fixed, primals[i]) for i in nd_pos}
+        fixed = {i: jax.tree.map(_nd.as_fixed, primals[i]) for i in nd_pos}
         full = lambda dp: _nd.merge(dp, diff_pos, fixed, n)
         fun_d = lambda *dp, fun=fun: fun(*full(dp))
-        hand = lambda dp, ct, names=names: _nd.pick(vjp(*full(dp), ct), n, diff_pos, nd_pos, names, _rule)
-        if _oracle_fun is not None:
-            oracle_fun = lambda *dp: _oracle_fun(*full(dp))
+        hand = lambda dp, ct, names=names: _nd.pick(vjp(*full(dp), ct), n, diff_pos, nd_pos, names, rule)
+        if oracle_fun is not None:
+            oracle_fun_d = lambda *dp: oracle_fun(*full(dp))
         if callable(reference) or (isinstance(reference, tuple) and reference[0] is not None):
             ref_fn, ref_why = reference if isinstance(reference, tuple) else (reference, "")
             fixed64 = {i: jax.tree.map(lambda a: np.asarray(a) if hasattr(a, "shape") else a, v)
@@ -104,9 +116,9 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
             reference = (lambda *dp64, names=names: _nd.pick(
                 ref_fn(*_nd.merge(dp64[:-1], diff_pos, fixed64, n), dp64[-1]),
                 n, diff_pos, nd_pos, names, "the reference")[0], ref_why)
-        if _cache_key is not None:
+        if cache_key is not None:
             extra = _nd.hashable_values([primals[i] for i in nd_pos])
-            _cache_key = None if extra is None else (_cache_key, tuple(nd_pos), extra)
+            cache_key = None if extra is None else (cache_key, tuple(nd_pos), extra)
         for i in nd_pos:
             kind = "nondiff=" if why[i] == "nondiff=" else "not floating"
             nd_rows.append(Row(names[i], "held fixed", "nondiff", Status.NA,
@@ -114,18 +126,11 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
                                     f"every witness, never perturbed or compared"))
         fun, primals, names = fun_d, tuple(primals[i] for i in diff_pos), tuple(names[i] for i in diff_pos)
     report = _check(fun, hand, primals, names, cotangent, key, reference, mode, directions, detect,
-                    full_max, full_budget, localize_max, step, rtol, atol, jit, title, _cache_key,
-                    _cotangent_text, oracle_fun, _oracle_text, _rule, float64_replay)
+                    full_max, full_budget, localize_max, step, rtol, atol, jit, title, cache_key,
+                    cotangent_text, oracle_fun_d, oracle_text, rule, float64_replay)
     if nd_rows:
         report = Report(report.title, tuple(nd_rows) + report.rows, report.header, report.seconds)
     return report
-
-
-def _as_fixed(leaf):
-    if isinstance(leaf, np.ndarray) or (hasattr(leaf, "dtype") and hasattr(leaf, "shape")
-                                        and not isinstance(leaf, jax.Array)):
-        return jnp.asarray(leaf)
-    return leaf
 
 
 def _check(fun, hand, primals, names, cotangent, key, reference, mode, directions, detect, full_max,
