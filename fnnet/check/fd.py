@@ -273,6 +273,21 @@ class FiniteDifferences:
                 out.append(grads[np.arange(len(i)), i])
         return np.concatenate(out).reshape(3, -1)
 
+    def spread_at(self, flat_idx, fraction):
+        """Per index: forward - backward quotient with the per-element step times `fraction`
+        (fnnet.check.fdcompare: a smooth function's spread is g''·t, proportional to the step;
+        a kink's is not)."""
+        flat_idx = np.asarray(flat_idx, np.int64).reshape(-1)
+        x = self.flat0[flat_idx]
+        t = fraction * self.step * np.maximum(1.0, np.abs(x))
+        xp, xm = x + t, x - t
+        if self.g0 is None:
+            self.prefetch([], [])
+        g = self._eval(idx=np.concatenate([flat_idx, flat_idx]), vals=np.concatenate([xp, xm]))
+        gp, gm = g[:flat_idx.size], g[flat_idx.size:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (gp - self.g0) / (xp - x) - (self.g0 - gm) / (x - xm)
+
     def terms_at(self, rows):
         """ct ⊙ fun(point) per output element [n, n_out] at whole points rows [n, P] (float64)."""
         if self._terms_rows is None:

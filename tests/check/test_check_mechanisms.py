@@ -248,3 +248,17 @@ def test_float32_only_failures_are_called_precision_problems():
     wrong = lambda x, ct: (ct * 2.01 * x,)
     rep = check.check_vjp(fun, wrong, x)
     assert not rep.ok and all("math bug" in r.note for r in rep.failures), str(rep)
+
+
+def test_a_coarse_step_on_a_smooth_function_is_not_called_a_kink():
+    x = np.linspace(-1.0, 1.0, 6)
+    fun = lambda x: jnp.exp(3.0 * x)
+    good = lambda x, ct: (3.0 * jnp.exp(3.0 * x) * ct,)
+    rep = check.check_vjp(fun, good, x, step=1e-3, mode="full")
+    assert rep.ok, str(rep)
+    (fd,) = rep.rows_for("x", "fd")
+    assert fd.kinks == 0 and "kink" not in str(rep).split("result:")[0].split("\n[")[0], str(rep)
+    relu = lambda x: jnp.maximum(x, 0.0)
+    x0 = np.array([0.0, 0.5, -0.5, 0.0])
+    rep = check.check_vjp(relu, lambda x, ct: ((x > 0) * ct,), x0, step=1e-3, mode="full")
+    assert rep.ok and rep.rows_for("x", "fd")[0].kinks == 2, str(rep)
