@@ -35,6 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet import check as _check
+from fnnet.check.report import failure_text
 
 INPUTS = ("normal", "kinks", "saturated")
 STEP = 1e-6
@@ -156,15 +157,49 @@ def _accepts(layer, in_shape):
 
 
 def assert_layer_correct(layer, in_shape, **kwargs):
-    """Run every case of layer_cases(layer, in_shape, **kwargs); AssertionError listing each
-    failing case with its full report."""
-    failures = []
-    for case in layer_cases(layer, in_shape, **kwargs):
-        report = case.run()
-        if not report.ok:
-            failures.append(f"--- {case}\n{report}")
-    if failures:
-        raise AssertionError(f"fnnet.testing: {len(failures)} case(s) failed for {layer}:\n" + "\n".join(failures))
+    """Run every case of layer_cases(layer, in_shape, **kwargs); AssertionError (battery_summary)
+    when any fails: one line per leaf over the cases first, then each failing case on a line,
+    then the worst case's table only."""
+    cases = layer_cases(layer, in_shape, **kwargs)
+    reports = [(case, case.run()) for case in cases]
+    if not all(r.ok for _, r in reports):
+        raise AssertionError(battery_summary(layer, reports))
+
+
+def battery_summary(layer, reports) -> str:
+    """The failure message of a battery: [(case, Report)] -> text, led by one line.
+
+    Line 1: each leaf's verdict over the cases, e.g. "params.alpha: FAIL in 16/16 cases,
+    actual/expected ≈ 0.5 at (0,); x: ok" (the ratio and index of its worst failure);
+    then "--- case: summary" per failing case; then the table of the worst case (the one
+    whose worst failed row is furthest beyond its tolerance)."""
+    failed = [(c, r) for c, r in reports if not r.ok]
+    per_leaf = {}                  # leaf -> [cases it ran in, [(badness, row)] of its failures]
+    for _, rep in reports:
+        for name, (status, row) in rep.leaf_verdicts().items():
+            seen = per_leaf.setdefault(name, [0, []])
+            seen[0] += 1
+            if status == "FAIL":
+                seen[1].append((_badness(row), row))
+    parts = []
+    for name, (n_run, fails) in per_leaf.items():
+        if fails:
+            worst = max(fails, key=lambda br: br[0])[1]
+            parts.append(f"{name}: FAIL in {len(fails)}/{n_run} cases{failure_text(worst)}")
+        else:
+            parts.append(f"{name}: ok")
+    worst_case, worst_rep = max(failed, key=lambda cr: max(_badness(r) for r in cr[1].failures))
+    lines = [f"fnnet.testing: {len(failed)} of {len(reports)} case(s) failed for {layer}: " + "; ".join(parts),
+             *(f"--- {c}: {r.summary()}" for c, r in failed),
+             f"worst case, {worst_case}:", str(worst_rep)]
+    return "\n".join(lines)
+
+
+def _badness(row) -> float:
+    """How far a failed row is beyond its tolerance (rel err / tol; inf when unknown)."""
+    if row.rel_err is None or row.tol is None or not np.isfinite(row.tol) or row.tol <= 0:
+        return float("inf")
+    return float(row.rel_err / row.tol) if np.isfinite(row.rel_err) else float("inf")
 
 
 # -- hypothesis strategies ---------------------------------------------------------------

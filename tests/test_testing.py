@@ -91,3 +91,27 @@ def test_kink_values_reach_every_kind_of_hard_value():
     assert 0 < abs(find(s, lambda v: 0 < abs(v) < 1e-6)) < 1e-6            # within the FD step
     assert abs(find(s, lambda v: abs(v) == 30.0)) == 30.0                  # saturated
     assert 2e-6 < abs(find(s, lambda v: 2e-6 < abs(v - 1.0) < 1e-5) - 1.0) < 1e-5   # a few steps away
+
+
+def test_a_wrong_layer_leads_with_one_line_per_leaf():
+    with pytest.raises(AssertionError) as err:
+        ft.assert_layer_correct(ScaledRelu("mean"), (5,), dtypes=("float64",), jit=(True,))
+    text = str(err.value)
+    first = text.splitlines()[0]
+    assert "params['w']: FAIL in" in first and "actual/expected ≈" in first, first
+    assert "x: ok" in first or "x: warn" in first, first        # the bug is in dw only
+    assert text.count("result: FAIL") == 1, text                 # one table: the worst case's
+    assert len(text) < 8000, len(text)
+
+
+def test_report_summary_and_json():
+    import json
+    report = fnnet.check.check_layer(ScaledRelu("mean"), {"w": np.linspace(-1, 1, 5)},
+                                     np.random.default_rng(2).standard_normal((4, 5)))
+    assert report.summary().startswith("params['w']: FAIL, actual/expected ≈ 0.25"), report.summary()
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["ok"] is False and data["summary"] == report.summary()
+    assert any(r["status"] == "FAIL" and r["primal"] == "params['w']" for r in data["rows"])
+    with pytest.raises(AssertionError) as err:
+        report.raise_if_failed()
+    assert str(err.value).splitlines()[0].endswith(report.summary())

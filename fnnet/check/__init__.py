@@ -39,6 +39,9 @@ kinks crossed at once: fnnet.check.fdcompare). Where jax.vjp disagrees with fini
 differences and the hand-written value agrees with them (and with the reference, if any),
 the jax.vjp row is a warning, not a failure (autodiff at a kink or of a stable rewrite). NaN/inf in the hand-written result fails
 unless the oracle has the identical value there.
+Several kinks crossed by one coordinate (a 3-way sort tie, maxout rows sharing a weight):
+fnnet.check.hull. A fun computing in bfloat16/float16 inside: finite differences n/a, judged
+against jax.vjp at that dtype's precision. Every row's status: fnnet.check.verdict.
 Tolerances and why (dtype-aware rtol, resolution floor, FD noise, autodiff yardstick):
 fnnet.check.compare. Validation of what goes in and comes out: fnnet.check.inputs.
 """
@@ -49,7 +52,7 @@ from fnnet.check.extra import check_per_example, check_second_order
 from fnnet.check.jvp import check_custom_vjp, check_jvp
 from fnnet.check.objects import check_layer, check_loss, check_network
 from fnnet.check.report import Report, Row
-from fnnet.check.precision import PrecisionReport, precision_report  # issue 12: bf16 gradient error
+from fnnet.check.precision import PrecisionReport, precision_report
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "check_custom_vjp", "check_jvp",
            "check_second_order", "check_per_example", "Report", "Row", "precision_report", "PrecisionReport"]

@@ -203,6 +203,11 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
         inside = lambda v: (v >= lo - tol) & (v <= hi + tol)
         accept = (hi - lo > tol) & inside(h) & inside(o)
         at_kink = bad[hi - lo > tol]
+        hull = adj.get("hull")
+        cand = np.flatnonzero((hi - lo > tol) & ~accept)
+        if cand.size and hull is not None:      # several kinks at once (fnnet.check.hull)
+            valid = lambda v: inside(v)[cand] | _hull_of(hull, cand, v, inside(v)[cand])
+            accept[cand] = valid(h) & valid(o)
         if accept.any() and adj.get("joint") is not None:
             joint_ok, text = adj["joint"](bad[accept], h[accept])
             if not joint_ok:
@@ -234,6 +239,15 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
     res["overruled_first"] = notes_first
     res["notes"] = notes
     return res
+
+
+def _hull_of(hull, cand, values, already):
+    """hull(sub, values) on the candidates not already inside their bracket."""
+    out = already.copy()
+    rest = np.flatnonzero(~already)
+    if rest.size:
+        out[rest] = hull(cand[rest], values[cand[rest]])
+    return out
 
 
 def summarize(diff, scale, allowed, kinks=0, hand=None, oracle=None):

@@ -8,23 +8,27 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.check import independence, nondiff as _nd, replay as _replay
+from fnnet.check.evaluate import evaluate, lowp_note
 from fnnet.check.compare import RTOL_FD, compare, eps, local_floor, rtol as dtype_rtol
 from fnnet.check.fd import FiniteDifferences
 from fnnet.check.fdcompare import block_size
+from fnnet.check.hull import within_hull
+from fnnet.check.kinks import cross_primal_row
+from fnnet.check.smoothness import autodiff_kink
 from fnnet.check.xla import jit_options, options_for
-from fnnet.check.inputs import (Leaf, annotate, as_primal, call_reference, make_cotangent, match_hand,
+from fnnet.check.inputs import (Leaf, as_primal, call_reference, make_cotangent, match_hand,
                                  primal_names, rng_for, x64_context)
 from fnnet.check.report import Report, Row
 from fnnet.check.rows import fd_row, majority_fn, oracle_row, stopped_rows
+from fnnet.check.verdict import Evidence, Status, decide
 
 MODES = ("auto", "directional", "full")
+LOW_PRECISION_ROUNDINGS = 8   # eps of a coarser internal dtype allowed between the rule and jax.vjp
 
 
 def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nondiff=(), mode="auto",
               names=None, directions=4, detect=1e-3, full_max=2000, full_budget=1024, localize_max=50_000,
-              step=1e-6, rtol=None, atol=None, jit=True, float64_replay=True, title=None, _cache_key=None,
-              _cotangent_text=None,
-              _oracle_fun=None, _oracle_text="jax.vjp", _rule="the hand-written vjp"):
+              step=1e-6, rtol=None, atol=None, jit=True, float64_replay=True, title=None):
     """Compare a hand-written vjp with jax.vjp, an optional reference and finite differences.
 
     fun(*primals) -> y: pure JAX (y an array or pytree of floating arrays).
@@ -61,6 +65,20 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     Returns a Report; never raises for a wrong answer (raise_if_failed() does), but raises
     ValueError/TypeError when the vjp's output cannot be matched to the primals at all.
     """
+    return run_check(fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference, nondiff=nondiff,
+                     mode=mode, names=names, directions=directions, detect=detect, full_max=full_max,
+                     full_budget=full_budget, localize_max=localize_max, step=step, rtol=rtol, atol=atol,
+                     jit=jit, float64_replay=float64_replay, title=title)
+
+
+def run_check(fun, vjp, *primals, cotangent=None, key=None, reference=None, nondiff=(), mode="auto",
+              names=None, directions=4, detect=1e-3, full_max=2000, full_budget=1024, localize_max=50_000,
+              step=1e-6, rtol=None, atol=None, jit=True, float64_replay=True, title=None, cache_key=None,
+              cotangent_text=None, oracle_fun=None, oracle_text="jax.vjp", rule="the hand-written vjp"):
+    """check_vjp with what fnnet's own wrappers add: cache_key (a hashable name of a pure fun,
+    so repeated checks share one compiled finite-difference program), cotangent_text (the
+    header's words for a given cotangent), oracle_fun/oracle_text (jax.vjp of another
+    function than fun: second order), rule (the rule's name in messages)."""
     if mode not in MODES:
         raise ValueError(f"check: mode must be one of {MODES}, got {mode!r}")
     if not primals:
@@ -69,7 +87,7 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     nd_pos, why = _nd.positions(nondiff, names, primals)
     n = len(primals)
     hand = lambda p, ct: (vjp(*p, ct), {})
-    oracle_fun, nd_rows = _oracle_fun, []
+    oracle_fun_d, nd_rows = oracle_fun, []
     if nd_pos:
         diff_pos = [i for i in range(n) if i not in why]
         if not diff_pos:
@@ -84,12 +102,12 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
         # arrays held fixed become jax arrays now, under the user's x64 setting (int64 ids turn
         # int32 with x64 off, as jax would make them): the float64 finite differences run under
         # x64 and must see the same dtypes as every other witness
-        fixed = {i: jax.tree.map(_as_fixed, primals[i]) for i in nd_pos}
+        fixed = {i: jax.tree.map(_nd.as_fixed, primals[i]) for i in nd_pos}
         full = lambda dp: _nd.merge(dp, diff_pos, fixed, n)
         fun_d = lambda *dp, fun=fun: fun(*full(dp))
-        hand = lambda dp, ct, names=names: _nd.pick(vjp(*full(dp), ct), n, diff_pos, nd_pos, names, _rule)
-        if _oracle_fun is not None:
-            oracle_fun = lambda *dp: _oracle_fun(*full(dp))
+        hand = lambda dp, ct, names=names: _nd.pick(vjp(*full(dp), ct), n, diff_pos, nd_pos, names, rule)
+        if oracle_fun is not None:
+            oracle_fun_d = lambda *dp: oracle_fun(*full(dp))
         if callable(reference) or (isinstance(reference, tuple) and reference[0] is not None):
             ref_fn, ref_why = reference if isinstance(reference, tuple) else (reference, "")
             fixed64 = {i: jax.tree.map(lambda a: np.asarray(a) if hasattr(a, "shape") else a, v)
@@ -98,28 +116,21 @@ def check_vjp(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
             reference = (lambda *dp64, names=names: _nd.pick(
                 ref_fn(*_nd.merge(dp64[:-1], diff_pos, fixed64, n), dp64[-1]),
                 n, diff_pos, nd_pos, names, "the reference")[0], ref_why)
-        if _cache_key is not None:
+        if cache_key is not None:
             extra = _nd.hashable_values([primals[i] for i in nd_pos])
-            _cache_key = None if extra is None else (_cache_key, tuple(nd_pos), extra)
+            cache_key = None if extra is None else (cache_key, tuple(nd_pos), extra)
         for i in nd_pos:
             kind = "nondiff=" if why[i] == "nondiff=" else "not floating"
-            nd_rows.append(Row(names[i], "held fixed", "nondiff", "n/a",
+            nd_rows.append(Row(names[i], "held fixed", "nondiff", Status.NA,
                                note=f"non-differentiable ({kind}): passed unchanged to fun, the vjp and "
                                     f"every witness, never perturbed or compared"))
         fun, primals, names = fun_d, tuple(primals[i] for i in diff_pos), tuple(names[i] for i in diff_pos)
     report = _check(fun, hand, primals, names, cotangent, key, reference, mode, directions, detect,
-                    full_max, full_budget, localize_max, step, rtol, atol, jit, title, _cache_key,
-                    _cotangent_text, oracle_fun, _oracle_text, _rule, float64_replay)
+                    full_max, full_budget, localize_max, step, rtol, atol, jit, title, cache_key,
+                    cotangent_text, oracle_fun_d, oracle_text, rule, float64_replay)
     if nd_rows:
         report = Report(report.title, tuple(nd_rows) + report.rows, report.header, report.seconds)
     return report
-
-
-def _as_fixed(leaf):
-    if isinstance(leaf, np.ndarray) or (hasattr(leaf, "dtype") and hasattr(leaf, "shape")
-                                        and not isinstance(leaf, jax.Array)):
-        return jnp.asarray(leaf)
-    return leaf
 
 
 def _check(fun, hand, primals, names, cotangent, key, reference, mode, directions, detect, full_max,
@@ -142,39 +153,37 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
                 leaves.append(Leaf(n + jax.tree_util.keystr(path), i, tuple(leaf.shape),
                                     np.dtype(leaf.dtype), offset, int(leaf.size)))
                 offset += int(leaf.size)
-        out = jax.eval_shape(fun, *primals)
-        for path, leaf in jax.tree_util.tree_leaves_with_path(out):
-            if not jnp.issubdtype(leaf.dtype, jnp.floating):
-                raise TypeError(f"check: fun's output{jax.tree_util.keystr(path)} must be a floating "
-                                f"array, got dtype {leaf.dtype}")
+        out = jax.eval_shape(fun, *primals)    # integer/bool output leaves: float0 cotangents
         try:       # one trace serves both questions: custom rules inside, and XLA options
             traced = jax.make_jaxpr(oracle_fun or fun)(*primals).jaxpr
             rules, options = independence.custom_rules(traced), options_for(traced)
             stops = independence.stop_gradients(traced)
+            finest = max((np.dtype(l.dtype) for l in jax.tree.leaves(primals)), key=lambda d: -eps(d))
+            lowp = independence.low_precision(traced, finest)
         except Exception:
-            rules, options, stops = [], jit_options(oracle_fun or fun, *primals), 0
+            rules, options, stops, lowp = [], jit_options(oracle_fun or fun, *primals), 0, []
         ct, ct_text = make_cotangent(cotangent, out, rng_for(key, 0))
-        y, hand_out, by_jax, flags = _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule)
+        y, hand_out, by_jax, flags = evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule)
         coarse = any(l.dtype != np.float64 for l in leaves)
-        rep64 = (_replay.run(lambda p, c: _evaluate(fun, hand, oracle_fun, p, c, jit, options, rule),
+        rep64 = (_replay.run(lambda p, c: evaluate(fun, hand, oracle_fun, p, c, jit, options, rule),
                              primals, ct, leaves, not rules)
-                 if coarse and float64_replay and user_rtol is None and user_atol is None else None)
+                 if coarse and float64_replay and user_rtol is None and user_atol is None and not lowp else None)
         by_jax64 = (rep64.jax if rep64 is not None and rep64.jax is not None else
                     _replay.leaf_dict(_replay.run_jax(oracle_fun or fun, primals, ct), leaves)
                     if coarse and reference is not None and not rules else None)
         outputs = [(np.asarray(c, np.float64), np.asarray(v, np.float64))
-                   for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y))]
+                   for c, v in zip(jax.tree.leaves(ct), jax.tree.leaves(y)) if c.dtype != jax.dtypes.float0]
         flat_primals = [np.asarray(l, np.float64) for l in jax.tree.leaves(primals)]
 
     independent = not rules
     rows, hand_leaf, skip = match_hand(hand_out, primals, names, leaves, title, rule)
     for name, nonzero in flags.items():
         if any(bool(np.asarray(f)) for f in nonzero):
-            rows.append(Row(name, "structure", "structure", "FAIL",
+            rows.append(Row(name, "structure", "structure", Status.FAIL,
                             note="the hand-written vjp returned a non-zero cotangent for this "
                                  "non-differentiable input (expected None, float0 or zeros)"))
     by_ref = call_reference(reference, primals, ct, names, leaves) if reference is not None else None
-    fd = FiniteDifferences(fun, primals, ct, step, cache_key, options) if offset else None
+    fd = FiniteDifferences(fun, primals, ct, step, cache_key, options) if offset and not lowp else None
     jax_leaves = dict(zip([l.name for l in leaves], (np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax))))
     if len(jax_leaves) != len(leaves):  # jax.vjp always matches; guard against odd custom pytrees
         raise RuntimeError("check: jax.vjp returned a different number of leaves than the primals have")
@@ -188,7 +197,11 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
             per_element.add(leaf.name)
             spent += leaf.size
     rngs = {leaf.name: rng_for(key, 1, k) for k, leaf in enumerate(leaves)}
-    rt_of = lambda l: user_rtol if user_rtol is not None else dtype_rtol(max((l.dtype, hand_leaf[l.name][1]), key=eps))
+    # a fun computing in a coarser dtype inside: the rule and jax.vjp round there too, each
+    # where it casts, so they agree to a few of that dtype's eps, not to the primals'
+    low_tol = max([LOW_PRECISION_ROUNDINGS * eps(d) for d in lowp], default=0.0)
+    rt_of = lambda l: user_rtol if user_rtol is not None else max(
+        low_tol, dtype_rtol(max((l.dtype, hand_leaf[l.name][1]), key=eps)))
     rtfd_of = lambda l: user_rtol if user_rtol is not None else max(RTOL_FD, rt_of(l))
     blocks = {l.name: block_size(l.size, rtfd_of(l), detect) for l in leaves if l.name in hand_leaf}
     if fd is not None:   # all finite differences of the check in one go (fewest padded chunks)
@@ -198,6 +211,7 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
                     [(l.offset, l.size, directions, rngs[l.name], blocks[l.name]) for l in todo
                      if l.name not in per_element])
 
+    per_element_leaves = []      # (leaf, hand, rt_fd, floor): the joint kink test across leaves
     for k, leaf in enumerate(leaves):
         if leaf.name in skip:
             continue
@@ -221,7 +235,10 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
                                                np.full(len(idx), rt_fd * scale + 2 * fd.noise(tmin))
                                                + np.broadcast_to(np.asarray(floor, np.float64), leaf.shape)
                                                .reshape(-1)[idx], rt_fd, rngs[leaf.name])
-            return dict(lo=np.minimum(f, b), hi=np.maximum(f, b), tol=tol, central=c, joint=joint)
+            jumps = lambda sub: autodiff_kink(fd, leaf.offset + bad[sub], scale)
+            hull = lambda sub, values: within_hull(fd, leaf.offset + bad[sub], values, tol[sub], rngs[leaf.name])
+            return dict(lo=np.minimum(f, b), hi=np.maximum(f, b), tol=tol, central=c, joint=joint, jumps=jumps,
+                        hull=hull)
 
         adj = adjudicate if fd is not None else None
         ref = None if by_ref is None else by_ref[leaf.name]
@@ -231,25 +248,36 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         jax_allowed = res["tol"] * max(np.abs(h[np.isfinite(h)]).max(initial=0.0),
                                        np.abs(j[np.isfinite(j)]).max(initial=0.0)) if independent else -1.0
         if by_ref is None:
-            rows.append(Row(leaf.name, "reference", "reference", "n/a", note=ref_note))
+            rows.append(Row(leaf.name, "reference", "reference", decide(Evidence(present=False)), note=ref_note))
         else:
             yard = None if not independent else (j, dtype) if by_jax64 is None else (j, dtype, by_jax64[leaf.name])
             res_r = compare(h, ref, rt, floor, adj, yardstick=yard)
             rows.append(oracle_row(leaf.name, "reference", "reference", res_r, True, []))
+        if fd is not None and leaf.name in per_element:
+            per_element_leaves.append((leaf, h, rt_fd, floor))
+        if lowp:
+            rows.append(Row(leaf.name, "finite diff", "fd", decide(Evidence(present=False)), note=lowp_note(lowp)))
         if fd is not None:
             rows.append(fd_row(fd, leaf, h, j, rt_fd, floor, jax_allowed, dtype, leaf.name in per_element,
                                directions, blocks[leaf.name], localize_max, rngs[leaf.name], independent))
-        if stops and independent:
-            rows[:] = stopped_rows(rows, leaf.name)
-        # the replay speaks only where the check's own dtype saw nothing wrong with the leaf
-        if (rep64 is not None and leaf.name in rep64.hand and (fd is not None or by_ref is not None or independent)
-                and not any(r.status == "FAIL" for r in rows if r.primal == leaf.name)):
+        if independent:
+            rows[:] = stopped_rows(rows, leaf.name, stops)
+        # the replay adds rows only where the check's own dtype saw nothing wrong with the leaf;
+        # where it did, the replay says whether the failure is the coarse dtype's alone
+        if rep64 is not None and leaf.name in rep64.hand and (fd is not None or by_ref is not None or independent):
             floor64 = local_floor(np.float64, flat_primals[k].reshape(leaf.shape), outputs, other_max)
-            rows.extend(_replay.judge(leaf, rep64.hand[leaf.name], rep64.jax[leaf.name] if rep64.jax else None,
-                                      ref, fd, adjudicate, floor64, independent,
-                                      (leaf.name in per_element, directions, blocks[leaf.name], localize_max,
-                                       rngs[leaf.name]), stops if independent else 0))
+            found = _replay.judge(leaf, rep64.hand[leaf.name], rep64.jax[leaf.name] if rep64.jax else None,
+                                  ref, fd, adjudicate, floor64, independent,
+                                  (leaf.name in per_element, directions, blocks[leaf.name], localize_max,
+                                   rngs[leaf.name]), stops if independent else 0)
+            if any(r.status == "FAIL" for r in rows if r.primal == leaf.name):
+                rows[:] = _replay.explain(rows, leaf.name, dtype, failed64=bool(found))
+            else:
+                rows.extend(found)
 
+    joint = cross_primal_row(fd, per_element_leaves, rng_for(key, 5)) if fd is not None else None
+    if joint is not None:
+        rows.append(joint)
     order = {l.name: k for k, l in reversed(list(enumerate(leaves)))}
     order.update({n: order.get(next((l.name for l in leaves if l.primal == i), ""), -1)
                   for i, n in enumerate(names) if n not in order})
@@ -261,37 +289,10 @@ def _check(fun, hand, primals, names, cotangent, key, reference, mode, direction
         fd_text += (f"; directional leaves add block directions: a single entry off by more than "
                     f"rtol × block (>= {detect:g}) × the block's mean |hand·max(1, |x|)| is always caught")
     header = f"primals {'/'.join(dtypes)}; cotangent {cotangent_text or ct_text}; {fd_text}"
+    if lowp:
+        header += (f"; fun computes in {'/'.join(lowp)} inside: judged against jax.vjp (and the reference) "
+                   f"at {low_tol:.2g} relative, not by finite differences, not replayed in float64")
     if rep64 is not None:
         header += ("; the rule also replayed in float64 and judged at float64's tolerances" +
                    (f" (not replayed: {rep64.why})" if rep64.why else ""))
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
-
-
-def _evaluate(fun, hand, oracle_fun, primals, ct, jit, options, rule="the hand-written vjp"):
-    """(y, hand-written cotangents, jax.vjp's cotangents, nondiff flags), by default in one
-    jitted call. jax.vjp is of oracle_fun when given (second order), else of fun."""
-    def hand_written(primals, ct):
-        try:
-            return hand(primals, ct)
-        except Exception as e:
-            raise annotate(e, rule)
-
-    def both(primals, ct):
-        if oracle_fun is None:
-            y, pullback = jax.vjp(fun, *primals)
-        else:
-            y, (_, pullback) = fun(*primals), jax.vjp(oracle_fun, *primals)
-        h, flags = hand_written(primals, ct)
-        return y, h, pullback(ct), flags
-
-    if not jit:
-        return both(primals, ct)
-    try:
-        return jax.jit(both, compiler_options=options)(primals, ct)
-    except (jax.errors.ConcretizationTypeError, jax.errors.TracerArrayConversionError,
-            jax.errors.TracerIntegerConversionError, jax.errors.TracerBoolConversionError):
-        return both(primals, ct)   # value-dependent Python in the vjp: it only runs eagerly
-    except TypeError as e:
-        if "not a valid JAX type" not in str(e):
-            raise
-        return both(primals, ct)   # the vjp returned non-arrays (None, strings): let the checks name it

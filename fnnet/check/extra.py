@@ -23,9 +23,10 @@ import numpy as np
 
 from fnnet.check import nondiff as _nd
 from fnnet.check.compare import ROUNDINGS, compare, eps, rtol as dtype_rtol
-from fnnet.check.core import check_vjp
+from fnnet.check.core import run_check
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
+from fnnet.check.verdict import Status
 from fnnet.check.rows import oracle_row
 
 
@@ -58,9 +59,9 @@ def check_second_order(fun, vjp, *primals, cotangent=None, key=None, nondiff=(),
         *a, c2 = args
         return jax.vjp(backward, *a)[1](c2)
 
-    return check_vjp(backward, double_backward, *primals, ct, nondiff=tuple(nd_pos),
+    return run_check(backward, double_backward, *primals, ct, nondiff=tuple(nd_pos),
                      names=tuple(names) + ("cotangent",), title=f"second order of {getattr(fun, '__name__', 'fun')}",
-                     _oracle_fun=true_backward, _oracle_text="jax HVP", **options)
+                     oracle_fun=true_backward, oracle_text="jax HVP", **options)
 
 
 def check_per_example(fun, vjp, params, x, *, cotangent=None, key=None, rtol=None, jit=True, title=None):
@@ -114,7 +115,7 @@ def check_per_example(fun, vjp, params, x, *, cotangent=None, key=None, rtol=Non
             rows.append(oracle_row("x" + jax.tree_util.keystr(path), "per-example dx vs batch dx", "per_example",
                                    compare(dv, db, rt, ROUNDINGS * eps(dtype) * np.abs(db)), True, []))
     else:
-        rows.append(Row("x", "held fixed", "nondiff", "n/a", note="non-floating x: no dx rows"))
+        rows.append(Row("x", "held fixed", "nondiff", Status.NA, note="non-floating x: no dx rows"))
     return Report(title or f"per-example gradients of {getattr(fun, '__name__', 'fun')}", tuple(rows),
                   f"batch {n}; cotangent random normal; per-example backward on x[i:i+1]",
                   time.perf_counter() - t0)

@@ -23,7 +23,6 @@ A direction u (standard normal) is scaled elementwise the same way, v_i = u_i·m
 from __future__ import annotations
 
 import collections
-import math
 
 import jax
 import jax.numpy as jnp
@@ -60,9 +59,11 @@ class FiniteDifferences:
             return jax.tree.unflatten(tree, parts)
 
         with jax.enable_x64(True):
-            self.ct64 = jax.tree.map(lambda a: to_device(a, np.float64), cotangent)
+            # a float0 cotangent (integer output leaf) contributes nothing to g
+            self.ct64 = jax.tree.map(lambda a: to_device(np.zeros(np.shape(a)) if a.dtype == jax.dtypes.float0
+                                                         else a, np.float64), cotangent)
             out = jax.eval_shape(lambda f: fun(*unravel(f)), jax.ShapeDtypeStruct(self.flat0.shape, jnp.float64))
-        self.out_dtypes = {np.dtype(l.dtype) for l in jax.tree.leaves(out)}
+        self.out_dtypes = {np.dtype(l.dtype) for l in jax.tree.leaves(out) if jnp.issubdtype(l.dtype, jnp.floating)}
         # A fun that casts to float32 inside cannot give float64 differences: use its eps.
         self.fd_eps = max((eps(d) for d in self.out_dtypes), default=eps(np.float64))
         self.batch = int(max(1, min(256, MAX_BATCH_ELEMENTS // self.flat0.size)))
@@ -92,13 +93,20 @@ class FiniteDifferences:
         # Autodiff of g at a batch of points: only to tell whether the derivative map jumps at
         # an element (see fdcompare.compare_per_element); compiled on first use.
         self._g = g
+
+        def terms(flat, ct):     # ct ⊙ y per output element, flattened: g's pieces (fnnet.check.hull)
+            y = fun(*unravel(flat))
+            parts = jax.tree.leaves(jax.tree.map(lambda c, v: (c * v.astype(jnp.float64)).reshape(-1), ct, y))
+            return jnp.concatenate(parts) if parts else jnp.zeros(0)
+        self._terms = terms
+        self._terms_rows = None
         self._grad_rows = None
         self._elements = {}      # flat index -> (central, forward, backward, smallest step)
         self._directions = {}    # offset -> dict (see directional)
         self.g0 = self.G = None  # g and Σ|ct ⊙ y| at the unperturbed point
         # what fun rounds inside, beyond its output terms: Σ|ct| · max(1, |x|max)
         finite = np.abs(self.flat0[np.isfinite(self.flat0)])
-        self.inner = (sum(float(np.abs(np.asarray(c, np.float64)).sum()) for c in jax.tree.leaves(cotangent))
+        self.inner = (sum(float(np.abs(np.asarray(c, np.float64)).sum()) for c in jax.tree.leaves(self.ct64))
                       * max(1.0, float(finite.max(initial=0.0))))
         self.evaluations = 0
 
@@ -245,11 +253,9 @@ class FiniteDifferences:
         vc = ((xp - self.flat0[None, :]) + (self.flat0[None, :] - xm)) / (2 * t)
         return dict(vc=vc, forward=(gp - self.g0) / t, backward=(self.g0 - gm) / t, t=t)
 
-    def derivative_jumps(self, flat_idx, tol):
-        """Per index: does jax's derivative of g along e_i at x differ from its value at
-        x + t·e_i or at x - t·e_i by more than tol? True marks a non-smooth point of some
-        intermediate (an input exactly at a kink), where a convention like relu'(0) = 0 need
-        not equal the composite's derivative even when the composite is smooth."""
+    def derivatives_around(self, flat_idx):
+        """[3, n]: autodiff's derivative of g along e_i at x, x + t·e_i and x - t·e_i
+        (t the per-element step); fnnet.check.smoothness reads them."""
         flat_idx = np.asarray(flat_idx, np.int64)
         if self._grad_rows is None:
             grad = jax.grad(lambda flat, ct: self._g(flat, ct)[0])
@@ -265,8 +271,36 @@ class FiniteDifferences:
                 pts = self._make_points(i, v)
                 grads = np.asarray(self._grad_rows(pts, self.ct64))[:len(i)]
                 out.append(grads[np.arange(len(i)), i])
-        d = np.concatenate(out).reshape(3, -1)
-        return (np.abs(d[1] - d[0]) > tol) | (np.abs(d[2] - d[0]) > tol)
+        return np.concatenate(out).reshape(3, -1)
+
+    def spread_at(self, flat_idx, fraction):
+        """Per index: forward - backward quotient with the per-element step times `fraction`
+        (fnnet.check.fdcompare: a smooth function's spread is g''·t, proportional to the step;
+        a kink's is not)."""
+        flat_idx = np.asarray(flat_idx, np.int64).reshape(-1)
+        x = self.flat0[flat_idx]
+        t = fraction * self.step * np.maximum(1.0, np.abs(x))
+        xp, xm = x + t, x - t
+        if self.g0 is None:
+            self.prefetch([], [])
+        g = self._eval(idx=np.concatenate([flat_idx, flat_idx]), vals=np.concatenate([xp, xm]))
+        gp, gm = g[:flat_idx.size], g[flat_idx.size:]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (gp - self.g0) / (xp - x) - (self.g0 - gm) / (x - xm)
+
+    def terms_at(self, rows):
+        """ct ⊙ fun(point) per output element [n, n_out] at whole points rows [n, P] (float64)."""
+        if self._terms_rows is None:
+            self._terms_rows = jax.jit(jax.vmap(self._terms, in_axes=(0, None)), compiler_options=self._options)
+        out = []
+        with jax.enable_x64(True):
+            for s in range(0, len(rows), self.batch):
+                r = rows[s:s + self.batch]
+                pad = self.batch - len(r)
+                pts = to_device(np.concatenate([r, np.broadcast_to(self.flat0, (pad, r.shape[1]))]))
+                out.append(np.asarray(self._terms_rows(pts, self.ct64))[:len(r)])
+        self.evaluations += len(rows)
+        return np.concatenate(out)
 
     def noise(self, t):
         """Rounding noise bound of a central difference quotient with step t (compare.fd_noise)."""

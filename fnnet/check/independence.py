@@ -96,3 +96,20 @@ def note(rules) -> str:
     shown = "; ".join(rules[:3]) + (f"; and {len(rules) - 3} more" if len(rules) > 3 else "")
     return (f"not an independent witness: fun contains the custom rule(s) {shown}, which jax.vjp "
             f"runs instead of differentiating; finite differences and the reference decide")
+
+
+def low_precision(jaxpr, than) -> list:
+    """Floating dtypes coarser than `than` that fun computes in (nested jaxprs too), e.g.
+    ['bfloat16'] for a forward that casts to bfloat16 inside. Finite differences of such a
+    fun are differences of a quantized function: 0 inside a rounding step, a jump across
+    one, so they cannot judge a rule (fnnet.check.core says so instead)."""
+    import jax.numpy as jnp
+    import numpy as np
+    limit = float(jnp.finfo(than).eps)
+    found = set()
+    for eqn in _eqns(jaxpr):
+        for v in eqn.outvars:
+            dt = getattr(getattr(v, "aval", None), "dtype", None)
+            if dt is not None and jnp.issubdtype(dt, jnp.floating) and float(jnp.finfo(dt).eps) > limit:
+                found.add(str(np.dtype(dt)))
+    return sorted(found)

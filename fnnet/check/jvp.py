@@ -24,6 +24,7 @@ from fnnet.check.compare import RTOL_FD, ROUNDINGS, compare, eps, rtol as dtype_
 from fnnet.check.core import check_vjp
 from fnnet.check.inputs import primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
+from fnnet.check.verdict import Status
 from fnnet.check.rows import oracle_row
 
 
@@ -91,14 +92,14 @@ def _forward_row(f, primals, user_rtol):
         for a, b in zip(jax.tree.leaves(y_fwd), jax.tree.leaves(y_fun)):
             a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
             if a64.shape != b64.shape:
-                return Row("fwd output", "f.fun", "forward", "FAIL",
+                return Row("fwd output", "f.fun", "forward", Status.FAIL,
                            note=f"fwd returns shape {a64.shape}, f.fun {b64.shape}")
             rt = user_rtol if user_rtol is not None else dtype_rtol(np.asarray(a).dtype)
             res = compare(a64, b64, rt, ROUNDINGS * eps(np.asarray(a).dtype) * np.abs(b64))
             if worst is None or not res["ok"]:
                 worst = res
     if worst is None:
-        return Row("fwd output", "f.fun", "forward", "n/a", note="no output leaves")
+        return Row("fwd output", "f.fun", "forward", Status.NA, note="no output leaves")
     return oracle_row("fwd output", "f.fun", "forward", worst, True, [])
 
 
@@ -148,7 +149,8 @@ def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nond
 
         def both(d, t):
             y, yd = rule_d(d, t)
-            return y, yd, jax.jvp(fun_d, d, t)[1]
+            y_fun, jd = jax.jvp(fun_d, d, t)
+            return y, yd, jd, y_fun
         run = jax.jit(both) if jit else both
         results = [run(dp, t) for t in tans]
     fd = _jvp_differences(fun_d, dp, tans, step)
@@ -157,7 +159,7 @@ def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nond
     for o, path in enumerate(out_paths):
         name = "y_dot" + path
         worst = {"jax": None, "fd": None}
-        for k, (y, yd, jd) in enumerate(results):
+        for k, (y, yd, jd, _) in enumerate(results):
             h = np.asarray(jax.tree.leaves(yd)[o], np.float64)
             dtype = np.asarray(jax.tree.leaves(yd)[o]).dtype
             jv = np.asarray(jax.tree.leaves(jd)[o], np.float64)
@@ -170,17 +172,60 @@ def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nond
             adj = lambda bad, lo=lo.reshape(-1), hi=hi.reshape(-1), n=noise.reshape(-1): dict(
                 lo=lo[bad], hi=hi[bad], tol=3 * n[bad] + max(RTOL_FD, rt) * float(np.abs(h).max(initial=0.0)),
                 central=c.reshape(-1)[bad], joint=None)
-            for kind, oracle, r in (("jax", jv, rt), ("fd", c, max(RTOL_FD, rt) if rtol is None else rtol)):
-                res = compare(h, oracle, r, floor + (noise if kind == "fd" else 0.0), adj)
+            rt_fd = max(RTOL_FD, rt) if rtol is None else rtol
+            for kind, oracle, r in (("jax", jv, rt), ("fd", c, rt_fd)):
+                res = compare(h, oracle, r, floor + (noise if kind == "fd" else 0.0), adj,
+                              majority=_majority(adj, h, jv) if kind == "jax" and not rules else None)
                 if worst[kind] is None or (not res["ok"] and worst[kind]["ok"]) or (
                         res["ok"] == worst[kind]["ok"] and res["rel_err"] > worst[kind]["rel_err"]):
                     worst[kind] = res
+        rows.append(_primal_row(name, results, o, rtol))
         rows.append(oracle_row(name, "jax.jvp", "jax", worst["jax"], not rules, rules))
         rows.append(oracle_row(name, f"finite diff ({len(tans)} directions)", "fd", worst["fd"], True, []))
     header = (f"primals {'/'.join(sorted({str(np.asarray(l).dtype) for l in jax.tree.leaves(dp)}))}; "
               f"{len(tans)} tangent direction(s); finite differences in float64 along each, step "
               f"{step:g}·max(1, |x|max)/max|u|")
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
+
+
+def _majority(adj, h, jv):
+    """majority(bad) for compare: jax.jvp is outvoted where the rule's tangent agrees with the
+    float64 differences (central, or inside a genuine kink's one-sided interval) and jax.jvp's
+    does not (a NaN agrees with nothing), on an output leaf the differences resolve (their
+    tolerance <= 10% of its scale), as check_vjp's majority (fnnet.check.rows.majority_fn)."""
+    hf, jf = np.asarray(h, np.float64).reshape(-1), np.asarray(jv, np.float64).reshape(-1)
+
+    def majority(bad):
+        a = adj(bad)
+        c, lo, hi, tol = a["central"], a["lo"], a["hi"], a["tol"]
+        with np.errstate(invalid="ignore"):
+            agrees = lambda v: np.isfinite(v) & np.isfinite(c) & (
+                (np.abs(v - c) <= tol) | ((hi - lo > tol) & (v >= lo - tol) & (v <= hi + tol)))
+            scale = max(float(np.abs(hf[np.isfinite(hf)]).max(initial=0.0)),
+                        float(np.abs(c[np.isfinite(c)]).max(initial=0.0)))
+            ok = agrees(hf[bad]) & ~agrees(jf[bad]) & (tol <= 0.1 * scale)
+        majority.last = dict(bad=bad, central=c)
+        return ok
+    majority.last = None
+    return majority
+
+
+def _primal_row(name, results, o, user_rtol):
+    """The rule's primal output vs the function's own (f.fun, or fun) at the same point, worst
+    over directions: a rule returning another primal (inf, a stale value) is wrong whatever
+    its tangent says, since jax uses that output."""
+    worst, yname = None, "y" + name[len("y_dot"):]
+    for y, _, _, y_fun in results:
+        a = np.asarray(jax.tree.leaves(y)[o])
+        a64, b64 = a.astype(np.float64), np.asarray(jax.tree.leaves(y_fun)[o], np.float64)
+        if a64.shape != b64.shape:
+            return Row(yname, "fun (primal output)", "forward", Status.FAIL,
+                       note=f"the rule's primal output has shape {a64.shape}, fun's {b64.shape}")
+        rt = user_rtol if user_rtol is not None else dtype_rtol(a.dtype)
+        res = compare(a64, b64, rt, ROUNDINGS * eps(a.dtype) * np.where(np.isfinite(b64), np.abs(b64), 0.0))
+        if worst is None or (worst["ok"] and not res["ok"]):
+            worst = res
+    return oracle_row(yname, "fun (primal output)", "forward", worst, True, [])
 
 
 def _jvp_differences(fun_d, dp, tans, step):

@@ -27,23 +27,27 @@ sided quotients carry, plus the quotients' rounding noise.
 """
 from __future__ import annotations
 
+import collections
+
 import numpy as np
 
 CHUNK = 64
 JOINT_RTOL = 10.0   # times the finite-difference rtol of the leaf
 
 
-def joint_test(fd, offset, idx, h, tol_elem, rt_fd, rng):
+def joint_test(fd, offset, idx, h, tol_elem, rt_fd, rng, keep_order=False):
     """(ok, note): do the hand-written values h at leaf indices idx (all accepted at kinks)
-    respect the one-sided bounds jointly? tol_elem: each element's own tolerance."""
+    respect the one-sided bounds jointly? tol_elem: each element's own tolerance.
+    keep_order: chunk in the order given (across_leaves pairs elements of different leaves)
+    instead of by index."""
     idx, h, tol_elem = (np.asarray(a).reshape(-1) for a in (idx, h, tol_elem))
     if idx.size < 2:
         return True, ""
-    key = (offset, idx.tobytes(), h.tobytes())
+    key = (offset, idx.tobytes(), h.tobytes(), keep_order)
     memo = fd.__dict__.setdefault("_joint", {})
     if key in memo:
         return memo[key]
-    order = np.argsort(idx)
+    order = np.arange(idx.size) if keep_order else np.argsort(idx)
     idx, h, tol_elem = idx[order], h[order], tol_elem[order]
     _, fwd_e, bwd_e, _ = fd.per_element(offset + idx)
     convex = fwd_e > bwd_e
@@ -84,3 +88,64 @@ def joint_test(fd, offset, idx, h, tol_elem, rt_fd, rng):
             break
     memo[key] = out
     return out
+
+
+def across_leaves(fd, parts, rt_fd, rng):
+    """The joint test over the kink acceptances of several leaves at once: two primals tied
+    in maximum(a, b) may each take the full cotangent by themselves (a subgradient of either
+    alone) but not both together. parts: [(leaf offset, leaf flat indices, hand values, their
+    tolerances)], at least two leaves with acceptances. Elements are interleaved by their
+    position within their leaf (a[i] beside b[i]: same-shaped primals tied element by
+    element land in one chunk). Returns joint_test's (ok, note)."""
+    gidx = np.concatenate([off + np.asarray(i, np.int64) for off, i, _, _ in parts])
+    local = np.concatenate([np.asarray(i, np.int64) for _, i, _, _ in parts])
+    which = np.concatenate([np.full(len(i), k) for k, (_, i, _, _) in enumerate(parts)])
+    h = np.concatenate([np.asarray(v, np.float64) for _, _, v, _ in parts])
+    tol = np.concatenate([np.asarray(t, np.float64) for _, _, _, t in parts])
+    order = np.lexsort((which, local))
+    return joint_test(fd, 0, gidx[order], h[order], tol[order], rt_fd, rng, keep_order=True)
+
+
+def cross_primal_row(fd, checked, rng):
+    """A failed Row when the kink acceptances of different leaves are not jointly a
+    subgradient (across_leaves), else None. checked: [(leaf, hand [leaf.shape], rt_fd,
+    floor)] for the leaves compared per element; a leaf's elements at a genuine kink
+    (one-sided differences apart) with the hand value between them take part, jointly with
+    the elements at the same position of same-shaped leaves (elementwise ties between
+    primals); kinks of leaves of other shapes are unrelated pieces (a network's layers),
+    whose joint directions would cross several kinks of mixed kinds at once."""
+    from fnnet.check.report import Row
+    from fnnet.check.verdict import Status
+    by_shape = {}
+    for leaf, h, rt_fd, floor in checked:
+        idx = np.arange(leaf.size)
+        c, f, b, tmin = fd.per_element(leaf.offset + idx)
+        hv = np.asarray(h, np.float64).reshape(-1)
+        fin = np.isfinite(hv) & np.isfinite(c)
+        scale = max(float(np.abs(hv[fin]).max(initial=0.0)), float(np.abs(c[fin]).max(initial=0.0)))
+        tol = (rt_fd * scale + np.broadcast_to(np.asarray(floor, np.float64), leaf.shape).reshape(-1)
+               + 3 * fd.noise(tmin))
+        lo, hi = np.minimum(f, b), np.maximum(f, b)
+        with np.errstate(invalid="ignore"):
+            at = fin & (hi - lo > tol) & (hv >= lo - tol) & (hv <= hi + tol)
+        if at.any():
+            by_shape.setdefault(leaf.shape, []).append((leaf.name, leaf.offset, idx[at], hv[at], tol[at]))
+    rt = max([r for _, _, r, _ in checked], default=0.0)
+    for group in by_shape.values():
+        # elements at the same position of same-shaped leaves (a[i] and b[i] of maximum(a, b)):
+        # moving them together crosses their shared tie, not unrelated kinks of other shapes
+        counts = collections.Counter(i for *_, idx, _, _ in group for i in idx.tolist())
+        shared = {i for i, c in counts.items() if c >= 2}
+        parts, names = [], []
+        for name, off, idx, hv, tol in group:
+            keep = np.isin(idx, list(shared))
+            if keep.any():
+                parts.append((off, idx[keep], hv[keep], tol[keep]))
+                names.append(name)
+        if len(parts) < 2:
+            continue
+        ok, text = across_leaves(fd, parts, rt, rng)
+        if not ok:
+            return Row(names[0], f"finite diff (kinks of {', '.join(names)} jointly)", "fd", Status.FAIL,
+                       note=f"across primals: {text}")
+    return None

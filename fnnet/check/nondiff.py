@@ -125,3 +125,12 @@ def hashable_values(values):
                 return None
         out.append((str(jax.tree.structure(v)), tuple(parts)))
     return tuple(out)
+
+
+def as_fixed(leaf):
+    """A NumPy (or other array-like) leaf held fixed, as a jax array under the caller's x64
+    setting (int64 ids turn int32 with x64 off, as jax would make them)."""
+    if isinstance(leaf, np.ndarray) or (hasattr(leaf, "dtype") and hasattr(leaf, "shape")
+                                        and not isinstance(leaf, jax.Array)):
+        return jnp.asarray(leaf)
+    return leaf

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.check import bridge, nondiff as _nd
-from fnnet.check.core import check_vjp
+from fnnet.check.core import run_check
 
 
 # -- fnnet objects ----------------------------------------------------------------------
@@ -99,9 +99,9 @@ def check_layer(layer, params, x, *, cotangent=None, key=None, reference="auto",
     user_kw = dict(forward_kwargs or {})
     kw_key = _nd.hashable_values([user_kw]) if user_kw else ()
     cache_key = None if kw_key is None else _hashable("layer", layer, kw_key, *parts)
-    return check_vjp(forward, backward, params, x, cotangent=cotangent, key=key, reference=ref,
-                     nondiff=nondiff, names=("params", "x"), title=str(layer), _cache_key=cache_key,
-                     _rule="layer.backward", **options)
+    return run_check(forward, backward, params, x, cotangent=cotangent, key=key, reference=ref,
+                     nondiff=nondiff, names=("params", "x"), title=str(layer), cache_key=cache_key,
+                     rule="layer.backward", **options)
 
 
 def check_loss(loss, out, target, *, key=None, reference="auto", **options):
@@ -124,8 +124,8 @@ def check_loss(loss, out, target, *, key=None, reference="auto", **options):
         return None if g is None else (lambda out, ct: (ct * g(out, target_np),))
 
     ref = _resolve_reference(reference, auto, loss)
-    return check_vjp(value, grad, out, key=key, reference=ref, names=("out",), title=f"loss {loss}",
-                     _cache_key=_hashable("loss", loss, target_np), **options)
+    return run_check(value, grad, out, key=key, reference=ref, names=("out",), title=f"loss {loss}",
+                     cache_key=_hashable("loss", loss, target_np), **options)
 
 
 def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", state=None, train=True,
@@ -159,9 +159,9 @@ def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", 
     ref = _resolve_reference(reference, lambda: bridge.network_vjp(net, y), net)
     ct = np.ones((), (jax.tree.leaves(params) or [np.asarray(x)])[0].dtype)
     if wrt_x:
-        return check_vjp(loss, backward, params, x, cotangent=ct, key=key, reference=ref,
-                         names=("params", "x"), title=str(net), _cache_key=_hashable("net", net, y, *parts),
-                         _cotangent_text="1 (the rows compare dL/dparams and dL/dx)", **options)
+        return run_check(loss, backward, params, x, cotangent=ct, key=key, reference=ref,
+                         names=("params", "x"), title=str(net), cache_key=_hashable("net", net, y, *parts),
+                         cotangent_text="1 (the rows compare dL/dparams and dL/dx)", **options)
     ref_fn, why = ref
     ref_p = (None if ref_fn is None else (lambda p, c: (ref_fn(p, np.asarray(x, np.float64), c)[0],)), why)
 
@@ -169,6 +169,6 @@ def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", 
         if not jnp.issubdtype(jnp.result_type(x), jnp.floating) or not jax.tree.leaves(p):
             return x
         return jnp.asarray(x, jax.tree.leaves(p)[0].dtype)
-    return check_vjp(lambda p: loss(p, held(p)), lambda p, c: (backward(p, held(p), c)[0],), params, cotangent=ct,
+    return run_check(lambda p: loss(p, held(p)), lambda p, c: (backward(p, held(p), c)[0],), params, cotangent=ct,
                      key=key, reference=ref_p, names=("params",), title=str(net),
-                     _cotangent_text="1 (the rows compare dL/dparams)", **options)
+                     cotangent_text="1 (the rows compare dL/dparams)", **options)

@@ -155,3 +155,16 @@ def judge(leaf, h64, j64, ref, fd, adjudicate, floor64, independent, fd_args, st
             rows.append(dataclasses.replace(row, oracle=label(row.oracle), kind="replay64",
                                             note="; ".join(filter(None, [note("finite differences"), row.note]))))
     return rows
+
+
+def explain(rows, name, dtype, failed64):
+    """The failed rows of leaf `name` (checked in `dtype`), with what the replay says of them:
+    failed64 False: the same rule run in float64 passes at float64's tolerances, so the
+    failure is the coarse dtype's alone (rounding, cancellation, overflow in it): a precision
+    problem, not a math bug; True: it fails in float64 too: the rule's math is wrong."""
+    text = (f"{dtype}-only: the same rule replayed in float64 passes at float64's tolerances, so this "
+            f"is a precision problem of {dtype} (rounding, cancellation, overflow), not a math bug"
+            if not failed64 else
+            "the same rule replayed in float64 fails too: a math bug, not a precision problem")
+    return [dataclasses.replace(r, note="; ".join(filter(None, [text, r.note])))
+            if r.primal == name and r.status == "FAIL" else r for r in rows]

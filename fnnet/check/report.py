@@ -42,6 +42,25 @@ class Row:
         return self.status != "FAIL"
 
 
+def _plain(v):
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, tuple):
+        return [_plain(a) for a in v]
+    return v
+
+
+def failure_text(row) -> str:
+    """', actual/expected ≈ 0.5 at (0,) vs jax.vjp' for a failed row (what is known of it)."""
+    where = f" at {_index(row.worst_index)}" if row.worst_index is not None else ""
+    a, e = row.actual, row.expected
+    if a is not None and e is not None and math.isfinite(a) and math.isfinite(e) and e != 0:
+        return f", actual/expected ≈ {a / e:.3g}{where} vs {row.oracle}"
+    if a is not None and e is not None:
+        return f", actual {value_text(a)} expected {value_text(e)}{where} vs {row.oracle}"
+    return f" vs {row.oracle}" + (f" ({row.note.split(';')[0]})" if row.note else "")
+
+
 def _num(v) -> str:
     return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.2g}"
 
@@ -105,9 +124,40 @@ class Report:
                 and not math.isnan(r.rel_err)]
         return max(vals) if vals else None
 
+    def leaf_verdicts(self) -> dict:
+        """{leaf path: (status, the row that decides it)}, in table order: FAIL if any of the
+        leaf's rows failed (the deciding row: the first failed one), else warn, else ok (n/a
+        and info rows do not count; a leaf with nothing but those is "n/a")."""
+        out = {}
+        for r in self.rows:
+            out.setdefault(r.primal, [])
+            out[r.primal].append(r)
+        verdicts = {}
+        for name, rows in out.items():
+            for status in ("FAIL", "warn", "ok"):
+                hit = [r for r in rows if r.status == status]
+                if hit:
+                    verdicts[name] = (status, hit[0])
+                    break
+            else:
+                verdicts[name] = ("n/a", rows[0])
+        return verdicts
+
+    def summary(self) -> str:
+        """One line: each leaf's verdict, failures with actual/expected at the worst index
+        (params.alpha: FAIL, actual/expected ≈ 0.5 at (0,) vs jax.vjp; x: ok)."""
+        return "; ".join(f"{name}: {status}" + (failure_text(row) if status == "FAIL" else "")
+                         for name, (status, row) in self.leaf_verdicts().items())
+
+    def to_dict(self) -> dict:
+        """The report as plain JSON-ready data (NaN and inf as None, tuples as lists), for CI."""
+        return dict(title=self.title, ok=self.ok, summary=self.summary(), header=self.header,
+                    seconds=_plain(self.seconds), rows=[{k: _plain(v) for k, v in dataclasses.asdict(r).items()}
+                                                        for r in self.rows])
+
     def raise_if_failed(self):
         if not self.ok:
-            raise AssertionError("fnnet.check failed:\n" + str(self))
+            raise AssertionError(f"fnnet.check failed: {self.title}: {self.summary()}\n" + str(self))
         return self
 
     def __bool__(self):

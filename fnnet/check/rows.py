@@ -6,8 +6,9 @@ import dataclasses
 import numpy as np
 
 from fnnet.check import independence
-from fnnet.check.fdcompare import compare_directional, compare_per_element
+from fnnet.check.fdcompare import BISECT_ABOVE, bisect_blocks, compare_directional, compare_per_element
 from fnnet.check.report import Row, value_text
+from fnnet.check.verdict import Evidence, Status, decide, stop_gradient_surrogate
 
 _UNRESOLVED = ("inconclusive: the whole leaf is below what float64 differences resolve "
                "(tol > 1); the other oracles judge it")
@@ -21,11 +22,17 @@ def majority_fn(adjudicate, h, other, rt, floor, oracle):
     """majority(bad flat indices) -> bool per element: the oracle (jax.vjp) disagrees with the
     finite differences there, while the hand-written value agrees with them (inside a genuine
     kink interval counts) and with `other`, the remaining independent witness (None: none).
-    An oracle that agrees with the differences is never outvoted: a disagreement below the
-    differences' resolution stays the hand-written rule's failure."""
+    An oracle that agrees with the differences is outvoted only where autodiff's own derivative
+    jumps (adjudicate's "jumps"): elsewhere a disagreement below the differences' resolution
+    stays the hand-written rule's failure."""
     hf = np.asarray(h, np.float64).reshape(-1)
     jf = np.asarray(oracle, np.float64).reshape(-1)
     of = None if other is None else np.asarray(other, np.float64).reshape(-1)
+
+    def leaf_scale(c, spread):
+        return max(float(np.abs(hf[np.isfinite(hf)]).max(initial=0.0)),
+                   float(np.abs(c[np.isfinite(c)]).max(initial=0.0)),
+                   float(spread[np.isfinite(spread)].max(initial=0.0)))
 
     def majority(bad):
         a = adjudicate(bad)
@@ -33,9 +40,19 @@ def majority_fn(adjudicate, h, other, rt, floor, oracle):
         with np.errstate(invalid="ignore"):
             agrees = lambda v: np.isfinite(v) & np.isfinite(c) & (
                 (np.abs(v - c) <= tol) | ((hi - lo > tol) & (v >= lo - tol) & (v <= hi + tol)))
-            fd_ok = agrees(hv) & ~agrees(jv)
-            # only where the differences resolve the value (to 10%): an unresolved leaf agrees with anything
-            fd_ok &= tol <= 0.1 * np.maximum.reduce([np.abs(hv), np.abs(c), hi - lo])
+            fd_ok = agrees(hv) & ~agrees(jv)        # a NaN from the oracle agrees with nothing
+            # only where the differences resolve the leaf (their tolerance <= 10% of its scale):
+            # an unresolved leaf agrees with anything. Per leaf, not per element: an element
+            # whose value is 0 or whose cotangent is tiny is never resolved "to 10% of itself",
+            # yet an oracle off there by more than the differences' tolerance is off all the same
+            fd_ok &= tol <= 0.1 * leaf_scale(c, hi - lo)
+            # Where both lie within the differences' tolerance, they cannot tell the two apart;
+            # but at a point where autodiff's own derivative jumps (its value there is a
+            # convention of a kink or a guard, fnnet.check.smoothness) its disagreement
+            # with a rule that agrees with the differences is no evidence against the rule
+            tied = np.flatnonzero(agrees(hv) & agrees(jv) & (hv != jv))
+            if tied.size and a.get("jumps") is not None:
+                fd_ok[tied] = np.asarray(a["jumps"](tied), bool)
             if of is not None:
                 scale = float(np.abs(hf[np.isfinite(hf)]).max(initial=0.0))
                 fl = np.broadcast_to(np.asarray(floor, np.float64), h.shape).reshape(-1)[bad]
@@ -49,16 +66,17 @@ def majority_fn(adjudicate, h, other, rt, floor, oracle):
 def oracle_row(name, oracle, kind, res, independent, rules, shape=None, hand=None, other=None):
     """Row of the hand-written leaf vs jax.vjp or the reference (compare's result)."""
     notes = list(res.get("notes", []))
-    status = "ok" if res["ok"] else "FAIL"
+    status = decide(Evidence(independent=independent, within_tolerance=res["ok"],
+                             outvoted=len(res.get("overruled") or [])))
     if res.get("overruled"):
         at, hv, ov, cv = res.get("overruled_first") or (res["overruled"][0], np.nan, np.nan, np.nan)
         notes.append(f"{oracle} disagrees with finite differences at {len(res['overruled'])} element(s) "
                      f"(first {at}: {oracle} {value_text(ov)}, finite differences {value_text(cv)}, "
                      f"hand-written {value_text(hv)}) where the hand-written value agrees with them (and with any "
                      f"other independent witness): autodiff at a kink or of a non-smooth primitive "
-                     f"(a max/min tie, sqrt at 0, a numerically stable rewrite); the hand-written rule "
-                     f"passes, outvoted oracle shown as a warning")
-        status = "warn" if res["ok"] else status
+                     f"(a max/min tie, sqrt at 0, a numerically stable rewrite)" +
+                     ("; the hand-written rule passes, outvoted oracle shown as a warning" if res["ok"] else
+                      "; outvoted there, but the rule fails elsewhere on this row (see its worst index)"))
     if res.get("nonfinite") and res["worst_index"] is not None:
         a, e = res["actual"], res["expected"]
         side = "hand-written" if not np.isfinite(a) else oracle
@@ -66,7 +84,6 @@ def oracle_row(name, oracle, kind, res, independent, rules, shape=None, hand=Non
                      f"{res['worst_index']} (hand-written {value_text(a)}, {oracle} {value_text(e)}); "
                      f"{len(res['nonfinite'])} non-finite disagreement(s)")
     if not independent:
-        status = "info"
         notes.insert(0, independence.note(rules) + ("" if res["ok"] else
                      "; it differs from the vjp given here, so that vjp is not the rule inside fun"))
     return Row(name, oracle, kind, status, res["max_abs_err"], res["rel_err"], res["worst_index"],
@@ -74,7 +91,7 @@ def oracle_row(name, oracle, kind, res, independent, rules, shape=None, hand=Non
 
 
 def _row(name, oracle, res, notes):
-    return Row(name, oracle, "fd", "ok" if res["ok"] else "FAIL", res["max_abs_err"], res["rel_err"],
+    return Row(name, oracle, "fd", decide(Evidence(within_tolerance=res["ok"])), res["max_abs_err"], res["rel_err"],
                res["worst_index"], res["tol"], res["kinks"], "; ".join(n for n in notes if n),
                res.get("actual"), res.get("expected"))
 
@@ -107,33 +124,31 @@ def fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype, full, directions, bl
     what = f"{len(res['failing'])} of the directions failed: rel err {res['rel_err']:.2g} > tol {res['tol']:.2g}"
     failing_blocks = [b for b in res["blocks"] if b is not None]
     subset = np.unique(np.concatenate(failing_blocks)) if failing_blocks else None
+    bisected = ""
+    if subset is not None and subset.size > BISECT_ABOVE:
+        subset, bisected = bisect_blocks(fd, leaf, h, rt_fd, atol, res)
     n_sub = leaf.size if subset is None else subset.size
     if subset is None and leaf.size > localize_max:
         return _row(leaf.name, label, res,
                     [f"{what}; the leaf ({leaf.size} elements) is too large to localize per element "
                      f"(localize_max={localize_max}); the jax.vjp row has the index, or pass mode='full'"])
     local = per_element(subset)
-    where = "on the failing blocks" if subset is not None else "over the leaf"
+    where = ("on the failing blocks" + (f" ({bisected})" if bisected else "")) if subset is not None else "over the leaf"
     note = (f"{what}; per element {where} ({n_sub} differences) localizes it" if not local["ok"] else
             f"{what}, but per element {where} every entry agrees: the directions crossed several kinks at once")
     return _row(leaf.name, "finite diff (per element)", local, [note, nonfinite_note(local), *local["notes"]])
 
 
-def stopped_rows(rows, name):
-    """fun stops a gradient (independence.stop_gradients): where the rule agrees with
-    jax.vjp (and the reference) and only finite differences disagree, they measured the
-    function's own derivative, not the surrogate stop_gradient defines: a warning, not a
-    failure. A rule that disagrees with jax.vjp still fails on that row."""
-    mine = [r for r in rows if r.primal == name]
-    if not any(r.kind == "fd" and r.status == "FAIL" for r in mine):
-        return rows
-    if not all(r.status in ("ok", "n/a", "warn") for r in mine if r.kind in ("jax", "reference")):
-        return rows
-    if not any(r.kind == "jax" and r.status == "ok" for r in mine):
+def stopped_rows(rows, name, stops):
+    """fun stops a gradient (independence.stop_gradients): the leaf rule
+    verdict.stop_gradient_surrogate turns its finite-difference failures into warnings that
+    say why. A rule that disagrees with jax.vjp still fails on that row."""
+    mine = [(r.kind, r.status) for r in rows if r.primal == name]
+    if not stop_gradient_surrogate(mine, stops):
         return rows
     note = ("fun contains stop_gradient: finite differences see the function's own derivative, "
             "while jax.vjp and the hand-written rule (which agree) give the surrogate gradient "
             "stop_gradient defines; shown as a warning. If the surrogate was not meant, the "
             "stop_gradient is the bug")
-    return [dataclasses.replace(r, status="warn", note="; ".join(filter(None, [note, r.note])))
-            if r.primal == name and r.kind == "fd" and r.status == "FAIL" else r for r in rows]
+    return [dataclasses.replace(r, status=Status.WARN, note="; ".join(filter(None, [note, r.note])))
+            if r.primal == name and r.kind == "fd" and r.status == Status.FAIL else r for r in rows]

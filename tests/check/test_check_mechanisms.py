@@ -1,0 +1,264 @@
+"""The checker's mechanisms, one test each: a wrong rule that must fail and a right rule that
+must pass, in float64 and float32 where meaningful. Each named mechanism failed before the
+checker handled it; the rules are written as a user would write them (plain jnp)."""
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from fnnet import check
+
+DTYPES = [np.float64, np.float32]
+
+
+def normal(*shape, seed=0, dtype=np.float64):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+# 1. check_jvp: the rule's primal output is compared with f(x); jax.jvp can be outvoted ------
+
+def _custom_jvp(fun, rule):
+    f = jax.custom_jvp(fun)
+    f.defjvp(rule)
+    return f
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jvp_rule_with_a_wrong_primal_output_fails(dtype):
+    def bad(p, t):
+        (x,), (u,) = p, t
+        return jnp.sin(x) * jnp.inf, jnp.cos(x) * u
+    rep = check.check_jvp(_custom_jvp(jnp.sin, bad), normal(3, 4, dtype=dtype))
+    assert not rep.ok, str(rep)
+    assert any(r.kind == "forward" and r.status == "FAIL" for r in rep.rows), str(rep)
+
+    def good(p, t):
+        (x,), (u,) = p, t
+        return jnp.sin(x), jnp.cos(x) * u
+    rep = check.check_jvp(_custom_jvp(jnp.sin, good), normal(3, 4, dtype=dtype))
+    assert rep.ok, str(rep)
+    assert any(r.kind == "forward" and r.status == "ok" for r in rep.rows), str(rep)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jvp_autodiff_outvoted_by_finite_differences(dtype):
+    # |x|·sign(x) is x, but jax.jvp says 0 at x = 0 (sign'(0) = 0, |0| = 0)
+    fun = lambda x: jnp.abs(x) * jnp.sign(x) + 0.5 * x ** 3
+    x = normal(3, 4, dtype=dtype)
+    x[0, 1] = x[2, 2] = 0.0
+    good = lambda p, t: (fun(p[0]), (1.0 + 1.5 * p[0] ** 2) * t[0])
+    rep = check.check_jvp(_custom_jvp(fun, good), x)
+    assert rep.ok, str(rep)
+    assert rep.rows_for(kind="jax")[0].status == "warn", str(rep)
+    wrong = lambda p, t: (fun(p[0]), (1.5 * p[0] ** 2 + jnp.where(p[0] == 0, 0.0, 1.0)) * t[0])
+    rep = check.check_jvp(_custom_jvp(fun, wrong), x)
+    assert not rep.ok, str(rep)
+
+
+# 2. kink acceptances hold jointly across primals ------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_tied_maximum_cannot_give_both_primals_the_full_cotangent(dtype):
+    a = normal(4, 5, dtype=dtype)
+    b = normal(4, 5, seed=1, dtype=dtype)
+    b[::2] = a[::2]                                   # ties on every other row
+    both = lambda a, b, ct: (ct * (a >= b), ct * (b >= a))          # full ct to each at a tie
+    rep = check.check_vjp(jnp.maximum, both, a, b)
+    assert not rep.ok, str(rep)
+    halves = lambda a, b, ct: (ct * jnp.where(a == b, 0.5, a > b), ct * jnp.where(a == b, 0.5, b > a))
+    assert check.check_vjp(jnp.maximum, halves, a, b).ok
+    first = lambda a, b, ct: (ct * (a >= b), ct * (b > a))          # the whole tie to a
+    assert check.check_vjp(jnp.maximum, first, a, b).ok
+
+
+# 3. several kinks crossed by one coordinate: judged jointly along directions -----------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_three_way_tie_in_sort_with_equal_shares(dtype):
+    x = normal(7, dtype=dtype)
+    x[[1, 3, 5]] = x[1]                               # a 3-way tie
+
+    def shares(x, ct):                                # each tied input gets the mean of its group's ct
+        order = jnp.argsort(x, stable=True)
+        ct_in = jnp.zeros_like(ct).at[order].set(ct)  # the permutation's own vjp
+        xs = x[order]
+        same = (x[:, None] == xs[None, :])            # [input, output position] with equal value
+        return (jnp.sum(same * ct[None, :], 1) / jnp.sum(same, 1) + 0.0 * ct_in,)
+    assert check.check_vjp(jnp.sort, shares, x).ok
+
+    def each_full(x, ct):                             # every tied input gets the group's whole ct
+        xs = jnp.sort(x)
+        same = (x[:, None] == xs[None, :])
+        return (jnp.sum(same * ct[None, :], 1),)
+    assert not check.check_vjp(jnp.sort, each_full, x).ok
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_maxout_rows_sharing_a_weight(dtype):
+    # y_i = max(w·x_i, c_i) with every row exactly at its tie: nudging w crosses them all
+    x = normal(6, dtype=dtype)
+    c = jnp.asarray(x)                                 # w = 1: w·x_i == c_i exactly
+    fun = lambda w, x: jnp.maximum(w[0] * x, c)
+    w = np.ones(1, dtype)
+    first = lambda w, x, ct: (jnp.sum(ct * x)[None], ct * w[0])    # the w·x piece everywhere
+    rep = check.check_vjp(fun, first, w, x)
+    assert rep.ok, str(rep)
+    double = lambda w, x, ct: (2 * jnp.sum(ct * x)[None], ct * w[0])
+    assert not check.check_vjp(fun, double, w, x).ok
+
+
+# 4. a NaN from jax.vjp is outvoted like a finite-but-wrong one ------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_nan_autodiff_at_a_guarded_point_is_outvoted(dtype):
+    fun = lambda x: x ** 2 * jnp.log(jnp.abs(x))
+    guarded = lambda x: jnp.where(x == 0, 0.0, fun(x))          # jax.vjp: NaN at 0
+    x = normal(3, 4, dtype=dtype)
+    x[1, 2] = 0.0
+    good = lambda x, ct: (ct * jnp.where(x == 0, 0.0, 2 * x * jnp.log(jnp.abs(jnp.where(x == 0, 1.0, x))) + x),)
+    rep = check.check_vjp(guarded, good, x)
+    assert rep.ok, str(rep)
+    assert rep.rows_for("x", "jax")[0].status == "warn", str(rep)
+    bad = lambda x, ct: (ct * jnp.where(x == 0, 1.0, 2 * x * jnp.log(jnp.abs(jnp.where(x == 0, 1.0, x))) + x),)
+    assert not check.check_vjp(guarded, bad, x).ok
+
+
+# 5. low-precision internals: say what can and cannot be judged --------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bfloat16_inside_fun(dtype):
+    fun = lambda x: jnp.tanh(x.astype(jnp.bfloat16)).astype(x.dtype) * 2.0
+    x = normal(4, 6, dtype=dtype)
+
+    def good(x, ct):
+        t = jnp.tanh(x.astype(jnp.bfloat16))
+        return (((2.0 * ct).astype(jnp.bfloat16) * (1 - t * t)).astype(x.dtype),)
+    rep = check.check_vjp(fun, good, x)
+    assert rep.ok, str(rep)
+    assert "bfloat16" in rep.header, rep.header
+    wrong = lambda x, ct: (good(x, ct)[0] * 1.5,)
+    assert not check.check_vjp(fun, wrong, x).ok
+
+
+# 6. an integer output leaf is non-differentiable, as an integer input is --------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_integer_output_leaf(dtype):
+    fun = lambda x: (jnp.max(x, -1), jnp.argmax(x, -1))
+    x = normal(4, 5, dtype=dtype)
+
+    def good(x, ct):
+        onehot = jax.nn.one_hot(jnp.argmax(x, -1), x.shape[-1], dtype=x.dtype)
+        return (onehot * ct[0][:, None],)
+    rep = check.check_vjp(fun, good, x)
+    assert rep.ok, str(rep)
+    wrong = lambda x, ct: (good(x, ct)[0] * 2.0,)
+    assert not check.check_vjp(fun, wrong, x).ok
+
+
+# 7. a verdict never contradicts its explanation ------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_outvoted_autodiff_on_small_cotangents(dtype):
+    # |x|·sign(x) == x: jax.vjp says 0 wherever x == 0; cotangents there span 1e-9 .. 1
+    fun = lambda x: 2.0 * jnp.abs(x) * jnp.sign(x) + 0.1 * x
+    x = normal(4, 8, dtype=dtype)
+    x[:, ::2] = 0.0
+    ct = normal(4, 8, seed=3, dtype=dtype) * np.logspace(-9, 0, 8, dtype=dtype)[None, :]
+    good = lambda x, ct: (2.1 * ct,)
+    rep = check.check_vjp(fun, good, x, cotangent=ct)
+    assert rep.ok, str(rep)
+    (jax_row,) = rep.rows_for("x", "jax")
+    assert jax_row.status == "warn", str(rep)
+    wrong = lambda x, ct: (2.1 * ct * jnp.where(jnp.abs(ct) < 1e-6, 3.0, 1.0),)
+    rep = check.check_vjp(fun, wrong, x, cotangent=ct)
+    assert not rep.ok, str(rep)
+    for r in rep.rows:       # no failed row says that the rule passes
+        assert not (r.status == "FAIL" and "rule passes" in r.note), str(rep)
+
+
+# 8. the default cotangent is drawn from its own stream ------------------------------------------
+
+def test_default_cotangent_does_not_collide_with_the_users_draws():
+    seen = {}
+
+    def vjp(x, ct):
+        seen["ct"] = np.asarray(ct)
+        return (ct,)
+    check.check_vjp(lambda x: x, vjp, normal(5, 7), jit=False)
+    assert not np.allclose(seen["ct"], np.random.default_rng(0).standard_normal((5, 7)))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_layer_norm_on_inputs_from_seed_zero(dtype):
+    x = np.random.default_rng(0).standard_normal((5, 7)).astype(dtype)
+
+    def fun(x):
+        mu = x.mean(-1, keepdims=True)
+        return (x - mu) / jnp.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+
+    def good(x, ct):
+        mu = x.mean(-1, keepdims=True)
+        s = jnp.sqrt(((x - mu) ** 2).mean(-1, keepdims=True) + 1e-5)
+        y = (x - mu) / s
+        return ((ct - ct.mean(-1, keepdims=True) - y * (ct * y).mean(-1, keepdims=True)) / s,)
+    rep = check.check_vjp(fun, good, x)
+    assert rep.ok, str(rep)
+    assert rep.rows_for("x", "jax")[0].tol < 1e-2, str(rep)
+    half = lambda x, ct: (good(x, ct)[0] * 1.01,)
+    assert not check.check_vjp(fun, half, x).ok
+
+
+# 9. a wrong row of a large weight is localized quickly ----------------------------------------
+
+def test_wrong_row_of_a_large_weight_is_localized_quickly():
+    rng = np.random.default_rng(5)
+    w, x = rng.standard_normal((300, 300)) / 17, rng.standard_normal((4, 300))
+    fun = lambda w, x: jnp.tanh(x @ w)
+
+    def vjp(w, x, ct):
+        dz = ct * (1 - jnp.tanh(x @ w) ** 2)
+        return x.T @ dz, dz @ w.T
+    check.check_vjp(fun, vjp, w, x)                 # compile once
+    wrong = lambda w, x, ct: (vjp(w, x, ct)[0].at[17].multiply(1.5), vjp(w, x, ct)[1])
+    t0 = time.perf_counter()
+    rep = check.check_vjp(fun, wrong, w, x)
+    seconds = time.perf_counter() - t0
+    assert not rep.ok
+    fd = rep.rows_for("w", "fd")[0]
+    assert fd.status == "FAIL" and fd.worst_index[0] == 17, str(rep)
+    localized = int(fd.note.split(" differences)")[0].rsplit("(", 1)[1])
+    assert localized < 2000, fd.note             # bisected, not 2 × 90,000 differences
+    assert seconds < 30.0, (seconds, str(rep))   # < 2 s unloaded; generous for a shared CI machine
+
+
+# reports: a float32 failure says whether float64 passes (precision) or fails too (math) ---------
+
+def test_float32_only_failures_are_called_precision_problems():
+    x = np.random.default_rng(1).standard_normal((3, 4)).astype(np.float32)
+    fun = lambda x: x ** 2
+    # right math, cancelling in float32: (x + 1e4) - 1e4 keeps ~3 digits of x in float32, all in float64
+    cancel = lambda x, ct: (ct * 2 * ((x + 1e4) - 1e4),)
+    rep = check.check_vjp(fun, cancel, x, jit=False)      # eager: XLA would fold the cancellation away
+    assert not rep.ok, str(rep)
+    assert all("float32-only" in r.note for r in rep.failures), str(rep)
+    assert check.check_vjp(fun, cancel, x.astype(np.float64), jit=False).ok
+    wrong = lambda x, ct: (ct * 2.01 * x,)
+    rep = check.check_vjp(fun, wrong, x)
+    assert not rep.ok and all("math bug" in r.note for r in rep.failures), str(rep)
+
+
+def test_a_coarse_step_on_a_smooth_function_is_not_called_a_kink():
+    x = np.linspace(-1.0, 1.0, 6)
+    fun = lambda x: jnp.exp(3.0 * x)
+    good = lambda x, ct: (3.0 * jnp.exp(3.0 * x) * ct,)
+    rep = check.check_vjp(fun, good, x, step=1e-3, mode="full")
+    assert rep.ok, str(rep)
+    (fd,) = rep.rows_for("x", "fd")
+    assert fd.kinks == 0 and "kink" not in str(rep).split("result:")[0].split("\n[")[0], str(rep)
+    relu = lambda x: jnp.maximum(x, 0.0)
+    x0 = np.array([0.0, 0.5, -0.5, 0.0])
+    rep = check.check_vjp(relu, lambda x, ct: ((x > 0) * ct,), x0, step=1e-3, mode="full")
+    assert rep.ok and rep.rows_for("x", "fd")[0].kinks == 2, str(rep)
