@@ -17,6 +17,11 @@ Systems (ms per training step, every one from the same initial params on the sam
     torch eager         fnnet/bench/gpt_torch_model.py, torch.optim.AdamW (same hyperparameters)
     torch.compile       torch.compile of that module; if it fails, the row says why
 
+Under load the torch rows are the first to break: torch's OpenMP threads wait at every
+parallel region's barrier for a descheduled peer, so with 2 threads at load 8 on 2 cores an
+S step read 240-670 ms against 60 ms with 1 thread (22 ms with 2 threads on the quiet
+machine). A table measured at load > 1 is marked not publishable for this reason too.
+
 Tokens are uniform random ids (seeded): the time of a step does not depend on them, and every
 config gets enough. The first step's loss of every system is recorded: equal losses are the
 evidence that the systems train the same model.
@@ -241,6 +246,9 @@ def markdown(tables):
         lines.append("")
         for k, v in t["speedups"].items():
             lines.append(f"- {k}: {v:.2f}x")
+        if not t["publishable"]:
+            lines.append("- under load, multi-threaded torch waits at OpenMP barriers for descheduled "
+                         "threads: its rows are the least trustworthy here")
         lines.append("")
     return "\n".join(lines) + "\n"
 
