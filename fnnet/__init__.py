@@ -1,5 +1,11 @@
 """fnnet: functional neural networks on JAX with hand-written, proven backward passes."""
 from fnnet._version import __version__
+from fnnet._xla_cpu import set_default_xla_flags
+
+# Before any backend starts: XLA:CPU's concurrency-optimized scheduler off for every program
+# of this process (fnnet/_xla_cpu.py says why; XLA_FLAGS naming the flag, or FNNET_XLA_FLAGS=0,
+# keeps the user's choice).
+XLA_FLAGS_STATUS = set_default_xla_flags()
 from fnnet.layers.activations import (ELU, GELU, Identity, LeakyRelu, Relu, Sigmoid, SiLU, Softmax, Softplus,
                                       Tanh)
 from fnnet.layers.attention import AttentionParams, CausalSelfAttention
@@ -48,4 +54,6 @@ __all__ = [
     # training and checkpoints
     "save", "load", "restore", "Checkpoint",
     "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
+    # what import did to XLA_FLAGS (fnnet/_xla_cpu.py): "set", "user", "opted out", "too late"
+    "XLA_FLAGS_STATUS",
 ]

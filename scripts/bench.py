@@ -1,7 +1,8 @@
 #!/usr/bin/env python
 """Side-by-side training benchmark; the same as `fnnet bench`. See `--help`.
 
-    python scripts/bench.py                      # full run, writes bench/results-cpu.{json,md}
+    python scripts/bench.py                      # full run, writes fnnet-bench-<UTC date-time>/results-cpu.*
+    python scripts/bench.py --out bench          # the same, replacing the committed bench/ results
     python scripts/bench.py --quick --out /tmp/b # seconds
 """
 import os

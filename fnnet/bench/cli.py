@@ -36,6 +36,11 @@ workloads:
       control (the Dense(256) + ReLU classifier the row nets share); run only when named,
       or all of them with --workloads layers
   (more are registered with fnnet.bench.workloads.register)
+  GPT-torch  only when named: fnnet.gpt vs PyTorch eager and torch.compile, the same config,
+      weights, tokens and AdamW; fnnet through fit and through a user's own jax.jit step,
+      and jax.grad's jit step; configs from --gpt-configs (S, M, L, XL; --quick: tiny);
+      torch uses as many intra-op threads as the process may use cores (as XLA does);
+      writes OUT/gpt-torch-<backend>.json and .md (fnnet/bench/gpt_torch.py)
   CNN, GPT and L-*: fnnet = fnnet.fit (hand-written backward), jax.grad =
   fnnet.fit(grad="autodiff"), same params, key and batches; other systems: "not applicable"
 
@@ -43,8 +48,12 @@ step memory: compiled.memory_analysis() of one jitted step (value and grad + opt
 update) at the workload's batch, for fnnet, jax.grad and the custom_vjp bridge
 (jax.value_and_grad of fnnet.loss_with_manual_grad(net)).
 
-Writes OUT/results-<backend>.json and OUT/results-<backend>.md. Speed targets are
-checked in the report, never asserted in tests.
+Writes OUT/results-<backend>.json and OUT/results-<backend>.md, OUT being --out or, by
+default, a new folder fnnet-bench-<UTC date-time> in the current directory (never the
+repository's committed bench/ results unless --out names them). Every table records the
+load average before and after it and is marked "not publishable" when the 1-minute load
+was above 1. Speed targets are checked in the report, never asserted in tests; a --quick
+run reports them as "not checked" (its tiny workloads measure nothing publishable).
 """
 
 
@@ -63,7 +72,10 @@ def parser():
                    help=f"comma list (default: all: {','.join(SYSTEMS)})")
     p.add_argument("--repeats", type=int, default=None,
                    help="timed runs per system, interleaved; the median is reported (default 3, quick 1)")
-    p.add_argument("--out", default="bench", help="output folder (default: bench/)")
+    p.add_argument("--out", default=None,
+                   help="output folder (default: a new fnnet-bench-<UTC date-time>/ here)")
+    p.add_argument("--gpt-configs", default=None,
+                   help="GPT-torch configs, comma list of tiny,S,M,L,XL (default S,M,L,XL; quick: tiny)")
     p.add_argument("--threads", default="1",
                    help="BLAS threads of the NumPy rows and intra-op threads of torch: a number, "
                         "or 'default' (default: 1, see the report's notes; 'default threads' "
@@ -156,8 +168,72 @@ def _scaling(args, log) -> int:
     return 0
 
 
+def default_out():
+    """A folder name of its own per run: fnnet-bench-<UTC date-time>."""
+    return "fnnet-bench-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+
+
+def _split_gpt_torch(text):
+    """"W1,GPT-torch" -> ("W1", True); the GPT-vs-torch workload is not a registered one."""
+    items = [t.strip() for t in (text or "").split(",") if t.strip()]
+    rest = [t for t in items if t != "GPT-torch"]
+    return (",".join(rest) if rest else None), len(rest) != len(items)
+
+
+def _gpt_torch(args, log) -> int:
+    """`--workloads GPT-torch`: fnnet/bench/gpt_torch.py's tables -> OUT/gpt-torch-<backend>.*"""
+    import json
+    import os
+
+    from fnnet.bench import gpt_torch, report, systems_torch, timing
+    from fnnet.bench import systems_jax as sj
+    import fnnet
+    try:
+        configs = gpt_torch.parse_configs(args.gpt_configs or ("tiny" if args.quick else "S,M,L,XL"))
+    except ValueError as e:
+        print(f"fnnet bench: {e}", file=sys.stderr)
+        return 2
+    repeats = args.repeats or (1 if args.quick else 5)
+    steps = 2 if args.quick else 20
+    threads = gpt_torch.default_threads()
+    torch_ok, torch_info = systems_torch.available()
+    peak_n, peak_reps = (256, 3) if args.quick else (2048, 7)
+    load0 = timing.loadavg()
+    peak = sj.matmul_peak(peak_n, peak_reps)
+    tables, md = gpt_torch.run(configs, steps, repeats, gpt_torch.SYSTEMS, threads, log)
+    result = {"machine": {**report.machine(f"{torch_info} ({threads} threads)" if torch_ok else torch_info),
+                          "load_start": load0, "load_end": timing.loadavg(),
+                          "fnnet_xla_flags_status": fnnet.XLA_FLAGS_STATUS},
+              "config": {"quick": args.quick, "repeats": repeats, "steps": steps,
+                         "configs": [c.name for c in configs], "torch_threads": threads},
+              "peak": peak, "tables": tables}
+    m = result["machine"]
+    head = (f"# fnnet bench: GPT vs PyTorch ({m['backend']})\n\n- {m['cpu']}, {m['usable_cores']} usable cores; "
+            f"jax {m['jax']}, torch {m['torch']}; {m['date']}\n- XLA_FLAGS={m['xla_flags'] or '(unset)'} "
+            f"(import fnnet: {m['fnnet_xla_flags_status']}); float32 matmul peak "
+            f"({peak_n}x{peak_n} jnp.dot) {peak['gflops']:.1f} GFLOP/s\n\n")
+    os.makedirs(args.out, exist_ok=True)
+    stem = os.path.join(args.out, f"gpt-torch-{m['backend']}")
+    with open(stem + ".json", "w") as f:
+        json.dump(result, f, indent=1)
+        f.write("\n")
+    with open(stem + ".md", "w") as f:
+        f.write(head + md)
+    log(f"wrote {stem}.json and {stem}.md")
+    return 0
+
+
 def run(args) -> int:
     t_start = time.perf_counter()
+    if args.out is None:
+        args.out = default_out()
+    args.workloads, want_gpt_torch = _split_gpt_torch(args.workloads)
+    log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
+    log(f"fnnet bench: writing to {args.out}/")
+    if want_gpt_torch:
+        rc = _gpt_torch(args, log)
+        if rc or args.workloads is None:
+            return rc
     from fnnet.bench import timing              # numpy only: the load is read before jax starts
     load_start = timing.loadavg()
     import jax
@@ -168,7 +244,6 @@ def run(args) -> int:
     from fnnet.bench import systems_jax as sj
     from fnnet.bench.systems_numpy import eval_accuracy, eval_loss
 
-    log = (lambda *a, **k: None) if args.quiet else (lambda *a, **k: print(*a, **k, flush=True))
     if args.devices is not None:
         return _scaling(args, log)
     try:
@@ -197,8 +272,10 @@ def run(args) -> int:
     out_w, nets_out = {}, {}
     for w in wls:
         log(f"== {w.name} ({w.title}): {w.describe()}")
+        load_before = timing.loadavg()
         if w.kind == "net":                          # CNN, GPT, L-*: fnnet.fit vs fit(grad="autodiff")
-            nets_out[w.name] = systems_nets.run(w, systems, repeats, log)
+            nets_out[w.name] = {**systems_nets.run(w, systems, repeats, log),
+                                **timing.load_record(load_before, timing.loadavg())}
             continue
         runners, missing = [], []
         for system, variant, dt, factory in plan(w, systems, threads, args.quick, torch_ok,
@@ -223,7 +300,8 @@ def run(args) -> int:
         log("    step memory (compiled.memory_analysis) ...")
         memory = bench_memory.step_memory(w, "float32")
         out_w[w.name] = {"runners": runners, "timings": timings, "missing": missing,
-                         "ceiling": ceiling, "workload": w, "memory": memory}
+                         "ceiling": ceiling, "workload": w, "memory": memory,
+                         "load": timing.load_record(load_before, timing.loadavg())}
         del runners
 
     peak_end = sj.matmul_peak(peak_n, peak_reps)
@@ -242,7 +320,7 @@ def run(args) -> int:
             "steps": w.steps, "sum_din_dout": sum(a * b for a, b in zip(w.sizes[:-1], w.sizes[1:])),
             "flops": w.flops, "needed_flops": w.needed_flops,
             "flops_formula": "3 * 2 * rows_per_epoch * sum(d_in*d_out) * epochs",
-            "matmul_ceiling": ceiling, "step_memory": d["memory"], "rows": rows,
+            "matmul_ceiling": ceiling, "step_memory": d["memory"], "rows": rows, **d["load"],
         }
     result = {
         "machine": {**report.machine(torch_label), "load_start": load_start, "load_end": timing.loadavg()},
@@ -258,8 +336,9 @@ def run(args) -> int:
     jpath, mpath = report_md.write(result, args.out)
     log(f"wrote {jpath} and {mpath} ({result['wall_s']:.0f} s)")
     for t in result["targets"]:
-        met = "n/a" if t["met"] is None else ("MET" if t["met"] else "MISSED")
-        log(f"  [{met:>6}] {t['workload']}: {t['target']}: {report_md.measured(t)}  {t['detail']}")
+        met = ("n/a" if t["met"] is None else ("MET" if t["met"] else "MISSED")) if not args.quick \
+            else "quick: not checked"
+        log(f"  [{met}] {t['workload']}: {t['target']}: {report_md.measured(t)}  {t['detail']}")
     return 0
 
 

@@ -31,6 +31,7 @@ def measured(t):
 
 
 def markdown(res):
+    from fnnet.bench.timing import load_line
     m, cfg = res["machine"], res["config"]
     torch = m["torch"]
     lines = [
@@ -64,6 +65,8 @@ def markdown(res):
     ]
     for t in res["targets"]:
         met = "—" if t["met"] is None else ("**yes**" if t["met"] else "**no**")
+        if cfg["quick"]:                   # tiny workloads: nothing there is a measurement of a target
+            met = "not checked (--quick)"
         lines.append(f"| {t['workload']} | {t['target']} | {measured(t)} | {met} | {t['detail']} |")
     for name, w in res["workloads"].items():
         c = w["matmul_ceiling"]
@@ -73,6 +76,8 @@ def markdown(res):
         lines += [
             "",
             f"## {name}: {w['title']}",
+            "",
+            load_line(w),
             "",
             f"{w['description']}. Model FLOPs per run: {w['flops']:.4g} "
             f"(3 · 2 · {w['rows_per_epoch']} rows · {w['sum_din_dout']} · {w['epochs']} epoch(s)); "

@@ -133,7 +133,9 @@ def markdown(res):
 
 
 def section(name, w):
+    from fnnet.bench.timing import load_line
     lines = ["", f"### {name}: {w['title']}", "", f"{w['description']}. {w['origin']}.", "",
+             load_line(w), "",
              "| system | dtype | median s | min–max s | compile s | ms/step | final loss | note |",
              "|---|---|---|---|---|---|---|---|"]
     for r in w["rows"]:

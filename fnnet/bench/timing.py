@@ -129,3 +129,32 @@ def loadavg() -> str:
             return " ".join(f.read().split()[:3])
     except OSError:
         return "?"
+
+
+PUBLISHABLE_LOAD = 1.0     # a table measured with a higher 1-minute load average is not publishable
+
+
+def _load1(text):
+    try:
+        return float(text.split()[0])
+    except (ValueError, IndexError, AttributeError):
+        return None
+
+
+def publishable(load_before, load_after):
+    """True only if the 1-minute load average was <= PUBLISHABLE_LOAD before and after a table."""
+    loads = [_load1(x) for x in (load_before, load_after)]
+    return all(v is not None and v <= PUBLISHABLE_LOAD for v in loads)
+
+
+def load_record(load_before, load_after):
+    """{"load_before", "load_after", "publishable"}: what every table of `fnnet bench` carries."""
+    return {"load_before": load_before, "load_after": load_after,
+            "publishable": publishable(load_before, load_after)}
+
+
+def load_line(table):
+    """The Markdown line under a table's heading saying its load and whether it is publishable."""
+    verdict = ("publishable" if table["publishable"] else
+               f"**NOT PUBLISHABLE** (1-minute load above {PUBLISHABLE_LOAD:g})")
+    return f"Load average (1, 5, 15 min) before {table['load_before']}, after {table['load_after']}: {verdict}."
