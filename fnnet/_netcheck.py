@@ -49,8 +49,9 @@ def out_shape(net: Network):
 
 
 def check_params(net: Network, params, values=True):
-    """Tree structure and every leaf shape must match what init would build; values=True
-    also refuses NaN/Inf in concrete leaves."""
+    """Tree structure and every leaf shape must match what init would build, float64 only with
+    jax_enable_x64 on (else JAX would quietly compute in float32); values=True also refuses
+    NaN/Inf in concrete leaves."""
     if not isinstance(params, (tuple, list)) or len(params) != len(net.layers):
         raise ValueError(f"params must be a tuple with one entry per layer ({len(net.layers)}), "
                          f"got {type(params).__name__} of length {len(params) if hasattr(params, '__len__') else '?'}")
@@ -63,6 +64,11 @@ def check_params(net: Network, params, values=True):
         for (path, leaf), want in zip(jax.tree_util.tree_leaves_with_path(p), jax.tree.leaves(expected)):
             name = "params" + jax.tree_util.keystr(path)
             check_floating(where, name, leaf)
+            if leaf.dtype == np.float64 and not jax.config.jax_enable_x64:
+                raise TypeError(f"{where}: {name} is float64 but jax_enable_x64 is off, so JAX would "
+                                f"silently run it in float32; cast the params with jax.tree.map(lambda "
+                                f"a: a.astype(np.float32), params), or turn on "
+                                f"jax.config.update('jax_enable_x64', True) for float64")
             if tuple(leaf.shape) != tuple(want.shape):
                 raise ValueError(f"{where}: {name} must have shape {tuple(want.shape)}, got {tuple(leaf.shape)}")
             dtype = dtype or leaf.dtype

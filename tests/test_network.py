@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -251,6 +252,23 @@ def test_nan_in_params_is_refused_eagerly_and_x64_off_float64_x_is_refused():
         with pytest.raises(TypeError, match=r"x is float64 but jax_enable_x64 is off"):
             fnnet.forward(net, p32, np.ones((2, 2)))                   # numpy float64
         fnnet.forward(net, p32, np.ones((2, 2), np.float32))
+    finally:
+        jax.config.update("jax_enable_x64", True)
+
+
+def test_x64_off_float64_params_are_refused_like_float64_x():
+    net = fnnet.mlp([2, 3, 1])
+    p64 = jax.tree.map(np.asarray, fnnet.init(net, jax.random.key(0), jnp.float64))  # NumPy float64
+    x, y = np.ones((2, 2), np.float32), np.ones((2, 1), np.float32)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        for call in (lambda: fnnet.forward(net, p64, x),
+                     lambda: fnnet.fit(net, p64, x, y, optimizer=optax.sgd(0.1), epochs=1)):
+            with pytest.raises(TypeError, match=r"layer 0 \(Dense\(3\)\): params.w is float64 but "
+                                                r"jax_enable_x64 is off.*astype\(np.float32\)"):
+                call()
+        p32 = jax.tree.map(lambda a: a.astype(np.float32), p64)
+        fnnet.fit(net, p32, x, y, optimizer=optax.sgd(0.1), epochs=1)     # the fix it names works
     finally:
         jax.config.update("jax_enable_x64", True)
 
