@@ -20,6 +20,7 @@ from fnnet.models.cnn import cnn
 from fnnet.models.gpt import TiedLM, generate, gpt
 from fnnet.checkpoint import Checkpoint, load, restore, save
 from fnnet.train.fit import DivergedError, History, fit
+from fnnet.train.divergence import LossGrowthWarning
 from fnnet.train.metrics import accuracy
 from fnnet.custom_vjp import loss_with_manual_grad
 from fnnet import initializers
@@ -43,4 +44,5 @@ __all__ = [
     # training and checkpoints
     "save", "load", "restore", "Checkpoint",
     "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
+    "LossGrowthWarning",
 ]
