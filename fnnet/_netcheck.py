@@ -4,6 +4,9 @@ Everything here reads only static facts (the layers' declared shapes via jax.eva
 dtypes, tree structures) or concrete values when they are concrete (NaN/Inf), so the
 errors name the layer and expected vs received before anything runs; under jit the
 value checks are no-ops. fnnet.network imports these under their underscore names.
+check_forward / check_backward hold each layer to its contract (what forward and backward
+return) as the network calls it: shapes, dtypes and trees only, so under jit they run once,
+at trace time, and a user's layer fails with its name rather than as a JAX error inside fit.
 """
 from __future__ import annotations
 
