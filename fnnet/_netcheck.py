@@ -4,6 +4,9 @@ Everything here reads only static facts (the layers' declared shapes via jax.eva
 dtypes, tree structures) or concrete values when they are concrete (NaN/Inf), so the
 errors name the layer and expected vs received before anything runs; under jit the
 value checks are no-ops. fnnet.network imports these under their underscore names.
+check_forward / check_backward hold each layer to its contract (what forward and backward
+return) as the network calls it: shapes, dtypes and trees only, so under jit they run once,
+at trace time, and a user's layer fails with its name rather than as a JAX error inside fit.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._validate import check_finite, check_floating, check_same_dtype, check_shape
+from fnnet._validate import check_finite, check_floating, check_same_dtype, check_shape, fmt_shape
 from fnnet import state as _state
 
 if TYPE_CHECKING:
@@ -49,8 +52,9 @@ def out_shape(net: Network):
 
 
 def check_params(net: Network, params, values=True):
-    """Tree structure and every leaf shape must match what init would build; values=True
-    also refuses NaN/Inf in concrete leaves."""
+    """Tree structure and every leaf shape must match what init would build, float64 only with
+    jax_enable_x64 on (else JAX would quietly compute in float32); values=True also refuses
+    NaN/Inf in concrete leaves."""
     if not isinstance(params, (tuple, list)) or len(params) != len(net.layers):
         raise ValueError(f"params must be a tuple with one entry per layer ({len(net.layers)}), "
                          f"got {type(params).__name__} of length {len(params) if hasattr(params, '__len__') else '?'}")
@@ -63,6 +67,11 @@ def check_params(net: Network, params, values=True):
         for (path, leaf), want in zip(jax.tree_util.tree_leaves_with_path(p), jax.tree.leaves(expected)):
             name = "params" + jax.tree_util.keystr(path)
             check_floating(where, name, leaf)
+            if leaf.dtype == np.float64 and not jax.config.jax_enable_x64:
+                raise TypeError(f"{where}: {name} is float64 but jax_enable_x64 is off, so JAX would "
+                                f"silently run it in float32; cast the params with jax.tree.map(lambda "
+                                f"a: a.astype(np.float32), params), or turn on "
+                                f"jax.config.update('jax_enable_x64', True) for float64")
             if tuple(leaf.shape) != tuple(want.shape):
                 raise ValueError(f"{where}: {name} must have shape {tuple(want.shape)}, got {tuple(leaf.shape)}")
             dtype = dtype or leaf.dtype
@@ -120,3 +129,73 @@ def check_run(net: Network, params, x, state, key, train, where, **fixes):
     if state is None:
         return None, key
     return _state.check_state(where, net.layers, state, state_layout(net, jnp.dtype(x.dtype))), key
+
+
+def _describe(v) -> str:
+    """A short name of what a layer returned: 'float32[4, 3]', 'tuple of 3', 'None'."""
+    if hasattr(v, "shape") and hasattr(v, "dtype"):
+        return f"{v.dtype}{list(v.shape)}"
+    if isinstance(v, (tuple, list)):
+        return f"{type(v).__name__} of {len(v)}"
+    return type(v).__name__
+
+
+def _no_params(params) -> bool:
+    return isinstance(params, tuple) and len(params) == 0
+
+
+def check_backward(i, layer, params, x, result):
+    """Layer i's backward(params, cache, dy) -> (dparams, dx), checked against the contract:
+    dparams has params' tree, leaf shapes and dtypes (summed over the batch); dx has the
+    shape and dtype of the layer's input x (None when x holds integer ids, which have no
+    gradient). Shapes and trees only: under jit it runs once, at trace time.
+
+    params: the layer's params; x: the input its forward took, [batch, *in_shape].
+    """
+    where = f"layer {i} ({layer}): backward"
+    if not isinstance(result, (tuple, list)) or len(result) != 2:
+        hint = ("; a layer without params returns ((), dx)"
+                if _no_params(params) and hasattr(result, "shape") else "")
+        raise ValueError(f"{where} must return a pair (dparams, dx), got {_describe(result)}{hint}")
+    dparams, dx = result
+    want, got = jax.tree.structure(params), jax.tree.structure(dparams)
+    if got != want:
+        hint = "; a layer without params returns () as dparams" if _no_params(params) else ""
+        raise ValueError(f"{where} returned dparams with tree {got}, params have tree {want}: "
+                         f"dparams must be built like params{hint}")
+    batch = x.shape[0]
+    for (path, g), p in zip(jax.tree_util.tree_leaves_with_path(dparams), jax.tree.leaves(params)):
+        name = "dparams" + jax.tree_util.keystr(path)
+        shape, want_shape = tuple(np.shape(g)), tuple(np.shape(p))
+        if shape != want_shape:
+            hint = (": not summed over the batch?" if shape == (batch, *want_shape) else
+                    ": transposed?" if shape == want_shape[::-1] else "")
+            raise ValueError(f"{where} returned {name} {shape}, params are {want_shape}{hint}")
+        if jnp.result_type(g) != jnp.result_type(p):
+            raise TypeError(f"{where} returned {name} of dtype {jnp.result_type(g)}, params are "
+                            f"{jnp.result_type(p)}: a gradient has its parameter's dtype")
+    if not jnp.issubdtype(x.dtype, jnp.floating):            # integer ids (an embedding's input)
+        if dx is not None:
+            raise ValueError(f"{where} returned dx {_describe(dx)} for integer input {_describe(x)}: "
+                             f"ids have no gradient, return None as dx")
+        return dparams, dx
+    if not (hasattr(dx, "shape") and hasattr(dx, "dtype")):
+        raise ValueError(f"{where} returned dx {_describe(dx)}, must be an array shaped like its "
+                         f"input x {_describe(x)}")
+    if tuple(dx.shape) != tuple(x.shape):
+        raise ValueError(f"{where} returned dx {tuple(dx.shape)}, its input x is {tuple(x.shape)}: "
+                         f"dL/dx must have x's shape")
+    if dx.dtype != x.dtype:
+        raise TypeError(f"{where} returned dx of dtype {dx.dtype}, its input x is {x.dtype}")
+    return dparams, dx
+
+
+def check_forward(i, layer, x, y, declared):
+    """Layer i's forward output y: an array [batch, *declared] (the out shape its init
+    declared), else the next layer would take the blame."""
+    if not (hasattr(y, "shape") and hasattr(y, "dtype")):
+        raise ValueError(f"layer {i} ({layer}): forward returned y {_describe(y)}, must be an array "
+                         f"{fmt_shape((None, *declared))} as its init declared")
+    if tuple(y.shape[1:]) != declared or y.shape[:1] != x.shape[:1]:
+        raise ValueError(f"layer {i} ({layer}): forward returned shape {tuple(y.shape)}, but its init "
+                         f"declared out shape {fmt_shape((None, *declared))} for x {tuple(x.shape)}")

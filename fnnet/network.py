@@ -20,11 +20,11 @@ import jax.numpy as jnp
 from fnnet.layers import activations as _activations
 from fnnet import losses as _losses
 from fnnet.layers.dense import Dense
-from fnnet._validate import fmt_shape
 from fnnet import state as _state
 # The call checks live in fnnet/_netcheck.py; the underscore names stay importable from here
 # (fnnet.train, fnnet.check, checkpoints and the models use them).
-from fnnet._netcheck import (check_params as _check_params, check_run as _check_run,  # noqa: F401
+from fnnet._netcheck import (check_backward as _check_backward, check_forward as _check_forward,  # noqa: F401
+                             check_params as _check_params, check_run as _check_run,
                              check_x as _check_x, check_y as _check_y, layout as _layout, out_shape,
                              state_layout as _state_layout)
 
@@ -99,11 +99,14 @@ def mlp(sizes, activation="relu", output="identity", loss="mse", l2=0.0, w_init=
     return Network(tuple(layers), loss, (sizes[0],), l2)
 
 
-def _forward(net, params, x, state=None, key=None, train=False):
+def _forward(net, params, x, state=None, key=None, train=False, inputs=None):
     """-> (out, caches, new_state); new_state is None when state is None (fnnet/state.py
-    threads the keys and state: layer i draws from fold_in(key, i))."""
+    threads the keys and state: layer i draws from fold_in(key, i)). inputs: a list that
+    receives each layer's input x (for the backward's contract check)."""
     caches, new_state = [], []
     for i, (layer, p) in enumerate(zip(net.layers, params)):
+        if inputs is not None:
+            inputs.append(x)
         x, cache, s = _layer_forward(net, i, layer, p, x, None if state is None else state[i], key, train)
         caches.append(cache)
         new_state.append(s)
@@ -127,17 +130,16 @@ def init_state(net: Network, dtype=jnp.float32):
 def _layer_forward(net, i, layer, p, x, s=(), key=None, train=False):
     """layer.forward (with its key/state/train when it declares them, fnnet/state.py) ->
     (y, cache, new_s); errors name the layer's index and its output is checked against
-    the out shape its init declared (else the next layer would take the blame)."""
+    the out shape its init declared (else the next layer would take the blame).
+    The layer contract (forward returns (y, cache), backward (dparams, dx) shaped like
+    params and x) is checked on shapes only: under jit once, at trace time."""
     try:
         y, cache, s = _state.call_layer(layer, i, p, x, s, key, train)
     except (ValueError, TypeError) as e:
         if type(e) not in (ValueError, TypeError) or str(e).startswith("layer "):
             raise
         raise type(e)(f"layer {i} ({layer}): {e}") from e
-    declared = _layout(net)[i][2]
-    if tuple(y.shape[1:]) != declared or y.shape[:1] != x.shape[:1]:
-        raise ValueError(f"layer {i} ({layer}): forward returned shape {tuple(y.shape)}, but its init "
-                         f"declared out shape {fmt_shape((None, *declared))} for x {tuple(x.shape)}")
+    _check_forward(i, layer, x, y, _layout(net)[i][2])
     return y, cache, s
 
 
@@ -206,12 +208,14 @@ def backprop(net: Network, params, x, y, *, state=None, key=None, train=True):
     x = _check_x(net, params, x)
     _check_y(net, x, y)
     state, key = _check_run(net, params, x, state, key, train, "backprop")
-    out, caches, new_state = _forward(net, params, x, state, key, train)
+    inputs = []
+    out, caches, new_state = _forward(net, params, x, state, key, train, inputs)
     value = net.loss.value(out, y) + _l2_value(net, params)
     d = net.loss.grad(out, y)                                  # dL/dout
     grads = [None] * len(net.layers)
     for i in reversed(range(len(net.layers))):
-        grads[i], d = net.layers[i].backward(params[i], caches[i], d)   # dL/dparams_i, dL/dx_i
+        grads[i], d = _check_backward(i, net.layers[i], params[i], inputs[i],   # dL/dparams_i, dL/dx_i
+                                      net.layers[i].backward(params[i], caches[i], d))
     if net.l2:
         for i, mask in enumerate(_l2_masks(net, params)):
             grads[i] = jax.tree.map(lambda g, w, m: g + net.l2 * w if m else g,   # + λw

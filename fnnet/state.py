@@ -111,10 +111,21 @@ def call_layer(layer, i, params, x, state_i, key, train):
     if is_stochastic(layer):
         kwargs["key"] = jax.random.fold_in(key, i) if (train and key is not None) else None
     if is_stateful(layer):
-        return layer.forward(params, x, state=state_i, train=train, **kwargs)
-    if kwargs:
-        return (*layer.forward(params, x, train=train, **kwargs), state_i)
-    return (*layer.forward(params, x), state_i)
+        out = layer.forward(params, x, state=state_i, train=train, **kwargs)
+        return _returned(layer, i, out, "(y, cache, new_state)")
+    out = layer.forward(params, x, train=train, **kwargs) if kwargs else layer.forward(params, x)
+    return (*_returned(layer, i, out, "(y, cache)"), state_i)
+
+
+def _returned(layer, i, out, form):
+    """forward's result as a tuple, refused unless it has the protocol's length (`form`
+    names it), e.g. a bare y where (y, cache) is due."""
+    n = form.count(",") + 1
+    if not isinstance(out, (tuple, list)) or len(out) != n:
+        got = (f"{type(out).__name__} of {len(out)}" if isinstance(out, (tuple, list)) else
+               f"{out.dtype}{list(out.shape)}" if hasattr(out, "shape") else type(out).__name__)
+        raise ValueError(f"layer {i} ({layer}): forward must return {form}, got {got}")
+    return tuple(out)
 
 
 def with_state(result, new_state, given):

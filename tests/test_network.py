@@ -5,6 +5,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from hypothesis import given, settings, strategies as st
 
@@ -255,6 +256,23 @@ def test_nan_in_params_is_refused_eagerly_and_x64_off_float64_x_is_refused():
         jax.config.update("jax_enable_x64", True)
 
 
+def test_x64_off_float64_params_are_refused_like_float64_x():
+    net = fnnet.mlp([2, 3, 1])
+    p64 = jax.tree.map(np.asarray, fnnet.init(net, jax.random.key(0), jnp.float64))  # NumPy float64
+    x, y = np.ones((2, 2), np.float32), np.ones((2, 1), np.float32)
+    jax.config.update("jax_enable_x64", False)
+    try:
+        for call in (lambda: fnnet.forward(net, p64, x),
+                     lambda: fnnet.fit(net, p64, x, y, optimizer=optax.sgd(0.1), epochs=1)):
+            with pytest.raises(TypeError, match=r"layer 0 \(Dense\(3\)\): params.w is float64 but "
+                                                r"jax_enable_x64 is off.*astype\(np.float32\)"):
+                call()
+        p32 = jax.tree.map(lambda a: a.astype(np.float32), p64)
+        fnnet.fit(net, p32, x, y, optimizer=optax.sgd(0.1), epochs=1)     # the fix it names works
+    finally:
+        jax.config.update("jax_enable_x64", True)
+
+
 @dataclasses.dataclass(frozen=True)
 class _LiesAboutShape:
     """init declares (5,), forward returns [batch, 4]."""
@@ -284,3 +302,63 @@ def test_messages_name_what_is_wrong():
     cp = fnnet.init(ce, jax.random.key(0), jnp.float64)
     with pytest.raises(ValueError, match=r"labels must be in \[0, 3\).*first out of range: y\[2\] = 7"):
         fnnet.loss(ce, cp, np.ones((4, 4)), np.array([0, 1, 7, 2]))
+
+
+@dataclasses.dataclass(frozen=True)
+class _PReLU:
+    """A user's parametric ReLU y = x if x > 0 else a·x, a [features], with one planted bug."""
+    bug: str = ""
+
+    def init(self, key, in_shape):
+        return jnp.full(in_shape, 0.25), tuple(in_shape)
+
+    def forward(self, a, x):
+        y = jnp.where(x > 0, x, a[None] * x)             # y = x or a·x
+        return {"no pair": y, "y shape": (y[:, :2], x)}.get(self.bug, (y, x))
+
+    def backward(self, a, x, dy):
+        dx = jnp.where(x > 0, dy, a[None] * dy)          # dL/dx = dy or a·dy
+        da = jnp.where(x > 0, 0, x * dy)                 # dL/da per example: x·dy where x <= 0
+        return {"unsummed": (da, dx), "no pair": dx, "triple": (da.sum(0), dx, None),
+                "tree": ((da.sum(0),), dx), "dtype": (da.sum(0).astype(jnp.float16), dx),
+                "dx shape": (da.sum(0), dx[:, :2]), "dx none": (da.sum(0), None),
+                }.get(self.bug, (da.sum(0), dx))
+
+
+_CONTRACT = {   # bug -> what the error says (layer, method, expected vs received, hint)
+    "unsummed": r"layer 0 \(_PReLU\(bug='unsummed'\)\): backward returned dparams \(5, 3\), params "
+                r"are \(3,\): not summed over the batch\?",
+    "no pair": r"layer 0 \(.*\): forward must return \(y, cache\), got float32\[5, 3\]",
+    "triple": r"layer 0 \(.*\): backward must return a pair \(dparams, dx\), got tuple of 3",
+    "tree": r"layer 0 \(.*\): backward returned dparams with tree PyTreeDef\(\(\*,\)\), params have "
+            r"tree PyTreeDef\(\*\)",
+    "dtype": r"layer 0 \(.*\): backward returned dparams of dtype float16, params are float32",
+    "dx shape": r"layer 0 \(.*\): backward returned dx \(5, 2\), its input x is \(5, 3\)",
+    "dx none": r"layer 0 \(.*\): backward returned dx NoneType, must be an array shaped like",
+    "y shape": r"layer 0 \(.*\): forward returned shape \(5, 2\), but its init declared out shape \[batch, 3\]",
+}
+
+
+@pytest.mark.parametrize("bug", sorted(_CONTRACT))
+def test_a_layer_breaking_the_contract_is_named_eagerly_under_jit_and_in_fit(bug):
+    net = fnnet.Network((_PReLU(bug), fnnet.Dense(2)), "mse", (3,))
+    params = fnnet.init(net, jax.random.key(0))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(5, 3)).astype(np.float32), rng.normal(size=(5, 2)).astype(np.float32)
+    calls = (lambda: fnnet.backward(net, params, x, y),
+             lambda: jax.jit(fnnet.backward, static_argnums=0)(net, params, x, y),
+             lambda: fnnet.fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=2, batch_size=5))
+    kind = TypeError if bug == "dtype" else ValueError
+    for call in calls:
+        with pytest.raises(kind, match=_CONTRACT[bug]):
+            call()
+
+
+def test_the_contract_is_checked_once_at_trace_time_and_a_correct_layer_passes():
+    net = fnnet.Network((fnnet.Dense(3), _PReLU(), fnnet.Dense(2)), "mse", (4,))
+    params = fnnet.init(net, jax.random.key(0), jnp.float64)
+    x, y = data(net, 5, jnp.float64)
+    step = jax.jit(fnnet.backward, static_argnums=0)
+    assert_trees_close(step(net, params, x, y), jax.grad(lambda p: fnnet.loss(net, p, x, y))(params), F64)
+    text = str(jax.make_jaxpr(lambda p: fnnet.backward(net, p, x, y))(params))
+    assert "callback" not in text and "cond" not in text       # nothing added to the computation

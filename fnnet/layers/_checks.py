@@ -28,12 +28,13 @@ def pair(where: str, name: str, v, lo: int = 1) -> tuple:
 
 
 def padding_pairs(where: str, padding, kernel, stride, hw) -> tuple:
-    """'valid' | 'same' | int | (int, int) -> ((top, bottom), (left, right)) for input hw.
+    """'valid' | 'same' (any case) | int | (int, int) -> ((top, bottom), (left, right)) for input hw.
 
     'same' follows XLA/TensorFlow: out = ceil(in / stride), the odd pixel at the bottom/right.
     Explicit padding must be < the kernel size, so every output sees at least one input pixel.
     """
     if isinstance(padding, str):
+        padding = padding_name(where, padding)
         if padding == "valid":
             return ((0, 0), (0, 0))
         if padding == "same":
@@ -42,7 +43,6 @@ def padding_pairs(where: str, padding, kernel, stride, hw) -> tuple:
                 total = max((-(-n // s) - 1) * s + k - n, 0)
                 pads.append((total // 2, total - total // 2))
             return tuple(pads)
-        raise ValueError(f"{where}: padding must be 'valid', 'same' or an int, got {padding!r}")
     p = pair(where, "padding", padding, lo=0)
     for d, (pd, k) in enumerate(zip(p, kernel)):
         if pd >= k:
@@ -51,13 +51,22 @@ def padding_pairs(where: str, padding, kernel, stride, hw) -> tuple:
     return ((p[0], p[0]), (p[1], p[1]))
 
 
+def padding_name(where: str, padding: str) -> str:
+    """'same' / 'SAME' / 'Same' -> 'same' (lax and flax spell them in capitals), likewise 'valid'."""
+    name = padding.lower()
+    if name not in ("valid", "same"):
+        raise ValueError(f"{where}: padding must be 'valid', 'same' or an int (either name in any "
+                         f"case, e.g. lax's 'SAME'), got {padding!r}")
+    return name
+
+
 def check_padding_arg(where: str, padding):
-    """Validate the padding argument at construction time (before any input shape is known)."""
+    """Validate the padding argument at construction time (before any input shape is known)
+    -> the padding, with a name in lower case."""
     if isinstance(padding, str):
-        if padding not in ("valid", "same"):
-            raise ValueError(f"{where}: padding must be 'valid', 'same' or an int, got {padding!r}")
-    else:
-        pair(where, "padding", padding, lo=0)
+        return padding_name(where, padding)
+    pair(where, "padding", padding, lo=0)
+    return padding
 
 
 def out_size(where: str, hw, kernel, stride, pads) -> tuple:

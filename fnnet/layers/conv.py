@@ -44,7 +44,7 @@ class Conv2D:
     """Conv2D(filters, kernel, stride=1, padding='valid'): NHWC convolution with bias.
 
     kernel, stride: int or (height, width); padding: 'valid', 'same' (XLA's: output
-    ceil(in / stride)) or an int / pair smaller than the kernel (zeros on both sides).
+    ceil(in / stride); either in any case, 'SAME' as lax and flax write it) or an int / pair smaller than the kernel (zeros on both sides).
     w_init: an initializer from fnnet.initializers, applied to the [kh·kw·C_in, filters]
     matrix so that fan_in = kh·kw·C_in (he_normal by default: convs are followed by ReLU).
     L2 (net.l2) covers the kernel w, never the bias b (see l2_mask).
@@ -61,7 +61,8 @@ class Conv2D:
         _checks.positive_int(where, "filters", self.filters)
         _checks.pair(where, "kernel", self.kernel)
         _checks.pair(where, "stride", self.stride)
-        _checks.check_padding_arg(where, self.padding)
+        # 'SAME' (lax, flax) is stored as 'same': equal layers compare and hash equal
+        object.__setattr__(self, "padding", _checks.check_padding_arg(where, self.padding))
         _init.get(self.w_init), _init.get(self.b_init)
 
     def __str__(self):

@@ -1,5 +1,8 @@
-"""DivergedError and how fit picks the params it carries: the newest with a finite loss."""
+"""DivergedError and how fit picks the params it carries: the newest with a finite loss;
+LossGrowthWarning, the earlier sign: a finite loss that grew by orders of magnitude."""
 from __future__ import annotations
+
+import warnings
 
 import jax
 import numpy as np
@@ -70,3 +73,38 @@ def diverged(spec, data, carry, bad, initial, table, history):
         epoch=0, params=initial[0], state=initial[2] if len(initial) > 2 else None,
         opt_state=spec.optimizer.init(initial[0]) if initial[1] is None else initial[1],
         history=jax.tree.map(np.copy, history(0)), finite_loss=False)
+
+
+GROWTH = 100.0   # a training loss this many times its first epoch's is diverging
+
+
+class LossGrowthWarning(RuntimeWarning):
+    """fit's training loss grew to more than GROWTH (100) times its first epoch's value while
+    still finite: training is diverging (typically a learning rate too large) and will likely
+    end in DivergedError. Raised once per fit call, between compiled chunks."""
+
+
+def warn_growth(table, start, active, stacklevel=5):
+    """After fit copied a chunk's records into `table` rows [start, start + active): warn
+    (LossGrowthWarning) when the first epoch whose finite loss exceeds both GROWTH times the
+    lowest loss before it and epoch 0's loss lies in this chunk, so each fit call warns at
+    most once. (Above epoch 0's: a loss that fell to ~0 and wobbles is not diverging.)
+    Reads host values only, nothing on the device.
+
+    table: [epochs, 4] NumPy records, column LOSS the per-epoch training loss; epochs are
+    0-based and relative to the fit call, as in History and DivergedError.
+    stacklevel: 5 names the caller of fit (warn_growth <- collect <- _run <- fit <- user).
+    """
+    loss = table[:start + active, LOSS].astype(np.float64)
+    finite = np.where(np.isfinite(loss), loss, np.inf)
+    low = np.minimum.accumulate(finite)                   # lowest finite loss up to each epoch
+    before = np.concatenate([[np.inf], low[:-1]])         # ... strictly before it
+    grown = np.flatnonzero(np.isfinite(loss) & (before > 0) & (loss > GROWTH * before)
+                           & (loss > finite[0]))
+    if grown.size and start <= grown[0]:
+        e = int(grown[0])
+        m = int(np.flatnonzero(finite[:e] == before[e])[0])
+        warnings.warn(f"fit: the training loss grew from {loss[m]:.4g} (epoch {m}) to {loss[e]:.4g} "
+                      f"(epoch {e}), more than {GROWTH:g} times: training is diverging and will "
+                      f"likely end in DivergedError (try a smaller learning rate)",
+                      LossGrowthWarning, stacklevel=stacklevel)

@@ -37,7 +37,7 @@ from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, Lo
                              start_carry)
 from fnnet.train.fit_checks import (_check_data, _check_int, _check_key, _check_opt_state,  # noqa: F401
                                     _check_params)
-from fnnet.train.divergence import DivergedError, diverged
+from fnnet.train.divergence import DivergedError, LossGrowthWarning, diverged, warn_growth  # noqa: F401
 
 __all__ = ["fit", "History", "DivergedError"]
 
@@ -208,6 +208,7 @@ def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size
         """Copy one finished chunk's records to the host; report; find divergence."""
         rows = np.asarray(records)[:active]
         table[start:start + active] = rows
+        warn_growth(table, start, active)     # LossGrowthWarning: the loss grew 100x, still finite
         flagged = np.flatnonzero(rows[:, STATUS] != OK)
         if flagged.size:                      # the first non-OK epoch is the diverged one
             return start + int(flagged[0])

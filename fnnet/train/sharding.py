@@ -1,8 +1,8 @@
 """Data parallelism for `fit`: each step's batch split over a device mesh, params replicated.
 
-    mesh = jax.make_mesh((8,), ("data",))              # or any mesh with a "data" axis
+    mesh = jax.make_mesh((8,), ("data",))              # any one-axis mesh, or one with a "data" axis
     params, hist = fnnet.fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=10,
-                             mesh=mesh)                # batch_axis="data" by default
+                             mesh=mesh)                # batch_axis: "data", or a 1-D mesh's axis
 
 Inside the compiled step (JAX's own SPMD machinery, nothing home-made):
 
@@ -96,10 +96,16 @@ class DataParallel:
 
 
 def setup(net, mesh, batch_axis="data", where="fit", batch_stats="sync") -> DataParallel:
-    """Validate `mesh` / `batch_axis` against `net` before anything is compiled."""
+    """Validate `mesh` / `batch_axis` against `net` before anything is compiled.
+
+    batch_axis "data" (the default) or None on a mesh of one axis means that axis, whatever
+    its name; a mesh of several axes must name the batch axis "data" or be given batch_axis.
+    """
     if not isinstance(mesh, Mesh):
         raise TypeError(f"{where}: mesh must be a jax.sharding.Mesh such as "
                         f"jax.make_mesh((jax.device_count(),), ('data',)), got {type(mesh).__name__}")
+    if batch_axis in (None, "data") and batch_axis not in mesh.axis_names and len(mesh.axis_names) == 1:
+        batch_axis = mesh.axis_names[0]        # a one-axis mesh: its axis, whatever its name
     if not isinstance(batch_axis, str) or batch_axis not in mesh.axis_names:
         raise ValueError(f"{where}: mesh has axes {tuple(mesh.axis_names)}, no batch axis "
                          f"{batch_axis!r}; name it in the mesh or pass batch_axis=<one of them>")

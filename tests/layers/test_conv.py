@@ -60,6 +60,20 @@ def test_same_padding_keeps_the_size_and_init_fans_in_over_the_window():
     assert 0.8 < std / np.sqrt(2 / 36) < 1.2                          # he_normal over kh·kw·C_in = 36
 
 
+def test_padding_names_in_any_case_as_lax_and_flax_spell_them():
+    x = jnp.asarray(np.random.default_rng(0).normal(size=(2, 5, 5, 3)))
+    for upper, lower in (("SAME", "same"), ("VALID", "valid"), ("Same", "same")):
+        layer = fnnet.Conv2D(4, 3, 2, padding=upper)
+        assert layer == fnnet.Conv2D(4, 3, 2, padding=lower) and layer.padding == lower
+        params, out = layer.init(jax.random.key(0), (5, 5, 3))
+        params = jax.tree.map(lambda a: a.astype(x.dtype), params)
+        y, _ = layer.forward(params, x)
+        want = jax.lax.conv_general_dilated(x, params.w, (2, 2), upper,
+                                            dimension_numbers=("NHWC", "HWIO", "NHWC")) + params.b[None, None, None]
+        assert y.shape == (2, *out)
+        np.testing.assert_allclose(y, want, rtol=1e-12)
+
+
 def test_conv_mid_network():
     """Under jit only: the layer-level tests above cover eager mode, and eager networks are slow."""
     net = fnnet.Network((fnnet.Conv2D(3, 3, padding="same"), fnnet.Tanh(), fnnet.Conv2D(2, 2, 2),

@@ -170,7 +170,7 @@ def bad_input_cases(out):
             validation=(jax.device_put(x[:9], devices[5]), y[:9]),
             mesh=jax.make_mesh((4,), ("data",), devices=devices[:4])),
         "no_axis": lambda: fnnet.fit(NET, p0, x, y, optimizer=optax.sgd(0.1), epochs=1,
-                                     mesh=jax.make_mesh((8,), ("batch",))),
+                                     mesh=jax.make_mesh((4, 2), ("batch", "model"))),
     }
     record_errors(cases, out)
     # data already sharded on the mesh's own devices is accepted (resharded to replicated)
