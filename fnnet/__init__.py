@@ -19,7 +19,7 @@ from fnnet.network import (Network, backprop, backward, forward, init, init_stat
 from fnnet.models.cnn import cnn
 from fnnet.models.gpt import TiedLM, generate, gpt
 from fnnet.checkpoint import Checkpoint, load, restore, save
-from fnnet.train.fit import DivergedError, History, fit
+from fnnet.train.fit import DivergedError, FitResult, History, TrainingInterrupted, fit
 from fnnet.train.metrics import accuracy
 from fnnet.custom_vjp import loss_with_manual_grad
 from fnnet import initializers
@@ -42,5 +42,5 @@ __all__ = [
     "initializers", "check", "datasets", "testing",
     # training and checkpoints
     "save", "load", "restore", "Checkpoint",
-    "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
+    "fit", "FitResult", "History", "DivergedError", "TrainingInterrupted", "accuracy", "loss_with_manual_grad",
 ]
