@@ -237,8 +237,9 @@ def test_progress_bar_on_a_terminal_fits_its_width_and_labels_the_split():
     _fit(epochs=6, validation=(xv, yv), chunk_epochs=2, progress=bar)
     frames = [f for f in term.text.replace("\n", "\r").split("\r") if f.strip()]
     assert frames and all(len(f) <= 80 for f in frames)                 # no wrapping at 80 columns
-    assert "6/6" in frames[-1] and "test_loss" in frames[-1] and "val_loss" not in term.text
-    assert "epoch/s" in frames[-1] or "s/epoch" in frames[-1]            # tqdm's rate
+    last_bar = [f for f in frames if "6/6" in f][-1]
+    assert "test_loss" in frames[-1] and "val_loss" not in term.text      # the metrics, below the bar
+    assert "epoch/s" in last_bar or "s/epoch" in last_bar                # tqdm's rate
 
 
 # ------------------------------------------------------------------ bad input
@@ -415,3 +416,94 @@ def test_divergence_of_a_batchnorm_net_keeps_the_state_that_goes_with_its_params
     with pytest.raises(fnnet.DivergedError) as info:
         fnnet.fit(plain, fnnet.init(plain, jax.random.key(0)), x * 1e20, y, optimizer=optax.sgd(1e30), epochs=5)
     assert info.value.state is None
+
+
+# ------------------------------------------------------------------ the result, checkpoints, Ctrl-C
+
+ADAM = optax.adam(1e-2)
+
+
+def test_the_result_is_one_named_tuple_however_the_run_was_started():
+    """FitResult(params, history, opt_state, state, epoch): the same five fields with or
+    without opt_state=, and epoch is absolute (initial_epoch + epochs run)."""
+    fresh = _fit(epochs=2)
+    given = _fit(epochs=2, opt_state=SGD.init(_classifier()[1]), initial_epoch=5)
+    assert isinstance(fresh, fnnet.FitResult) and fresh._fields == ("params", "history", "opt_state", "state",
+                                                                    "epoch")
+    assert fresh.epoch == 2 and given.epoch == 7 and fresh.state is None
+    assert jax.tree.structure(fresh.opt_state) == jax.tree.structure(SGD.init(fresh.params))
+    assert_trees_close(fresh.params, given.params, 0.0, "full batch: initial_epoch changes nothing")
+    # resuming needs nothing but the result, however its run was started
+    net, p0 = _classifier()
+    x, y = _data()
+    kw = dict(optimizer=ADAM, batch_size=4, key=KEY)
+    one = fnnet.fit(net, p0, x, y, epochs=1, **kw)
+    two = fnnet.fit(net, one.params, x, y, epochs=2, opt_state=one.opt_state, initial_epoch=one.epoch, **kw)
+    three = fnnet.fit(net, p0, x, y, epochs=3, **kw)
+    assert two.epoch == 3
+    assert_trees_close((two.params, two.opt_state), (three.params, three.opt_state), 0.0, "resumed")
+
+
+def test_checkpoint_every_n_epochs_calls_the_hook_with_the_state_at_that_epoch(tmp_path):
+    net, p0 = _classifier()
+    x, y = _data()
+    kw = dict(optimizer=ADAM, batch_size=4, key=KEY)
+    seen = []
+    r = fnnet.fit(net, p0, x, y, epochs=7, checkpoint=seen.append, checkpoint_every=3, **kw)
+    assert [s.epoch for s in seen] == [3, 6]
+    three = fnnet.fit(net, p0, x, y, epochs=3, **kw)
+    assert_trees_close((seen[0].params, seen[0].opt_state), (three.params, three.opt_state), 0.0, "epoch 3")
+    np.testing.assert_array_equal(seen[1].history.loss, r.history.loss[:6])
+    # a path: fnnet.save of everything, and a resume from it equals the straight run
+    fnnet.fit(net, p0, x, y, epochs=4, checkpoint=tmp_path / "c.npz", checkpoint_every=2, initial_epoch=0, **kw)
+    ck = fnnet.restore(tmp_path / "c.npz", optimizer=ADAM)
+    assert ck.epoch == 4
+    rest = fnnet.fit(ck.net, ck.params, x, y, epochs=3, opt_state=ck.opt_state, initial_epoch=ck.epoch, **kw)
+    assert_trees_close((rest.params, rest.opt_state), (r.params, r.opt_state), 0.0, "resumed from the file")
+    with pytest.raises(ValueError, match="checkpoint_every needs checkpoint="):
+        fnnet.fit(net, p0, x, y, epochs=1, checkpoint_every=2, **kw)
+    with pytest.raises(ValueError, match=r"checkpoint= needs checkpoint_every=N"):
+        fnnet.fit(net, p0, x, y, epochs=1, checkpoint=seen.append, **kw)
+    with pytest.raises(ValueError, match="checkpoint_every must be an integer >= 1, got 0"):
+        fnnet.fit(net, p0, x, y, epochs=1, checkpoint=seen.append, checkpoint_every=0, **kw)
+
+
+def test_ctrl_c_stops_at_a_chunk_boundary_with_the_last_complete_epoch(tmp_path):
+    """A real SIGINT during fit: the chunk in flight finishes, TrainingInterrupted (a
+    KeyboardInterrupt) carries the FitResult after it, the checkpoint gets it too, and
+    resuming from it is bit-identical to never stopping."""
+    import os
+    import signal
+    net, p0 = _classifier()
+    x, y = _data()
+    kw = dict(optimizer=ADAM, batch_size=4, key=KEY, chunk_epochs=2)
+
+    def ctrl_c(epochs_done, history):      # after chunk 1 is read, chunk 2 is already in flight
+        if epochs_done == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(fnnet.TrainingInterrupted) as info:
+        fnnet.fit(net, p0, x, y, epochs=50, progress=ctrl_c, checkpoint=tmp_path / "c.npz", checkpoint_every=10,
+                  **kw)
+    assert isinstance(info.value, KeyboardInterrupt)
+    r = info.value.result
+    assert r.epoch == 4 and len(r.history.loss) == 4 and "after epoch 4" in str(info.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler          # handler restored
+    assert fnnet.restore(tmp_path / "c.npz").epoch == 4                            # saved on Ctrl-C
+    straight = fnnet.fit(net, p0, x, y, epochs=7, **kw)
+    rest = fnnet.fit(net, r.params, x, y, epochs=3, opt_state=r.opt_state, initial_epoch=r.epoch, **kw)
+    assert_trees_close((rest.params, rest.opt_state), (straight.params, straight.opt_state), 0.0, "resumed")
+
+
+@pytest.mark.parametrize("width", [60, 100])
+def test_the_terminal_bar_keeps_its_width_and_puts_the_metrics_on_their_own_line(width):
+    from fnnet.train.progress import ProgressBar
+    xv, yv = _data(seed=1)
+    term = _Terminal()
+    bar = ProgressBar(6, label="test", stream=term, width=width)
+    _fit(epochs=6, validation=(xv, yv), chunk_epochs=2, progress=bar)
+    frames = [f for f in term.text.replace("\n", "\r").split("\r") if f.strip()]
+    bars = [f for f in frames if "6/6" in f]
+    cells = max(len(f.split("|")[1]) for f in bars)
+    assert cells >= width // 5, bars                       # was 1 cell wide at 100 columns
+    final = [f for f in frames if "test_acc" in f][-1]
+    assert final.lstrip().startswith("loss ") and final.rstrip().endswith(tuple("0123456789"))  # not cut
