@@ -39,7 +39,8 @@ def fail(prog, message, code=2):
 def _suffix(kinds, what):
     def parse(text):
         if os.path.splitext(text)[1].lower() not in kinds:
-            raise argparse.ArgumentTypeError(f"{what} must end in {' or '.join(kinds)}, got {text!r}")
+            ends = kinds[0] if len(kinds) == 1 else f"{', '.join(kinds[:-1])} or {kinds[-1]}"
+            raise argparse.ArgumentTypeError(f"{what} must end in {ends}, got {text!r}")
         return text
     parse.__name__ = what
     return parse

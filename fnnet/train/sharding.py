@@ -1,7 +1,7 @@
 """Data parallelism for `fit`: each step's batch split over a device mesh, params replicated.
 
     mesh = jax.make_mesh((8,), ("data",))              # or any mesh with a "data" axis
-    params, hist, *_ = fnnet.fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=10,
+    params, hist = fnnet.fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=10,
                              mesh=mesh)                # batch_axis="data" by default
 
 Inside the compiled step (JAX's own SPMD machinery, nothing home-made):

@@ -129,7 +129,7 @@ def test_float64_and_adam_round_trip(tmp_path, capsys):
     (["--dataset", "blobs", "--sizes", "2,5,2"], "blobs has 2 input features and 3 outputs"),
     (["--dataset", "xor", "--loss", "softmax_cross_entropy"], "needs >= 2 classes"),
     (["--output", "tanh"], "takes logits"),
-    (["--plot", "curves.jpg"], "--plot: must end in .png"),
+    (["--plot", "curves.jpg"], "--plot: a figure must end in .png, .pdf or .svg, got 'curves.jpg'"),
     (["--save", "/no/such/dir/m.npz"], "does not exist"),
     (["--save", "model.json"], "--save: a checkpoint must end in .npz, got 'model.json'"),
     (["--resume", "missing.npz"], "--resume 'missing.npz': no such file"),
