@@ -103,10 +103,10 @@ def train(args):
         session.fail(PROG, f"--heads {args.heads} must divide --dim {args.dim}")
     x, y = text.windows(data.train, args.context)
     xv, yv = text.windows(data.val, args.context)
-    if x.shape[0] == 0 or xv.shape[0] == 0:
-        session.fail(PROG, f"--context {args.context} is longer than the {'training' if not x.shape[0] else 'validation'} "
-                           f"text ({len(data.train) if not x.shape[0] else len(data.val)} characters); "
-                           f"lower --context or raise --max-chars")
+    for what, windows, chars in (("training", x, data.train), ("validation", xv, data.val)):
+        if windows.shape[0] == 0:
+            session.fail(PROG, f"--context {args.context} is longer than the {what} text ({len(chars)} "
+                               f"characters); lower --context or raise --max-chars")
     bigram, alpha = text.bigram_loss(data)
     net = fnnet.gpt(data.vocab, args.context, args.layers, args.heads, args.dim)
     params = fnnet.init(net, jax.random.key(args.seed))
@@ -115,7 +115,7 @@ def train(args):
     opt = optax.adamw(optax.cosine_decay_schedule(args.lr, steps), weight_decay=args.weight_decay)
     opt_state, initial = None, 0
     if args.resume:
-        ck = session.resume(PROG, args.resume, net, opt, args.epochs, "float32", how="adamw (the train options)")
+        ck = session.resume(PROG, args.resume, net, opt, args.epochs, "float32", how="fnnet gpt train: AdamW")
         params, opt_state, initial = ck.params, ck.opt_state, ck.epoch
     print(f"data: pydoc_text, {len(data.train)} train / {len(data.val)} val characters, vocab {data.vocab}; "
           f"{x.shape[0]} windows of {args.context}")
@@ -138,6 +138,12 @@ def train(args):
         print(f"{PROG}: {e}", file=sys.stderr)
         r = fnnet.FitResult(e.params, e.history, e.opt_state, None, initial + e.epoch)
         status = 1
+    with session.saved_on_ctrl_c(PROG, args, saver, r, args.epochs):
+        return _report(args, net, r, saver, data, bigram, t0, t_start, status)
+
+
+def _report(args, net, r, saver, data, bigram, t0, t_start, status):
+    """After training: the final losses, the outputs, the samples -> exit status."""
     hist = r.history
     seconds = time.time() - t0
     val = float(hist.val_loss[-1]) if len(hist.val_loss) else float("nan")

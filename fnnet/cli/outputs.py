@@ -87,7 +87,8 @@ def write_outputs(args, s, summary, net, params, history, note, status, finite, 
             from fnnet.cli import plot as _plot
             labels = lab_te if s["dataset"] != "xor" else lab_te[:, 0].astype(int)
             attempt("plot", args.plot, lambda: _plot.save_figure(
-                args.plot, net, params, history, title=title(s, epochs_done, status), x_test=x_te, labels_test=labels, k=k),
+                args.plot, net, params, history, title=title(s, epochs_done, status), x_test=x_te,
+                labels_test=labels, k=k),
                 f"saved plot to {args.plot}")
         else:
             print(f"fnnet train: not drawing {args.plot}: the run diverged before any epoch finished",

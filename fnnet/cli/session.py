@@ -13,6 +13,7 @@ on stderr; `Exit` carries such an exit status up to the command's main.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 
@@ -147,14 +148,27 @@ def fit(prog, args, net, params, x, y, *, epochs, saver, initial_epoch=0, **kw):
     try:
         return fnnet.fit(net, params, x, y, epochs=epochs - initial_epoch, initial_epoch=initial_epoch, **kw)
     except fnnet.TrainingInterrupted as e:
-        done = e.result.epoch
-        if not args.save:
-            kept = "nothing saved (--save FILE.npz keeps an interrupted run)"
-        else:
-            try:
-                saver.save(e.result)
-                kept = f"saved it to {args.save} (continue with --resume {args.save})"
-            except (OSError, ValueError, TypeError) as err:
-                kept = f"could not save it to {args.save}: {err}"
-        print(f"{prog}: interrupted after epoch {done} of {epochs}; {kept}", file=sys.stderr)
-        raise Exit(130) from None
+        interrupted(prog, args, saver, e.result, epochs)
+
+
+def interrupted(prog, args, saver, result, epochs):
+    """Ctrl-C: save FitResult `result` to --save, say so in one line, raise Exit(130)."""
+    if not args.save:
+        kept = "nothing saved (--save FILE.npz keeps an interrupted run)"
+    else:
+        try:
+            saver.save(result)
+            kept = f"saved it to {args.save} (continue with --resume {args.save})"
+        except (OSError, ValueError, TypeError) as err:
+            kept = f"could not save it to {args.save}: {err}"
+    print(f"{prog}: interrupted after epoch {result.epoch} of {epochs}; {kept}", file=sys.stderr)
+    raise Exit(130) from None
+
+
+@contextlib.contextmanager
+def saved_on_ctrl_c(prog, args, saver, result, epochs):
+    """After training: Ctrl-C while evaluating or writing the outputs still saves `result`."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        interrupted(prog, args, saver, result, epochs)

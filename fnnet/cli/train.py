@@ -208,30 +208,31 @@ def _train(s, args, t0, mesh=None) -> int:
               file=sys.stderr)
         summary.update(diverged=True, diverged_epoch=initial + e.epoch + 1, kept_finite_params=e.finite_loss)
     fit_seconds = time.perf_counter() - t_fit
-    epochs_done = len(history.loss)
+    with session.saved_on_ctrl_c(PROG, args, saver, result, s["epochs"]):
+        epochs_done = len(history.loss)
 
-    train_loss, train_acc = evaluate(net, params, x_tr, y_tr, lab_tr, state)
-    test_loss, test_acc = evaluate(net, params, x_te, y_te, lab_te, state)
-    finite = math.isfinite(train_loss) and math.isfinite(test_loss)
-    note = ("" if status == 0 else f" (last finite params, after epoch {result.epoch})" if result.epoch
-            else " (the initial params: the run diverged in its first epoch)")
-    if finite:
-        print(f"final loss{note}: train {train_loss:.6g}, test {test_loss:.6g}", file=out)
-        print(f"train accuracy: {percent(train_acc, n)}", file=out)
-        print(f"test accuracy: {percent(test_acc, len(x_te))}", file=out)
-    else:      # accuracies of NaN/Inf outputs would be meaningless numbers
-        print("final loss: not finite; no accuracy reported (the run diverged)", file=out)
-        train_acc = test_acc = None
-    print(f"time: {fit_seconds:.2f} s training ({plural(epochs_done, 'epoch')}, compile included), "
-          f"{time.perf_counter() - t0:.2f} s in all", file=out)
-    summary.update(epochs=epochs_done, final_epoch=result.epoch, final_loss=train_loss, test_loss=test_loss, train_accuracy=train_acc,
-                   test_accuracy=test_acc, train_seconds=fit_seconds,
-                   history={"train_loss": history.loss.tolist(), "test_loss": history.val_loss.tolist(),
-                            "test_accuracy": history.val_accuracy.tolist()})
-    summary.setdefault("diverged", False)
-    failed = write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0,
-                           save=lambda: saver.save(result))
-    return 1 if failed else status
+        train_loss, train_acc = evaluate(net, params, x_tr, y_tr, lab_tr, state)
+        test_loss, test_acc = evaluate(net, params, x_te, y_te, lab_te, state)
+        finite = math.isfinite(train_loss) and math.isfinite(test_loss)
+        note = ("" if status == 0 else f" (last finite params, after epoch {result.epoch})" if result.epoch
+                else " (the initial params: the run diverged in its first epoch)")
+        if finite:
+            print(f"final loss{note}: train {train_loss:.6g}, test {test_loss:.6g}", file=out)
+            print(f"train accuracy: {percent(train_acc, n)}", file=out)
+            print(f"test accuracy: {percent(test_acc, len(x_te))}", file=out)
+        else:      # accuracies of NaN/Inf outputs would be meaningless numbers
+            print("final loss: not finite; no accuracy reported (the run diverged)", file=out)
+            train_acc = test_acc = None
+        print(f"time: {fit_seconds:.2f} s training ({plural(epochs_done, 'epoch')}, compile included), "
+              f"{time.perf_counter() - t0:.2f} s in all", file=out)
+        summary.update(epochs=epochs_done, final_epoch=result.epoch, final_loss=train_loss, test_loss=test_loss,
+                       train_accuracy=train_acc, test_accuracy=test_acc, train_seconds=fit_seconds,
+                       history={"train_loss": history.loss.tolist(), "test_loss": history.val_loss.tolist(),
+                                "test_accuracy": history.val_accuracy.tolist()})
+        summary.setdefault("diverged", False)
+        failed = write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0,
+                               save=lambda: saver.save(result))
+        return 1 if failed else status
 
 
 if __name__ == "__main__":

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -43,6 +42,7 @@ from fnnet.train.fit_checks import (_check_data, _check_int, _check_key, _check_
                                     _check_params)
 from fnnet.train.divergence import DivergedError, diverged
 from fnnet.train.interrupt import Deferred, TrainingInterrupted
+from fnnet.train.result import FitResult, History
 
 __all__ = ["fit", "FitResult", "History", "DivergedError", "TrainingInterrupted"]
 
@@ -50,37 +50,6 @@ GRAD_MODES = ("manual", "autodiff")
 MAX_CHUNK = 1 << 16      # most epochs per call (the records buffer is [chunk, 4])
 PROGRESS_UPDATES = 100   # adaptive chunks start at ceil(epochs / this) epochs ...
 CHUNK_SECONDS = 0.25     # ... and are resized towards this many seconds each
-
-
-class History(NamedTuple):
-    """Per-epoch metrics, NumPy arrays [epochs_run] of the params' dtype.
-
-    loss: mean over the epoch's steps of each step's loss (L2 term included),
-      measured on the step's batch before its update, as the seeds print it;
-      for full batch, loss[e] == fnnet.loss at the params after epoch e-1.
-    val_loss, val_accuracy: on `validation` with the params after each epoch
-      (fnnet.loss and fnnet.accuracy); None when fit got no validation data.
-    """
-    loss: np.ndarray
-    val_loss: Optional[np.ndarray] = None
-    val_accuracy: Optional[np.ndarray] = None
-
-
-class FitResult(NamedTuple):
-    """What `fit` returns (and TrainingInterrupted / a `checkpoint` callable receive).
-
-    params:    the trained params, the tree fnnet.init built.
-    history:   History of the epochs this call ran.
-    opt_state: the optimizer state after them (pass it back as fit(opt_state=) to resume).
-    state:     the layer state (BatchNorm's running statistics); None for nets without any.
-    epoch:     absolute epochs trained: initial_epoch + the epochs this call ran
-               (fit(initial_epoch=) and fnnet.save(epoch=) take it).
-    """
-    params: Any
-    history: History
-    opt_state: Any
-    state: Any
-    epoch: int
 
 
 def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad="manual",

@@ -28,8 +28,8 @@ class ProgressBar:
     """A progress callable(epochs_done, history) for fit; fit calls close() at the end.
 
     epochs: the run's length. initial: epochs already trained (a resumed run: fit is
-    called with initial_epoch=initial and epochs=epochs - initial). label: what fit's `validation` data is ("val"; the CLI
-    says "test" because it validates on the test split). stream: default stderr.
+    called with initial_epoch=initial and epochs=epochs - initial). label: what fit's
+    `validation` data is ("val"; the CLI says "test" because it validates on the test split). stream: default stderr.
     width: columns for the terminal bar (default: the terminal's, followed on resize).
     every: most seconds between plain lines when the stream is not a terminal.
     """
