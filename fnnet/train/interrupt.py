@@ -11,13 +11,14 @@ raised at an arbitrary bytecode could land between a chunk's dispatch and the as
 of its output, losing both. While fit trains, a first SIGINT therefore only sets a flag
 (`Deferred`); fit dispatches no further chunk, finishes the one in flight (chunks last about
 0.25 s) and raises TrainingInterrupted carrying that epoch's FitResult. A second SIGINT
-raises a plain KeyboardInterrupt at once (nothing is kept). fit installs the handler only in
+raises a plain KeyboardInterrupt at once (nothing is kept). On a terminal the first one says so. fit installs the handler only in
 the main thread and only over Python's default one: a program with its own SIGINT handler
 keeps it.
 """
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 
@@ -43,6 +44,9 @@ class Deferred:
         if self.requested:                     # a second Ctrl-C: stop now, keep nothing
             raise KeyboardInterrupt
         self.requested = True
+        if getattr(sys.stderr, "isatty", lambda: False)():   # someone is waiting at a terminal
+            sys.stderr.write("\nfit: stopping after the epochs in flight (Ctrl-C again: stop now, keep nothing)\n")
+            sys.stderr.flush()
 
     def __enter__(self):
         if (threading.current_thread() is threading.main_thread()

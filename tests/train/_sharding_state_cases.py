@@ -157,9 +157,9 @@ def conditioning_case(out):
     one = jax.jit(lambda p, a, s: fnnet.value_and_grad(net, p, a, y, state=s, key=key))(p32, x.astype(np.float32), s32)[1]
     args = sharding.replicate(dp, (p32, x.astype(np.float32), np.asarray(y), s32, key))
     eight = jax.jit(lambda p, a, b, s, k: sharding.value_grad_state(dp, rule, net, p, a, b, s, k))(*args)[1]
-    out["conditioning/bias_1dev_vs_f64"] = rel_err(one.params.b, truth[0].b)
-    out["conditioning/bias_8dev_vs_f64"] = rel_err(eight.params.b, truth[0].b)
-    out["conditioning/bias_8dev_vs_1dev"] = rel_err(eight.params.b, one.params.b)
+    out["conditioning/bias_1dev_vs_f64"] = rel_err(one[0].b, truth[0].b)
+    out["conditioning/bias_8dev_vs_f64"] = rel_err(eight[0].b, truth[0].b)
+    out["conditioning/bias_8dev_vs_1dev"] = rel_err(eight[0].b, one[0].b)
     out["conditioning/others_8dev_vs_1dev"] = max(rel_err(u, v) for u, v in zip(
         jax.tree.leaves(eight)[2:], jax.tree.leaves(one)[2:]))
 
