@@ -28,7 +28,7 @@ from fnnet.models.cnn import cnn
 from fnnet.models.gpt import TiedLM, generate, gpt
 from fnnet.models.char_lstm import char_lstm, generate_lstm
 from fnnet.checkpoint import Checkpoint, load, restore, save
-from fnnet.train.fit import DivergedError, History, fit
+from fnnet.train.fit import DivergedError, FitResult, History, TrainingInterrupted, fit
 from fnnet.train.divergence import LossGrowthWarning
 from fnnet.train.metrics import accuracy
 from fnnet.custom_vjp import loss_with_manual_grad
@@ -54,7 +54,7 @@ __all__ = [
     "initializers", "check", "datasets", "testing",
     # training and checkpoints
     "save", "load", "restore", "Checkpoint",
-    "fit", "History", "DivergedError", "accuracy", "loss_with_manual_grad",
+    "fit", "FitResult", "History", "DivergedError", "TrainingInterrupted", "accuracy", "loss_with_manual_grad",
     # what import did to XLA_FLAGS (fnnet/_xla_cpu.py): "set", "user", "opted out", "too late"
     "XLA_FLAGS_STATUS",
     "LossGrowthWarning",

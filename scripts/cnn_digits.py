@@ -40,8 +40,7 @@ def run(key, epochs, batch, lr, dropout, batchnorm, dtype=jnp.float32):
     t0 = time.perf_counter()
     out = fnnet.fit(net, params, x_train, y_train, optimizer=optax.adam(lr), epochs=epochs,
                     batch_size=batch, key=jax.random.fold_in(jax.random.key(key), 1), **kw)
-    params = out[0]
-    state = out[2] if batchnorm else None
+    params, state = out.params, out.state
     seconds = time.perf_counter() - t0
     pred = fnnet.predict(net, params, x_test, **({"state": state} if batchnorm else {}))
     pred = pred[0] if batchnorm else pred
@@ -64,7 +63,7 @@ def step_ratio(epochs, batch, repeats, dropout, batchnorm, dtype=jnp.float32):
             t = time.perf_counter()
             out = fnnet.fit(net, params, x, y_train, optimizer=opt, epochs=epochs,
                             batch_size=batch, key=jax.random.key(1), grad=grad, **kw)
-            jax.block_until_ready(out[0])
+            jax.block_until_ready(out.params)
             return time.perf_counter() - t
         once()                                            # compile
         times[grad] = float(np.median([once() for _ in range(repeats)])) / steps

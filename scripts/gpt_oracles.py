@@ -60,10 +60,10 @@ def main():
         opt = optax.adamw(1e-2, weight_decay=0.01)
         runs = {g: fnnet.fit(net, params, ids, targets, optimizer=opt, epochs=10, grad=g)
                 for g in ("manual", "autodiff")}
-        lm, la = (np.asarray(runs[g][1].loss, np.float64) for g in ("manual", "autodiff"))
+        lm, la = (np.asarray(runs[g].history.loss, np.float64) for g in ("manual", "autodiff"))
         print(f"  10 AdamW steps: loss {lm[0]:.6f} -> {lm[-1]:.6f}; max relative difference of the "
               f"loss trajectories {np.max(np.abs(lm - la) / np.abs(la)):.2e}; params after 10 steps "
-              f"worst leaf {worst(runs['manual'][0], runs['autodiff'][0]):.2e}")
+              f"worst leaf {worst(runs['manual'].params, runs['autodiff'].params):.2e}")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ params = fnnet.init(net, jax.random.key(0))                       # tuple of Den
 
 out = fnnet.forward(net, params, x_train)                          # logits [1617, 10]
 l, grads = fnnet.value_and_grad(net, params, x_train, y_train)     # hand-written backward
-params, history = fnnet.fit(net, params, x_train, y_train,
-                            optimizer=optax.sgd(0.5), epochs=1500, progress=False)
+result = fnnet.fit(net, params, x_train, y_train,                 # FitResult: .params, .history,
+                   optimizer=optax.sgd(0.5), epochs=1500, progress=False)   # .opt_state, .state, .epoch
+params = result.params
 print(fnnet.accuracy(net, params, x_test, y_test))

@@ -137,7 +137,7 @@ def main(argv=None) -> int:
     print(f"full-batch SGD, lr {LR}, {epochs} epochs" + (" (--quick)" if args.quick else ""))
     optimizer = optax.sgd(LR)
     with lib.Stopwatch() as t_fn:
-        params, hist = fnnet.fit(net, params0, xtr, ttr, optimizer=optimizer, epochs=epochs)
+        params, hist, *_ = fnnet.fit(net, params0, xtr, ttr, optimizer=optimizer, epochs=epochs)
         lib.block(params)
     fn = {"loss_first": float(hist.loss[0]), "loss_last": float(hist.loss[-1]),
           "train_accuracy": fnnet.accuracy(net, params, xtr, ytr),
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
 
     # The post's algorithm as written: the same training with its output-layer delta.
     buggy_net = build_net(PostSigmoid())
-    params_b, hist_b = fnnet.fit(buggy_net, params0, xtr, ttr, optimizer=optimizer, epochs=epochs)
+    params_b, hist_b, *_ = fnnet.fit(buggy_net, params0, xtr, ttr, optimizer=optimizer, epochs=epochs)
     bug = {"loss_last": float(hist_b.loss[-1]),
            "train_accuracy": fnnet.accuracy(buggy_net, params_b, xtr, ytr),
            "test_accuracy": fnnet.accuracy(buggy_net, params_b, xte, yte)}

@@ -115,7 +115,7 @@ def run(net, data, *, seeds, dtype, train):
     for s in range(seeds):
         p0 = fnnet.init(net, jax.random.key(s), dtype)
         with lib.Stopwatch() as t:
-            params, hist = train(p0, s)
+            params, hist, *_ = train(p0, s)
             lib.block(params)
         times.append(t.seconds)
         runs.append({"key": s, "loss_first": float(hist.loss[0]), "loss_last": float(hist.loss[-1]),

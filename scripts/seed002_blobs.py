@@ -146,7 +146,7 @@ def main(argv=None) -> int:
     for s in range(args.seeds):
         p0 = fnnet.init(net, jax.random.key(s), dtype)
         with lib.Stopwatch() as t:
-            params, hist = fnnet.fit(net, p0, xtr, ytr, optimizer=sgd, epochs=steps)
+            params, hist, *_ = fnnet.fit(net, p0, xtr, ytr, optimizer=sgd, epochs=steps)
             lib.block(params)
         times.append(t.seconds)
         runs.append({"key": s, "loss_first": float(hist.loss[0]), "loss_last": float(hist.loss[-1]),

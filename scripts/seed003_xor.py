@@ -96,7 +96,7 @@ def main(argv=None) -> int:
     for start in range(0, epochs, CHUNK):
         n = min(CHUNK, epochs - start)
         with lib.Stopwatch() as t:
-            params, h = fnnet.fit(net, params, x, y, optimizer=optimizer, epochs=n, batch_size=1)
+            params, h, *_ = fnnet.fit(net, params, x, y, optimizer=optimizer, epochs=n, batch_size=1)
             lib.block(params)
         t_fn += t.seconds
         losses.extend(h.loss)
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
         with lib.Stopwatch() as t_sw:
             ok = []
             for s in range(sweep):
-                q, _ = fnnet.fit(net, fnnet.init(net, jax.random.key(s), dtype), x, y,
+                q, *_ = fnnet.fit(net, fnnet.init(net, jax.random.key(s), dtype), x, y,
                                  optimizer=optimizer, epochs=epochs, batch_size=1)
                 ok.append(solved(fnnet.predict(net, q, x)))
         stuck = [s for s, v in enumerate(ok) if not v]

@@ -100,7 +100,7 @@ def test_optax_loop_on_jax_grad_equals_fit_manual():
     for _ in range(5):
         p, s, value = step(p, s)
         losses.append(value)
-    want, hist = fnnet.fit(net, params, x, y, optimizer=opt, epochs=5)
+    want, hist, *_ = fnnet.fit(net, params, x, y, optimizer=opt, epochs=5)
     assert_trees_close(p, want, F64, "params")
     np.testing.assert_allclose(losses, hist.loss, rtol=F64)
 

@@ -232,18 +232,18 @@ def test_fit_threads_state_and_per_step_keys_and_matches_autodiff_step_for_step(
     opt = optax.sgd(0.1)
     run = lambda grad, **kw: fnnet.fit(net, params, x, y, optimizer=opt, epochs=2, batch_size=8,
                                        key=jax.random.key(5), grad=grad, state=s0, **kw)
-    p1, hist, s1 = run("manual", validation=(x, y))
+    p1, hist, _, s1, _ = run("manual", validation=(x, y))
     assert len(hist.loss) == 2 and np.isfinite(hist.val_loss).all()
     assert not np.allclose(s1[2].mean, s0[2].mean) and s1[0] == ()
-    p_auto, _, s_auto = run("autodiff")                        # same batches, same masks per step
+    p_auto, _, _, s_auto, _ = run("autodiff")                        # same batches, same masks per step
     assert_trees_close(p1, p_auto, RTOL[np.dtype("float32")], "fit manual vs autodiff")
     assert_trees_close(s1, s_auto, RTOL[np.dtype("float32")], "layer state manual vs autodiff")
-    p_again, _, s_again = run("manual")
+    p_again, _, _, s_again, _ = run("manual")
     assert_trees_close((p_again, s_again), (p1, s1), 0.0, "same key, same run")
     # one epoch, then one more resumed from opt_state/state/initial_epoch: the same two epochs
-    pa, _, oa, sa = fnnet.fit(net, params, x, y, optimizer=opt, epochs=1, batch_size=8, key=jax.random.key(5),
+    pa, _, oa, sa, _ = fnnet.fit(net, params, x, y, optimizer=opt, epochs=1, batch_size=8, key=jax.random.key(5),
                               opt_state=opt.init(params), state=s0)
-    pb, _, _, sb = fnnet.fit(net, pa, x, y, optimizer=opt, epochs=1, batch_size=8, key=jax.random.key(5),
+    pb, _, _, sb, _ = fnnet.fit(net, pa, x, y, optimizer=opt, epochs=1, batch_size=8, key=jax.random.key(5),
                              opt_state=oa, state=sa, initial_epoch=1)
     assert_trees_close((pb, sb), (p1, s1), 0.0, "resumed")
 
@@ -257,7 +257,7 @@ def test_fit_refuses_a_stateful_net_without_state_and_a_stochastic_one_without_k
     with pytest.raises(ValueError, match=r"layer 4 \(Dropout\(0.3\)\) is stochastic.*fit\(\.\.\., key="):
         fnnet.fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=1, state=fnnet.init_state(net))
     # and the trained layer state survives a checkpoint
-    p, _, s = fnnet.fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=1, key=jax.random.key(0),
+    p, _, _, s, _ = fnnet.fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=1, key=jax.random.key(0),
                         state=fnnet.init_state(net))
     fnnet.save(tmp_path / "bn.npz", net, p, state=s)
     ck = fnnet.restore(tmp_path / "bn.npz")

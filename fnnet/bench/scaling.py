@@ -37,7 +37,7 @@ def fit_runner(workload, dtype, mesh):
     key = jax.random.key(0) if workload.batch < workload.n else None
 
     def run():
-        params, _ = fnnet.fit(net, init, x, y, optimizer=opt, epochs=workload.epochs,
+        params, *_ = fnnet.fit(net, init, x, y, optimizer=opt, epochs=workload.epochs,
                               batch_size=workload.batch_size, key=key, mesh=mesh)
         return jax.block_until_ready(params)
 

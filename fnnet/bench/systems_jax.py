@@ -192,7 +192,7 @@ def fit_runner(workload, dtype, grad="manual"):
     key = jax.random.key(0) if minibatch else None
 
     def run():
-        params, _ = fnnet.fit(net, init, x, y, optimizer=opt, epochs=workload.epochs,
+        params, *_ = fnnet.fit(net, init, x, y, optimizer=opt, epochs=workload.epochs,
                               batch_size=workload.batch_size, key=key, grad=grad)
         return jax.block_until_ready(params)
 

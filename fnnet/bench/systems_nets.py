@@ -60,7 +60,7 @@ def fit_runner(w, system):
     def run():
         out = fnnet.fit(net, init, x, y, optimizer=opt, epochs=w.epochs, batch_size=w.batch,
                         key=jax.random.key(1), grad=grad, **kw)
-        return jax.block_until_ready((out[0], out[-1] if state is not None else None))
+        return jax.block_until_ready((out.params, out.state))
 
     note = f"fnnet.fit(grad={grad!r}), {w.opt_name}, key(1)" + (", BatchNorm state threaded" if state is not None else "")
     runner = Runner(system, "float32", run, note=note)

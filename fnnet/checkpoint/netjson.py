@@ -131,7 +131,9 @@ def decode(d, where):
     if cls is None:
         hint = (f" (a user class: call fnnet.checkpoint.register({name.rsplit('.', 1)[-1]}) before "
                 f"loading)" if isinstance(name, str) and "." in name else "")
-        raise ValueError(f"{where}: unknown layer type {name!r}{hint}; known: {sorted(builtin())}")
+        err = ValueError(f"{where}: unknown layer type {name!r}{hint}; known: {sorted(builtin())}")
+        err.unregistered = name if hint else None      # load says "register it", not "invalid file"
+        raise err
     fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
     missing = sorted(n for n in fields if n not in d)       # save writes every field
     extra = sorted(set(d) - set(fields) - {"type"})

@@ -79,6 +79,13 @@ def _net_and_epoch(meta, version):
             raise ValueError(f"params dtype must be one of {list(DTYPES)}, got {meta['dtype']!r}")
         net = net_from_json(meta["net"])
     except (ValueError, TypeError) as e:
+        name = getattr(e, "unregistered", None)
+        if name:
+            bad = _Bad(f"load: {path!r} holds a net with your own class {name!r}, which this program has "
+                       f"not registered: call fnnet.checkpoint.register({name.rsplit('.', 1)[-1]}) before "
+                       f"loading (load never imports code a file names)")
+            bad.whole = True
+            raise bad from None
         raise _Bad(f"invalid net description: {e}") from None
     epoch = meta.get("epoch")
     if epoch is not None and (isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0):
@@ -130,9 +137,15 @@ def _read_groups(zf, meta, groups):
     for key, prefix, template, layered, what in groups:
         expected = named_leaves(prefix, template, layered)
         want = [name for name, _ in expected]
+        if meta[key] != want and key == "opt_state":
+            bad = _Bad(f"restore: {path!r} was saved with another optimizer than the one given: its optimizer "
+                       f"state holds {_fields(meta[key])}, while the optimizer given (state "
+                       f"{_state_types(template)}) holds {_fields(want)}; restore(path, optimizer=) needs the "
+                       f"optimizer the run was trained with")
+            bad.whole = True
+            raise bad
         if meta[key] != want:
-            hint = ("; was it saved with another optimizer?" if key == "opt_state" else "")
-            raise _Bad(f"header lists {what}s {meta[key]!r}, the net has {want}{hint}")
+            raise _Bad(f"header lists {what}s {meta[key]!r}, the net has {want}")
         leaves = []
         for name, t in expected:
             a = read_array(zf, name + ".npy", name, t.shape, storage(t.dtype))
@@ -159,6 +172,26 @@ def _check_digest(zf, meta, version, out, stored):
                        "modified after it was written (or corrupted)")
 
 
+def _fields(names):
+    """Optimizer-state array names -> their distinct fields: "count, mu, nu" (or "no arrays")."""
+    fields = list(dict.fromkeys(n.split("/")[2] for n in names if n.count("/") >= 2))
+    return ", ".join(fields) if fields else "no arrays (a stateless optimizer, such as plain optax.sgd)"
+
+
+def _state_types(tree):
+    """The optax state types of an optimizer state tree: "ScaleByAdamState, EmptyState"."""
+    out = []
+
+    def walk(t):
+        if isinstance(t, tuple) and hasattr(t, "_fields"):
+            out.append(type(t).__name__)
+        elif isinstance(t, (tuple, list)):
+            for v in t:
+                walk(v)
+    walk(tree)
+    return ", ".join(out) or type(tree).__name__
+
+
 def read_checkpoint(path, optimizer):
     """The Checkpoint at `path` (opt_state rebuilt for `optimizer`, or None), or ValueError naming path."""
     path = os.fspath(path)
@@ -179,8 +212,8 @@ def read_checkpoint(path, optimizer):
         try:
             with zipfile.ZipFile(f) as zf:
                 return _load(path, zf, optimizer)
-        except _Bad as e:
-            raise ValueError(f"{where}: {e}") from None
+        except _Bad as e:       # `whole`: a message of its own (the file is fine; the caller is not)
+            raise ValueError(str(e) if getattr(e, "whole", False) else f"{where}: {e}") from None
         except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, ValueError, KeyError,
                 struct.error, NotImplementedError, OverflowError, UnicodeDecodeError, RuntimeError) as e:
             raise ValueError(f"{where} (truncated or corrupted?): {type(e).__name__}: {e}") from None

@@ -3,6 +3,26 @@ from __future__ import annotations
 
 import argparse
 import math
+import sys
+
+
+class DefaultsFormatter(argparse.HelpFormatter):
+    """--help shows each option's default where it has a fixed one (not None, not a flag's False)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "%(default)" not in text and action.default not in (None, False, argparse.SUPPRESS) \
+                and action.option_strings:
+            text += " (default: %(default)s)"
+        return text
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: `prog: error: ... (see prog --help)`, exit status 2."""
+
+    def error(self, message):
+        print(f"{self.prog}: error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+        raise SystemExit(2)
 
 
 def _number(text):

@@ -48,10 +48,23 @@ def _json_safe(obj):
     return obj
 
 
-def write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0, state=None):
-    """Write --save, --plot and --json, each on its own: one failing never stops the others.
-    Returns how many failed (each reported on stderr)."""
-    import fnnet
+def title(s, epochs, status):
+    """The figure's title: the settings that made the run (the CNN's own, not the MLP's)."""
+    if s["model"] == "cnn":
+        extras = "".join([", BatchNorm" if s["batchnorm"] else "",
+                          f", dropout {s['dropout']:g}" if s["dropout"] else ""])
+        what = f"--model cnn: fnnet.cnn() on 8x8x1 images{extras}, {s['loss']}, l2 {s['l2']:g}"
+    else:
+        what = (f"--dataset {s['dataset']}: {'-'.join(map(str, s['sizes']))}, {s['activation']} hidden, "
+                f"{s['output']} output, {s['loss']}, l2 {s['l2']:g}")
+    batch = "full batch" if s["batch_size"] is None else f"batch {s['batch_size']}"
+    return (f"fnnet train {what}; {s['optimizer']} lr {s['lr']:g}, {batch}, {plural(epochs, 'epoch')}"
+            f"{' (diverged)' if status else ''}, seed {s['seed']}")
+
+
+def write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0, save=None):
+    """Write --save (by calling `save()`), --plot and --json, each on its own: one failing never
+    stops the others. Returns how many failed (each reported on stderr)."""
     from fnnet import atomic
     out, epochs_done, failed = sys.stdout, len(history.loss), 0
 
@@ -66,21 +79,16 @@ def write_outputs(args, s, summary, net, params, history, note, status, finite, 
 
     if args.save:
         if finite:
-            attempt("save", args.save, lambda: fnnet.save(args.save, net, params, epoch=epochs_done,
-                                                                     **({} if state is None else {"state": state})),
-                    f"saved checkpoint{note} to {args.save}")
+            attempt("save", args.save, save, f"saved checkpoint{note} to {args.save}")
         else:
             print(f"fnnet train: not saving {args.save}: no params with a finite loss", file=sys.stderr)
     if args.plot:
         if epochs_done:
             from fnnet.cli import plot as _plot
-            title = (f"fnnet train --dataset {s['dataset']}: {'-'.join(map(str, s['sizes']))}, "
-                     f"{s['activation']} hidden, {s['output']} output, {s['loss']}, l2 {s['l2']:g}; "
-                     f"{s['optimizer']} lr {s['lr']:g}, {plural(epochs_done, 'epoch')}"
-                     f"{' (diverged)' if status else ''}, seed {s['seed']}")
             labels = lab_te if s["dataset"] != "xor" else lab_te[:, 0].astype(int)
             attempt("plot", args.plot, lambda: _plot.save_figure(
-                args.plot, net, params, history, title=title, x_test=x_te, labels_test=labels, k=k),
+                args.plot, net, params, history, title=title(s, epochs_done, status), x_test=x_te,
+                labels_test=labels, k=k),
                 f"saved plot to {args.plot}")
         else:
             print(f"fnnet train: not drawing {args.plot}: the run diverged before any epoch finished",

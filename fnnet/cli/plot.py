@@ -24,11 +24,11 @@ def predicted_class(net, params, x):
     return out.argmax(axis=-1) if out.shape[-1] > 1 else (out[:, 0] > 0.5).astype(int)
 
 
-def _loss_axes(ax, history, title):
+def _loss_axes(ax, history, title, split="test"):
     epochs = np.arange(1, len(history.loss) + 1)
     ax.plot(epochs, history.loss, label="training loss (mean over the epoch's steps)", lw=1.5)
     if history.val_loss is not None:
-        ax.plot(epochs, history.val_loss, label="test loss (after the epoch)", lw=1.5, ls="--")
+        ax.plot(epochs, history.val_loss, label=f"{split} loss (after the epoch)", lw=1.5, ls="--")
     positive = np.concatenate([history.loss, history.val_loss if history.val_loss is not None else []])
     if positive.size and np.all(positive[np.isfinite(positive)] > 0):
         ax.set_yscale("log")
@@ -82,10 +82,11 @@ def _regions_axes(ax, net, params, x, labels, k, resolution=250):
     ax.legend(loc="best", fontsize=8, framealpha=0.85)
 
 
-def save_figure(path, net, params, history, *, title, x_test=None, labels_test=None, k=None):
+def save_figure(path, net, params, history, *, title, x_test=None, labels_test=None, k=None, split="test"):
     """Write the figure to `path` (.png/.pdf/.svg) and return it: loss curves, then for 2-D inputs
     with `x_test` given the decision regions with the test points right/wrong, else the
-    test accuracy per epoch (when the history has it)."""
+    accuracy per epoch on the held-out data (when the history has it). split: what the
+    history's validation data is ("test", or "validation" for `fnnet gpt train`)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -94,12 +95,12 @@ def save_figure(path, net, params, history, *, title, x_test=None, labels_test=N
     fig = Figure(figsize=(13, 5.5) if regions or curve else (7, 5), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if regions or curve else 1, squeeze=False)[0]
-    _loss_axes(axes[0], history, "loss per epoch")
+    _loss_axes(axes[0], history, "loss per epoch", split)
     if regions:
         _regions_axes(axes[1], net, params, x_test, np.asarray(labels_test), k)
     elif curve:
         multi_label = isinstance(net.loss, fnnet.SigmoidBinaryCrossEntropy) and fnnet.out_shape(net)[-1] > 1
-        _accuracy_axes(axes[1], history, "test accuracy, per output" if multi_label else "test accuracy")
+        _accuracy_axes(axes[1], history, f"{split} accuracy, per output" if multi_label else f"{split} accuracy")
     fig.suptitle(title, fontsize=10)
     import os
     from fnnet import atomic

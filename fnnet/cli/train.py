@@ -6,8 +6,9 @@ epochs. `--dataset blobs` is seed 002 and `--dataset xor` seed 003; every other 
 overrides one setting of the chosen dataset's defaults.
 
 Exit status: 0 trained; 1 training diverged, --check failed or an output could not be
-written; 2 bad options (including an output path that cannot be written, found before
-training starts).
+written; 2 bad options (including an output path that cannot be written or a --resume
+checkpoint that does not fit the options, found before training starts); 130 Ctrl-C (the
+last complete epoch saved to --save; fnnet/cli/session.py).
 """
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ import math
 import sys
 import time
 
+from fnnet.cli import session
 from fnnet.cli.outputs import plural, write_outputs
-from fnnet.cli.train_options import DATASETS, MOMENTUM, build_parser, resolve  # noqa: F401 (the CLI's API)
+from fnnet.cli.train_options import DATASETS, MLP_ONLY, MOMENTUM, build_parser, resolve  # noqa: F401 (API)
+
+PROG = "fnnet train"
 
 
 def load_data(s):
@@ -81,22 +85,27 @@ def main(argv=None) -> int:
     except SystemExit as e:           # --help (0) and argparse errors (2) as return codes
         return int(e.code or 0)
 
-    import jax
-    x64 = bool(jax.config.jax_enable_x64)
+    try:
+        import jax
+        x64 = bool(jax.config.jax_enable_x64)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted before training started; nothing saved", file=sys.stderr)
+        return 130
     if s["dtype"] == "float64":
         jax.config.update("jax_enable_x64", True)
-    mesh = None
-    if args.devices is not None:      # before anything starts JAX's backends (simulated CPUs)
-        from fnnet.train.sharding import data_mesh
-        try:
-            mesh = data_mesh(args.devices)
-        except ValueError as e:
-            print(f"fnnet train: {e}", file=sys.stderr)
-            return 2
     try:
+        mesh = None
+        if args.devices is not None:      # before anything starts JAX's backends (simulated CPUs)
+            from fnnet.train.sharding import data_mesh
+            try:
+                mesh = data_mesh(args.devices)
+            except ValueError as e:
+                session.fail(PROG, e)
         return _train(s, args, t0, mesh)
-    except KeyboardInterrupt:
-        print("\nfnnet train: interrupted", file=sys.stderr)
+    except session.Exit as e:
+        return e.code
+    except KeyboardInterrupt:         # outside fit (which stops at an epoch): nothing to keep
+        print(f"{PROG}: interrupted; nothing saved", file=sys.stderr)
         return 130
     finally:
         if s["dtype"] == "float64":
@@ -127,16 +136,30 @@ def _train(s, args, t0, mesh=None) -> int:
     state = fnnet.init_state(net, jnp.dtype(s["dtype"])) if any(map(_state.is_stateful, net.layers)) else None
     stochastic = any(map(_state.is_stochastic, net.layers))
     out = sys.stdout
+    optimizer = make_optimizer(s)
+    opt_state, initial = None, 0
+    if args.resume:
+        ck = session.resume(PROG, args.resume, net, optimizer, s["epochs"], s["dtype"],
+                            how=f"--optimizer {s['optimizer']}")
+        params, opt_state, initial = ck.params, ck.opt_state, ck.epoch
+        if state is not None:
+            if ck.state is None:
+                session.fail(PROG, f"--resume {args.resume}: the checkpoint holds no layer state "
+                                   f"(BatchNorm statistics), so training cannot continue exactly")
+            state = ck.state
 
     what = f"{k} classes" if s["dataset"] != "xor" else "one 0/1 target"
     print(f"dataset: {s['dataset']} (seed {DATASETS[s['dataset']]['seed_post']}'s settings as defaults): "
           f"{n} train / {len(x_te)} test examples, {' x '.join(map(str, x_tr.shape[1:]))} features, {what}",
           file=out)
     print(f"network: {net}", file=out)
-    print(f"init: weights {s['init']}, biases {s['b_init']}, {s['dtype']}, seed {s['seed']}", file=out)
+    inits = s["init"] if s["model"] == "cnn" else f"weights {s['init']}, biases {s['b_init']}"
+    print(f"init: {inits}, {s['dtype']}, seed {s['seed']}", file=out)
     extra = f" (momentum {MOMENTUM})" if s["optimizer"] == "momentum" else ""
     print(f"training: {s['optimizer']}{extra} lr {s['lr']:g}, {plural(s['epochs'], 'epoch')}, "
           f"{'full batch' if batch is None else f'batch size {batch}, reshuffled each epoch'}", file=out)
+    if args.resume:
+        print(f"resuming: {args.resume}, after epoch {initial} of {s['epochs']}", file=out)
     if mesh is not None:
         dev = mesh.devices.flat[0]
         shared = " (simulated: they share this machine's cores)" if dev.platform == "cpu" and mesh.size > 1 else ""
@@ -153,55 +176,63 @@ def _train(s, args, t0, mesh=None) -> int:
             print("fnnet train: gradient check FAILED; not training", file=sys.stderr)
             return 1
 
-    summary = {"settings": {**{k_: v for k_, v in s.items() if k_ != "sizes"}, "sizes": list(s["sizes"]),
-                            "batch_size": batch, "network": str(net),
+    settings = {k_: v for k_, v in s.items() if not (s["model"] == "cnn" and k_ in MLP_ONLY)}
+    if s["model"] != "cnn":
+        settings["sizes"] = list(s["sizes"])
+    summary = {"settings": {**settings, "batch_size": batch, "network": str(net),
                             "devices": None if mesh is None else mesh.size},
-               "train_examples": n, "test_examples": len(x_te)}
+               "train_examples": n, "test_examples": len(x_te),
+               "resumed_from": args.resume, "initial_epoch": initial}
+    saver = session.Saver(PROG, args.save, net)
     t_fit = time.perf_counter()
     status = 0
     try:
         from fnnet.train.progress import ProgressBar
-        progress = None if args.quiet else ProgressBar(s["epochs"], label="test")   # validation = test split
-        params, history, *rest = fnnet.fit(
-            net, params, x_tr, y_tr, optimizer=make_optimizer(s), epochs=s["epochs"], batch_size=batch,
-            key=k_shuffle if batch is not None or stochastic else None, validation=(x_te, y_te),
-            progress=progress, mesh=mesh, **({} if state is None else {"state": state}))
-        state = rest[0] if rest else None
+        progress = None if args.quiet else ProgressBar(s["epochs"], label="test", initial=initial)   # test split
+        result = session.fit(
+            PROG, args, net, params, x_tr, y_tr, optimizer=optimizer, epochs=s["epochs"], initial_epoch=initial,
+            opt_state=opt_state, batch_size=batch, key=k_shuffle if batch is not None or stochastic else None,
+            validation=(x_te, y_te), progress=progress, mesh=mesh, saver=saver,
+            **({} if state is None else {"state": state}))
+        params, history, state = result.params, result.history, result.state
     except fnnet.DivergedError as e:
         params, history, status = e.params, e.history, 1
         state = e.state if state is not None else None
-        good = (f"the last good params, after epoch {e.epoch}" if e.epoch else "the initial params")
+        result = fnnet.FitResult(e.params, e.history, e.opt_state, state, initial + e.epoch)
+        good = (f"the last good params, after epoch {initial + e.epoch}" if initial + e.epoch
+                else "the initial params")
         kept = (f"kept {good} (finite train and test loss)" if e.finite_loss else
                 "even the initial params have a non-finite loss, so there is nothing to keep")
-        print(f"fnnet train: training diverged at epoch {e.epoch + 1} of {s['epochs']}: it made the loss "
+        print(f"fnnet train: training diverged at epoch {initial + e.epoch + 1} of {s['epochs']}: it made the loss "
               f"or the params NaN/Inf; {kept}. Try a lower --lr (now {s['lr']:g}), e.g. --lr {s['lr'] / 10:g}.",
               file=sys.stderr)
-        summary.update(diverged=True, diverged_epoch=e.epoch + 1, kept_finite_params=e.finite_loss)
+        summary.update(diverged=True, diverged_epoch=initial + e.epoch + 1, kept_finite_params=e.finite_loss)
     fit_seconds = time.perf_counter() - t_fit
-    epochs_done = len(history.loss)
+    with session.saved_on_ctrl_c(PROG, args, saver, result, s["epochs"]):
+        epochs_done = len(history.loss)
 
-    train_loss, train_acc = evaluate(net, params, x_tr, y_tr, lab_tr, state)
-    test_loss, test_acc = evaluate(net, params, x_te, y_te, lab_te, state)
-    finite = math.isfinite(train_loss) and math.isfinite(test_loss)
-    note = ("" if status == 0 else f" (last finite params, after epoch {epochs_done})" if epochs_done
-            else " (the initial params: the run diverged in its first epoch)")
-    if finite:
-        print(f"final loss{note}: train {train_loss:.6g}, test {test_loss:.6g}", file=out)
-        print(f"train accuracy: {percent(train_acc, n)}", file=out)
-        print(f"test accuracy: {percent(test_acc, len(x_te))}", file=out)
-    else:      # accuracies of NaN/Inf outputs would be meaningless numbers
-        print("final loss: not finite; no accuracy reported (the run diverged)", file=out)
-        train_acc = test_acc = None
-    print(f"time: {fit_seconds:.2f} s training ({plural(epochs_done, 'epoch')}, compile included), "
-          f"{time.perf_counter() - t0:.2f} s in all", file=out)
-    summary.update(epochs=epochs_done, final_loss=train_loss, test_loss=test_loss, train_accuracy=train_acc,
-                   test_accuracy=test_acc, train_seconds=fit_seconds,
-                   history={"train_loss": history.loss.tolist(), "test_loss": history.val_loss.tolist(),
-                            "test_accuracy": history.val_accuracy.tolist()})
-    summary.setdefault("diverged", False)
-    failed = write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0,
-                           state=state)
-    return 1 if failed else status
+        train_loss, train_acc = evaluate(net, params, x_tr, y_tr, lab_tr, state)
+        test_loss, test_acc = evaluate(net, params, x_te, y_te, lab_te, state)
+        finite = math.isfinite(train_loss) and math.isfinite(test_loss)
+        note = ("" if status == 0 else f" (last finite params, after epoch {result.epoch})" if result.epoch
+                else " (the initial params: the run diverged in its first epoch)")
+        if finite:
+            print(f"final loss{note}: train {train_loss:.6g}, test {test_loss:.6g}", file=out)
+            print(f"train accuracy: {percent(train_acc, n)}", file=out)
+            print(f"test accuracy: {percent(test_acc, len(x_te))}", file=out)
+        else:      # accuracies of NaN/Inf outputs would be meaningless numbers
+            print("final loss: not finite; no accuracy reported (the run diverged)", file=out)
+            train_acc = test_acc = None
+        print(f"time: {fit_seconds:.2f} s training ({plural(epochs_done, 'epoch')}, compile included), "
+              f"{time.perf_counter() - t0:.2f} s in all", file=out)
+        summary.update(epochs=epochs_done, final_epoch=result.epoch, final_loss=train_loss, test_loss=test_loss,
+                       train_accuracy=train_acc, test_accuracy=test_acc, train_seconds=fit_seconds,
+                       history={"train_loss": history.loss.tolist(), "test_loss": history.val_loss.tolist(),
+                                "test_accuracy": history.val_accuracy.tolist()})
+        summary.setdefault("diverged", False)
+        failed = write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0,
+                               save=lambda: saver.save(result))
+        return 1 if failed else status
 
 
 if __name__ == "__main__":

@@ -5,10 +5,9 @@ the rest (argparse errors, exit status 2, before anything is trained or written)
 from __future__ import annotations
 
 import argparse
-import os
 
-from fnnet.cli.args import int_at_least, nonnegative_float, positive_float
-from fnnet.cli.outputs import unwritable
+from fnnet.cli import session
+from fnnet.cli.args import DefaultsFormatter, Parser, int_at_least, nonnegative_float, positive_float
 
 DATASETS = {
     # name: the seed's settings (None batch_size = full batch)
@@ -34,7 +33,8 @@ MOMENTUM = 0.9
 # --model cnn: what scripts/cnn_digits.py measured (98.89 % mean test accuracy over keys 0-4)
 CNN_DEFAULTS = dict(optimizer="adam", lr=1e-3, epochs=20, batch_size=32,
                     init="fnnet.cnn's (he_normal; glorot_uniform output layer)")
-FIGURE_FORMATS = (".png", ".pdf", ".svg")
+FIGURE_FORMATS = session.FIGURE_FORMATS
+MLP_ONLY = ("sizes", "activation", "output", "b_init")     # settings --model cnn does not have
 
 
 def _initializers():
@@ -53,25 +53,22 @@ def _sizes(text):
     return sizes
 
 
-def _figure_path(text):
-    if os.path.splitext(text)[1].lower() not in FIGURE_FORMATS:
-        raise argparse.ArgumentTypeError(f"must end in .png, .pdf or .svg, got {text!r}")
-    return text
-
-
 def build_parser():
     d = DATASETS["digits"]
-    p = argparse.ArgumentParser(
-        prog="fnnet train",
+    p = Parser(
+        prog="fnnet train", formatter_class=DefaultsFormatter,
         description="Train a network with fnnet (hand-written backward, compiled training loop) on a "
                     "bundled dataset and report train/test accuracy. Defaults are the tutorials' "
                     "settings: digits = seed 001, blobs = seed 002, xor = seed 003; any option "
                     "overrides one of them.",
         epilog="exit status: 0 trained, 1 diverged, --check failed or an output not written, "
-               "2 bad options or an unwritable output path (checked before training). "
-               "Example: fnnet train --dataset blobs --epochs 2000 --plot blobs.png")
+               "2 bad options or an unwritable output path (checked before training), 130 Ctrl-C "
+               "(the last complete epoch saved to --save). "
+               "Example: fnnet train --dataset blobs --epochs 2000 --plot blobs.png; "
+               "fnnet train --save run.npz --checkpoint-every 100, then after Ctrl-C: "
+               "fnnet train --resume run.npz --save run.npz")
     p.add_argument("--dataset", choices=tuple(DATASETS), default="digits",
-                   help="digits: 8x8 digits, 10 classes (default); blobs: 3 gaussian clusters in 2-D; "
+                   help="digits: 8x8 digits, 10 classes; blobs: 3 gaussian clusters in 2-D; "
                         "xor: the 4 XOR points (regression on 0/1)")
     p.add_argument("--sizes", type=_sizes, metavar="N,N,...",
                    help=f"layer widths, inputs first, outputs last (digits: {','.join(map(str, d['sizes']))}; "
@@ -83,7 +80,7 @@ def build_parser():
                         "loss that takes logits)")
     p.add_argument("--loss", choices=LOSSES, help="(digits/blobs: softmax_cross_entropy on logits; xor: mse)")
     p.add_argument("--model", choices=("mlp", "cnn"), default="mlp",
-                   help="mlp: dense layers of --sizes (default); cnn: fnnet.cnn() on the digits as 8x8x1 "
+                   help="mlp: dense layers of --sizes; cnn: fnnet.cnn() on the digits as 8x8x1 "
                         "images (Conv2D 32 - MaxPool - Conv2D 64 - MaxPool - Dense 128 - Dense 10, relu), "
                         f"with adam {CNN_DEFAULTS['lr']:g}, {CNN_DEFAULTS['epochs']} epochs, batch "
                         f"{CNN_DEFAULTS['batch_size']} unless given")
@@ -106,7 +103,7 @@ def build_parser():
                    help="L2 strength λ of ½λΣw² on weights (blobs 0.01, else 0)")
     p.add_argument("--seed", type=int_at_least(0), default=0,
                    help="initial weights from fnnet.init(net, jax.random.key(SEED)); the batch order "
-                        "from jax.random.fold_in(that key, 1) (default 0)")
+                        "from jax.random.fold_in(that key, 1)")
     p.add_argument("--init", choices=_initializers(), metavar="NAME",
                    help=f"weight initializer (default normal, the seeds' np.random.randn); one of "
                         f"{', '.join(_initializers())}")
@@ -114,19 +111,10 @@ def build_parser():
                    help="bias initializer (xor: normal; else zeros)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32",
                    help="precision of params and data (float64 turns on jax_enable_x64)")
-    p.add_argument("--plot", type=_figure_path, metavar="FILE.png",
-                   help="save loss curves (and, for 2-D data, decision regions with test points "
-                        "right/wrong) to this image")
-    p.add_argument("--save", metavar="FILE",
-                   help="save the trained net and params (fnnet.save) exactly at FILE (nothing appended), "
-                        "e.g. model.npz")
-    p.add_argument("--json", metavar="FILE",
-                   help="write a machine-readable summary (settings, per-epoch train/test losses and "
-                        "test accuracy, final accuracies, time)")
+    session.add_options(p)
     p.add_argument("--check", action="store_true",
                    help="before training, check the hand-written gradients of the initial params on a "
                         "few examples against the oracles (fnnet.check.check_network); exit 1 if they disagree")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--devices", type=int_at_least(1), metavar="N",
                    help="data-parallel over N devices: each step's batch is split N ways and the "
                         "hand-written gradients are all-reduced (fnnet.fit(mesh=...)); on a CPU-only "
@@ -185,10 +173,5 @@ def resolve(args, parser):
     if args.dataset == "xor" and s["loss"] == "softmax_cross_entropy":
         parser.error("--loss softmax_cross_entropy needs >= 2 classes; xor has one 0/1 target "
                      "(use mse, half_sse or sigmoid_binary_cross_entropy)")
-    for opt in ("plot", "save", "json"):   # fail now, not after an hour of training
-        path = getattr(args, opt)
-        if path is not None:
-            problem = unwritable(path)
-            if problem:
-                parser.error(f"--{opt} {path!r}: {problem}")
+    session.check_paths(args, parser)    # fail now, not after an hour of training
     return s

@@ -1,18 +1,22 @@
-"""Training: `fit(net, params, x, y, optimizer=..., epochs=...) -> (params, history)`.
+"""Training: `fit(net, params, x, y, optimizer=..., epochs=...) -> FitResult`.
 
-    params, hist = fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=100,
-                       batch_size=32, key=jax.random.key(0), validation=(x_val, y_val))
+    r = fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=100,
+            batch_size=32, key=jax.random.key(0), validation=(x_val, y_val))
+    r.params, r.history, r.opt_state, r.state, r.epoch
 
-Resuming: pass the optimizer state in and the result gains it as its last element;
-`initial_epoch` continues the epoch count (and with it the shuffling keys):
+Resuming: the result always carries the optimizer state, the layer state and the
+absolute epoch count, however the run was started; pass them back:
 
-    params, hist, opt_state = fit(..., epochs=100, opt_state=opt.init(params))
-    fnnet.save(path, net, params, opt_state=opt_state, epoch=100)
+    r = fit(net, params, x, y, optimizer=opt, epochs=100)
+    fnnet.save(path, net, r.params, opt_state=r.opt_state, epoch=r.epoch, state=r.state)
     ck = fnnet.restore(path, optimizer=opt)
-    params, hist, opt_state = fit(ck.net, ck.params, ..., epochs=100,
-                                  opt_state=ck.opt_state, initial_epoch=ck.epoch)
+    r = fit(ck.net, ck.params, x, y, optimizer=opt, epochs=100,
+            opt_state=ck.opt_state, state=ck.state, initial_epoch=ck.epoch)
 
-is bit-identical to one run of 200 epochs.
+is bit-identical to one run of 200 epochs. `checkpoint="run.npz"` (or a callable) with
+`checkpoint_every=N` keeps such a file every N epochs, and Ctrl-C stops at the last complete
+epoch (fnnet/train/interrupt.py: TrainingInterrupted carries its FitResult, and a
+`checkpoint` is written with it first).
 
 Gradients come from the hand-written `value_and_grad` (grad="autodiff" swaps in
 jax.value_and_grad of `loss`, for comparison only). The epochs run in compiled chunks
@@ -23,7 +27,6 @@ from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -38,8 +41,10 @@ from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, Lo
 from fnnet.train.fit_checks import (_check_data, _check_int, _check_key, _check_opt_state,  # noqa: F401
                                     _check_params)
 from fnnet.train.divergence import DivergedError, LossGrowthWarning, diverged, warn_growth  # noqa: F401
+from fnnet.train.interrupt import Deferred, TrainingInterrupted
+from fnnet.train.result import FitResult, History
 
-__all__ = ["fit", "History", "DivergedError"]
+__all__ = ["fit", "FitResult", "History", "DivergedError", "TrainingInterrupted"]
 
 GRAD_MODES = ("manual", "autodiff")
 MAX_CHUNK = 1 << 16      # most epochs per call (the records buffer is [chunk, 4])
@@ -47,25 +52,10 @@ PROGRESS_UPDATES = 100   # adaptive chunks start at ceil(epochs / this) epochs .
 CHUNK_SECONDS = 0.25     # ... and are resized towards this many seconds each
 
 
-class History(NamedTuple):
-    """Per-epoch metrics, NumPy arrays [epochs_run] of the params' dtype.
-
-    loss: mean over the epoch's steps of each step's loss (L2 term included),
-      measured on the step's batch before its update, as the seeds print it;
-      for full batch, loss[e] == fnnet.loss at the params after epoch e-1.
-    val_loss, val_accuracy: on `validation` with the params after each epoch
-      (fnnet.loss and fnnet.accuracy); None when fit got no validation data.
-    """
-    loss: np.ndarray
-    val_loss: Optional[np.ndarray] = None
-    val_accuracy: Optional[np.ndarray] = None
-
-
 def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad="manual",
         validation=None, progress=None, chunk_epochs=None, opt_state=None, initial_epoch=0, state=None,
-        mesh=None, batch_axis="data", batch_stats="sync"):
-    """Train `params` of `net` on (x, y) -> (params, History), or (params, History,
-    opt_state) when `opt_state` is given; with `state=`, the final layer state is appended.
+        mesh=None, batch_axis="data", batch_stats="sync", checkpoint=None, checkpoint_every=None):
+    """Train `params` of `net` on (x, y) -> FitResult(params, history, opt_state, state, epoch).
 
     x: [n, *in_shape] of the params' dtype (float32 or float64); y: what the net's loss
     takes, e.g. [n, k] targets or, for softmax cross-entropy, integer labels [n].
@@ -79,8 +69,8 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     key: jax.random.key; epoch e's order is permutation(fold_in(key, e), n), so a run
       of E epochs replays the first E epochs of any longer run with the same key.
     opt_state: the optimizer state to start from (optimizer.init(params) for a fresh
-      run, or the one a previous fit returned / fnnet.restore read); the final state is
-      then returned as the result's last element. None: a fresh state, not returned.
+      run, or the one a previous fit returned / fnnet.restore read). None: a fresh
+      optimizer.init(params). The final state is the result's opt_state either way.
     initial_epoch: epochs already trained (>= 0): epoch numbers, and so the shuffling
       keys, continue from it. A resumed run (same key, opt_state and initial_epoch)
       is bit-identical to an uninterrupted one.
@@ -89,10 +79,17 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     validation: (x_val, y_val), checked like (x, y); adds val_loss/val_accuracy.
     progress: None (silent), True (a progress line on stderr) or
       callable(epochs_done, history_so_far), called after each chunk of epochs.
-    chunk_epochs: epochs per chunk (at most 65536), the host's only chance to act.
-      Default: all epochs in one chunk when progress is None; with progress, chunks
-      that start at 1% of the epochs and are resized to take about 0.25 s each (the
-      overhead stays < 1%; where they fall depends on timing, never the results).
+    chunk_epochs: epochs per chunk (at most 65536), the host's only chance to act (report
+      progress, write a checkpoint, notice Ctrl-C). Default: chunks that start at 1% of the
+      epochs and are resized to take about 0.25 s each (the overhead stays < 1%; where they
+      fall depends on timing, never the results).
+    checkpoint, checkpoint_every: a path (str or os.PathLike: fnnet.save writes the net, params,
+      opt_state, epoch and layer state there, atomically) or a callable(FitResult), used after
+      every epoch whose absolute number (initial_epoch + i) is a multiple of checkpoint_every
+      (chunks end there), and once more with the last complete epoch when Ctrl-C stops fit.
+    Ctrl-C (SIGINT, in the main thread): fit stops after the chunk in flight and raises
+      TrainingInterrupted (a KeyboardInterrupt) whose .result is the FitResult of the last
+      complete epoch; a second Ctrl-C stops at once and keeps nothing.
     mesh: a jax.sharding.Mesh (e.g. jax.make_mesh((8,), ("data",))) for data-parallel
       training: each step's batch is split over the mesh axis `batch_axis`, params,
       optimizer state and the training set are replicated, and the hand-written
@@ -118,8 +115,8 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     keyword (state=) adds it to the result after opt_state, as fnnet.forward's does;
     per-step keys for stochastic layers derive from fold_in(key, absolute epoch).
     state: the layer state of a net with stateful layers (fnnet.init_state(net, dtype); BatchNorm's
-      running statistics), updated by every step in train mode and returned as the result's last
-      element; required for such nets. Stochastic layers (Dropout) need `key`: step i of epoch e
+      running statistics), updated by every step in train mode and returned as the result's
+      state; required for such nets. Stochastic layers (Dropout) need `key`: step i of epoch e
       runs with fold_in(fold_in(key, e), i + 1), layer j of it with fold_in(that, j), so a
       resumed run replays the same masks. Validation runs in eval mode (dropout off, running
       statistics as constants).
@@ -131,6 +128,8 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         raise TypeError(f"fit: optimizer must be an optax GradientTransformation "
                         f"(e.g. optax.sgd(0.1)), got {optimizer!r}")
     _fit_progress.check(progress)
+    every = None if checkpoint_every is None else _check_int("checkpoint_every", checkpoint_every, 1)
+    hook = _checkpoint_hook(net, checkpoint, every)
     initial_epoch = _check_int("initial_epoch", initial_epoch, 0)
     params = _check_params(net, params)
     if opt_state is not None:
@@ -169,7 +168,7 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         data = Data(x, y)
     # spec.chunk is the records buffer's length, rounded up to a power of two so that runs
     # of similar length share one executable; `size` is how many epochs a call runs.
-    adaptive = chunk_epochs is None and not (progress is None or progress is False)
+    adaptive = chunk_epochs is None
     size = epochs if chunk_epochs is None else _check_int("chunk_epochs", chunk_epochs, 1)
     capacity = min(MAX_CHUNK, 1 << (size - 1).bit_length())
     if adaptive:
@@ -178,13 +177,38 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
                     validation is not None, parallel)
     report = _fit_progress.make(progress, epochs)
     stochastic = any(_state.is_stochastic(l) for l in net.layers)
-    params, history, opt_state_out, state_out = _run(
-        spec, params, opt_state, data, key if (spec.shuffle or stochastic) else None, epochs, initial_epoch,
-        report, min(size, capacity), adaptive, () if layer_state is None else layer_state)
-    if parallel is not None:
-        params, opt_state_out, state_out = _sharding.to_user_mesh(parallel, (params, opt_state_out, state_out))
-    out = (params, history) if opt_state is None else (params, history, opt_state_out)
-    return out if state is None else (*out, state_out)
+
+    def result(now, hist, done):
+        """The FitResult for a TrainState after `done` epochs of this call."""
+        p, o, st = now
+        if parallel is not None:
+            p, o, st = _sharding.to_user_mesh(parallel, (p, o, st))
+        return FitResult(p, hist, o, None if layer_state is None else st, initial_epoch + done)
+
+    return _run(spec, params, opt_state, data, key if (spec.shuffle or stochastic) else None, epochs,
+                initial_epoch, report, min(size, capacity), adaptive,
+                () if layer_state is None else layer_state, result, hook, every)
+
+
+def _checkpoint_hook(net, checkpoint, every):
+    """fit's `checkpoint` as a callable(FitResult), or None; checked before training."""
+    if checkpoint is None:
+        if every is not None:
+            raise ValueError("fit: checkpoint_every needs checkpoint= (a path or a callable(FitResult))")
+        return None
+    if every is None:
+        raise ValueError("fit: checkpoint= needs checkpoint_every=N (epochs between checkpoints)")
+    if callable(checkpoint):
+        return checkpoint
+    import os
+    if not isinstance(checkpoint, (str, os.PathLike)):
+        raise TypeError(f"fit: checkpoint must be a path or a callable(FitResult), got {checkpoint!r}")
+    from fnnet import checkpoint as _checkpoint
+    _checkpoint.net_to_json(net)         # a net save cannot describe fails now, not after N epochs
+
+    def save(r):
+        _checkpoint.save(checkpoint, net, r.params, opt_state=r.opt_state, epoch=r.epoch, state=r.state)
+    return save
 
 
 def _resize(size, seconds, cap):
@@ -193,7 +217,8 @@ def _resize(size, seconds, cap):
     return max(1, min(cap, int(size * factor)))
 
 
-def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size, adaptive, state=()):
+def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size, adaptive, state, result,
+         hook, every):
     initial = (params, opt_state, state)   # the caller's buffers: start_carry copies, never donates
     carry = start_carry(spec.optimizer, params, opt_state, state)
     if spec.parallel is not None:       # optimizer constants too, not on a default device
@@ -204,8 +229,12 @@ def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size
         cols = table[:upto, LOSS], table[:upto, VAL_LOSS], table[:upto, VAL_ACCURACY]
         return History(cols[0], *(cols[1:] if spec.validate else (None, None)))
 
-    def collect(start, active, records):
-        """Copy one finished chunk's records to the host; report; find divergence."""
+    def snapshot(upto):
+        return jax.tree.map(np.copy, history(upto))
+
+    def collect(start, active, records, saved):
+        """Copy one finished chunk's records to the host; report; checkpoint; find divergence.
+        saved: a copy of the chunk's final TrainState when it ends on a checkpoint epoch."""
         rows = np.asarray(records)[:active]
         table[start:start + active] = rows
         warn_growth(table, start, active)     # LossGrowthWarning: the loss grew 100x, still finite
@@ -214,22 +243,39 @@ def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size
             return start + int(flagged[0])
         if report is not None:
             report(start + active, history(start + active))
+        if saved is not None:
+            hook(result(saved, snapshot(start + active), start + active))
         return None
+
+    def chunk_length(start):
+        """The next chunk's epochs: `size`, cut at the run's end and the next checkpoint epoch."""
+        active = min(size, epochs - start)
+        if every is not None:
+            active = min(active, every - (initial_epoch + start) % every)
+        return active
 
     # Chunks of `size` epochs; adaptive ones (progress on, chunk_epochs not given) start at
     # 1% of the run and are resized towards CHUNK_SECONDS each, so that the ~0.1 ms of
     # host work per chunk stays far below 1% of the run.
-    start, pending, bad, last = 0, None, None, None
+    # A chunk ending on a checkpoint epoch has its final TrainState copied before the next
+    # chunk is dispatched (dispatch donates the carry). Ctrl-C (interrupt.Deferred) stops
+    # the dispatching; the chunk in flight is collected and its carry is the result.
+    start, pending, bad, last, hooked = 0, None, None, None, None
+    stop = Deferred()
     try:
-        while pending is not None or start < epochs:
+        stop.__enter__()
+        while pending is not None or start < epochs and not stop.requested:
             dispatched = None
-            if start < epochs:
+            if start < epochs and not stop.requested:
                 # Dispatch the next chunk before reading the previous one's records, so that
                 # the host's reporting overlaps the device's training.
-                active = min(size, epochs - start)
+                active = chunk_length(start)
                 carry, records = run_chunk(spec, carry, data, key, np.int32(initial_epoch + start),
                                            np.int32(active))
-                dispatched, start = (start, active, records), start + active
+                at = hook is not None and (initial_epoch + start + active) % every == 0
+                saved = jax.tree.map(jnp.copy, carry.now) if at else None
+                dispatched, start = (start, active, records, saved), start + active
+                hooked = start if at else hooked
             if pending is not None:
                 bad = collect(*pending)
                 now = time.perf_counter()
@@ -240,8 +286,14 @@ def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size
                     break
             pending = dispatched
     finally:
+        stop.__exit__(None, None, None)
         if isinstance(report, _fit_progress.ProgressBar):
             report.close()
     if bad is not None:
         raise diverged(spec, data, carry, bad, initial, table, history)
-    return carry.now.params, history(epochs), carry.now.opt_state, carry.now.state
+    if start < epochs or stop.requested:          # Ctrl-C: the last complete epoch, kept
+        out = result(carry.now, snapshot(start), start)
+        if hook is not None and hooked != start:
+            hook(out)
+        raise TrainingInterrupted(out)
+    return result(carry.now, history(epochs), epochs)

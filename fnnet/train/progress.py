@@ -5,7 +5,8 @@
     fit(..., progress=lambda epochs_done, history: ...)    # your own hook
 
 On a terminal the bar is tqdm's (rate, ETA, fitted to the terminal's width and redrawn
-in place); anywhere else (a file, a pipe, CI logs) it writes plain lines, one per
+in place), with the metrics on a second line of their own so that they never squeeze the
+bar; anywhere else (a file, a pipe, CI logs) it writes plain lines, one per
 ~10 % of the run or per `every` seconds, whichever comes first, plus the last one.
 """
 from __future__ import annotations
@@ -26,41 +27,46 @@ def _stats(history, label):
 class ProgressBar:
     """A progress callable(epochs_done, history) for fit; fit calls close() at the end.
 
-    epochs: the run's length. label: what fit's `validation` data is ("val"; the CLI
-    says "test" because it validates on the test split). stream: default stderr.
+    epochs: the run's length. initial: epochs already trained (a resumed run: fit is
+    called with initial_epoch=initial and epochs=epochs - initial). label: what fit's
+    `validation` data is ("val"; the CLI says "test" because it validates on the test split). stream: default stderr.
     width: columns for the terminal bar (default: the terminal's, followed on resize).
     every: most seconds between plain lines when the stream is not a terminal.
     """
 
-    def __init__(self, epochs, label="val", stream=None, width=None, every=30.0):
-        self.epochs, self.label, self.every = epochs, label, every
+    def __init__(self, epochs, label="val", stream=None, width=None, every=30.0, initial=0):
+        self.epochs, self.label, self.every, self.initial = epochs, label, every, initial
         self.stream = stream if stream is not None else sys.stderr
         self.t0 = self.last_line = time.perf_counter()
-        self.done = self.next_line = 0
+        self.done, self.next_line = 0, initial
         isatty = getattr(self.stream, "isatty", None)
-        self.bar = None
+        self.bar = self.status = None
         if callable(isatty) and isatty():
-            self.bar = tqdm(total=epochs, unit="epoch", file=self.stream, ncols=width,
-                            dynamic_ncols=width is None, leave=True, desc="epoch", mininterval=0.1)
-            self.bar.set_postfix_str("compiling", refresh=True)
+            common = dict(file=self.stream, ncols=width, dynamic_ncols=width is None, leave=True)
+            self.bar = tqdm(total=epochs, initial=initial, unit="epoch", desc="epoch", mininterval=0.1,
+                            position=0, **common)
+            self.status = tqdm(total=0, bar_format="  {desc}", position=1, **common)
+            self.status.set_description_str("compiling", refresh=True)
         else:
-            self._line(f"epoch 0/{epochs}: starting (compiling)")
-            self.next_line = max(1, epochs // 10)
+            self._line(f"epoch {initial}/{epochs}: starting (compiling)")
+            self.next_line = initial + max(1, epochs // 10)
 
     def __call__(self, epoch, history):
+        """epoch: epochs done by this fit call; history: theirs."""
         stats = _stats(history, self.label)
         if self.bar is not None:
-            self.bar.set_postfix_str(stats, refresh=False)
+            self.status.set_description_str(stats, refresh=False)
             self.bar.update(epoch - self.done)
+            self.status.refresh()
         else:
-            now = time.perf_counter()
-            if epoch >= self.next_line or epoch == self.epochs or now - self.last_line >= self.every:
+            now, absolute = time.perf_counter(), self.initial + epoch
+            if absolute >= self.next_line or absolute == self.epochs or now - self.last_line >= self.every:
                 elapsed = now - self.t0
-                eta = elapsed / epoch * (self.epochs - epoch) if epoch else float("nan")
-                self._line(f"epoch {epoch}/{self.epochs} ({100 * epoch / self.epochs:.0f}%) {stats}, "
+                eta = elapsed / epoch * (self.epochs - absolute) if epoch else float("nan")
+                self._line(f"epoch {absolute}/{self.epochs} ({100 * absolute / self.epochs:.0f}%) {stats}, "
                            f"{elapsed:.1f}s elapsed, ETA {eta:.1f}s")
                 self.last_line = now
-                while self.next_line <= epoch:
+                while self.next_line <= absolute:
                     self.next_line += max(1, self.epochs // 10)
         self.done = epoch
 
@@ -70,8 +76,9 @@ class ProgressBar:
 
     def close(self):
         if self.bar is not None:
-            self.bar.close()
-            self.bar = None
+            self.bar.close()          # the bar, then its metrics line below it
+            self.status.close()
+            self.bar = self.status = None
 
 
 def check(progress):

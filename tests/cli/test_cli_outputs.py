@@ -27,8 +27,8 @@ def test_unwritable_path_is_refused_before_training(tmp_path, capsys, opt):
 
 
 def test_empty_path_is_refused(capsys):
-    assert main(["--dataset", "xor", "--save", ""]) == 2
-    assert "--save '': the path is empty" in capsys.readouterr().err
+    assert main(["--dataset", "xor", "--json", ""]) == 2
+    assert "--json '': the path is empty" in capsys.readouterr().err
 
 
 def test_a_failed_save_does_not_stop_the_plot_and_json(tmp_path, capsys, monkeypatch):

@@ -6,6 +6,7 @@ import struct
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 import fnnet
@@ -128,8 +129,12 @@ def test_float64_and_adam_round_trip(tmp_path, capsys):
     (["--dataset", "blobs", "--sizes", "2,5,2"], "blobs has 2 input features and 3 outputs"),
     (["--dataset", "xor", "--loss", "softmax_cross_entropy"], "needs >= 2 classes"),
     (["--output", "tanh"], "takes logits"),
-    (["--plot", "curves.jpg"], "--plot: must end in .png"),
+    (["--plot", "curves.jpg"], "--plot: a figure must end in .png, .pdf or .svg, got 'curves.jpg'"),
     (["--save", "/no/such/dir/m.npz"], "does not exist"),
+    (["--save", "model.json"], "--save: a checkpoint must end in .npz, got 'model.json'"),
+    (["--resume", "missing.npz"], "--resume 'missing.npz': no such file"),
+    (["--checkpoint-every", "10"], "--checkpoint-every needs --save"),
+    (["--checkpoint-every", "0", "--save", "m.npz"], "--checkpoint-every: must be >= 1"),
     (["--bogus"], "unrecognized arguments: --bogus"),
     (["--batchnorm"], "--batchnorm is a --model cnn setting"),
     (["--model", "cnn", "--dropout", "1"], "a dropout rate must be in [0, 1), got 1"),
@@ -138,8 +143,8 @@ def test_float64_and_adam_round_trip(tmp_path, capsys):
 def test_bad_options_exit_2_with_argparse_error(capsys, argv, msg):
     assert main(argv) == 2
     out, err = capsys.readouterr()
-    assert out == "" and err.startswith("usage: fnnet train") and "error:" in err
-    assert msg in err, err
+    assert out == "" and err.startswith("fnnet train: error: ") and err.count("\n") == 1, err   # one line
+    assert msg in err and "Traceback" not in err, err
 
 
 def test_help_lists_every_option(capsys):
@@ -228,7 +233,7 @@ def test_unwritable_output_exits_1_with_message(tmp_path, capsys, monkeypatch):
 def test_dispatcher_runs_train(capsys):
     from fnnet import cli
     assert cli.main(["train", "--epochs", "0"]) == 2
-    assert "usage: fnnet train" in capsys.readouterr().err
+    assert "fnnet train: error: argument --epochs: must be >= 1" in capsys.readouterr().err
 
 
 def test_predicted_class_rules():
@@ -239,16 +244,54 @@ def test_predicted_class_rules():
     assert _plot.predicted_class(net, params, x).tolist() == [0, 1]
 
 
-def test_cnn_with_batchnorm_and_dropout_trains_checks_and_saves_its_state(tmp_path, capsys):
-    ck = tmp_path / "bn.npz"
+def test_cnn_with_batchnorm_and_dropout_trains_checks_and_saves_its_state(tmp_path, capsys, figures):
+    ck, j, png = tmp_path / "bn.npz", tmp_path / "cnn.json", tmp_path / "cnn.png"
     rc = main(["--model", "cnn", "--batchnorm", "--dropout", "0.2", "--epochs", "1", "--quiet",
-               "--check", "--save", str(ck)])
+               "--check", "--save", str(ck), "--json", str(j), "--plot", str(png)])
     out, _ = capsys.readouterr()
     assert rc == 0, out
     assert "BatchNorm" in out and "Dropout(0.2)" in out and "result: OK" in out
+    assert "init: fnnet.cnn's" in out and "biases" not in out
+    # the figure and the summary describe the CNN, not the MLP defaults
+    title = figures[0][1]._suptitle.get_text()
+    assert "--model cnn" in title and "BatchNorm, dropout 0.2" in title and "adam lr 0.001, batch 32" in title
+    assert "sigmoid" not in title and "64-128-128-10" not in title
+    settings = json.loads(j.read_text())["settings"]
+    assert settings["model"] == "cnn" and settings["optimizer"] == "adam"
+    assert not {"sizes", "activation", "output", "b_init"} & set(settings), settings
+    # --save keeps adam's state and the epoch: --resume continues with the running statistics
+    assert fnnet.restore(ck, optimizer=optax.adam(1e-3)).opt_state is not None
+    assert main(["--model", "cnn", "--batchnorm", "--dropout", "0.2", "--epochs", "2", "--quiet",
+                 "--resume", str(ck)]) == 0
+    assert "resuming: " in capsys.readouterr().out
     acc = float(re.search(r"test accuracy: ([0-9.]+)%", out).group(1)) / 100
     ck_ = fnnet.restore(ck)
     assert ck_.state is not None and any(s != () for s in ck_.state)       # running statistics saved
     _, _, x_te, y_te = datasets.digits()
     x_te = np.asarray(x_te, np.float32).reshape(-1, 8, 8, 1)
     assert fnnet.accuracy(ck_.net, ck_.params, x_te, y_te, state=ck_.state) == pytest.approx(acc, abs=1e-4)
+
+
+def _one_line(capsys, argv, msg):
+    assert main(argv) == 2
+    out, err = capsys.readouterr()
+    assert err.count("\n") == 1 and "Traceback" not in err and msg in err, err
+
+
+def test_save_keeps_the_optimizer_state_and_epoch_and_resume_refuses_what_does_not_fit(tmp_path, capsys):
+    ck = tmp_path / "m.npz"
+    assert main(["--sizes", "64,8,10", "--optimizer", "momentum", "--epochs", "3", "--quiet",
+                 "--save", str(ck)]) == 0
+    capsys.readouterr()
+    c = fnnet.restore(ck, optimizer=optax.sgd(0.05, momentum=0.9))
+    assert c.epoch == 3 and c.opt_state is not None                          # was None before
+    base = ["--sizes", "64,8,10", "--quiet", "--resume", str(ck)]
+    _one_line(capsys, base + ["--optimizer", "momentum", "--epochs", "3"],
+              "has already trained 3 epochs and --epochs is 3 (the total, not more)")
+    _one_line(capsys, base + ["--epochs", "5"], "was saved with another optimizer than the one given")
+    _one_line(capsys, ["--quiet", "--resume", str(ck), "--optimizer", "momentum", "--epochs", "5"],
+              "the checkpoint's net is")
+    _one_line(capsys, base + ["--optimizer", "momentum", "--epochs", "5", "--dtype", "float64"],
+              "the checkpoint holds float32 params, the options ask for float64")
+    ck.write_bytes(b"PK junk")
+    _one_line(capsys, base + ["--optimizer", "momentum", "--epochs", "5"], "is not a valid fnnet checkpoint")

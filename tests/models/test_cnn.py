@@ -56,7 +56,7 @@ def test_short_fit_learns_and_batchnorm_dropout_variants_build():
     x, y = digits_images(256, jnp.float32)
     params = fnnet.init(net, jax.random.key(0))
     before = float(fnnet.loss(net, params, x, y))
-    params, hist = fnnet.fit(net, params, x, y, optimizer=optax.adam(3e-3), epochs=12, batch_size=32,
+    params, hist, *_ = fnnet.fit(net, params, x, y, optimizer=optax.adam(3e-3), epochs=12, batch_size=32,
                              key=jax.random.key(1))
     assert float(fnnet.loss(net, params, x, y)) < 0.5 * before
     assert fnnet.accuracy(net, params, x, y) > 0.8

@@ -52,7 +52,7 @@ def test_gpt_check_network_all_witnesses():
 
 def _trajectory(net, params, ids, targets, grad, steps=10):
     opt = optax.adamw(1e-2, weight_decay=0.01)
-    out, hist = fnnet.fit(net, params, ids, targets, optimizer=opt, epochs=steps, grad=grad)
+    out, hist, *_ = fnnet.fit(net, params, ids, targets, optimizer=opt, epochs=steps, grad=grad)
     return np.asarray(hist.loss, np.float64), out
 
 
@@ -119,12 +119,12 @@ def test_checkpoint_at_step_5_resumes_bit_identically(tmp_path):
     net, params, ids, targets = setup(jnp.float32, batch=4, layers=1)
     opt = optax.adamw(1e-2, weight_decay=0.01)
     kw = dict(optimizer=opt, batch_size=2, key=jax.random.key(3))
-    p10, h10, _ = fnnet.fit(net, params, ids, targets, epochs=10, opt_state=opt.init(params), **kw)
-    p5, h5, s5 = fnnet.fit(net, params, ids, targets, epochs=5, opt_state=opt.init(params), **kw)
+    p10, h10, *_ = fnnet.fit(net, params, ids, targets, epochs=10, opt_state=opt.init(params), **kw)
+    p5, h5, s5, *_ = fnnet.fit(net, params, ids, targets, epochs=5, opt_state=opt.init(params), **kw)
     fnnet.save(tmp_path / "gpt.npz", net, p5, opt_state=s5, epoch=5)
     ck = fnnet.restore(tmp_path / "gpt.npz", optimizer=opt)
     assert ck.net == net and ck.epoch == 5
-    p_resumed, h_resumed, _ = fnnet.fit(ck.net, ck.params, ids, targets, epochs=5, opt_state=ck.opt_state,
+    p_resumed, h_resumed, *_ = fnnet.fit(ck.net, ck.params, ids, targets, epochs=5, opt_state=ck.opt_state,
                                         initial_epoch=ck.epoch, **kw)
     np.testing.assert_array_equal(np.concatenate([h5.loss, h_resumed.loss]), h10.loss)
     for a, b in zip(jax.tree.leaves(p_resumed), jax.tree.leaves(p10)):

@@ -40,7 +40,7 @@ runs = {
 }
 out = {}
 for name, kw in runs.items():
-    params, hist = fnnet.fit(net, p0, x, y, mesh=mesh, **kw)
+    params, hist, *_ = fnnet.fit(net, p0, x, y, mesh=mesh, **kw)
     assert len(jax.tree.leaves(params)[0].sharding.device_set) == 4
     for i, leaf in enumerate(jax.tree.leaves(params)):
         out[f"{name}/{i}"] = np.asarray(leaf)            # fully replicated: readable here

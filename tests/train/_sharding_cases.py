@@ -84,12 +84,12 @@ def resumed_and_2d_mesh(out, x, y, p0, args, a):
     splits the batch while "model" (2) replicates it."""
     mesh = jax.make_mesh((8,), ("data",))
     opt = args["optimizer"]
-    b, _, s = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=4, opt_state=opt.init(p0), mesh=mesh,
+    b, _, s, *_ = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=4, opt_state=opt.init(p0), mesh=mesh,
                         chunk_epochs=2)
-    b, _, s = fnnet.fit(NET, b, x, y, optimizer=opt, epochs=2, opt_state=s, initial_epoch=4,
+    b, _, s, *_ = fnnet.fit(NET, b, x, y, optimizer=opt, epochs=2, opt_state=s, initial_epoch=4,
                         mesh=mesh, chunk_epochs=2)
     out["fit/resumed/float64"] = tree_err(a, b)
-    b, _ = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=6, chunk_epochs=2,
+    b, *_ = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=6, chunk_epochs=2,
                      mesh=jax.make_mesh((4, 2), ("data", "model")))
     out["fit/mesh2d/float64"] = tree_err(a, b)
 
@@ -106,8 +106,8 @@ def fit_cases(out):
                                             validation=(xt, yt)))):
             calls = []
             args = dict(optimizer=optax.adam(1e-2), **kw)
-            a, ha = fnnet.fit(NET, p0, x, y, **args)
-            b, hb = fnnet.fit(NET, p0, x, y, mesh=mesh,
+            a, ha, *_ = fnnet.fit(NET, p0, x, y, **args)
+            b, hb, *_ = fnnet.fit(NET, p0, x, y, mesh=mesh,
                               progress=lambda e, h: calls.append(e), chunk_epochs=2, **args)
             name = f"fit/{mode}/{np.dtype(dtype).name}"
             out[name] = tree_err(a, b)
@@ -128,8 +128,8 @@ def fit_cases(out):
                       (np.float32, dict(epochs=2, batch_size=30, key=jax.random.key(1)))):
         xi = x[:101].reshape(-1, 8, 8, 1).astype(dtype)
         p0 = fnnet.init(cnn, jax.random.key(0), dtype=dtype)
-        a, _ = fnnet.fit(cnn, p0, xi, y[:101], optimizer=optax.adam(1e-2), **kw)
-        b, _ = fnnet.fit(cnn, p0, xi, y[:101], optimizer=optax.adam(1e-2), mesh=mesh, **kw)
+        a, *_ = fnnet.fit(cnn, p0, xi, y[:101], optimizer=optax.adam(1e-2), **kw)
+        b, *_ = fnnet.fit(cnn, p0, xi, y[:101], optimizer=optax.adam(1e-2), mesh=mesh, **kw)
         out[f"fit/cnn/{np.dtype(dtype).name}"] = tree_err(a, b)
         out[f"fit/cnn/{np.dtype(dtype).name}/moved"] = rel_err(jax.tree.leaves(a)[0],
                                                                jax.tree.leaves(p0)[0])
@@ -176,8 +176,8 @@ def bad_input_cases(out):
     # data already sharded on the mesh's own devices is accepted (resharded to replicated)
     mesh = jax.make_mesh((8,), ("data",))
     xs = jax.device_put(x[:200], NamedSharding(mesh, P("data")))
-    a, _ = fnnet.fit(NET, p0, x[:200], y[:200], optimizer=optax.sgd(0.1), epochs=2)
-    b, _ = fnnet.fit(NET, p0, xs, y[:200], optimizer=optax.sgd(0.1), epochs=2, mesh=mesh)
+    a, *_ = fnnet.fit(NET, p0, x[:200], y[:200], optimizer=optax.sgd(0.1), epochs=2)
+    b, *_ = fnnet.fit(NET, p0, xs, y[:200], optimizer=optax.sgd(0.1), epochs=2, mesh=mesh)
     out["bad/presharded_ok"] = tree_err(a, b)
 
 

@@ -67,7 +67,7 @@ OPTIMIZERS = {"mlp": optax.adam(1e-2), "cnn": optax.adam(1e-2), "gpt": optax.sgd
 
 
 def fit_pair(model, net, x, y, dtype, mode, batch_stats="sync", **extra):
-    """(p0, one device, 8 devices): each a fit result (params, history[, state])."""
+    """(p0, one device, 8 devices): each a FitResult."""
     kw = dict(optimizer=OPTIMIZERS[model], key=jax.random.key(3), **MODES[mode], **extra)
     if any(layer_state.is_stateful(layer) for layer in net.layers):
         kw["state"] = fnnet.init_state(net, dtype)
@@ -92,21 +92,21 @@ def fit_cases(out):
                 if model == "mlp" and mode == "minibatch":
                     extra = dict(validation=(x[52:], y[52:]), chunk_epochs=1, progress=lambda e, h: calls.append(e))
                 p0, one, eight = fit_pair(model, net, x, y, dtype, mode, **extra)
-                out[name] = tree_err(one[0], eight[0])
-                out[name + "/loss"] = rel_err(one[1].loss, eight[1].loss)
-                out[name + "/moved"] = rel_err(jax.tree.leaves(one[0])[0], jax.tree.leaves(p0)[0])
+                out[name] = tree_err(one.params, eight.params)
+                out[name + "/loss"] = rel_err(one.history.loss, eight.history.loss)
+                out[name + "/moved"] = rel_err(jax.tree.leaves(one.params)[0], jax.tree.leaves(p0)[0])
                 if extra:
-                    out[name + "/val_loss"] = rel_err(one[1].val_loss, eight[1].val_loss)
-                    out[name + "/val_accuracy"] = rel_err(one[1].val_accuracy, eight[1].val_accuracy)
+                    out[name + "/val_loss"] = rel_err(one.history.val_loss, eight.history.val_loss)
+                    out[name + "/val_accuracy"] = rel_err(one.history.val_accuracy, eight.history.val_accuracy)
                     out[name + "/progress"] = calls
                 if model != "gpt":
-                    out[name + "/state"] = tree_err(one[2], eight[2])
-                    out[name + "/state_moved"] = rel_err(one[2][BN_LEAVES[model]].var, 1.0)
-                    out[name + "/state_devices"] = len(jax.tree.leaves(eight[2])[0].sharding.device_set)
+                    out[name + "/state"] = tree_err(one.state, eight.state)
+                    out[name + "/state_moved"] = rel_err(one.state[BN_LEAVES[model]].var, 1.0)
+                    out[name + "/state_devices"] = len(jax.tree.leaves(eight.state)[0].sharding.device_set)
                 if dtype == np.float64:
-                    reference[mode] = one[0]
+                    reference[mode] = one.params
                 else:
-                    out[name + "/floor"] = tree_err(one[0], reference[mode])
+                    out[name + "/floor"] = tree_err(one.params, reference[mode])
 
 
 def local_cases(out):
@@ -114,10 +114,10 @@ def local_cases(out):
     for model, net in (("mlp", MLP), ("cnn", CNN)):
         x, y = data(model, np.float64)
         _, one, local = fit_pair(model, net, x, y, np.float64, "full", batch_stats="local")
-        out[f"local/{model}"] = tree_err(one[0], local[0])
-        out[f"local/{model}/state"] = tree_err(one[2], local[2])
+        out[f"local/{model}"] = tree_err(one.params, local.params)
+        out[f"local/{model}/state"] = tree_err(one.state, local.state)
         out[f"local/{model}/finite"] = bool(all(np.isfinite(np.asarray(a)).all()
-                                                for a in jax.tree.leaves((local[0], local[2]))))
+                                                for a in jax.tree.leaves((local.params, local.state))))
 
 
 def local_statistics_case(out):
@@ -126,7 +126,7 @@ def local_statistics_case(out):
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((16, 4)), rng.integers(0, 3, 16)
     p0, s0 = fnnet.init(net, jax.random.key(0), np.float64), fnnet.init_state(net, np.float64)
-    _, _, st = fnnet.fit(net, p0, x, y, optimizer=optax.sgd(0.0), epochs=1, state=s0, batch_stats="local",
+    _, _, _, st, _ = fnnet.fit(net, p0, x, y, optimizer=optax.sgd(0.0), epochs=1, state=s0, batch_stats="local",
                          mesh=jax.make_mesh((8,), ("data",)))
     shards = x.reshape(8, 2, 4)
     want_mean = 0.5 * 0 + 0.5 * shards.mean(1).mean(0)
@@ -138,7 +138,7 @@ def autodiff_case(out):
     """grad="autodiff" (the comparison path) with synchronized statistics equals one device."""
     x, y = data("mlp", np.float64)
     _, one, eight = fit_pair("mlp", MLP, x, y, np.float64, "full", grad="autodiff")
-    out["fit/mlp/autodiff/float64"] = tree_err(one[0], eight[0])
+    out["fit/mlp/autodiff/float64"] = tree_err(one.params, eight.params)
 
 
 def conditioning_case(out):

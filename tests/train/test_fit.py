@@ -74,8 +74,8 @@ def hand_sgd(net, params, x, y, lr, epochs, batch=None, key=None):
 
 @pytest.mark.parametrize("batching", ["full", "mb4-rem2", "per-sample"])
 def test_manual_equals_autodiff_float64(batching):
-    pm, hm = _fit(batching, grad="manual")
-    pa, ha = _fit(batching, grad="autodiff")
+    pm, hm, *_ = _fit(batching, grad="manual")
+    pa, ha, *_ = _fit(batching, grad="autodiff")
     assert_trees_close(pm, pa, F64, "params")
     assert_trees_close(hm.loss, ha.loss, F64, "history.loss")
     assert not np.allclose(pm[0].w, _classifier()[1][0].w)       # it did train
@@ -83,15 +83,15 @@ def test_manual_equals_autodiff_float64(batching):
 
 @pytest.mark.parametrize("batching", ["per-sample"])
 def test_manual_equals_autodiff_float32(batching):
-    pm, _ = _fit(batching, np.float32, grad="manual")
-    pa, _ = _fit(batching, np.float32, grad="autodiff")
+    pm, *_ = _fit(batching, np.float32, grad="manual")
+    pa, *_ = _fit(batching, np.float32, grad="autodiff")
     assert pm[0].w.dtype == np.float32
     assert_trees_close(pm, pa, F32, "params")
 
 
 @pytest.mark.parametrize("batching", list(BATCHINGS))
 def test_optax_sgd_equals_hand_rolled_loop(batching):
-    params, hist = _fit(batching)
+    params, hist, *_ = _fit(batching)
     net, p0 = _classifier()
     x, y = _data()
     want, want_losses = hand_sgd(net, p0, x, y, 0.1, EPOCHS, *BATCHINGS[batching])
@@ -103,7 +103,7 @@ def test_xor_converges_per_sample_sgd():
     x, y, _, _ = fnnet.datasets.xor()
     net = fnnet.mlp([2, 3, 1], activation="tanh", output="tanh", loss="mse")
     params = fnnet.init(net, jax.random.key(1))
-    params, hist = fnnet.fit(net, params, x, y, optimizer=SGD, epochs=1000, batch_size=1)
+    params, hist, *_ = fnnet.fit(net, params, x, y, optimizer=SGD, epochs=1000, batch_size=1)
     np.testing.assert_array_equal(np.round(fnnet.predict(net, params, x)), y)
     assert fnnet.accuracy(net, params, x, y) == 1.0
     assert hist.loss.dtype == np.float32 and hist.loss[-1] < 1e-2 < hist.loss[0]
@@ -118,7 +118,7 @@ def test_history_full_batch_matches_loss_and_validation():
     net, p0 = _classifier()
     x, y = _data()
     xv, yv = _data(seed=1)
-    params, hist = _fit(validation=(xv, yv))
+    params, hist, *_ = _fit(validation=(xv, yv))
     assert [len(h) for h in hist] == [EPOCHS] * 3 and hist.loss.dtype == np.float64
     p1, _ = hand_sgd(net, p0, x, y, 0.1, 1)
     np.testing.assert_allclose(hist.loss[:2], [loss(net, p0, x, y), loss(net, p1, x, y)], rtol=F64)
@@ -129,7 +129,7 @@ def test_history_full_batch_matches_loss_and_validation():
 
 
 def test_history_without_validation_has_none():
-    _, hist = _fit()
+    _, hist, *_ = _fit()
     assert isinstance(hist, fnnet.History)
     assert hist.loss.shape == (EPOCHS,) and hist.val_loss is None and hist.val_accuracy is None
 
@@ -138,9 +138,9 @@ def test_integer_and_one_hot_labels_train_identically():
     net, p0 = _classifier()
     x, y = _data()
     xv, yv = _data(seed=1)
-    pi, hi = _fit(validation=(xv, yv))
+    pi, hi, *_ = _fit(validation=(xv, yv))
     oh = lambda labels: fnnet.datasets.one_hot(labels, 3, np.float64)
-    po, ho = fnnet.fit(net, p0, x, oh(y), optimizer=SGD, epochs=EPOCHS, validation=(xv, oh(yv)))
+    po, ho, *_ = fnnet.fit(net, p0, x, oh(y), optimizer=SGD, epochs=EPOCHS, validation=(xv, oh(yv)))
     assert_trees_close(pi, po, F64, "params")
     for a, b in zip(hi, ho):
         np.testing.assert_allclose(a, b, rtol=F64)
@@ -171,7 +171,7 @@ def test_remainder_batch_is_trained_on():
     x = np.ones((5, 1))
     y = np.array([[0.0], [0.0], [0.0], [0.0], [1.0]])
     for key in (jax.random.key(0), jax.random.key(1), jax.random.key(2)):
-        p, hist = fnnet.fit(net, params, x, y, optimizer=SGD, epochs=1, batch_size=2, key=key)
+        p, hist, *_ = fnnet.fit(net, params, x, y, optimizer=SGD, epochs=1, batch_size=2, key=key)
         assert float(p[0].b[0]) != 0.0
         assert hist.loss[0] > 0
 
@@ -181,12 +181,12 @@ def test_remainder_batch_is_trained_on():
 def test_progress_callable_between_chunks_and_chunking_changes_nothing():
     xv, yv = _data(seed=1)
     calls = []
-    p, hist = _fit(epochs=5, validation=(xv, yv), chunk_epochs=2, progress=lambda e, h: calls.append((e, h)))
+    p, hist, *_ = _fit(epochs=5, validation=(xv, yv), chunk_epochs=2, progress=lambda e, h: calls.append((e, h)))
     assert [e for e, _ in calls] == [2, 4, 5]
     for e, h in calls:
         assert len(h.loss) == len(h.val_loss) == len(h.val_accuracy) == e
         np.testing.assert_array_equal(h.loss, hist.loss[:e])
-    p1, hist1 = _fit(epochs=5, validation=(xv, yv))
+    p1, hist1, *_ = _fit(epochs=5, validation=(xv, yv))
     assert_trees_close(p, p1, F64, "chunked vs single scan")
     for a, b in zip(hist, hist1):
         np.testing.assert_allclose(a, b, rtol=F64)
@@ -194,10 +194,10 @@ def test_progress_callable_between_chunks_and_chunking_changes_nothing():
 
 def test_default_progress_chunks_adapt_without_changing_results():
     calls = []
-    p, hist = _fit("per-sample", epochs=EPOCHS, progress=lambda e, h: calls.append((e, len(h.loss))))
+    p, hist, *_ = _fit("per-sample", epochs=EPOCHS, progress=lambda e, h: calls.append((e, len(h.loss))))
     assert calls[-1] == (EPOCHS, EPOCHS) and all(e == n for e, n in calls)
     assert [e for e, _ in calls] == sorted({e for e, _ in calls})          # strictly increasing
-    p1, hist1 = _fit("per-sample")
+    p1, hist1, *_ = _fit("per-sample")
     assert_trees_close(p, p1, 0.0, "same executable, other chunking")
     np.testing.assert_array_equal(hist.loss, hist1.loss)
 
@@ -237,8 +237,9 @@ def test_progress_bar_on_a_terminal_fits_its_width_and_labels_the_split():
     _fit(epochs=6, validation=(xv, yv), chunk_epochs=2, progress=bar)
     frames = [f for f in term.text.replace("\n", "\r").split("\r") if f.strip()]
     assert frames and all(len(f) <= 80 for f in frames)                 # no wrapping at 80 columns
-    assert "6/6" in frames[-1] and "test_loss" in frames[-1] and "val_loss" not in term.text
-    assert "epoch/s" in frames[-1] or "s/epoch" in frames[-1]            # tqdm's rate
+    last_bar = [f for f in frames if "6/6" in f][-1]
+    assert "test_loss" in frames[-1] and "val_loss" not in term.text      # the metrics, below the bar
+    assert "epoch/s" in last_bar or "s/epoch" in last_bar                # tqdm's rate
 
 
 # ------------------------------------------------------------------ bad input
@@ -320,7 +321,7 @@ def test_divergence_raises_with_last_finite_params(dtype, chunk):
     assert 5 < err.epoch < 1000 and f"epoch {err.epoch} (0-based)" in str(err)
     assert len(err.history.loss) == err.epoch and np.all(np.isfinite(err.history.loss))
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(err.params))
-    want, hist = fnnet.fit(LINEAR, p0, x, y, optimizer=HUGE_LR, epochs=err.epoch, chunk_epochs=chunk or 1000)
+    want, hist, *_ = fnnet.fit(LINEAR, p0, x, y, optimizer=HUGE_LR, epochs=err.epoch, chunk_epochs=chunk or 1000)
     assert_trees_close(err.params, want, RTOL[np.dtype(dtype)], "params before the bad epoch")
     np.testing.assert_array_equal(err.history.loss, hist.loss)
     if chunk:
@@ -387,7 +388,7 @@ def test_accuracy_of_a_net_with_batchnorm_reads_the_running_statistics():
                         "softmax_cross_entropy", (4,))
     x, y = r.standard_normal((30, 4)).astype(np.float32), r.integers(0, 3, 30).astype(np.int32)
     params, state = fnnet.init(net, jax.random.key(0)), fnnet.init_state(net, jnp.float32)
-    params, _, state = fnnet.fit(net, params, x, y, optimizer=optax.adam(1e-2), epochs=30, state=state)
+    params, _, _, state, _ = fnnet.fit(net, params, x, y, optimizer=optax.adam(1e-2), epochs=30, state=state)
     acc = fnnet.accuracy(net, params, x, y, state=state)
     pred = np.asarray(fnnet.predict(net, params, x, state=state)[0]).argmax(-1)   # eval mode
     assert acc == float(np.mean(pred == y)) and acc > 0.5
@@ -415,3 +416,94 @@ def test_divergence_of_a_batchnorm_net_keeps_the_state_that_goes_with_its_params
     with pytest.raises(fnnet.DivergedError) as info:
         fnnet.fit(plain, fnnet.init(plain, jax.random.key(0)), x * 1e20, y, optimizer=optax.sgd(1e30), epochs=5)
     assert info.value.state is None
+
+
+# ------------------------------------------------------------------ the result, checkpoints, Ctrl-C
+
+ADAM = optax.adam(1e-2)
+
+
+def test_the_result_is_one_named_tuple_however_the_run_was_started():
+    """FitResult(params, history, opt_state, state, epoch): the same five fields with or
+    without opt_state=, and epoch is absolute (initial_epoch + epochs run)."""
+    fresh = _fit(epochs=2)
+    given = _fit(epochs=2, opt_state=SGD.init(_classifier()[1]), initial_epoch=5)
+    assert isinstance(fresh, fnnet.FitResult) and fresh._fields == ("params", "history", "opt_state", "state",
+                                                                    "epoch")
+    assert fresh.epoch == 2 and given.epoch == 7 and fresh.state is None
+    assert jax.tree.structure(fresh.opt_state) == jax.tree.structure(SGD.init(fresh.params))
+    assert_trees_close(fresh.params, given.params, 0.0, "full batch: initial_epoch changes nothing")
+    # resuming needs nothing but the result, however its run was started
+    net, p0 = _classifier()
+    x, y = _data()
+    kw = dict(optimizer=ADAM, batch_size=4, key=KEY)
+    one = fnnet.fit(net, p0, x, y, epochs=1, **kw)
+    two = fnnet.fit(net, one.params, x, y, epochs=2, opt_state=one.opt_state, initial_epoch=one.epoch, **kw)
+    three = fnnet.fit(net, p0, x, y, epochs=3, **kw)
+    assert two.epoch == 3
+    assert_trees_close((two.params, two.opt_state), (three.params, three.opt_state), 0.0, "resumed")
+
+
+def test_checkpoint_every_n_epochs_calls_the_hook_with_the_state_at_that_epoch(tmp_path):
+    net, p0 = _classifier()
+    x, y = _data()
+    kw = dict(optimizer=ADAM, batch_size=4, key=KEY)
+    seen = []
+    r = fnnet.fit(net, p0, x, y, epochs=7, checkpoint=seen.append, checkpoint_every=3, **kw)
+    assert [s.epoch for s in seen] == [3, 6]
+    three = fnnet.fit(net, p0, x, y, epochs=3, **kw)
+    assert_trees_close((seen[0].params, seen[0].opt_state), (three.params, three.opt_state), 0.0, "epoch 3")
+    np.testing.assert_array_equal(seen[1].history.loss, r.history.loss[:6])
+    # a path: fnnet.save of everything, and a resume from it equals the straight run
+    fnnet.fit(net, p0, x, y, epochs=4, checkpoint=tmp_path / "c.npz", checkpoint_every=2, initial_epoch=0, **kw)
+    ck = fnnet.restore(tmp_path / "c.npz", optimizer=ADAM)
+    assert ck.epoch == 4
+    rest = fnnet.fit(ck.net, ck.params, x, y, epochs=3, opt_state=ck.opt_state, initial_epoch=ck.epoch, **kw)
+    assert_trees_close((rest.params, rest.opt_state), (r.params, r.opt_state), 0.0, "resumed from the file")
+    with pytest.raises(ValueError, match="checkpoint_every needs checkpoint="):
+        fnnet.fit(net, p0, x, y, epochs=1, checkpoint_every=2, **kw)
+    with pytest.raises(ValueError, match=r"checkpoint= needs checkpoint_every=N"):
+        fnnet.fit(net, p0, x, y, epochs=1, checkpoint=seen.append, **kw)
+    with pytest.raises(ValueError, match="checkpoint_every must be an integer >= 1, got 0"):
+        fnnet.fit(net, p0, x, y, epochs=1, checkpoint=seen.append, checkpoint_every=0, **kw)
+
+
+def test_ctrl_c_stops_at_a_chunk_boundary_with_the_last_complete_epoch(tmp_path):
+    """A real SIGINT during fit: the chunk in flight finishes, TrainingInterrupted (a
+    KeyboardInterrupt) carries the FitResult after it, the checkpoint gets it too, and
+    resuming from it is bit-identical to never stopping."""
+    import os
+    import signal
+    net, p0 = _classifier()
+    x, y = _data()
+    kw = dict(optimizer=ADAM, batch_size=4, key=KEY, chunk_epochs=2)
+
+    def ctrl_c(epochs_done, history):      # after chunk 1 is read, chunk 2 is already in flight
+        if epochs_done == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+    with pytest.raises(fnnet.TrainingInterrupted) as info:
+        fnnet.fit(net, p0, x, y, epochs=50, progress=ctrl_c, checkpoint=tmp_path / "c.npz", checkpoint_every=10,
+                  **kw)
+    assert isinstance(info.value, KeyboardInterrupt)
+    r = info.value.result
+    assert r.epoch == 4 and len(r.history.loss) == 4 and "after epoch 4" in str(info.value)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler          # handler restored
+    assert fnnet.restore(tmp_path / "c.npz").epoch == 4                            # saved on Ctrl-C
+    straight = fnnet.fit(net, p0, x, y, epochs=7, **kw)
+    rest = fnnet.fit(net, r.params, x, y, epochs=3, opt_state=r.opt_state, initial_epoch=r.epoch, **kw)
+    assert_trees_close((rest.params, rest.opt_state), (straight.params, straight.opt_state), 0.0, "resumed")
+
+
+@pytest.mark.parametrize("width", [60, 100])
+def test_the_terminal_bar_keeps_its_width_and_puts_the_metrics_on_their_own_line(width):
+    from fnnet.train.progress import ProgressBar
+    xv, yv = _data(seed=1)
+    term = _Terminal()
+    bar = ProgressBar(6, label="test", stream=term, width=width)
+    _fit(epochs=6, validation=(xv, yv), chunk_epochs=2, progress=bar)
+    frames = [f for f in term.text.replace("\n", "\r").split("\r") if f.strip()]
+    bars = [f for f in frames if "6/6" in f]
+    cells = max(len(f.split("|")[1]) for f in bars)
+    assert cells >= width // 5, bars                       # was 1 cell wide at 100 columns
+    final = [f for f in frames if "test_acc" in f][-1]
+    assert final.lstrip().startswith("loss ") and final.rstrip().endswith(tuple("0123456789"))  # not cut

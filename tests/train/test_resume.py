@@ -33,9 +33,9 @@ def test_two_halves_equal_one_run_bit_for_bit(run):
     opt = OPTIMIZERS[name]
     net, p0, x, y = _problem()
     kw = dict(optimizer=opt, batch_size=batch, key=key)
-    p_all, h_all, s_all = fnnet.fit(net, p0, x, y, epochs=6, opt_state=opt.init(p0), **kw)
-    p1, h1, s1 = fnnet.fit(net, p0, x, y, epochs=2, opt_state=opt.init(p0), **kw)
-    p2, h2, s2 = fnnet.fit(net, p1, x, y, epochs=4, opt_state=s1, initial_epoch=2, **kw)
+    p_all, h_all, s_all, *_ = fnnet.fit(net, p0, x, y, epochs=6, opt_state=opt.init(p0), **kw)
+    p1, h1, s1, *_ = fnnet.fit(net, p0, x, y, epochs=2, opt_state=opt.init(p0), **kw)
+    p2, h2, s2, *_ = fnnet.fit(net, p1, x, y, epochs=4, opt_state=s1, initial_epoch=2, **kw)
     _equal(p2, p_all, "params")
     _equal(s2, s_all, "opt_state")
     np.testing.assert_array_equal(np.concatenate([h1.loss, h2.loss]), h_all.loss)
@@ -45,18 +45,18 @@ def test_without_opt_state_adam_restarts_so_resuming_needs_it():
     """Today's bug: a second fit call restarts Adam's moments and step count."""
     opt = OPTIMIZERS["adam"]
     net, p0, x, y = _problem()
-    p_all, _ = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=6)
-    p1, _ = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=3)
-    p2, _ = fnnet.fit(net, p1, x, y, optimizer=opt, epochs=3)          # fresh state: differs
+    p_all, *_ = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=6)
+    p1, *_ = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=3)
+    p2, *_ = fnnet.fit(net, p1, x, y, optimizer=opt, epochs=3)          # fresh state: differs
     assert not np.array_equal(p2[0].w, p_all[0].w)
 
 
 def test_minibatch_order_continues_from_initial_epoch():
     net, p0, x, y = _problem()
     opt = OPTIMIZERS["sgd"]
-    _, h_a, _ = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=1, batch_size=4, key=KEY,
+    _, h_a, *_ = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=1, batch_size=4, key=KEY,
                           opt_state=opt.init(p0), initial_epoch=0)
-    _, h_b, _ = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=1, batch_size=4, key=KEY,
+    _, h_b, *_ = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=1, batch_size=4, key=KEY,
                           opt_state=opt.init(p0), initial_epoch=5)
     assert h_a.loss[0] != h_b.loss[0]          # epoch 5's permutation, not epoch 0's
 
@@ -78,7 +78,7 @@ def test_bad_opt_state_and_initial_epoch():
 def test_reduce_on_plateau_gets_the_loss_value():
     net, p0, x, y = _problem()
     opt = optax.chain(optax.sgd(0.5), optax.contrib.reduce_on_plateau(patience=1, factor=0.5))
-    p, hist, state = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=5, opt_state=opt.init(p0))
+    p, hist, state, *_ = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=5, opt_state=opt.init(p0))
     # the oracle: the same steps by hand, passing value= as optax documents
     @jax.jit
     def step(q, s):
@@ -95,7 +95,7 @@ def test_reduce_on_plateau_gets_the_loss_value():
 def test_lbfgs_line_search_gets_value_grad_and_value_fn():
     net, p0, x, y = _problem()
     opt = optax.lbfgs()
-    p, hist = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=3)
+    p, hist, *_ = fnnet.fit(net, p0, x, y, optimizer=opt, epochs=3)
     # the oracle: optax's documented lbfgs loop, its line search on autodiff of fnnet.loss
     f = lambda q: fnnet.loss(net, q, x, y)
     @jax.jit

@@ -124,7 +124,7 @@ def test_one_device_mesh_equals_plain_fit_with_state_and_key(batch_stats):
     kw = dict(optimizer=optax.sgd(0.1), epochs=2, batch_size=5, key=jax.random.key(1), state=s0)
     want = fnnet.fit(net, p0, x, y, **kw)
     got = fnnet.fit(net, p0, x, y, mesh=jax.make_mesh((1,), ("data",)), batch_stats=batch_stats, **kw)
-    for a, b in zip(jax.tree.leaves((got[0], got[2])), jax.tree.leaves((want[0], want[2]))):
+    for a, b in zip(jax.tree.leaves((got.params, got.state)), jax.tree.leaves((want.params, want.state))):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
 
