@@ -3,7 +3,7 @@
 Everything here reads only static facts (the layers' declared shapes via jax.eval_shape,
 dtypes, tree structures) or concrete values when they are concrete (NaN/Inf), so the
 errors name the layer and expected vs received before anything runs; under jit the
-value checks are no-ops. fnnet.network imports these under their underscore names.
+value checks are no-ops. fnnet.network and fnnet.train call them by these names.
 check_forward / check_backward hold each layer to its contract (what forward and backward
 return) as the network calls it: shapes, dtypes and trees only, so under jit they run once,
 at trace time, and a user's layer fails with its name rather than as a JAX error inside fit.
@@ -11,7 +11,6 @@ at trace time, and a user's layer fails with its name rather than as a JAX error
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
@@ -20,8 +19,6 @@ import numpy as np
 from fnnet._validate import check_finite, check_floating, check_same_dtype, check_shape, fmt_shape
 from fnnet import state as _state
 
-if TYPE_CHECKING:
-    from fnnet.network import Network
 
 
 @functools.lru_cache(maxsize=256)

@@ -143,7 +143,7 @@ def _layer_forward(net, i, layer, p, x, s=(), key=None, train=False):
     return y, cache, s
 
 
-def _l2_masks(net, params):
+def l2_masks(net, params):
     """Per layer, which params leaves ½λΣw² covers: the layer's l2_mask(params), or none for a
     parameter-free layer. With l2 > 0, a layer with params but no l2_mask is an error: fnnet
     will not guess which of its params are weights (nor skip them silently)."""
@@ -161,10 +161,10 @@ def _l2_masks(net, params):
     return masks
 
 
-def _l2_value(net, params):
+def l2_value(net, params):
     total = 0.0
     if net.l2:
-        for p, mask in zip(params, _l2_masks(net, params)):
+        for p, mask in zip(params, l2_masks(net, params)):
             for leaf, m in zip(jax.tree.leaves(p), jax.tree.leaves(mask)):
                 if m:
                     total = total + 0.5 * net.l2 * jnp.sum(leaf * leaf)   # ½λΣw²
@@ -196,7 +196,7 @@ def loss(net: Network, params, x, y, *, state=None, key=None, train=True):
     _check_y(net, x, y)
     state, key = _check_run(net, params, x, state, key, train, "loss")
     out, _, new_state = _forward(net, params, x, state, key, train)
-    return _state.with_state(net.loss.value(out, y) + _l2_value(net, params), new_state, state)
+    return _state.with_state(net.loss.value(out, y) + l2_value(net, params), new_state, state)
 
 
 def backprop(net: Network, params, x, y, *, state=None, key=None, train=True):
@@ -210,14 +210,14 @@ def backprop(net: Network, params, x, y, *, state=None, key=None, train=True):
     state, key = _check_run(net, params, x, state, key, train, "backprop")
     inputs = []
     out, caches, new_state = _forward(net, params, x, state, key, train, inputs)
-    value = net.loss.value(out, y) + _l2_value(net, params)
+    value = net.loss.value(out, y) + l2_value(net, params)
     d = net.loss.grad(out, y)                                  # dL/dout
     grads = [None] * len(net.layers)
     for i in reversed(range(len(net.layers))):
         grads[i], d = _check_backward(i, net.layers[i], params[i], inputs[i],   # dL/dparams_i, dL/dx_i
                                       net.layers[i].backward(params[i], caches[i], d))
     if net.l2:
-        for i, mask in enumerate(_l2_masks(net, params)):
+        for i, mask in enumerate(l2_masks(net, params)):
             grads[i] = jax.tree.map(lambda g, w, m: g + net.l2 * w if m else g,   # + λw
                                     grads[i], params[i], mask)
     return _state.with_state((value, tuple(grads), d), new_state, state)

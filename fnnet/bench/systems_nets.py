@@ -92,8 +92,8 @@ def _bytes(compiled):
 
 def step_memory(w, net=None):
     """{system: bytes} of one jitted training step at the workload's batch: the gradient fit
-    uses (fnnet/train/loop.py's _value_and_grad, which threads state and key) + the update."""
-    from fnnet.train.loop import _value_and_grad
+    uses (fnnet/train/loop.py's step_value_and_grad, which threads state and key) + the update."""
+    from fnnet.train.loop import step_value_and_grad
     net, params, state, x, y = setup(w, net)
     opt = w.optimizer()
     xb, yb = x[:w.batch], y[:w.batch]
@@ -102,7 +102,7 @@ def step_memory(w, net=None):
     out = {}
     for system, grad in GRADS.items():
         def step(p, s, st, xb, yb, grad=grad):
-            value, g, new = _value_and_grad(net, grad, p, xb, yb, st, key)
+            value, g, new = step_value_and_grad(net, grad, p, xb, yb, st, key)
             updates, s = opt.update(g, s, p)
             return optax.apply_updates(p, updates), s, new, value
         out[system] = _bytes(jax.jit(step).lower(params, opt.init(params), st, xb, yb).compile())

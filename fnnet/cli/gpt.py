@@ -159,7 +159,7 @@ def _report(args, net, r, saver, data, bigram, t0, t_start, status):
 
 def _outputs(args, net, r, saver, bigram, seconds, t_start, status):
     """--save, --plot, --json, each on its own; returns how many failed (each one line on stderr)."""
-    from fnnet import _atomic
+    from fnnet import atomic
     failed = 0
 
     def attempt(opt, path, write, done):
@@ -189,9 +189,9 @@ def _outputs(args, net, r, saver, bigram, seconds, t_start, status):
                    "seconds": time.time() - t_start,
                    "history": {"train_loss": h.loss.tolist(), "val_loss": h.val_loss.tolist(),
                                "val_accuracy": h.val_accuracy.tolist()}}
-        from fnnet.cli.outputs import _json_safe
-        text_ = json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n"
-        attempt("json", args.json, lambda: _atomic.write(args.json, lambda f: f.write(text_.encode()),
+        from fnnet.cli.outputs import json_safe
+        text_ = json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n"
+        attempt("json", args.json, lambda: atomic.write(args.json, lambda f: f.write(text_.encode()),
                                                          where="fnnet gpt train --json"),
                 f"saved summary to {args.json}")
     return failed

@@ -37,12 +37,12 @@ def plural(n, word):
     return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
-def _json_safe(obj):
+def json_safe(obj):
     """NaN/Inf (a loss after divergence) become null: the summary stays strict JSON."""
     if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
+        return {k: json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, float) and not math.isfinite(obj):
         return None
     return obj
@@ -95,7 +95,7 @@ def write_outputs(args, s, summary, net, params, history, note, status, finite, 
                   file=sys.stderr)
     if args.json:
         summary["seconds"] = time.perf_counter() - t0
-        text = json.dumps(_json_safe(summary), indent=2, allow_nan=False) + "\n"
+        text = json.dumps(json_safe(summary), indent=2, allow_nan=False) + "\n"
         attempt("json", args.json, lambda: atomic.write(args.json, lambda f: f.write(text.encode()),
                                                          where="fnnet train --json"),
                 f"saved summary to {args.json}")

@@ -77,8 +77,8 @@ def generate_lstm(net, params, prompt, steps, *, key=None, temperature=0.0):
         raise ValueError(f"generate_lstm: temperature must be a finite number >= 0, got {temperature!r}")
     if temperature > 0 and key is None:
         raise ValueError("generate_lstm: temperature > 0 samples and needs key=jax.random.key(...)")
-    from fnnet.network import _check_params
-    _check_params(net, params)
+    from fnnet._netcheck import check_params
+    check_params(net, params)
     key = jax.random.key(0) if key is None else key
     out = _generate(layers, tuple(params), jnp.asarray(prompt[None, :], jnp.int32), steps, key, float(temperature))
     return np.concatenate([prompt.astype(np.int32), np.asarray(out)])

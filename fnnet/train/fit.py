@@ -36,10 +36,11 @@ from fnnet.train import progress as _fit_progress
 from fnnet.train import sharding as _sharding
 from fnnet import network as _network
 from fnnet import state as _state
+from fnnet import _netcheck
 from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,
                              start_carry)
-from fnnet.train.fit_checks import (_check_data, _check_int, _check_key, _check_opt_state,  # noqa: F401
-                                    _check_params)
+from fnnet.train.fit_checks import (check_data, check_int, check_key, check_opt_state,  # noqa: F401
+                                    check_fit_params)
 from fnnet.train.divergence import DivergedError, LossGrowthWarning, diverged, warn_growth  # noqa: F401
 from fnnet.train.interrupt import Deferred, TrainingInterrupted
 from fnnet.train.result import FitResult, History
@@ -121,26 +122,26 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
       resumed run replays the same masks. Validation runs in eval mode (dropout off, running
       statistics as constants).
     """
-    epochs = _check_int("epochs", epochs, 1)
+    epochs = check_int("epochs", epochs, 1)
     if grad not in GRAD_MODES:
         raise ValueError(f"fit: grad must be one of {GRAD_MODES}, got {grad!r}")
     if not (callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None))):
         raise TypeError(f"fit: optimizer must be an optax GradientTransformation "
                         f"(e.g. optax.sgd(0.1)), got {optimizer!r}")
     _fit_progress.check(progress)
-    every = None if checkpoint_every is None else _check_int("checkpoint_every", checkpoint_every, 1)
+    every = None if checkpoint_every is None else check_int("checkpoint_every", checkpoint_every, 1)
     hook = _checkpoint_hook(net, checkpoint, every)
-    initial_epoch = _check_int("initial_epoch", initial_epoch, 0)
-    params = _check_params(net, params)
+    initial_epoch = check_int("initial_epoch", initial_epoch, 0)
+    params = check_fit_params(net, params)
     if opt_state is not None:
-        opt_state = _check_opt_state(optimizer, params, opt_state)
-    x, y = _check_data(net, params, x, y, "training data")
+        opt_state = check_opt_state(optimizer, params, opt_state)
+    x, y = check_data(net, params, x, y, "training data")
     n = x.shape[0]
-    batch = n if batch_size is None else _check_int("batch_size", batch_size, 1, n)
+    batch = n if batch_size is None else check_int("batch_size", batch_size, 1, n)
     if key is not None:
-        key = _check_key(key)
+        key = check_key(key)
     # layers with state / randomness (fnnet/state.py): the same checks as fnnet.loss, before training
-    layer_state = _network._check_run(net, params, x, state, key, True, "fit",
+    layer_state = _netcheck.check_run(net, params, x, state, key, True, "fit",
                                       fix="pass fit(..., state=fnnet.init_state(net, dtype))",
                                       key_fix="fit(..., key=jax.random.key(...)); fit derives one per step")[0]
     if 1 < batch < n and key is None:
@@ -159,7 +160,7 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
             raise ValueError("fit: validation must be a pair (x_val, y_val)")
-        val = _check_data(net, params, *validation, "validation data")
+        val = check_data(net, params, *validation, "validation data")
         if parallel is not None:
             _sharding.check_placement(parallel, val, "validation data")
             val = _sharding.replicate(parallel, val)
@@ -169,7 +170,7 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     # spec.chunk is the records buffer's length, rounded up to a power of two so that runs
     # of similar length share one executable; `size` is how many epochs a call runs.
     adaptive = chunk_epochs is None
-    size = epochs if chunk_epochs is None else _check_int("chunk_epochs", chunk_epochs, 1)
+    size = epochs if chunk_epochs is None else check_int("chunk_epochs", chunk_epochs, 1)
     capacity = min(MAX_CHUNK, 1 << (size - 1).bit_length())
     if adaptive:
         size = math.ceil(epochs / PROGRESS_UPDATES)

@@ -8,11 +8,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet import network as _network
+from fnnet import _netcheck
 from fnnet._validate import check_finite
 
 
-def _check_int(name, value, lo, hi=None):
+def check_int(name, value, lo, hi=None):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo \
             or (hi is not None and value > hi):
         bound = f"an integer in [{lo}, {hi}]" if hi is not None else f"an integer >= {lo}"
@@ -20,9 +20,9 @@ def _check_int(name, value, lo, hi=None):
     return int(value)
 
 
-def _check_params(net, params):
+def check_fit_params(net, params):
     try:
-        _network._check_params(net, params, values=False)   # fit names the leaf below
+        _netcheck.check_params(net, params, values=False)   # fit names the leaf below
     except (ValueError, TypeError) as e:
         raise type(e)(f"fit: {e}") from e
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
@@ -30,22 +30,22 @@ def _check_params(net, params):
     return jax.tree.map(jnp.asarray, params)
 
 
-def _check_data(net, params, x, y, what):
+def check_data(net, params, x, y, what):
     """Shapes, dtypes, NaN/Inf and label ranges, before anything is compiled."""
     try:
         if np.ndim(x) == 0 or np.shape(x)[0] == 0:
             raise ValueError(f"x is empty (shape {np.shape(x)}); need at least one example")
-        x = _network._check_x(net, params, x)
+        x = _netcheck.check_x(net, params, x)
         y = jnp.asarray(y)
         if y.ndim == 0 or y.shape[0] != x.shape[0]:
             raise ValueError(f"x has {x.shape[0]} examples but y has shape {tuple(y.shape)}")
-        _network._check_y(net, x, y)       # the loss's own `prepare`: shape, range, NaN/Inf
+        _netcheck.check_y(net, x, y)       # the loss's own `prepare`: shape, range, NaN/Inf
     except (ValueError, TypeError) as e:
         raise type(e)(f"fit: {what}: {e}") from e
     return x, y
 
 
-def _check_key(key):
+def check_key(key):
     dtype = getattr(key, "dtype", None)
     typed = dtype is not None and jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key)
     if (typed and key.shape == ()) or (not typed and dtype == np.uint32 and key.ndim == 1):
@@ -53,7 +53,7 @@ def _check_key(key):
     raise TypeError(f"fit: key must be a jax PRNG key such as jax.random.key(0), got {key!r}")
 
 
-def _check_opt_state(optimizer, params, opt_state):
+def check_opt_state(optimizer, params, opt_state):
     """opt_state must have the tree, shapes and dtypes optimizer.init(params) builds."""
     want = jax.eval_shape(optimizer.init, params)
     got_def, want_def = jax.tree.structure(opt_state), jax.tree.structure(want)

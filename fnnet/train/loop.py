@@ -82,7 +82,7 @@ def _protocol_kw(net, state, key):
     return kw
 
 
-def _value_and_grad(net, grad, params, xb, yb, state=(), key=None):
+def step_value_and_grad(net, grad, params, xb, yb, state=(), key=None):
     """-> (loss, grads, new layer state); the state passes through unchanged for stateless nets."""
     kw = _protocol_kw(net, state, key)
     if grad == "manual":
@@ -134,10 +134,10 @@ def _step(spec, params, opt_state, xb, yb, state=(), key=None):
     replicated on every device (correct, not split).
     """
     if spec.parallel is None:
-        value, grads, state = _value_and_grad(spec.net, spec.grad, params, xb, yb, state, key)
+        value, grads, state = step_value_and_grad(spec.net, spec.grad, params, xb, yb, state, key)
     else:
         def local(net, p, x, y, st, k):
-            return _value_and_grad(net, spec.grad, p, x, y, st, k)
+            return step_value_and_grad(net, spec.grad, p, x, y, st, k)
         value, grads, state = _sharding.value_grad_state(spec.parallel, local, spec.net, params, xb, yb,
                                                          state, key)
     tx = optax.with_extra_args_support(spec.optimizer)

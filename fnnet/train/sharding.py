@@ -238,7 +238,7 @@ def value_grad_state(dp: DataParallel, local, net, params, xb, yb, state=(), key
 def _add_l2(net, params, value, grads):
     """(value + ½λΣw², grads + λw): the L2 term, once, on the replicated params."""
     if net.l2:
-        value = value + _network._l2_value(net, params)                  # + ½λΣw²
+        value = value + _network.l2_value(net, params)                  # + ½λΣw²
         grads = tuple(jax.tree.map(lambda g, w, m: g + net.l2 * w if m else g, gi, pi, mi)  # + λw
-                      for gi, pi, mi in zip(grads, params, _network._l2_masks(net, params)))
+                      for gi, pi, mi in zip(grads, params, _network.l2_masks(net, params)))
     return value, grads
