@@ -18,6 +18,11 @@ backend starts: later changes would be silently ignored, so fnnet does not prete
 (b) XLA_FLAGS does not already name the flag (the user's choice wins), and
 (c) FNNET_XLA_FLAGS is not "0" (opt out: FNNET_XLA_FLAGS=0 python ...).
 The flag is a CPU-backend flag: GPU and TPU backends ignore it.
+
+What it costs: memory. The default scheduler also orders ops to free buffers early; without
+it more are alive at once. A 12 x 256 ReLU net's SGD step at batch 512 (float32) holds 12.1 MB
+of temporaries instead of 7.3 MB (jax.grad's step: 13.1 MB either way;
+tests/layers/test_activation_memory.py). A user short of memory sets FNNET_XLA_FLAGS=0.
 """
 from __future__ import annotations
 

@@ -280,5 +280,5 @@ def one_hot(labels, num_classes, dtype=np.float32):
 
 
 # Text (character-level GPT data) lives in its own module; exposed here by name.
-from fnnet.text import pydoc_text  # noqa: E402
+from fnnet.text import pydoc_text  # noqa: E402,F401  (re-exported)
 __all__.append("pydoc_text")

@@ -54,7 +54,7 @@ def main():
         print(f"epoch {epoch}/{args.epochs}: train {hist.loss[-1]:.4f}  val {hist.val_loss[-1]:.4f} nats/char  "
               f"({time.time() - t0:.0f} s, load {os.getloadavg()[0]:.1f})", flush=True)
 
-    params, hist = fnnet.fit(net, params, x, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
+    params, hist, *_ = fnnet.fit(net, params, x, y, optimizer=opt, epochs=args.epochs, batch_size=args.batch_size,
                              key=jax.random.key(args.seed + 1), validation=(xv, yv), progress=report,
                              chunk_epochs=1)
     val = float(hist.val_loss[-1])

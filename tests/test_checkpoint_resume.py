@@ -17,9 +17,7 @@ import optax
 import pytest
 
 import fnnet
-from fnnet import atomic
 from fnnet.checkpoint import netjson
-from fnnet import checkpoint as ck
 from helpers import assert_trees_close
 
 KEY = jax.random.key(5)

@@ -203,7 +203,7 @@ def test_a_planted_batchnorm_bug_is_caught_in_train_mode():
     """Treating the batch statistics as constants (the eval backward in train mode) is wrong."""
     class Frozen(fnnet.BatchNorm):
         def backward(self, params, cache, dy):
-            (dp, _), (xhat, inv) = super().backward(params, cache, dy), cache
+            (dp, _), (_, inv) = super().backward(params, cache, dy), cache
             return dp, dy * params.gamma.reshape(inv.shape) * inv        # forgets dμ and dσ²
     x = jnp.asarray(np.random.default_rng(4).normal(size=(6, 3)))
     params = fnnet.BatchNormParams(jnp.array([1.3, 0.7, 1.1]), jnp.array([0.2, -0.1, 0.0]))

@@ -30,7 +30,6 @@ def torch_runner(workload, dtype, threads=1, variant="", timed_steps=None):
     import torch
     import torch.nn.functional as F
 
-    tdtype = {"float32": torch.float32, "float64": torch.float64}[dtype]
     x_np, y_np = workload.data()
     x = torch.from_numpy(np.ascontiguousarray(x_np, dtype=dtype))
     y = torch.from_numpy(np.ascontiguousarray(y_np, dtype=dtype))

@@ -14,6 +14,8 @@ from __future__ import annotations
 import os
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 _JAX_DIR = os.path.dirname(os.path.abspath(jax.__file__))
 _CUSTOM = ("custom_vjp", "custom_jvp")
@@ -98,18 +100,75 @@ def note(rules) -> str:
             f"runs instead of differentiating; finite differences and the reference decide")
 
 
+def _is_float(v) -> bool:
+    dt = getattr(getattr(v, "aval", None), "dtype", None)
+    return dt is not None and jnp.issubdtype(dt, jnp.floating)
+
+
+def _carry_feedback(eqn, sub, tainted_out):
+    """Loop carries: invars of a scan / while body fed by its own tainted outputs."""
+    name = eqn.primitive.name
+    if name == "scan":
+        first, n = eqn.params["num_consts"], eqn.params["num_carry"]
+    elif name == "while" and sub is _as_jaxpr(eqn.params.get("body_jaxpr")):
+        first, n = eqn.params["body_nconsts"], len(sub.outvars)
+    else:
+        return set()
+    return {first + i for i in range(n) if i < len(tainted_out) and tainted_out[i]}
+
+
+def _as_jaxpr(item):
+    return getattr(item, "jaxpr", item) if item is not None else None
+
+
+def _tainted_dtypes(jaxpr, tainted_in, limit, found) -> list:
+    """Walk `jaxpr` forward with the set of values that depend on a tainted input; add to
+    `found` every floating dtype coarser than eps `limit` that such a value takes. Returns,
+    per outvar, whether it is tainted. A sub-jaxpr's invars line up with the tail of its
+    equation's operands (jit, remat, custom rules, scan: all of them; cond: all but the
+    branch index; while's body: its consts and carry); loop carries are iterated to a fixed
+    point. Where they do not line up, every invar is tainted if any operand is."""
+    tainted = {v for v, t in zip(jaxpr.invars, tainted_in) if t}
+
+    def is_t(v):
+        return not hasattr(v, "val") and v in tainted
+
+    for eqn in jaxpr.eqns:
+        ins = [is_t(v) for v in eqn.invars]
+        if not any(ins):
+            continue
+        subs = list(_subjaxprs(eqn.params))
+        outs_t = [not subs] * len(eqn.outvars)      # a primitive: every output depends on x
+        for sub in subs:
+            k = len(sub.invars)
+            sub_in = ins[len(ins) - k:] if k <= len(ins) else [True] * k
+            extra = set()
+            for _ in range(4):                                  # loop carries: to a fixed point
+                out_t = _tainted_dtypes(sub, [t or i in extra for i, t in enumerate(sub_in)],
+                                        limit, found)
+                more = _carry_feedback(eqn, sub, out_t)
+                if more <= extra:
+                    break
+                extra |= more
+            if len(out_t) != len(outs_t):                       # not lined up: conservative
+                out_t = [any(out_t)] * len(outs_t)
+            outs_t = [a or b for a, b in zip(outs_t, out_t)]
+        for v, t in zip(eqn.outvars, outs_t):
+            if t:
+                tainted.add(v)
+                if _is_float(v) and float(jnp.finfo(v.aval.dtype).eps) > limit:
+                    found.add(str(np.dtype(v.aval.dtype)))
+    return [is_t(v) for v in jaxpr.outvars]
+
+
 def low_precision(jaxpr, than) -> list:
-    """Floating dtypes coarser than `than` that fun computes in (nested jaxprs too), e.g.
-    ['bfloat16'] for a forward that casts to bfloat16 inside. Finite differences of such a
-    fun are differences of a quantized function: 0 inside a rounding step, a jump across
-    one, so they cannot judge a rule (fnnet.check.core says so instead)."""
-    import jax.numpy as jnp
-    import numpy as np
+    """Floating dtypes coarser than `than` that fun computes its result in, on the way from a
+    floating input to the output (nested jaxprs too), e.g. ['bfloat16'] for a forward that
+    casts x to bfloat16. Finite differences of such a fun are differences of a quantized
+    function: 0 inside a rounding step, a jump across one, so they cannot judge a rule
+    (fnnet.check.core says so instead). Values that do not depend on a floating input (a
+    dropout mask drawn in float32 from a key, a constant table) quantize nothing of x."""
     limit = float(jnp.finfo(than).eps)
     found = set()
-    for eqn in _eqns(jaxpr):
-        for v in eqn.outvars:
-            dt = getattr(getattr(v, "aval", None), "dtype", None)
-            if dt is not None and jnp.issubdtype(dt, jnp.floating) and float(jnp.finfo(dt).eps) > limit:
-                found.add(str(np.dtype(dt)))
+    _tainted_dtypes(jaxpr, [_is_float(v) for v in jaxpr.invars], limit, found)
     return sorted(found)

@@ -28,10 +28,10 @@ def _load(path, zf, optimizer):
     """The Checkpoint in the open zip `zf`, every check in the order load promises."""
     present = _array_names(zf)
     meta, version = _header(zf)
-    net, epoch = _net_and_epoch(meta, version)
+    net, epoch = _net_and_epoch(path, meta, version)
     groups = _templates(path, meta, net, optimizer)
     _check_listed(meta, present)
-    out, stored = _read_groups(zf, meta, groups)
+    out, stored = _read_groups(path, zf, meta, groups)
     _check_digest(zf, meta, version, out, stored)
     try:
         check_params(net, out["params"])     # fnnet's own check, the last word
@@ -71,7 +71,7 @@ def _header(zf):
     return meta, version
 
 
-def _net_and_epoch(meta, version):
+def _net_and_epoch(path, meta, version):
     """(net, epoch): the header's fields exactly, the net rebuilt from its JSON, the epoch."""
     try:
         exact_keys("checkpoint header", meta, KEYS[version])
@@ -130,7 +130,7 @@ def _check_listed(meta, present):
         raise _Bad(f"unexpected array(s) {extra} (the net has {meta['params']})")
 
 
-def _read_groups(zf, meta, groups):
+def _read_groups(path, zf, meta, groups):
     """({key: tree}, {name: stored array}): each leaf read by the name, shape and dtype its
     template gives, finite (opt_state: no NaN), then put into the template's tree."""
     out, stored = {}, {}

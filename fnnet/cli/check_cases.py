@@ -155,11 +155,12 @@ def cases(rng):
          *network(fnnet.mlp([2, 3, 1], activation="tanh", output="tanh", loss="mse"), x_xor, y_xor)),
         *_vision_cases(rng),
         *_sequence_cases(rng),
+        *_recurrent_and_zoo_cases(rng),
     ]
 
 
 def _vision_cases(rng):
-    """Issue 8's layers (conv, pools with ties, shape, dropout with its key held fixed, batchnorm in
+    """Image layers (conv, pools with ties, shape, dropout with its key held fixed, batchnorm in
     both modes, ELU/SiLU/Softplus) and a small CNN with batchnorm and dropout, in both modes."""
     import fnnet
 
@@ -276,4 +277,32 @@ def _sequence_cases(rng):
         ("sequence_ce ignore 0, smoothing", "loss",
          *loss(fnnet.SequenceCrossEntropy(ignore_index=0, label_smoothing=0.1),
                rng.standard_normal((2, 5, 7)), targets)),
+    ]
+
+
+def _recurrent_and_zoo_cases(rng):
+    """RNN, LSTM and GRU over padded sequences (the mask channel last: lengths 5 and 3, so
+    the padded steps' carry-through is exercised), a GRU returning its last state, a
+    transposed convolution and GroupNorm; params from init plus noise, as _sequence_cases."""
+    import fnnet
+
+    def case(lyr, x):
+        seed = int(rng.integers(2 ** 31))
+
+        def build(dt):
+            params = _init(lyr, x.shape[1:], np.random.default_rng(seed))
+            return "check_layer", (lyr, jax.tree.map(lambda a: np.asarray(a, dt), params),
+                                   np.asarray(x, dt)), {}
+        return build, (lyr,)
+
+    seq = rng.standard_normal((2, 5, 3))
+    lengths = np.array([5, 3])
+    padded = np.concatenate([seq, (np.arange(5)[None, :] < lengths[:, None])[:, :, None]], axis=2)
+    return [
+        ("rnn (padded)", "layer", *case(fnnet.RNN(4, masked=True), padded)),
+        ("lstm (padded)", "layer", *case(fnnet.LSTM(4, masked=True), padded)),
+        ("gru (last state)", "layer", *case(fnnet.GRU(4, return_sequences=False), seq)),
+        ("conv_transpose2d 3x3 stride 2", "layer",
+         *case(fnnet.ConvTranspose2D(3, 3, 2, "same"), rng.standard_normal((2, 3, 4, 2)))),
+        ("groupnorm 2 groups", "layer", *case(fnnet.GroupNorm(2), 2 * rng.standard_normal((2, 3, 4, 6)) + 1)),
     ]

@@ -18,7 +18,6 @@ Exit status: 0 done; 1 training diverged or an output could not be written; 2 ba
 """
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time

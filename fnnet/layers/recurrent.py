@@ -269,7 +269,7 @@ class LSTM(_Recurrent):
         return (h, c), (jnp.concatenate([i, f, g, o], axis=1), c)
 
     def _step_back(self, params, prev_t, keep_t, dnew):
-        (h_prev, c_prev), (gates, c), (dh, dc) = prev_t, keep_t, dnew
+        (_, c_prev), (gates, c), (dh, dc) = prev_t, keep_t, dnew
         i, f, g, o = jnp.split(gates, 4, axis=1)
         tc = jnp.tanh(c)                                    # recomputed: tanh(c_t)
         do = dh * tc                                        # dL/do = dL/dh ⊙ tanh(c_t)

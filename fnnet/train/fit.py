@@ -34,7 +34,6 @@ import numpy as np
 
 from fnnet.train import progress as _fit_progress
 from fnnet.train import sharding as _sharding
-from fnnet import network as _network
 from fnnet import state as _state
 from fnnet import _netcheck
 from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,

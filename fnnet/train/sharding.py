@@ -1,8 +1,8 @@
 """Data parallelism for `fit`: each step's batch split over a device mesh, params replicated.
 
     mesh = jax.make_mesh((8,), ("data",))              # any one-axis mesh, or one with a "data" axis
-    params, hist = fnnet.fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=10,
-                             mesh=mesh)                # batch_axis: "data", or a 1-D mesh's axis
+    result = fnnet.fit(net, params, x, y, optimizer=optax.sgd(0.1), epochs=10,
+                       mesh=mesh)                # batch_axis: "data", or a 1-D mesh's axis
 
 Inside the compiled step (JAX's own SPMD machinery, nothing home-made):
 
@@ -60,7 +60,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 

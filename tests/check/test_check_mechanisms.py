@@ -142,6 +142,34 @@ def test_bfloat16_inside_fun(dtype):
     assert not check.check_vjp(fun, wrong, x).ok
 
 
+def test_low_precision_values_not_computed_from_x_leave_finite_differences_on():
+    # a float32 mask drawn from a key (dropout) quantizes nothing of a float64 x: finite
+    # differences still judge, and a wrong rule is still caught by them
+    key = jax.random.key(7)
+    fun = lambda x: x * jax.random.bernoulli(key, 0.6, x.shape).astype(x.dtype) / 0.6
+    x = normal(4, 6, dtype=jnp.float64)
+    good = lambda x, ct: (ct * jax.random.bernoulli(key, 0.6, x.shape).astype(x.dtype) / 0.6,)
+    rep = check.check_vjp(fun, good, x)
+    assert rep.ok and rep.max_rel_err("fd") is not None and rep.max_rel_err("fd") < 1e-6, str(rep)
+    assert "float32" not in rep.header, rep.header
+    bad = lambda x, ct: (ct / 0.6,)                     # forgets the mask
+    rep = check.check_vjp(fun, bad, x)
+    assert not rep.ok and any(r.kind == "fd" and r.status == "FAIL" for r in rep.rows), str(rep)
+
+
+def test_bfloat16_inside_a_scan_body_is_found():
+    def fun(x):                                         # the cast happens in the loop's body
+        step = lambda c, xi: (c + jnp.tanh(xi.astype(jnp.bfloat16)).astype(c.dtype), None)
+        return jax.lax.scan(step, jnp.zeros(x.shape[1:], x.dtype), x)[0]
+    x = normal(4, 6, dtype=jnp.float64)
+
+    def good(x, ct):
+        t = jnp.tanh(x.astype(jnp.bfloat16))
+        return ((ct[None, :].astype(jnp.bfloat16) * (1 - t * t)).astype(x.dtype),)
+    rep = check.check_vjp(fun, good, x)
+    assert rep.ok and "bfloat16" in rep.header, str(rep)
+
+
 # 6. an integer output leaf is non-differentiable, as an integer input is --------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)

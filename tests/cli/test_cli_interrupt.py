@@ -2,7 +2,6 @@
 trains until --checkpoint-every has written its file, gets SIGINT, and must exit 130 with one
 line on stderr, leaving a checkpoint of the last complete epoch that restores and resumes
 bit-identically to a run that never stopped."""
-import os
 import re
 import signal
 import subprocess

@@ -146,7 +146,7 @@ def test_recurrent_classifier_trains_and_saves(tmp_path):
     net = fnnet.Network((fnnet.LSTM(8, return_sequences=False), fnnet.Dense(2)), "softmax_cross_entropy", (6, 2))
 
     params = fnnet.init(net, jax.random.key(0), jnp.float64)
-    params, hist = fnnet.fit(net, params, x, y, optimizer=optax.adam(0.05), epochs=40)
+    params, hist, *_ = fnnet.fit(net, params, x, y, optimizer=optax.adam(0.05), epochs=40)
     assert hist.loss[-1] < 0.5 * hist.loss[0]
     fnnet.save(tmp_path / "lstm.npz", net, params)
     net2, params2 = fnnet.load(tmp_path / "lstm.npz")
