@@ -32,8 +32,32 @@ def main(argv=None) -> int:
     if name not in COMMANDS:
         print(f"fnnet: unknown command {name!r}\n\n{usage()}", file=sys.stderr)
         return 2
-    module = importlib.import_module(COMMANDS[name][0])
+    with _importing_notice(name):
+        module = importlib.import_module(COMMANDS[name][0])
     return int(module.main(rest) or 0)
+
+
+class _importing_notice:
+    """One status line on a terminal's stderr while the command's modules (JAX among them,
+    seconds on a cold start) import, erased once they have: the user sees at once that the
+    command started. Nothing when stderr is not a terminal (logs, pipes, tests' captures)."""
+
+    def __init__(self, name):
+        self.text = f"fnnet {name}: loading JAX ..."
+        self.shown = False
+
+    def __enter__(self):
+        if sys.stderr.isatty():
+            sys.stderr.write(self.text)
+            sys.stderr.flush()
+            self.shown = True
+        return self
+
+    def __exit__(self, *exc):
+        if self.shown:
+            sys.stderr.write("\r" + " " * len(self.text) + "\r")   # erase the line, cursor home
+            sys.stderr.flush()
+        return False
 
 
 if __name__ == "__main__":
