@@ -1,4 +1,4 @@
-"""Shared checks for the sequence layers (issue 9): four witnesses on one layer, a layer
+"""Shared checks for the sequence layers: four witnesses on one layer, a layer
 placed mid-network, and random (non-symmetric, non-zero) params."""
 import jax
 import jax.numpy as jnp

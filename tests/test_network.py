@@ -214,7 +214,7 @@ def test_bad_input_is_caught_before_computing(case):
         fn()
 
 
-# ------------------------------------------------ issue 10: items 3, 5, 13
+# ------------------------------------------------ network-level contracts: shapes, L2, dtypes
 
 @dataclasses.dataclass(frozen=True)
 class _Scale:

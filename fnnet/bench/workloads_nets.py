@@ -13,7 +13,7 @@ take one-hot rows ("onehot").
     CNN        fnnet.cnn() on the digits as [n, 8, 8, 1], Adam 1e-3, batch 64
     GPT        fnnet.gpt(103, 64, 2 layers, 4 heads, dim 64) (the README model) on windows
                of fnnet.datasets.pydoc_text(), AdamW 1e-3, batch 32
-    L-<layer>  one of issue 8/9's layers in a small digits classifier (images [n, 8, 8, 1]
+    L-<layer>  one layer (conv, pools, norms, GELU, recurrent, ...) in a small digits classifier (images [n, 8, 8, 1]
                for the image layers, rows [n, 64] for the others), Adam 1e-3, batch 64;
                run only when named (`--workloads L-conv,L-gelu` or `--workloads layers`).
                L-relu is the control: Dense(256) + ReLU, the part every row net shares.
@@ -174,7 +174,7 @@ for _name in LAYERS:
     register(
         NetWorkload(f"L-{_name}", f"{_what} digits classifier",
                     lambda n=_name: _layer_net(n, False), _digits(_shape), "labels", _adam,
-                    "Adam 1e-3", _epochs, 64, origin="issue 8's per-layer net", default=False,
+                    "Adam 1e-3", _epochs, 64, origin="per-layer net", default=False,
                     group="layers"),
         NetWorkload(f"L-{_name}", f"{_what} digits classifier (quick: narrower, 256 rows)",
                     lambda n=_name: _layer_net(n, True), _digits(_shape, 256), "labels", _adam,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from typing import Any, NamedTuple
 
 from fnnet.cli import session
 from fnnet.cli.outputs import plural, write_outputs
@@ -113,11 +114,40 @@ def main(argv=None) -> int:
 
 
 def _train(s, args, t0, mesh=None) -> int:
-    import jax
-    import jax.numpy as jnp
-    import fnnet
+    """The run, as named steps: data and net, starting point (fresh or --resume), what is
+    about to happen, the optional gradient check, training, then the report and outputs."""
+    data = load_data(s)
+    net, data = _build_net(s, data)
+    start = _starting_point(s, args, net)
+    _describe(s, args, net, data, start, mesh)
+    if args.check and not _gradient_check(net, data, start):
+        return 1
+    summary = _summary(s, args, net, data, start, mesh)
+    saver = session.Saver(PROG, args.save, net)
+    t_fit = time.perf_counter()
+    result, status = _fit(s, args, net, data, start, mesh, saver, summary)
+    fit_seconds = time.perf_counter() - t_fit
+    with session.saved_on_ctrl_c(PROG, args, saver, result, s["epochs"]):
+        return _report(s, args, net, data, result, status, summary, saver, fit_seconds, t0)
 
-    x_tr, y_tr, x_te, y_te, lab_tr, lab_te, k = load_data(s)
+
+class _Start(NamedTuple):
+    """Where training starts: params, layer state (None without BatchNorm), the optimizer
+    and its state (None: fresh), the epoch already trained, the init key (--seed) and
+    whether the net is stochastic (Dropout)."""
+    params: Any
+    state: Any
+    optimizer: Any
+    opt_state: Any
+    initial: int
+    k_init: Any
+    stochastic: bool
+
+
+def _build_net(s, data):
+    """(net, data): the MLP of --sizes, or the CNN (with the rows reshaped to images)."""
+    import fnnet
+    x_tr, y_tr, x_te, y_te, lab_tr, lab_te, k = data
     if s["model"] == "cnn":   # the digits' [n, 64] rows as NHWC images [n, 8, 8, 1]
         x_tr, x_te = x_tr.reshape(-1, 8, 8, 1), x_te.reshape(-1, 8, 8, 1)
         net = fnnet.cnn((8, 8, 1), classes=k, loss=s["loss"], l2=s["l2"], batchnorm=s["batchnorm"],
@@ -125,17 +155,20 @@ def _train(s, args, t0, mesh=None) -> int:
     else:
         net = fnnet.mlp(list(s["sizes"]), activation=s["activation"], output=s["output"], loss=s["loss"],
                         l2=s["l2"], w_init=s["init"], b_init=s["b_init"])
-    n = len(x_tr)
-    batch = None if s["batch_size"] is None or s["batch_size"] >= n else s["batch_size"]
-    # --seed N is fnnet.init(net, jax.random.key(N)), as in the README and scripts/seed00*.py;
-    # the batch order comes from a key folded out of it.
-    k_init = jax.random.key(s["seed"])
-    k_shuffle = jax.random.fold_in(k_init, 1)
-    params = fnnet.init(net, k_init, jnp.dtype(s["dtype"]))
+    return net, (x_tr, y_tr, x_te, y_te, lab_tr, lab_te, k)
+
+
+def _starting_point(s, args, net) -> _Start:
+    """Fresh params from --seed (fnnet.init(net, jax.random.key(seed)), as in the README and
+    scripts/seed00*.py), or the --resume checkpoint's params, optimizer state and epoch."""
+    import jax
+    import jax.numpy as jnp
+    import fnnet
     from fnnet import state as _state
+    k_init = jax.random.key(s["seed"])
+    params = fnnet.init(net, k_init, jnp.dtype(s["dtype"]))
     state = fnnet.init_state(net, jnp.dtype(s["dtype"])) if any(map(_state.is_stateful, net.layers)) else None
     stochastic = any(map(_state.is_stochastic, net.layers))
-    out = sys.stdout
     optimizer = make_optimizer(s)
     opt_state, initial = None, 0
     if args.resume:
@@ -147,7 +180,18 @@ def _train(s, args, t0, mesh=None) -> int:
                 session.fail(PROG, f"--resume {args.resume}: the checkpoint holds no layer state "
                                    f"(BatchNorm statistics), so training cannot continue exactly")
             state = ck.state
+    return _Start(params, state, optimizer, opt_state, initial, k_init, stochastic)
 
+
+def _batch(s, n):
+    """The minibatch size, or None for full batch (--batch-size absent or >= n)."""
+    return None if s["batch_size"] is None or s["batch_size"] >= n else s["batch_size"]
+
+
+def _describe(s, args, net, data, start, mesh):
+    """The lines printed before training: data, network, init, optimizer, resume, devices."""
+    x_tr, _, x_te, _, _, _, k = data
+    n, batch, out = len(x_tr), _batch(s, len(x_tr)), sys.stdout
     what = f"{k} classes" if s["dataset"] != "xor" else "one 0/1 target"
     print(f"dataset: {s['dataset']} (seed {DATASETS[s['dataset']]['seed_post']}'s settings as defaults): "
           f"{n} train / {len(x_te)} test examples, {' x '.join(map(str, x_tr.shape[1:]))} features, {what}",
@@ -159,46 +203,64 @@ def _train(s, args, t0, mesh=None) -> int:
     print(f"training: {s['optimizer']}{extra} lr {s['lr']:g}, {plural(s['epochs'], 'epoch')}, "
           f"{'full batch' if batch is None else f'batch size {batch}, reshuffled each epoch'}", file=out)
     if args.resume:
-        print(f"resuming: {args.resume}, after epoch {initial} of {s['epochs']}", file=out)
+        print(f"resuming: {args.resume}, after epoch {start.initial} of {s['epochs']}", file=out)
     if mesh is not None:
         dev = mesh.devices.flat[0]
         shared = " (simulated: they share this machine's cores)" if dev.platform == "cpu" and mesh.size > 1 else ""
         print(f"devices: {mesh.size} {dev.platform}{shared}, each step's batch split {mesh.size} ways", file=out)
     out.flush()
 
-    if args.check:
-        import fnnet.check
-        m = min(8, n)
-        report = fnnet.check.check_network(net, params, x_tr[:m], y_tr[:m], state=state,
-                                           forward_key=jax.random.fold_in(k_init, 2) if stochastic else None)
-        print(f"gradient check on the initial params, {m} training examples:\n{report}", file=out)
-        if not report.ok:
-            print("fnnet train: gradient check FAILED; not training", file=sys.stderr)
-            return 1
 
+def _gradient_check(net, data, start) -> bool:
+    """--check: fnnet.check_network on the initial params and 8 training examples, printed;
+    False (and a line on stderr) when it fails."""
+    import jax
+    import fnnet.check
+    x_tr, y_tr = data[0], data[1]
+    m = min(8, len(x_tr))
+    key = jax.random.fold_in(start.k_init, 2) if start.stochastic else None
+    report = fnnet.check.check_network(net, start.params, x_tr[:m], y_tr[:m], state=start.state,
+                                       forward_key=key)
+    print(f"gradient check on the initial params, {m} training examples:\n{report}", file=sys.stdout)
+    if not report.ok:
+        print("fnnet train: gradient check FAILED; not training", file=sys.stderr)
+    return report.ok
+
+
+def _summary(s, args, net, data, start, mesh) -> dict:
+    """The --json summary's settings part (the results are added after training)."""
+    n, n_test = len(data[0]), len(data[2])
     settings = {k_: v for k_, v in s.items() if not (s["model"] == "cnn" and k_ in MLP_ONLY)}
     if s["model"] != "cnn":
         settings["sizes"] = list(s["sizes"])
-    summary = {"settings": {**settings, "batch_size": batch, "network": str(net),
-                            "devices": None if mesh is None else mesh.size},
-               "train_examples": n, "test_examples": len(x_te),
-               "resumed_from": args.resume, "initial_epoch": initial}
-    saver = session.Saver(PROG, args.save, net)
-    t_fit = time.perf_counter()
-    status = 0
+    return {"settings": {**settings, "batch_size": _batch(s, n), "network": str(net),
+                         "devices": None if mesh is None else mesh.size},
+            "train_examples": n, "test_examples": n_test,
+            "resumed_from": args.resume, "initial_epoch": start.initial}
+
+
+def _fit(s, args, net, data, start, mesh, saver, summary):
+    """(FitResult, exit status): fit with the progress bar and --save/--checkpoint-every; a
+    divergence keeps the last good params (status 1) and says what to try."""
+    import jax
+    import fnnet
+    from fnnet.train.progress import ProgressBar
+    x_tr, y_tr, x_te, y_te = data[:4]
+    batch, initial, state = _batch(s, len(x_tr)), start.initial, start.state
+    # the batch order comes from a key folded out of --seed's
+    k_shuffle = jax.random.fold_in(start.k_init, 1)
     try:
-        from fnnet.train.progress import ProgressBar
         progress = None if args.quiet else ProgressBar(s["epochs"], label="test", initial=initial)   # test split
         result = session.fit(
-            PROG, args, net, params, x_tr, y_tr, optimizer=optimizer, epochs=s["epochs"], initial_epoch=initial,
-            opt_state=opt_state, batch_size=batch, key=k_shuffle if batch is not None or stochastic else None,
+            PROG, args, net, start.params, x_tr, y_tr, optimizer=start.optimizer, epochs=s["epochs"],
+            initial_epoch=initial, opt_state=start.opt_state, batch_size=batch,
+            key=k_shuffle if batch is not None or start.stochastic else None,
             validation=(x_te, y_te), progress=progress, mesh=mesh, saver=saver,
             **({} if state is None else {"state": state}))
-        params, history, state = result.params, result.history, result.state
+        return result, 0
     except fnnet.DivergedError as e:
-        params, history, status = e.params, e.history, 1
-        state = e.state if state is not None else None
-        result = fnnet.FitResult(e.params, e.history, e.opt_state, state, initial + e.epoch)
+        result = fnnet.FitResult(e.params, e.history, e.opt_state, e.state if state is not None else None,
+                                 initial + e.epoch)
         good = (f"the last good params, after epoch {initial + e.epoch}" if initial + e.epoch
                 else "the initial params")
         kept = (f"kept {good} (finite train and test loss)" if e.finite_loss else
@@ -207,32 +269,36 @@ def _train(s, args, t0, mesh=None) -> int:
               f"or the params NaN/Inf; {kept}. Try a lower --lr (now {s['lr']:g}), e.g. --lr {s['lr'] / 10:g}.",
               file=sys.stderr)
         summary.update(diverged=True, diverged_epoch=initial + e.epoch + 1, kept_finite_params=e.finite_loss)
-    fit_seconds = time.perf_counter() - t_fit
-    with session.saved_on_ctrl_c(PROG, args, saver, result, s["epochs"]):
-        epochs_done = len(history.loss)
+        return result, 1
 
-        train_loss, train_acc = evaluate(net, params, x_tr, y_tr, lab_tr, state)
-        test_loss, test_acc = evaluate(net, params, x_te, y_te, lab_te, state)
-        finite = math.isfinite(train_loss) and math.isfinite(test_loss)
-        note = ("" if status == 0 else f" (last finite params, after epoch {result.epoch})" if result.epoch
-                else " (the initial params: the run diverged in its first epoch)")
-        if finite:
-            print(f"final loss{note}: train {train_loss:.6g}, test {test_loss:.6g}", file=out)
-            print(f"train accuracy: {percent(train_acc, n)}", file=out)
-            print(f"test accuracy: {percent(test_acc, len(x_te))}", file=out)
-        else:      # accuracies of NaN/Inf outputs would be meaningless numbers
-            print("final loss: not finite; no accuracy reported (the run diverged)", file=out)
-            train_acc = test_acc = None
-        print(f"time: {fit_seconds:.2f} s training ({plural(epochs_done, 'epoch')}, compile included), "
-              f"{time.perf_counter() - t0:.2f} s in all", file=out)
-        summary.update(epochs=epochs_done, final_epoch=result.epoch, final_loss=train_loss, test_loss=test_loss,
-                       train_accuracy=train_acc, test_accuracy=test_acc, train_seconds=fit_seconds,
-                       history={"train_loss": history.loss.tolist(), "test_loss": history.val_loss.tolist(),
-                                "test_accuracy": history.val_accuracy.tolist()})
-        summary.setdefault("diverged", False)
-        failed = write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0,
-                               save=lambda: saver.save(result))
-        return 1 if failed else status
+
+def _report(s, args, net, data, result, status, summary, saver, fit_seconds, t0) -> int:
+    """Final loss and accuracies (none when not finite), timing, then --json/--plot/--save."""
+    x_tr, y_tr, x_te, y_te, lab_tr, lab_te, k = data
+    params, history, state, out, n = result.params, result.history, result.state, sys.stdout, len(x_tr)
+    epochs_done = len(history.loss)
+    train_loss, train_acc = evaluate(net, params, x_tr, y_tr, lab_tr, state)
+    test_loss, test_acc = evaluate(net, params, x_te, y_te, lab_te, state)
+    finite = math.isfinite(train_loss) and math.isfinite(test_loss)
+    note = ("" if status == 0 else f" (last finite params, after epoch {result.epoch})" if result.epoch
+            else " (the initial params: the run diverged in its first epoch)")
+    if finite:
+        print(f"final loss{note}: train {train_loss:.6g}, test {test_loss:.6g}", file=out)
+        print(f"train accuracy: {percent(train_acc, n)}", file=out)
+        print(f"test accuracy: {percent(test_acc, len(x_te))}", file=out)
+    else:      # accuracies of NaN/Inf outputs would be meaningless numbers
+        print("final loss: not finite; no accuracy reported (the run diverged)", file=out)
+        train_acc = test_acc = None
+    print(f"time: {fit_seconds:.2f} s training ({plural(epochs_done, 'epoch')}, compile included), "
+          f"{time.perf_counter() - t0:.2f} s in all", file=out)
+    summary.update(epochs=epochs_done, final_epoch=result.epoch, final_loss=train_loss, test_loss=test_loss,
+                   train_accuracy=train_acc, test_accuracy=test_acc, train_seconds=fit_seconds,
+                   history={"train_loss": history.loss.tolist(), "test_loss": history.val_loss.tolist(),
+                            "test_accuracy": history.val_accuracy.tolist()})
+    summary.setdefault("diverged", False)
+    failed = write_outputs(args, s, summary, net, params, history, note, status, finite, x_te, lab_te, k, t0,
+                           save=lambda: saver.save(result))
+    return 1 if failed else status
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ def get(name_or_layer):
     return name_or_layer
 
 
-# --- smooth activations (issue 8): ELU, SiLU, Softplus ---------------------------------
+# --- smooth activations: ELU, SiLU, Softplus ------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
 class ELU(_Activation):

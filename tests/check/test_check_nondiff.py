@@ -13,7 +13,7 @@ DTYPES = [np.float64, np.float32]
 
 @dataclasses.dataclass(frozen=True)
 class Lookup:
-    """Embedding-like layer written here (issue 9 owns the real one): table [vocab, d], x int [batch, t]."""
+    """Embedding-like layer written here (fnnet.Embedding is the real one): table [vocab, d], x int [batch, t]."""
     bug: bool = False
 
     def init(self, key, in_shape):

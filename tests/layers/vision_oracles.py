@@ -1,4 +1,4 @@
-"""One routine for the layer tests of issue 8: a hand-written vjp against jax.vjp of the
+"""One routine for the image and smooth-activation layer tests: a hand-written vjp against jax.vjp of the
 same forward, the NumPy float64 twin and float64 finite differences, in a given dtype,
 with or without jit; and a mid-network check (the layer's dx feeds the layers before it)."""
 import jax

@@ -2,7 +2,7 @@
 
 The 8-device cases run once, in a subprocess (tests/train/_sharding_cases.py): simulated
 CPU devices must be configured before JAX starts, which this process has already done.
-Bounds from issue 11: sharded == single-device params to 1e-12 (float64) and 1e-6
+The bounds: sharded == single-device params to 1e-12 (float64) and 1e-6
 (float32) relative, after several epochs.
 """
 import dataclasses
