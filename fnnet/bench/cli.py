@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from typing import Any, NamedTuple
 
 from fnnet.bench.notes import notes
 
@@ -224,6 +225,8 @@ def _gpt_torch(args, log) -> int:
 
 
 def run(args) -> int:
+    """The run, as named steps: the GPT-vs-torch tables (if named), the options, the matmul
+    peak, each workload measured with the load around it, the peak again, then the report."""
     t_start = time.perf_counter()
     if args.out is None:
         args.out = default_out()
@@ -238,29 +241,17 @@ def run(args) -> int:
     load_start = timing.loadavg()
     import jax
     jax.config.update("jax_enable_x64", True)        # float64 rows; float32 rows stay float32
-
-    from fnnet.bench import memory as bench_memory
-    from fnnet.bench import report, report_md, report_nets, systems_nets, systems_torch, timing, workloads
-    from fnnet.bench import systems_jax as sj
-    from fnnet.bench.systems_numpy import eval_accuracy, eval_loss
+    from fnnet.bench import systems_jax as sj, systems_torch
 
     if args.devices is not None:
         return _scaling(args, log)
     try:
-        names = workloads.expand(args.workloads) if args.workloads else list(workloads.default_names())
-        systems = _split(args.systems, SYSTEMS, "system(s)")
-        wls = workloads.get(names, args.quick)
-        threads = None if args.threads == "default" else int(args.threads)
+        opts = _options(args)
     except (SystemExit, ValueError) as e:
         print(e if isinstance(e, SystemExit) else f"fnnet bench: {e}", file=sys.stderr)
         return 2
-    repeats = args.repeats or (1 if args.quick else 3)
-    if repeats < 1:
-        print("fnnet bench: --repeats must be >= 1", file=sys.stderr)
-        return 2
-
     torch_ok, torch_info = systems_torch.available()
-    if not torch_ok and "torch" in systems:
+    if not torch_ok and "torch" in opts.systems:
         log(f"note: PyTorch {torch_info}: its rows are marked 'not installed'")
     torch_label = f"{torch_info} ({systems_torch.threads()} threads)" if torch_ok else "not installed"
 
@@ -268,46 +259,87 @@ def run(args) -> int:
     log(f"float32 matmul peak ({peak_n}x{peak_n} jnp.dot) ...")
     peak_start = sj.matmul_peak(peak_n, peak_reps)
     log(f"  {peak_start['gflops']:.1f} GFLOP/s")
-
     out_w, nets_out = {}, {}
-    for w in wls:
+    for w in opts.workloads:
         log(f"== {w.name} ({w.title}): {w.describe()}")
-        load_before = timing.loadavg()
         if w.kind == "net":                          # CNN, GPT, L-*: fnnet.fit vs fit(grad="autodiff")
-            nets_out[w.name] = {**systems_nets.run(w, systems, repeats, log),
-                                **timing.load_record(load_before, timing.loadavg())}
-            continue
-        runners, missing = [], []
-        for system, variant, dt, factory in plan(w, systems, threads, args.quick, torch_ok,
-                                                 "not installed"):
-            if isinstance(factory, str):
-                missing.append((system, variant, dt, factory))
-                continue
-            try:
-                r = factory()
-                runners.append(r)
-                if r.compile_s is not None:
-                    log(f"    {r.key:<34} compiled in {r.compile_s:.2f} s")
-            except Exception as e:                   # e.g. reference/ not importable
-                missing.append((system, variant, dt, f"error: {type(e).__name__}: {e}"))
-                log(f"    {system}/{dt}: {type(e).__name__}: {e}")
-        timings = timing.measure(runners, repeats, w.steps, log)
-        reps = 3 if args.quick else 7
-        ceiling = sj.matmul_ceiling(w, reps, per_shape=not args.quick, seconds=0.02 if args.quick else 0.5)
-        from fnnet.bench import systems_numpy
-        ceiling["numpy_gflops"] = systems_numpy.matmul_ceiling(w, reps, threads)
-        ceiling["torch_gflops"] = systems_torch.matmul_ceiling(w, reps, threads) if torch_ok else None
-        log("    step memory (compiled.memory_analysis) ...")
-        memory = bench_memory.step_memory(w, "float32")
-        out_w[w.name] = {"runners": runners, "timings": timings, "missing": missing,
-                         "ceiling": ceiling, "workload": w, "memory": memory,
-                         "load": timing.load_record(load_before, timing.loadavg())}
-        del runners
-
+            nets_out[w.name] = _measure_net(w, opts, log)
+        else:
+            out_w[w.name] = _measure_mlp(w, args, opts, torch_ok, log)
     peak_end = sj.matmul_peak(peak_n, peak_reps)
     peak = max(peak_start, peak_end, key=lambda p: p["gflops"])
     peak = {**peak, "start_gflops": peak_start["gflops"], "end_gflops": peak_end["gflops"]}
 
+    result = _result(args, opts, out_w, nets_out, peak, torch_label, load_start)
+    result["wall_s"] = time.perf_counter() - t_start
+    _write_and_print(result, args, log)
+    return 0
+
+
+class _Options(NamedTuple):
+    names: list        # workload names, expanded
+    systems: list      # systems to time
+    workloads: list    # the Workload objects (quick sizes under --quick)
+    threads: Any       # intra-op threads, or None for each library's default
+    repeats: int
+
+
+def _options(args) -> _Options:
+    """The validated options (ValueError / SystemExit with the message for a bad one)."""
+    from fnnet.bench import workloads
+    names = workloads.expand(args.workloads) if args.workloads else list(workloads.default_names())
+    systems = _split(args.systems, SYSTEMS, "system(s)")
+    wls = workloads.get(names, args.quick)
+    threads = None if args.threads == "default" else int(args.threads)
+    repeats = args.repeats or (1 if args.quick else 3)
+    if repeats < 1:
+        raise ValueError("--repeats must be >= 1")
+    return _Options(names, systems, wls, threads, repeats)
+
+
+def _measure_net(w, opts, log) -> dict:
+    """A network workload: fnnet.fit vs fit(grad="autodiff"), with the load around it."""
+    from fnnet.bench import systems_nets, timing
+    load_before = timing.loadavg()
+    return {**systems_nets.run(w, opts.systems, opts.repeats, log),
+            **timing.load_record(load_before, timing.loadavg())}
+
+
+def _measure_mlp(w, args, opts, torch_ok, log) -> dict:
+    """An MLP workload: every system's runner timed interleaved, the matmul ceilings of its
+    shapes, the step memory, and the load before and after."""
+    from fnnet.bench import memory as bench_memory, systems_numpy, systems_torch, timing
+    from fnnet.bench import systems_jax as sj
+    load_before = timing.loadavg()
+    runners, missing = [], []
+    for system, variant, dt, factory in plan(w, opts.systems, opts.threads, args.quick, torch_ok,
+                                             "not installed"):
+        if isinstance(factory, str):
+            missing.append((system, variant, dt, factory))
+            continue
+        try:
+            r = factory()
+            runners.append(r)
+            if r.compile_s is not None:
+                log(f"    {r.key:<34} compiled in {r.compile_s:.2f} s")
+        except Exception as e:                   # e.g. reference/ not importable
+            missing.append((system, variant, dt, f"error: {type(e).__name__}: {e}"))
+            log(f"    {system}/{dt}: {type(e).__name__}: {e}")
+    timings = timing.measure(runners, opts.repeats, w.steps, log)
+    reps = 3 if args.quick else 7
+    ceiling = sj.matmul_ceiling(w, reps, per_shape=not args.quick, seconds=0.02 if args.quick else 0.5)
+    ceiling["numpy_gflops"] = systems_numpy.matmul_ceiling(w, reps, opts.threads)
+    ceiling["torch_gflops"] = systems_torch.matmul_ceiling(w, reps, opts.threads) if torch_ok else None
+    log("    step memory (compiled.memory_analysis) ...")
+    memory = bench_memory.step_memory(w, "float32")
+    return {"runners": runners, "timings": timings, "missing": missing, "ceiling": ceiling, "workload": w,
+            "memory": memory, "load": timing.load_record(load_before, timing.loadavg())}
+
+
+def _result(args, opts, out_w, nets_out, peak, torch_label, load_start) -> dict:
+    """The JSON-ready result: machine, config, peak, each workload's rows, targets, notes."""
+    from fnnet.bench import report, report_nets, timing
+    from fnnet.bench.systems_numpy import eval_accuracy, eval_loss
     workloads_out = {}
     for name, d in out_w.items():
         w, ceiling = d["workload"], d["ceiling"]
@@ -324,22 +356,27 @@ def run(args) -> int:
         }
     result = {
         "machine": {**report.machine(torch_label), "load_start": load_start, "load_end": timing.loadavg()},
-        "config": {"quick": args.quick, "repeats": repeats, "workloads": names, "systems": systems,
-                   "threads": threads},
+        "config": {"quick": args.quick, "repeats": opts.repeats, "workloads": opts.names,
+                   "systems": opts.systems, "threads": opts.threads},
         "peak": peak,
         "workloads": workloads_out,
         "nets": nets_out,
     }
     result["targets"] = (report.targets(workloads_out) if workloads_out else []) + report_nets.targets(nets_out)
-    result["notes"] = notes(result, threads)
-    result["wall_s"] = time.perf_counter() - t_start
+    result["notes"] = notes(result, opts.threads)
+    return result
+
+
+def _write_and_print(result, args, log):
+    """results.json and results.md into args.out, then each headline target's line
+    (not judged under --quick, whose sizes are not the targets')."""
+    from fnnet.bench import report_md
     jpath, mpath = report_md.write(result, args.out)
     log(f"wrote {jpath} and {mpath} ({result['wall_s']:.0f} s)")
     for t in result["targets"]:
         met = ("n/a" if t["met"] is None else ("MET" if t["met"] else "MISSED")) if not args.quick \
             else "quick: not checked"
         log(f"  [{met}] {t['workload']}: {t['target']}: {report_md.measured(t)}  {t['detail']}")
-    return 0
 
 
 if __name__ == "__main__":
