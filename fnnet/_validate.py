@@ -7,6 +7,8 @@ need values (NaN/Inf, label ranges) run only on concrete arrays, i.e. outside
 """
 from __future__ import annotations
 
+import numbers
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -20,6 +22,22 @@ def is_concrete(x) -> bool:
 def fmt_shape(expected) -> str:
     """(None, 64) -> '[batch, 64]'."""
     return "[" + ", ".join("batch" if d is None else str(d) for d in expected) + "]"
+
+
+def int_at_least(where: str, name: str, v, lo: int = 1, hi: int | None = None) -> int:
+    """An int >= lo (and <= hi if given) -> int(v). Bools and 2.0 are refused: sizes, counts
+    and seeds are exact."""
+    if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < lo or (hi is not None and v > hi):
+        bound = f"an int in [{lo}, {hi}]" if hi is not None else f"an int >= {lo}"
+        raise ValueError(f"{where}: {name} must be {bound}, got {v!r}")
+    return int(v)
+
+
+def check_dy(where: str, dy, shape) -> None:
+    """A backward's incoming gradient must have exactly the forward output's shape (never
+    broadcast: a [batch] dy against a [batch, 1] output would silently give wrong sums)."""
+    if tuple(dy.shape) != tuple(shape):
+        raise ValueError(f"{where}: dy must have the output's shape {tuple(shape)}, got {tuple(dy.shape)}")
 
 
 def check_floating(where: str, what: str, x) -> None:

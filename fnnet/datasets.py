@@ -25,6 +25,8 @@ import warnings
 
 import numpy as np
 
+from fnnet._validate import int_at_least
+
 __all__ = ["xor", "blobs", "digits", "one_hot"]
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -72,12 +74,6 @@ def _check_fraction(fn: str, test_fraction) -> float:
     return f
 
 
-def _check_int(fn: str, name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ValueError(f"{fn}: {name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{fn}: {name} must be >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _split(fn: str, x, y, test_fraction: float, seed: int):
@@ -201,9 +197,9 @@ def blobs(n_per_class=5000, test_fraction=0.1, seed=12, dtype=np.float32):
     [[1.011, 0.761], [0.761, 1.002]].
     """
     fn = "blobs"
-    n = _check_int(fn, "n_per_class", n_per_class, 1)
+    n = int_at_least(fn, "n_per_class", n_per_class, 1)
     f = _check_fraction(fn, test_fraction)
-    seed = _check_int(fn, "seed", seed, 0)
+    seed = int_at_least(fn, "seed", seed, 0)
     dt = _check_dtype(fn, dtype)
 
     rs = np.random.RandomState(seed)
@@ -240,7 +236,7 @@ def digits(test_fraction=0.1, seed=20, dtype=np.float32):
     """
     fn = "digits"
     f = _check_fraction(fn, test_fraction)
-    seed = _check_int(fn, "seed", seed, 0)
+    seed = int_at_least(fn, "seed", seed, 0)
     dt = _check_dtype(fn, dtype)
 
     from sklearn.datasets import load_digits
@@ -261,7 +257,7 @@ def one_hot(labels, num_classes, dtype=np.float32):
     ``np.argmax(one_hot(y, k), axis=1)``.
     """
     fn = "one_hot"
-    k = _check_int(fn, "num_classes", num_classes, 1)
+    k = int_at_least(fn, "num_classes", num_classes, 1)
     dt = _check_dtype(fn, dtype)
     arr = np.asarray(labels)
     if arr.dtype == np.bool_ or not np.issubdtype(arr.dtype, np.integer):

@@ -18,6 +18,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fnnet._validate import int_at_least
+
 
 class TextData(NamedTuple):
     train: np.ndarray   # [n_train] int32 character ids
@@ -62,8 +64,7 @@ def pydoc_text(val_fraction: float = 0.1, max_chars: int | None = None) -> TextD
     text = corpus()
     chars = "".join(sorted(set(text)))      # always the whole corpus's: ids mean the same at any size
     if max_chars is not None:
-        if isinstance(max_chars, bool) or not isinstance(max_chars, int) or max_chars < 4:
-            raise ValueError(f"pydoc_text: max_chars must be an int >= 4 or None, got {max_chars!r}")
+        int_at_least("pydoc_text", "max_chars (or None)", max_chars, 4)
         text = text[:max_chars]
     index = {c: i for i, c in enumerate(chars)}
     ids = np.fromiter((index[c] for c in text), np.int32, len(text))
@@ -77,8 +78,7 @@ def windows(ids, context: int, stride: int | None = None):
     ids = np.asarray(ids)
     stride = context if stride is None else stride
     for name, v in (("context", context), ("stride", stride)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"windows: {name} must be a positive int, got {v!r}")
+        int_at_least("windows", name, v)
     if ids.ndim != 1 or ids.size < context + 1:
         raise ValueError(f"windows: ids must be 1-D with at least context + 1 = {context + 1} ids, "
                          f"got shape {ids.shape}")

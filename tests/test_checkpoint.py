@@ -324,7 +324,7 @@ def test_foreign_zip(tmp_path):
     (lambda m: m["net"]["layers"][1].update(beta=2.0), ["layers[1]", "unexpected ['beta']"]),
     (lambda m: m["net"]["layers"][0].pop("w_init"), ["layers[0]", "missing ['w_init']"]),
     (lambda m: m["net"]["layers"][0].update(units=5), ["shape", "(3, 5)", "(3, 4)"]),
-    (lambda m: m["net"]["layers"][0].update(units="4"), ["units must be a positive int"]),
+    (lambda m: m["net"]["layers"][0].update(units="4"), ["units must be an int >= 1"]),
     (lambda m: m["net"]["layers"][0].update(w_init="magic"), ["w_init", "'magic'"]),
     (lambda m: m["net"]["layers"][1].update(alpha=True), ["alpha must be a finite number"]),
     (lambda m: m["net"].update(loss="hinge"), ["unknown loss 'hinge'"]),

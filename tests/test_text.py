@@ -51,5 +51,5 @@ def test_bigram_is_exact():
 def test_pydoc_text_bad_arguments():
     with pytest.raises(ValueError, match="val_fraction must be a float in"):
         fnnet.datasets.pydoc_text(val_fraction=1.5)
-    with pytest.raises(ValueError, match="max_chars must be an int >= 4"):
+    with pytest.raises(ValueError, match=r"max_chars \(or None\) must be an int >= 4"):
         fnnet.datasets.pydoc_text(max_chars=2)

@@ -5,16 +5,7 @@ before any number is computed. Errors name the layer and say expected vs receive
 """
 from __future__ import annotations
 
-import numbers
-
-from fnnet._validate import check_floating
-
-
-def positive_int(where: str, name: str, v, lo: int = 1) -> int:
-    """An int >= lo (bools and 2.0 are refused: sizes are exact)."""
-    if not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < lo:
-        raise ValueError(f"{where}: {name} must be an int >= {lo}, got {v!r}")
-    return int(v)
+from fnnet._validate import check_floating, int_at_least
 
 
 def pair(where: str, name: str, v, lo: int = 1) -> tuple:
@@ -22,8 +13,8 @@ def pair(where: str, name: str, v, lo: int = 1) -> tuple:
     if isinstance(v, (tuple, list)):
         if len(v) != 2:
             raise ValueError(f"{where}: {name} must be an int or a pair (height, width), got {v!r}")
-        return tuple(positive_int(where, f"{name}[{i}]", e, lo) for i, e in enumerate(v))
-    n = positive_int(where, name, v, lo)
+        return tuple(int_at_least(where, f"{name}[{i}]", e, lo) for i, e in enumerate(v))
+    n = int_at_least(where, name, v, lo)
     return (n, n)
 
 
@@ -105,8 +96,3 @@ def check_image(where: str, x, channels=None) -> None:
 def check_no_params(where: str, params) -> None:
     if params != ():
         raise ValueError(f"{where}: takes no parameters (params must be ()), got {type(params).__name__}")
-
-
-def check_dy(where: str, dy, shape) -> None:
-    if tuple(dy.shape) != tuple(shape):
-        raise ValueError(f"{where}: dy must have the output's shape {tuple(shape)}, got {tuple(dy.shape)}")

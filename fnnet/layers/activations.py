@@ -14,7 +14,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from fnnet._validate import check_floating
+from fnnet._validate import check_dy, check_floating
 
 
 class _Activation:
@@ -32,8 +32,7 @@ class _Activation:
             raise ValueError(f"{self}: x must be [batch, ...], got a scalar")
 
     def _check_dy(self, cache, dy):
-        if dy.shape != cache.shape:
-            raise ValueError(f"{self}: dy must have the output's shape {tuple(cache.shape)}, got {tuple(dy.shape)}")
+        check_dy(str(self), dy, cache.shape)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fnnet._validate import check_floating
+from fnnet._validate import check_dy, check_floating, int_at_least
 
 
 class AttentionParams(NamedTuple):
@@ -64,9 +64,7 @@ class CausalSelfAttention:
 
     def __post_init__(self):
         for name in ("heads", "dim"):
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-                raise ValueError(f"CausalSelfAttention: {name} must be a positive int, got {v!r}")
+            int_at_least("CausalSelfAttention", name, getattr(self, name))
         if self.dim % self.heads:
             raise ValueError(f"CausalSelfAttention: heads must divide dim, got dim={self.dim}, heads={self.heads}")
         if not isinstance(self.recompute, bool):
@@ -123,8 +121,7 @@ class CausalSelfAttention:
     def backward(self, params, cache, dy):
         """dy [batch, T, C] -> (AttentionParams of gradients, dx [batch, T, C])."""
         x, q, k, v, o, p_or_m = cache
-        if dy.shape != x.shape:
-            raise ValueError(f"{self}: dy must have the output's shape {tuple(x.shape)}, got {tuple(dy.shape)}")
+        check_dy(str(self), dy, x.shape)
         b, t, c = x.shape
         if self.recompute:
             # The barrier (i) stops XLA from merging this recomputation with the forward's s

@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fnnet._validate import check_floating, check_shape
+from fnnet._validate import check_dy, check_floating, check_shape
 
 
 class BatchNormParams(NamedTuple):
@@ -203,8 +203,7 @@ class BatchNorm:
     def backward(self, params, cache, dy):
         """dy like x -> (BatchNormParams(dgamma [C], dbeta [C]), dx like x)."""
         xhat, inv = cache
-        if tuple(dy.shape) != tuple(xhat.shape):
-            raise ValueError(f"{self}: dy must have the output's shape {tuple(xhat.shape)}, got {tuple(dy.shape)}")
+        check_dy(str(self), dy, xhat.shape)
         axes = tuple(range(dy.ndim - 1))
         dgamma = (dy * xhat).sum(axes)                         # dL/dγ = Σ dy ⊙ x̂
         dbeta = dy.sum(axes)                                   # dL/dβ = Σ dy

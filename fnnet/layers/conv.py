@@ -26,6 +26,7 @@ from jax import lax
 
 from fnnet import initializers as _init
 from fnnet._validate import check_floating, check_shape
+from fnnet import _validate
 from fnnet.layers import _checks
 
 
@@ -58,7 +59,7 @@ class Conv2D:
 
     def __post_init__(self):
         where = f"Conv2D({self.filters!r}, kernel={self.kernel!r})"
-        _checks.positive_int(where, "filters", self.filters)
+        _validate.int_at_least(where, "filters", self.filters)
         _checks.pair(where, "kernel", self.kernel)
         _checks.pair(where, "stride", self.stride)
         # 'SAME' (lax, flax) is stored as 'same': equal layers compare and hash equal
@@ -107,7 +108,7 @@ class Conv2D:
         """dy [batch, H_out, W_out, filters] -> (ConvParams(dw, db), dx [batch, H, W, C_in])."""
         x, pads = cache
         (kh, kw), s, _, out = self._geometry(x.shape[1:3])
-        _checks.check_dy(str(self), dy, (x.shape[0], *out, self.filters))
+        _validate.check_dy(str(self), dy, (x.shape[0], *out, self.filters))
         # rows/cols of xpad past the last window (the stride's remainder) get no gradient
         rem = [(n + lo + hi - k) % st for n, k, st, (lo, hi) in zip(x.shape[1:3], (kh, kw), s, pads)]
         # dL/dx: dy dilated by the stride, full-padded, correlated with w flipped in space, I<->O

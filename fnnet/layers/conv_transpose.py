@@ -29,6 +29,7 @@ from jax import lax
 
 from fnnet import initializers as _init
 from fnnet._validate import check_floating, check_same_dtype, check_shape
+from fnnet import _validate
 from fnnet.layers import _checks
 
 
@@ -59,7 +60,7 @@ class ConvTranspose2D:
 
     def __post_init__(self):
         where = f"ConvTranspose2D({self.filters!r}, kernel={self.kernel!r})"
-        _checks.positive_int(where, "filters", self.filters)
+        _validate.int_at_least(where, "filters", self.filters)
         k = _checks.pair(where, "kernel", self.kernel)
         _checks.pair(where, "stride", self.stride)
         if isinstance(self.padding, str):
@@ -132,7 +133,7 @@ class ConvTranspose2D:
         """dy [batch, H_out, W_out, filters] -> (ConvTransposeParams(dw, db), dx [batch, H, W, C_in])."""
         (x,) = cache
         _, s, crops, out = self._geometry(x.shape[1:3])
-        _checks.check_dy(str(self), dy, (x.shape[0], *out, self.filters))
+        _validate.check_dy(str(self), dy, (x.shape[0], *out, self.filters))
         # dL/dx[n,i,j,c] = Σ_{p,q,f} dy_full[n, i·s+p, j·s+q, f] · w[p,q,c,f]: dy_full is dy with the
         # crop put back as zeros, correlated with w at stride s (features f in, c out)
         dx = lax.conv_general_dilated(dy, params.w, window_strides=s, padding=list(crops),

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnnet import initializers as _init
-from fnnet._validate import check_floating, check_shape
+from fnnet._validate import check_floating, check_shape, int_at_least
 
 
 MATMUL_DTYPES = (None, "bfloat16")
@@ -85,8 +85,7 @@ class Dense:
             f"Dense({self.units}, matmul_dtype={self.matmul_dtype})"
 
     def __post_init__(self):
-        if not isinstance(self.units, int) or isinstance(self.units, bool) or self.units < 1:
-            raise ValueError(f"Dense: units must be a positive int, got {self.units!r}")
+        int_at_least("Dense", "units", self.units)
         _init.get(self.w_init), _init.get(self.b_init)  # fail early on a typo
         if self.matmul_dtype not in MATMUL_DTYPES:
             raise ValueError(f"Dense: matmul_dtype must be one of {MATMUL_DTYPES}, got {self.matmul_dtype!r}")

@@ -22,6 +22,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnnet._validate import check_floating
+from fnnet import _validate
 from fnnet.layers import _checks
 
 
@@ -90,5 +91,5 @@ class Dropout:
         keep = cache
         if keep is None:
             return (), dy                                    # eval: dL/dx = dL/dy
-        _checks.check_dy(str(self), dy, keep.shape)
+        _validate.check_dy(str(self), dy, keep.shape)
         return (), jnp.where(keep, dy / (1.0 - self.rate), 0)   # dL/dx = m ⊙ dL/dy / (1 - rate)

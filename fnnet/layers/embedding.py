@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._validate import check_floating, is_concrete
+from fnnet._validate import check_dy, check_floating, int_at_least, is_concrete
 
 
 class EmbeddingParams(NamedTuple):
@@ -41,9 +41,6 @@ class EncoderParams(NamedTuple):
     wpe: jax.Array   # [context, dim]  position embedding
 
 
-def _positive_int(where, name, v):
-    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-        raise ValueError(f"{where}: {name} must be a positive int, got {v!r}")
 
 
 def check_ids(where, ids, vocab, context=None):
@@ -75,9 +72,6 @@ def _scatter_add(shape, ids, dy):
     return jnp.zeros(shape, dy.dtype).at[ids.reshape(-1)].add(dy.reshape(-1, shape[1]), mode="drop")
 
 
-def _check_dy(where, dy, shape):
-    if tuple(dy.shape) != tuple(shape):
-        raise ValueError(f"{where}: dy must have the output's shape {tuple(shape)}, got {tuple(dy.shape)}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,8 +83,8 @@ class Embedding:
     input_kind = "ids"      # integer inputs: Network validates them with check_input
 
     def __post_init__(self):
-        _positive_int("Embedding", "vocab", self.vocab)
-        _positive_int("Embedding", "dim", self.dim)
+        int_at_least("Embedding", "vocab", self.vocab)
+        int_at_least("Embedding", "dim", self.dim)
 
     def __str__(self):
         return f"Embedding({self.vocab}, {self.dim})"
@@ -117,7 +111,7 @@ class Embedding:
     def backward(self, params, cache, dy):
         """dy [batch, T, dim] -> (EmbeddingParams(dw [vocab, dim]), None)."""
         ids = cache
-        _check_dy(str(self), dy, ids.shape + (self.dim,))
+        check_dy(str(self), dy, ids.shape + (self.dim,))
         dw = _scatter_add(params.w.shape, ids, dy)             # dL/dE[v] = Σ_{ids[b,t]=v} dy[b, t]
         return EmbeddingParams(dw), None                       # integer ids: no gradient
 
@@ -134,8 +128,8 @@ class PositionalEmbedding:
     init_std: float = 0.02
 
     def __post_init__(self):
-        _positive_int("PositionalEmbedding", "context", self.context)
-        _positive_int("PositionalEmbedding", "dim", self.dim)
+        int_at_least("PositionalEmbedding", "context", self.context)
+        int_at_least("PositionalEmbedding", "dim", self.dim)
 
     def __str__(self):
         return f"PositionalEmbedding({self.context}, {self.dim})"
@@ -160,7 +154,7 @@ class PositionalEmbedding:
 
     def backward(self, params, cache, dy):
         """dy [batch, T, dim] -> (PositionalParams(dw [context, dim]), dx [batch, T, dim])."""
-        _check_dy(str(self), dy, cache)
+        check_dy(str(self), dy, cache)
         dw = jnp.zeros_like(params.w).at[:dy.shape[1]].set(dy.sum(axis=0))   # dL/dP[t] = Σ_b dy[b, t]; 0 for t >= T
         return PositionalParams(dw), dy                        # dL/dx = dy
 
@@ -180,7 +174,7 @@ class TokenPositionEmbedding:
 
     def __post_init__(self):
         for name in ("vocab", "context", "dim"):
-            _positive_int("TokenPositionEmbedding", name, getattr(self, name))
+            int_at_least("TokenPositionEmbedding", name, getattr(self, name))
 
     def __str__(self):
         return f"TokenPositionEmbedding({self.vocab}, {self.context}, {self.dim})"
@@ -214,7 +208,7 @@ class TokenPositionEmbedding:
     def backward(self, params, cache, dy):
         """dy [batch, T, dim] -> (EncoderParams(dwte, dwpe), None)."""
         ids = cache
-        _check_dy(str(self), dy, ids.shape + (self.dim,))
+        check_dy(str(self), dy, ids.shape + (self.dim,))
         dwte = _scatter_add(params.wte.shape, ids, dy)         # dL/dE[v] = Σ_{ids[b,t]=v} dy[b, t]
         dwpe = jnp.zeros_like(params.wpe).at[:ids.shape[1]].set(dy.sum(axis=0))   # dL/dP[t] = Σ_b dy[b, t]
         return EncoderParams(dwte, dwpe), None

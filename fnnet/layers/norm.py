@@ -15,7 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fnnet._validate import check_floating
+from fnnet._validate import check_dy, check_floating, int_at_least
 
 
 class LayerNormParams(NamedTuple):
@@ -55,10 +55,6 @@ class _Norm:
                 raise ValueError(f"{self}: params.{name} must be [{x.shape[-1]}] (x's last axis), "
                                  f"got {tuple(leaf.shape)}")
 
-    def _check_dy(self, xhat, dy):
-        if dy.shape != xhat.shape:
-            raise ValueError(f"{self}: dy must have the output's shape {tuple(xhat.shape)}, got {tuple(dy.shape)}")
-
 
 @dataclasses.dataclass(frozen=True)
 class LayerNorm(_Norm):
@@ -90,7 +86,7 @@ class LayerNorm(_Norm):
     def backward(self, params, cache, dy):
         """dy [batch, ..., d] -> (LayerNormParams(dgamma [d], dbeta [d]), dx [batch, ..., d])."""
         xhat, rstd = cache
-        self._check_dy(xhat, dy)
+        check_dy(str(self), dy, xhat.shape)
         dgamma = _sum_rows(dy * xhat)                         # dL/dγ = Σ_rows dy ⊙ x̂
         dbeta = _sum_rows(dy)                                 # dL/dβ = Σ_rows dy
         g = dy * _row(params.gamma, dy.ndim)                  # dL/dx̂ = dy ⊙ γ
@@ -129,7 +125,7 @@ class RMSNorm(_Norm):
     def backward(self, params, cache, dy):
         """dy [batch, ..., d] -> (RMSNormParams(dgamma [d]), dx [batch, ..., d])."""
         xhat, r = cache
-        self._check_dy(xhat, dy)
+        check_dy(str(self), dy, xhat.shape)
         dgamma = _sum_rows(dy * xhat)                         # dL/dγ = Σ_rows dy ⊙ x̂
         g = dy * _row(params.gamma, dy.ndim)                  # dL/dx̂ = dy ⊙ γ
         dx = r * (g - xhat * (g * xhat).mean(axis=-1, keepdims=True))   # dL/dx = r (g - x̂ mean(g ⊙ x̂))
@@ -161,8 +157,7 @@ class GroupNorm(_Norm):
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.groups, int) or isinstance(self.groups, bool) or self.groups < 1:
-            raise ValueError(f"GroupNorm: groups must be an int >= 1, got {self.groups!r}")
+        int_at_least("GroupNorm", "groups", self.groups)
 
     def __str__(self):
         return f"GroupNorm({self.groups})"
@@ -200,7 +195,7 @@ class GroupNorm(_Norm):
     def backward(self, params, cache, dy):
         """dy [batch, ..., C] -> (GroupNormParams(dgamma [C], dbeta [C]), dx like dy)."""
         xhat, rstd = cache
-        self._check_dy(xhat, dy)
+        check_dy(str(self), dy, xhat.shape)
         dgamma = _sum_rows(dy * xhat)                         # dL/dγ_c = Σ_{b, positions} dy ⊙ x̂
         dbeta = _sum_rows(dy)                                 # dL/dβ_c = Σ_{b, positions} dy
         g = self._grouped(dy * _row(params.gamma, dy.ndim))   # dL/dx̂ = dy ⊙ γ

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from fnnet import _validate
 from fnnet.layers import _checks
 
 
@@ -103,7 +104,7 @@ class MaxPool2D(_Pool):
         """dy [batch, H_out, W_out, C] -> ((), dx [batch, H, W, C])."""
         arg, in_shape = cache
         k, s, out = self._out(in_shape[1:3])
-        _checks.check_dy(str(self), dy, (in_shape[0], *out, in_shape[3]))
+        _validate.check_dy(str(self), dy, (in_shape[0], *out, in_shape[3]))
         dx = jnp.zeros(in_shape, dy.dtype)
         for o, (p, q) in enumerate(_offsets(k)):
             d = jnp.where(arg == o, dy, 0)                     # dL/dy to the window's winner only
@@ -128,7 +129,7 @@ class AvgPool2D(_Pool):
         """dy [batch, H_out, W_out, C] -> ((), dx [batch, H, W, C])."""
         in_shape = cache
         k, s, out = self._out(in_shape[1:3])
-        _checks.check_dy(str(self), dy, (in_shape[0], *out, in_shape[3]))
+        _validate.check_dy(str(self), dy, (in_shape[0], *out, in_shape[3]))
         d = dy / (k[0] * k[1])                                 # each of the kh·kw inputs gets dy/(kh·kw)
         dx = jnp.zeros(in_shape, dy.dtype)
         for p, q in _offsets(k):

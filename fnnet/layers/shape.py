@@ -10,6 +10,7 @@ import dataclasses
 import math
 
 from fnnet._validate import check_floating
+from fnnet import _validate
 from fnnet.layers import _checks
 
 
@@ -28,7 +29,7 @@ class _Shape:
     def backward(self, params, cache, dy):
         """dy [batch, *target] -> ((), dx [batch, *s])."""
         in_shape = cache
-        _checks.check_dy(str(self), dy, (in_shape[0], *self._target(tuple(in_shape[1:]))))
+        _validate.check_dy(str(self), dy, (in_shape[0], *self._target(tuple(in_shape[1:]))))
         return (), dy.reshape(in_shape)                      # dL/dx = reshape⁻¹(dL/dy)
 
     def init(self, key, in_shape):
@@ -58,7 +59,7 @@ class Reshape(_Shape):
         if not shape:
             raise ValueError(f"Reshape: shape must be a non-empty tuple of ints >= 1, got {self.shape!r}")
         for i, d in enumerate(shape):
-            _checks.positive_int("Reshape", f"shape[{i}]", d)
+            _validate.int_at_least("Reshape", f"shape[{i}]", d)
         object.__setattr__(self, "shape", tuple(int(d) for d in shape))
 
     def __str__(self):

@@ -21,6 +21,7 @@ import math
 import jax
 import jax.numpy as jnp
 
+from fnnet._validate import int_at_least
 from fnnet.layers.combinators import Positionwise
 from fnnet.layers.dense import Dense
 from fnnet.layers.embedding import Embedding
@@ -39,8 +40,7 @@ def char_lstm(vocab, context, hidden=256, embed=32, layers=1, *, loss=None):
     from fnnet.network import Network
     for name, v in (("vocab", vocab), ("context", context), ("hidden", hidden), ("embed", embed),
                     ("layers", layers)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"char_lstm: {name} must be a positive int, got {v!r}")
+        int_at_least("char_lstm", name, v)
     stack = (Embedding(vocab, embed, init_std=1 / math.sqrt(embed)),) + tuple(LSTM(hidden) for _ in range(layers))
     return Network(stack + (Positionwise(Dense(vocab)),), SequenceCrossEntropy() if loss is None else loss,
                    (context,))

@@ -14,7 +14,8 @@ from __future__ import annotations
 
 from fnnet import losses as _losses
 from fnnet.layers import activations as _activations
-from fnnet.layers._checks import image_shape, positive_int
+from fnnet._validate import int_at_least
+from fnnet.layers._checks import image_shape
 from fnnet.layers.batchnorm import BatchNorm
 from fnnet.layers.conv import Conv2D
 from fnnet.layers.dense import Dense
@@ -34,14 +35,14 @@ def cnn(in_shape=(8, 8, 1), classes=10, conv=(32, 64), kernel=3, pool=2, dense=(
     """
     from fnnet.network import Network
     h, w, c = image_shape("cnn", in_shape)
-    positive_int("cnn", "classes", classes)
+    int_at_least("cnn", "classes", classes)
     if not conv:
         raise ValueError("cnn: conv must list at least one filter count, e.g. (32, 64)")
     loss = _losses.get(loss)
     act = _activations.get(activation)
     layers = []
     for f in conv:
-        layers.append(Conv2D(positive_int("cnn", "conv filters", f), kernel, padding="same"))
+        layers.append(Conv2D(int_at_least("cnn", "conv filters", f), kernel, padding="same"))
         if batchnorm:
             layers.append(BatchNorm())
         layers.append(act)
@@ -50,7 +51,7 @@ def cnn(in_shape=(8, 8, 1), classes=10, conv=(32, 64), kernel=3, pool=2, dense=(
             h, w = h // pool, w // pool
     layers.append(Flatten())
     for d in dense:
-        layers += [Dense(positive_int("cnn", "dense units", d), w_init="he_normal"), act]
+        layers += [Dense(int_at_least("cnn", "dense units", d), w_init="he_normal"), act]
     if dropout:
         layers.append(Dropout(dropout))
     layers.append(Dense(classes))

@@ -27,6 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from fnnet._validate import int_at_least
 from fnnet.layers.activations import GELU
 from fnnet.layers.attention import CausalSelfAttention
 from fnnet.layers.combinators import Positionwise, Residual, Sequential, l2_mask_of
@@ -117,8 +118,7 @@ def gpt(vocab, context, layers, heads, dim, *, mlp_ratio=4, loss=None, recompute
     from fnnet.network import Network
     for name, v in (("vocab", vocab), ("context", context), ("layers", layers), ("heads", heads),
                     ("dim", dim), ("mlp_ratio", mlp_ratio)):
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ValueError(f"gpt: {name} must be a positive int, got {v!r}")
+        int_at_least("gpt", name, v)
     if dim % heads:
         raise ValueError(f"gpt: heads must divide dim, got dim={dim}, heads={heads}")
     out_std = 0.02 / math.sqrt(2 * layers)

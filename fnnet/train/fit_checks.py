@@ -2,22 +2,18 @@
 optimizer state (each error names fit and the argument)."""
 from __future__ import annotations
 
-import numbers
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from fnnet import _netcheck
-from fnnet._validate import check_finite
+from fnnet._validate import check_finite, int_at_least
 
 
 def check_int(name, value, lo, hi=None):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < lo \
-            or (hi is not None and value > hi):
-        bound = f"an integer in [{lo}, {hi}]" if hi is not None else f"an integer >= {lo}"
-        raise ValueError(f"fit: {name} must be {bound}, got {value!r}")
-    return int(value)
+    """fit's integer options: an int in [lo, hi] (hi None: no upper bound)."""
+    return int_at_least("fit", name, value, lo, hi)
 
 
 def check_fit_params(net, params):

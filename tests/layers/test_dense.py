@@ -85,7 +85,7 @@ def test_bad_input_names_layer_and_shapes(bad, message):
 
 
 def test_bad_units():
-    with pytest.raises(ValueError, match="units must be a positive int"):
+    with pytest.raises(ValueError, match="units must be an int >= 1"):
         fnnet.Dense(0)
     with pytest.raises(ValueError, match="unknown initializer"):
         fnnet.Dense(3, w_init="xavier")

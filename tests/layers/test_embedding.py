@@ -75,7 +75,7 @@ def test_bad_ids():
         layer.forward(params, jnp.zeros((1, 5), jnp.int32))
     with pytest.raises(ValueError, match=r"token ids must be \[batch, T\], got shape \(3,\)"):
         layer.forward(params, jnp.zeros((3,), jnp.int32))
-    with pytest.raises(ValueError, match="Embedding: vocab must be a positive int"):
+    with pytest.raises(ValueError, match="Embedding: vocab must be an int >= 1"):
         fnnet.Embedding(0, 3)
 
 

@@ -69,7 +69,7 @@ def test_generate_with_carried_state_equals_rereading():
 
 
 def test_bad_input():
-    with pytest.raises(ValueError, match="char_lstm: hidden must be a positive int, got 0"):
+    with pytest.raises(ValueError, match="char_lstm: hidden must be an int >= 1, got 0"):
         fnnet.char_lstm(5, 4, hidden=0)
     net = fnnet.char_lstm(5, 4, hidden=3, embed=2)
     params = fnnet.init(net, jax.random.key(0))

@@ -256,17 +256,17 @@ def _bad_cases():
         (dict(ok, y=big_label), r"labels must be in \[0, 3\), got values from 0 to 3"),
         (dict(ok, y=neg_label), r"labels must be in \[0, 3\), got values from -1"),
         (dict(ok, x=x[:0], y=y[:0]), r"x is empty"),
-        (dict(ok, epochs=0), r"epochs must be an integer >= 1, got 0"),
-        (dict(ok, epochs=2.5), r"epochs must be an integer"),
-        (dict(ok, batch_size=0), r"batch_size must be an integer in \[1, 10\], got 0"),
-        (dict(ok, batch_size=11), r"batch_size must be an integer in \[1, 10\], got 11"),
+        (dict(ok, epochs=0), r"epochs must be an int >= 1, got 0"),
+        (dict(ok, epochs=2.5), r"epochs must be an int >= 1, got 2.5"),
+        (dict(ok, batch_size=0), r"batch_size must be an int in \[1, 10\], got 0"),
+        (dict(ok, batch_size=11), r"batch_size must be an int in \[1, 10\], got 11"),
         (dict(ok, batch_size=4), r"batch_size=4 < n=10 .* needs an explicit key"),
         (dict(ok, grad="jax"), r"grad must be one of \('manual', 'autodiff'\), got 'jax'"),
         (dict(ok, validation=(nan_x, y)), r"validation data.*NaN/Inf"),
         (dict(ok, validation=(x, big_label)), r"validation data.*labels must be in \[0, 3\)"),
         (dict(ok, validation=(x, y[:3])), r"validation data: x has 10 examples but y has shape \(3,\)"),
         (dict(ok, validation=x), r"validation must be a pair"),
-        (dict(ok, chunk_epochs=0, progress=True), r"chunk_epochs must be an integer >= 1"),
+        (dict(ok, chunk_epochs=0, progress=True), r"chunk_epochs must be an int >= 1"),
     ]
 
 
@@ -464,7 +464,7 @@ def test_checkpoint_every_n_epochs_calls_the_hook_with_the_state_at_that_epoch(t
         fnnet.fit(net, p0, x, y, epochs=1, checkpoint_every=2, **kw)
     with pytest.raises(ValueError, match=r"checkpoint= needs checkpoint_every=N"):
         fnnet.fit(net, p0, x, y, epochs=1, checkpoint=seen.append, **kw)
-    with pytest.raises(ValueError, match="checkpoint_every must be an integer >= 1, got 0"):
+    with pytest.raises(ValueError, match="checkpoint_every must be an int >= 1, got 0"):
         fnnet.fit(net, p0, x, y, epochs=1, checkpoint=seen.append, checkpoint_every=0, **kw)
 
 

@@ -69,7 +69,7 @@ def test_bad_opt_state_and_initial_epoch():
     wrong = jax.tree.map(lambda a: a.astype(np.float32) if a.dtype == np.float64 else a, adam.init(p0))
     with pytest.raises(ValueError, match=r"opt_state.*mu.*must be float64\[3, 5\], got float32\[3, 5\]"):
         fnnet.fit(net, p0, x, y, optimizer=adam, epochs=1, opt_state=wrong)
-    with pytest.raises(ValueError, match=r"initial_epoch must be an integer >= 0, got -1"):
+    with pytest.raises(ValueError, match=r"initial_epoch must be an int >= 0, got -1"):
         fnnet.fit(net, p0, x, y, optimizer=sgd, epochs=1, initial_epoch=-1)
 
 
