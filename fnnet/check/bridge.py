@@ -343,13 +343,14 @@ def _layer_dicts(net, params):
 _NETWORK_ACTIVATIONS = ("identity", "relu", "leaky_relu", "sigmoid", "tanh", "softmax")
 
 
-def network_vjp(net, y):
+def network_vjp(net, y, state=None, train=True, key=None):
     """reference vjp (params, x, ct) -> (grads, dx) of loss(net, params, x, y), else None.
 
     Dense/activation MLPs: parameter gradients from fnnet_reference.backward (the twin's own
     reverse walk); dL/dx, which that function does not return, from a walk over reference's
     per-layer backward functions. Other nets: the chain rule over the layers' twins (see
-    _layers_vjp). Both are scaled by the scalar cotangent ct.
+    _layers_vjp), given the network's state, mode and key as check_network holds them.
+    Both are scaled by the scalar cotangent ct.
     """
     from fnnet.losses import LOSSES
     R = _reference()
@@ -357,7 +358,7 @@ def network_vjp(net, y):
         return None
     mlp = all(_same_forward(l, Dense) or _activation_kind(l) in _NETWORK_ACTIVATIONS for l in net.layers)
     if not mlp or getattr(net.loss, "name", None) not in LOSSES or not hasattr(R, net.loss.name):
-        return _layers_vjp(net, y, R)
+        return _layers_vjp(net, y, R, state, train, key)
     if any(getattr(type(l), "l2_mask", None) is not getattr(Dense, "l2_mask", None)
            for l in net.layers if isinstance(l, Dense)):
         return None   # a changed L2 rule has no twin
@@ -389,15 +390,19 @@ def _targets(y):
     return y if np.issubdtype(y.dtype, np.integer) else y.astype(np.float64)
 
 
-def _layers_vjp(net, y, R):
-    """The chain rule over the layers' twins and the loss twin's dL/dout, for nets without L2,
-    layer state or randomness (their state and keys are not passed here), else None."""
+def _layers_vjp(net, y, R, state, train, key):
+    """The chain rule over the layers' twins and the loss twin's dL/dout, for nets without L2
+    (its mask is the layers' own code), else None. Layer i gets what the network gives it
+    (fnnet/state.py): state[i], the mode, and fold_in(key, i) when it is stochastic in train mode."""
     import jax
 
     from fnnet import state as _state
-    if float(net.l2) != 0 or any(_state.is_stateful(l) or _state.is_stochastic(l) for l in net.layers):
+    if float(net.l2) != 0:
         return None
-    twins = [_twin(layer, R) for layer in net.layers]
+    twins = []
+    for i, layer in enumerate(net.layers):
+        k = jax.random.fold_in(key, i) if (_state.is_stochastic(layer) and train and key is not None) else None
+        twins.append(_twin(layer, R, _Context(None if state is None else state[i], train, k)))
     if any(t is None for t in twins):
         return None
     grad, target = loss_grad(net.loss), _targets(y)

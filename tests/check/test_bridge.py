@@ -21,9 +21,10 @@ NO_TWIN = {}
 
 
 def _cases():
-    """fnnet check's layer and loss cases: {name: (build, subjects)}."""
+    """fnnet check's layer and loss cases, and its CNN (BatchNorm and Dropout, both modes; the
+    other networks are Dense/activation MLPs): {name: (build, subjects)}."""
     return {name: (build, subjects) for name, kind, build, subjects in check_cases.cases(np.random.default_rng(0))
-            if kind in ("layer", "loss")}
+            if kind in ("layer", "loss") or name.startswith("cnn")}
 
 
 CASES = _cases()
@@ -240,13 +241,15 @@ def test_a_gpt_network_twin_equals_backprop_and_ignores_a_planted_bug():
     assert rel_err(bad_grads[0].encoder.wte, want[0].encoder.wte) > 1e-3   # the bug reaches E
 
 
-def test_a_network_without_twins_for_its_l2_or_randomness_has_none():
+def test_a_network_twin_needs_no_l2_and_the_key_of_its_dropout():
     layers = (fnnet.Positionwise(fnnet.Dense(3)), fnnet.LSTM(2), fnnet.Positionwise(fnnet.Dense(5)))
     rng = np.random.default_rng(10)
     x, y = rng.standard_normal((2, 3, 4)), rng.integers(0, 5, (2, 3)).astype(np.int32)
-    for l2, extra, ok in ((0.0, (), True), (0.1, (), False), (0.0, (fnnet.Dropout(0.2),), False)):
+    for l2, extra, key, ok in ((0.0, (), None, True), (0.1, (), None, False),
+                               (0.0, (fnnet.Dropout(0.2),), None, False), (0.0, (fnnet.Dropout(0.2),), 3, True)):
         net = fnnet.Network(layers + extra, fnnet.SequenceCrossEntropy(), (3, 4), l2=l2)
-        assert (bridge.network_vjp(net, y) is not None) == ok, (l2, extra)
+        found = bridge.network_vjp(net, y, key=None if key is None else jax.random.key(key))
+        assert (found is not None) == ok, (l2, extra, key)
     net = fnnet.Network(layers, fnnet.SequenceCrossEntropy(), (3, 4))
     report = fnnet.check.check_network(net, _net_params(net, 10), x, y)
     assert _reference_rows(report) and all(r.status == "ok" for r in _reference_rows(report)), str(report)
