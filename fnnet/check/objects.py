@@ -157,7 +157,7 @@ def check_network(net, params, x, y, *, wrt_x=True, key=None, reference="auto", 
         _, grads, dx, *_ = _network.backprop(net, params, x, y, **kw(x))
         return jax.tree.map(lambda g: ct * g, grads), None if dx is None else ct * dx   # None: integer ids
 
-    ref = _resolve_reference(reference, lambda: bridge.network_vjp(net, y, state, train, forward_key), net)
+    ref = _resolve_reference(reference, lambda: bridge.network_vjp(net, y), net)
     ct = np.ones((), (jax.tree.leaves(params) or [np.asarray(x)])[0].dtype)
     if wrt_x:
         return run_check(loss, backward, params, x, cotangent=ct, key=key, reference=ref,
