@@ -17,6 +17,24 @@ from .layers.activations import (
     identity_forward, identity_backward, leaky_relu_forward, leaky_relu_backward, relu_forward, relu_backward,
     sigmoid_forward, sigmoid_backward, softmax_forward, softmax_backward, tanh_forward, tanh_backward,
     elu_forward, elu_backward, silu_forward, silu_backward, softplus_forward, softplus_backward,
+    gelu_forward, gelu_backward,
+)
+from .layers.attention import attention_backward, attention_forward
+from .layers.combinators import (
+    positionwise_backward, positionwise_forward, residual_backward, residual_forward,
+    sequential_backward, sequential_forward,
+)
+from .layers.conv_transpose import conv_transpose2d_backward, conv_transpose2d_forward
+from .layers.embedding import (
+    embedding_backward, embedding_forward, positional_backward, positional_forward,
+    token_position_backward, token_position_forward,
+)
+from .layers.norm import (
+    groupnorm_backward, groupnorm_forward, layernorm_backward, layernorm_forward,
+    rmsnorm_backward, rmsnorm_forward,
+)
+from .layers.recurrent import (
+    gru_backward, gru_forward, lstm_backward, lstm_forward, rnn_backward, rnn_forward,
 )
 from .layers.batchnorm import (
     batchnorm_backward, batchnorm_eval_backward, batchnorm_eval_forward, batchnorm_forward,
@@ -27,6 +45,8 @@ from .layers.dropout import dropout_backward, dropout_forward
 from .layers.pool import avgpool2d_backward, avgpool2d_forward, maxpool2d_backward, maxpool2d_forward
 from .layers.shape import reshape_backward, reshape_forward
 from .layers.dense import dense_backward, dense_forward
+from .losses_seq import sequence_cross_entropy, sequence_cross_entropy_grad
+from .models.gpt import tiedlm_backward, tiedlm_forward
 from .losses import (
     half_sse, half_sse_grad, l2_grad, l2_penalty, mse, mse_grad,
     sigmoid_binary_cross_entropy, sigmoid_binary_cross_entropy_grad,
@@ -49,11 +69,20 @@ __all__ = [
     "avgpool2d_forward", "avgpool2d_backward", "reshape_forward", "reshape_backward",
     "dropout_forward", "dropout_backward", "batchnorm_forward", "batchnorm_backward",
     "batchnorm_running", "batchnorm_eval_forward", "batchnorm_eval_backward",
+    "conv_transpose2d_forward", "conv_transpose2d_backward",
+    # sequence layers, norms, recurrent cells, combinators
+    "gelu_forward", "gelu_backward", "layernorm_forward", "layernorm_backward",
+    "rmsnorm_forward", "rmsnorm_backward", "groupnorm_forward", "groupnorm_backward",
+    "embedding_forward", "embedding_backward", "positional_forward", "positional_backward",
+    "token_position_forward", "token_position_backward", "attention_forward", "attention_backward",
+    "rnn_forward", "rnn_backward", "lstm_forward", "lstm_backward", "gru_forward", "gru_backward",
+    "residual_forward", "residual_backward", "sequential_forward", "sequential_backward",
+    "positionwise_forward", "positionwise_backward", "tiedlm_forward", "tiedlm_backward",
     # losses
     "mse", "mse_grad", "half_sse", "half_sse_grad",
     "softmax_cross_entropy", "softmax_cross_entropy_grad",
     "sigmoid_binary_cross_entropy", "sigmoid_binary_cross_entropy_grad",
-    "l2_penalty", "l2_grad",
+    "l2_penalty", "l2_grad", "sequence_cross_entropy", "sequence_cross_entropy_grad",
     # networks
     "forward", "loss", "backward", "sgd_step", "train_sgd", "predict", "accuracy",
 ]

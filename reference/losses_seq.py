@@ -20,7 +20,7 @@ def _log_softmax(row):
     return row - m - np.log(np.exp(row - m).sum())
 
 
-def sequence_cross_entropy(z, targets, ignore_index=None, label_smoothing=0.0, mask=None):
+def sequence_cross_entropy(z, targets, *, ignore_index=None, label_smoothing=0.0, mask=None):
     z = np.asarray(z, np.float64)
     w = _weights(targets, mask, ignore_index)
     b, t, v = z.shape
@@ -35,7 +35,7 @@ def sequence_cross_entropy(z, targets, ignore_index=None, label_smoothing=0.0, m
     return total
 
 
-def sequence_cross_entropy_grad(z, targets, ignore_index=None, label_smoothing=0.0, mask=None):
+def sequence_cross_entropy_grad(z, targets, *, ignore_index=None, label_smoothing=0.0, mask=None):
     """-> dL/dz [batch, T, V]: w_bt/N · (softmax(z_bt) - q_bt) per position."""
     z = np.asarray(z, np.float64)
     w = _weights(targets, mask, ignore_index)

@@ -95,7 +95,8 @@ def check_layer(layer, params, x, *, cotangent=None, key=None, reference="auto",
         cache = layer.forward(params, x, **kw)[1]
         return layer.backward(params, cache, ct)
 
-    ref = _resolve_reference(reference, lambda: bridge.layer_vjp(layer, state=state, train=train), layer)
+    ref = _resolve_reference(reference, lambda: bridge.layer_vjp(layer, state=state, train=train, key=forward_key,
+                                                                 forward_kwargs=forward_kwargs), layer)
     user_kw = dict(forward_kwargs or {})
     kw_key = _nd.hashable_values([user_kw]) if user_kw else ()
     cache_key = None if kw_key is None else _hashable("layer", layer, kw_key, *parts)

@@ -2,8 +2,9 @@
 x[n, i, j, :] · w[p, q] to output pixel (i·s + p, j·s + q), then the border is cropped.
 Backward by the same loop over kernel offsets (p, q), gathering instead of scattering.
 
-Shapes: x [N, H, W, C], w [kh, kw, C, F], b [F]; crops ((top, bottom), (left, right)),
-a negative entry meaning that many zero rows/columns appended; y [N, H_out, W_out, F].
+Shapes: x [N, H, W, C], w [kh, kw, C, F], b [F]; y [N, H_out, W_out, F]. Options (keyword-only):
+stride (s_h, s_w); crops ((top, bottom), (left, right)) cut from the full output, a negative entry
+meaning that many zero rows/columns appended.
 """
 import numpy as np
 
@@ -20,7 +21,7 @@ def _crop(a, crops):
     return a[:, t:a.shape[1] - max(bo, 0), le:a.shape[2] - max(ri, 0), :]
 
 
-def conv_transpose2d(x, w, b, stride, crops):
+def conv_transpose2d_forward(x, w, b, *, stride=(1, 1), crops=((0, 0), (0, 0))):
     """-> y [N, H_out, W_out, F]."""
     x, w = np.asarray(x, np.float64), np.asarray(w, np.float64)
     h, wd = x.shape[1:3]
@@ -32,8 +33,9 @@ def conv_transpose2d(x, w, b, stride, crops):
     return _crop(full, crops) + np.asarray(b, np.float64)
 
 
-def conv_transpose2d_backward(x, w, dy, stride, crops):
-    """-> (dw [kh, kw, C, F], db [F], dx like x)."""
+def conv_transpose2d_backward(x, w, b, dy, *, stride=(1, 1), crops=((0, 0), (0, 0))):
+    """-> (dw [kh, kw, C, F], db [F], dx like x); b does not enter the gradients (y is affine in b)."""
+    del b
     x, w, dy = (np.asarray(a, np.float64) for a in (x, w, dy))
     h, wd = x.shape[1:3]
     (t, bo), (le, ri) = crops

@@ -45,3 +45,14 @@ def positional_backward(x, p, dy):
     dp = np.zeros(np.shape(p))
     dp[: dy.shape[1]] = dy.sum(axis=0)
     return dp, dy.copy()
+
+
+def token_position_forward(ids, wte, wpe):
+    """GPT's encoder: y[b, t] = wte[ids[b, t]] + wpe[t]."""
+    return positional_forward(embedding_forward(ids, wte), wpe)
+
+
+def token_position_backward(ids, wte, wpe, dy):
+    """-> (dwte [vocab, dim], dwpe [context, dim]); ids have no gradient."""
+    dwpe, dh = positional_backward(embedding_forward(ids, wte), wpe, dy)
+    return embedding_backward(ids, wte, dh), dwpe

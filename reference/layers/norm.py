@@ -60,7 +60,7 @@ def _ungroup(a, shape, groups):
     return a.reshape(b, groups, -1, c // groups).transpose(0, 2, 1, 3).reshape(shape)
 
 
-def groupnorm(x, gamma, beta, groups, eps=1e-5):
+def groupnorm_forward(x, gamma, beta, *, groups, eps=1e-5):
     """y = γ_c (x - μ_bg)/sqrt(σ²_bg + eps) + β_c, statistics over each sample's group."""
     x = np.asarray(x, np.float64)
     xg = _groups(x, groups)
@@ -70,7 +70,7 @@ def groupnorm(x, gamma, beta, groups, eps=1e-5):
     return np.asarray(gamma, np.float64) * xhat + np.asarray(beta, np.float64)
 
 
-def groupnorm_backward(x, gamma, beta, dy, groups, eps=1e-5):
+def groupnorm_backward(x, gamma, beta, dy, *, groups, eps=1e-5):
     """-> (dgamma [C], dbeta [C], dx like x), through each group's explicit Jacobian."""
     x, dy = np.asarray(x, np.float64), np.asarray(dy, np.float64)
     c = x.shape[-1]

@@ -1,11 +1,17 @@
 """RNN, LSTM and GRU over [B, T, C] in NumPy float64, step by step (CS231n's rnn_layers
 longhand): a Python loop forward keeping every step's values, a Python loop backward.
 
-Shapes: x [B, T, C]; wx [C, G], wh [H, G], b [G] (G = H, 4H for LSTM gates i f g o, 3H for
-GRU gates r u n; GRU also bhn [H]); h0 (and c0) [B, H]; mask [B, T] bool (True: a real
-step) or None. Returns y [B, T, H] (every step's output, zeros on padded steps) and the
-final state; backward takes dy [B, T, H] (or dlast [B, H] for the last state only).
-A padded step keeps the state and outputs zero.
+Twins, one pair per cell, in the layers' params order:
+    rnn_forward(x, wx, wh, b, **options)         rnn_backward(x, wx, wh, b, dy, **options)
+    lstm_forward(x, wx, wh, b, **options)        lstm_backward(x, wx, wh, b, dy, **options)
+    gru_forward(x, wx, wh, b, bhn, **options)    gru_backward(x, wx, wh, b, bhn, dy, **options)
+Shapes: x [B, T, C] (C + 1 with masked=True: the last channel is the mask, > 0.5 a real step);
+wx [C, G], wh [H, G], b [G] (G = H, 4H for LSTM gates i f g o, 3H for GRU gates r u n; GRU
+also bhn [H]). Options (keyword-only): return_sequences (True: y [B, T, H], every step's
+output, zeros on padded steps; False: y [B, H], the final h), masked, initial (h0 [B, H];
+LSTM: (h0, c0); None: zeros). A padded step keeps the state and outputs zero.
+Backward -> (dparams in params order, dx like x (0 on the mask channel)); dy is like y, dlast
+[B, H] an extra cotangent on the final h; with initial given, d initial is appended (like initial).
 """
 import numpy as np
 
@@ -73,7 +79,7 @@ def _n_state(kind):
     return 2 if kind == "lstm" else 1
 
 
-def recurrent_forward(kind, p, x, initial=None, mask=None):
+def _forward(kind, p, x, initial=None, mask=None):
     """kind 'rnn' | 'lstm' | 'gru'; p: dict of arrays; initial: tuple of [B, H] or None.
     -> (y [B, T, H], final state tuple)."""
     x = np.asarray(x, np.float64)
@@ -91,7 +97,7 @@ def recurrent_forward(kind, p, x, initial=None, mask=None):
     return y, state
 
 
-def recurrent_backward(kind, p, x, dy=None, dlast=None, initial=None, mask=None):
+def _backward(kind, p, x, dy=None, dlast=None, initial=None, mask=None):
     """dy [B, T, H] (all outputs) and/or dlast [B, H] (the final h) ->
     (dict of param grads like p, dx [B, T, C], d initial state tuple)."""
     x = np.asarray(x, np.float64)
@@ -124,3 +130,65 @@ def recurrent_backward(kind, p, x, dy=None, dlast=None, initial=None, mask=None)
         dx[:, t] = dx_t
         dstate = [dp + np.where(m, 0.0, d) for dp, d in zip(dprev, dstate)]
     return grads, dx, tuple(dstate)
+
+
+_FIELDS = {"rnn": ("wx", "wh", "b"), "lstm": ("wx", "wh", "b"), "gru": ("wx", "wh", "b", "bhn")}
+
+
+def _split(x, masked):
+    """x [B, T, C(+1)] -> (features [B, T, C], mask [B, T] bool or None)."""
+    x = np.asarray(x, np.float64)
+    return (x[..., :-1], x[..., -1] > 0.5) if masked else (x, None)
+
+
+def _initial(kind, initial):
+    return None if initial is None else tuple(initial) if kind == "lstm" else (initial,)
+
+
+def _layer_forward(kind, x, params, return_sequences, masked, initial):
+    feats, mask = _split(x, masked)
+    y, final = _forward(kind, dict(zip(_FIELDS[kind], params)), feats, _initial(kind, initial), mask)
+    return y if return_sequences else final[0]
+
+
+def _layer_backward(kind, x, params, dy, return_sequences, masked, initial, dlast):
+    feats, mask = _split(x, masked)
+    dy = np.asarray(dy, np.float64)
+    last = None if dlast is None else np.asarray(dlast, np.float64)
+    if not return_sequences:                       # y = h_T: dy is a cotangent of the final h
+        last, dy = (dy if last is None else dy + last), None
+    g, dx, dinit = _backward(kind, dict(zip(_FIELDS[kind], params)), feats, dy=dy, dlast=last,
+                             initial=_initial(kind, initial), mask=mask)
+    if masked:
+        dx = np.concatenate([dx, np.zeros(dx.shape[:2] + (1,))], axis=2)   # the mask: no gradient
+    out = tuple(g[k] for k in _FIELDS[kind]) + (dx,)
+    if initial is not None:
+        out += (dinit if kind == "lstm" else dinit[0],)
+    return out
+
+
+def rnn_forward(x, wx, wh, b, *, return_sequences=True, masked=False, initial=None):
+    return _layer_forward("rnn", x, (wx, wh, b), return_sequences, masked, initial)
+
+
+def rnn_backward(x, wx, wh, b, dy, *, return_sequences=True, masked=False, initial=None, dlast=None):
+    """-> (dwx, dwh, db, dx[, d initial])."""
+    return _layer_backward("rnn", x, (wx, wh, b), dy, return_sequences, masked, initial, dlast)
+
+
+def lstm_forward(x, wx, wh, b, *, return_sequences=True, masked=False, initial=None):
+    return _layer_forward("lstm", x, (wx, wh, b), return_sequences, masked, initial)
+
+
+def lstm_backward(x, wx, wh, b, dy, *, return_sequences=True, masked=False, initial=None, dlast=None):
+    """-> (dwx, dwh, db, dx[, (dh0, dc0)])."""
+    return _layer_backward("lstm", x, (wx, wh, b), dy, return_sequences, masked, initial, dlast)
+
+
+def gru_forward(x, wx, wh, b, bhn, *, return_sequences=True, masked=False, initial=None):
+    return _layer_forward("gru", x, (wx, wh, b, bhn), return_sequences, masked, initial)
+
+
+def gru_backward(x, wx, wh, b, bhn, dy, *, return_sequences=True, masked=False, initial=None, dlast=None):
+    """-> (dwx, dwh, db, dbhn, dx[, d initial])."""
+    return _layer_backward("gru", x, (wx, wh, b, bhn), dy, return_sequences, masked, initial, dlast)

@@ -1,4 +1,5 @@
-"""A GPT forward and backward in NumPy float64, composed from fnnet_reference.layers only.
+"""A GPT forward and backward in NumPy float64, composed from fnnet_reference.layers only;
+and the twin of fnnet's TiedLM layer for any body (tiedlm_forward, tiedlm_backward).
 
 params: a dict
     wte [V, C], wpe [context, C], lnf_g, lnf_b [C],
@@ -10,7 +11,8 @@ import numpy as np
 
 from ..layers.activations import gelu_backward, gelu_forward
 from ..layers.attention import attention_backward, attention_forward
-from ..layers.embedding import embedding_backward, embedding_forward, positional_backward, positional_forward
+from ..layers.embedding import (embedding_backward, embedding_forward, positional_backward, positional_forward,
+                               token_position_backward, token_position_forward)
 from ..layers.norm import layernorm_backward, layernorm_forward
 from ..losses_seq import sequence_cross_entropy, sequence_cross_entropy_grad
 
@@ -62,3 +64,23 @@ def loss_and_grad(params, ids, targets, heads, **loss_options):
     grads["wpe"], dh = positional_backward(embedding_forward(ids, params["wte"]), params["wpe"], dh)
     grads["wte"] = grads["wte"] + embedding_backward(ids, params["wte"], dh)   # tied: head + encoder
     return loss, grads
+
+
+def tiedlm_forward(ids, wte, wpe, body):
+    """ids [batch, T] int -> logits [batch, T, V] = body(wte[ids] + wpe[:T]) · wteᵀ.
+    body: a function h0 [batch, T, C] -> h [batch, T, C] (it stands where the body's params do)."""
+    h = body(token_position_forward(ids, wte, wpe))
+    return h @ np.asarray(wte, np.float64).T
+
+
+def tiedlm_backward(ids, wte, wpe, body, body_backward, dy):
+    """dy [batch, T, V] -> (dwte, dwpe, the body's grads); body_backward(h0, dh) -> (grads, dh0).
+    wte is used twice (encoder and head), so dwte is the sum of both uses' gradients."""
+    wte, dy = np.asarray(wte, np.float64), np.asarray(dy, np.float64)
+    h0 = token_position_forward(ids, wte, wpe)
+    h = body(h0)
+    c, v = h.shape[-1], wte.shape[0]
+    dwte_head = dy.reshape(-1, v).T @ h.reshape(-1, c)       # head: logits = h wteᵀ
+    body_grads, dh0 = body_backward(h0, dy @ wte)              # dL/dh = dy · wte
+    dwte_enc, dwpe = token_position_backward(ids, wte, wpe, dh0)
+    return dwte_head + dwte_enc, dwpe, body_grads

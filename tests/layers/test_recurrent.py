@@ -19,12 +19,9 @@ B, T, C, H = 2, 5, 3, 4
 def _ref_backward(kind, layer):
     """(params64, x64, dy64) -> (dparams, dx) from the twin; the mask channel's dx is 0."""
     def ref(p, x, dy):
-        feats, mask = (x[..., :-1], x[..., -1] > 0.5) if layer.masked else (x, None)
-        kw = dict(dy=dy) if layer.return_sequences else dict(dlast=dy)
-        g, dx, _ = R.recurrent_backward(kind, p._asdict(), feats, mask=mask, **kw)
-        if layer.masked:
-            dx = np.concatenate([dx, np.zeros(dx.shape[:2] + (1,))], axis=2)
-        return type(p)(**g), dx
+        *g, dx = getattr(R, kind + "_backward")(x, *p, dy, return_sequences=layer.return_sequences,
+                                                masked=layer.masked)
+        return type(p)(*g), dx
     return ref
 
 
@@ -50,8 +47,7 @@ VARIANTS = [(True, dtype, jit) for dtype, jit in DTYPE_JIT] + [(False, jnp.float
 def test_recurrent_four_witnesses(kind, return_sequences, dtype, jit):
     layer, params, x, rng = _setup(kind, dtype, return_sequences=return_sequences)
     y, _ = layer.forward(params, x)
-    y_ref, final = R.recurrent_forward(kind, jax.tree.map(f64, params)._asdict(), f64(x))
-    want = y_ref if return_sequences else final[0]
+    want = getattr(R, kind + "_forward")(f64(x), *jax.tree.map(f64, params), return_sequences=return_sequences)
     np.testing.assert_allclose(f64(y), want, rtol=0, atol=1e-5 if dtype == jnp.float32 else 1e-13)
     dy = jnp.asarray(rng.normal(size=y.shape), dtype)
     four_way(layer, params, x, dy, _ref_backward(kind, layer), jit)
@@ -120,10 +116,11 @@ def test_initial_state_and_final_state_gradients(kind, jit):
     dfinal_h = (dfin[0],) + tuple(jnp.zeros_like(d) for d in dfin[1:])
     dp2, dx2, dinit2 = layer.backward_initial(params, layer.forward(params, x, initial=initial)[1], dy,
                                               fnnet.LSTMState(*dfinal_h) if kind == "lstm" else dfinal_h[0])
-    g, rdx, rinit = R.recurrent_backward(kind, jax.tree.map(f64, params)._asdict(), f64(x), dy=f64(dy),
-                                         dlast=f64(dfin[0]), initial=tuple(f64(s) for s in init))
-    assert_trees_close((dp2, dx2, tuple(jax.tree.leaves(dinit2))), (type(params)(**g), rdx, rinit), 1e-10,
-                       "vs reference")
+    twin_initial = tuple(f64(s) for s in init) if kind == "lstm" else f64(init[0])
+    *g, rdx, rinit = getattr(R, kind + "_backward")(f64(x), *jax.tree.map(f64, params), f64(dy),
+                                                    dlast=f64(dfin[0]), initial=twin_initial)
+    assert_trees_close((dp2, dx2, tuple(jax.tree.leaves(dinit2))),
+                       (type(params)(*g), rdx, tuple(rinit) if kind == "lstm" else (rinit,)), 1e-10, "vs reference")
 
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
