@@ -59,7 +59,7 @@ def test_opt_state_needs_the_same_optimizer_and_is_optional(tmp_path):
     assert c.opt_state is None and c.epoch == 0
     net2, params2 = fnnet.load(tmp_path / "m.npz")
     assert_trees_close(params2, p0, 0.0, "params")
-    with pytest.raises(ValueError, match=r"epoch must be an int >= 0"):
+    with pytest.raises(ValueError, match=r"epoch must be an integer >= 0"):
         fnnet.save(tmp_path / "m.npz", net, p0, epoch=-1)
 
 

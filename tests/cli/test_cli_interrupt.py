@@ -30,8 +30,11 @@ def cli(*argv, cwd):
 
 def interrupt_when_saved(argv, path, cwd):
     """Start the CLI, wait for the first checkpoint at `path`, send SIGINT -> (rc, stdout, stderr)."""
+    # the child gets SIGINT's default disposition, as from a shell: an ignored SIGINT is
+    # inherited across exec, and a test worker may have been left with one
     proc = subprocess.Popen([sys.executable, "-m", "fnnet", *argv], cwd=cwd, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 240
         while not path.exists():

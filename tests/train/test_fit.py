@@ -468,7 +468,17 @@ def test_checkpoint_every_n_epochs_calls_the_hook_with_the_state_at_that_epoch(t
         fnnet.fit(net, p0, x, y, epochs=1, checkpoint=seen.append, checkpoint_every=0, **kw)
 
 
-def test_ctrl_c_stops_at_a_chunk_boundary_with_the_last_complete_epoch(tmp_path):
+@pytest.fixture
+def python_sigint():
+    """SIGINT as a fresh interpreter has it (KeyboardInterrupt), whatever an earlier test in
+    this worker process left behind; restored afterwards."""
+    import signal
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_stops_at_a_chunk_boundary_with_the_last_complete_epoch(tmp_path, python_sigint):
     """A real SIGINT during fit: the chunk in flight finishes, TrainingInterrupted (a
     KeyboardInterrupt) carries the FitResult after it, the checkpoint gets it too, and
     resuming from it is bit-identical to never stopping."""
