@@ -25,7 +25,7 @@ import warnings
 
 import numpy as np
 
-from fnnet._validate import int_at_least
+from fnnet.validate import int_at_least
 
 __all__ = ["xor", "blobs", "digits", "one_hot"]
 

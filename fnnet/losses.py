@@ -16,7 +16,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.layers.activations import softmax
-from fnnet._validate import check_finite, check_floating, check_shape, is_concrete
+from fnnet.validate import check_finite, check_floating, check_shape, is_concrete
 
 
 class _Loss:

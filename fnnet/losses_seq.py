@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.layers.activations import softmax
-from fnnet._validate import check_finite, check_floating, is_concrete
+from fnnet.validate import check_finite, check_floating, is_concrete
 
 
 def log_softmax(z):

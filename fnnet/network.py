@@ -21,9 +21,9 @@ from fnnet.layers import activations as _activations
 from fnnet import losses as _losses
 from fnnet.layers.dense import Dense
 from fnnet import state as _state
-# The call checks live in fnnet/_netcheck.py; the underscore names stay importable from here
+# The call checks live in fnnet/contracts.py; the underscore names stay importable from here
 # (fnnet.train, fnnet.check, checkpoints and the models use them).
-from fnnet._netcheck import (check_backward as _check_backward, check_forward as _check_forward,  # noqa: F401
+from fnnet.contracts import (check_backward as _check_backward, check_forward as _check_forward,  # noqa: F401
                              check_params as _check_params, check_run as _check_run,
                              check_x as _check_x, check_y as _check_y, layout as _layout, out_shape,
                              state_layout as _state_layout)

@@ -80,7 +80,7 @@ def check_request(layers, state, key, train, fix="pass state=fnnet.init_state(ne
 def check_state(where, layers, state, expected):
     """state: one entry per layer with init_state's tree, shapes and dtype (`expected`, a
     ShapeDtypeStruct tree), all finite when concrete -> the state as a tuple."""
-    from fnnet._validate import check_finite
+    from fnnet.validate import check_finite
     if not isinstance(state, (tuple, list)) or len(state) != len(layers):
         raise ValueError(f"{where}: state must be a tuple with one entry per layer ({len(layers)}), "
                          f"as fnnet.init_state(net) makes it; got {type(state).__name__} of length "

@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from fnnet._validate import int_at_least
+from fnnet.validate import int_at_least
 
 
 class TextData(NamedTuple):

@@ -2,7 +2,7 @@
 
 Three rules a newcomer relies on when finding their way:
 - a module's ``_names`` are its own: no module imports another module's private name
-  (private *modules* such as ``fnnet/_validate.py`` hold public names and may be imported);
+  (private *modules* such as ``fnnet/validate.py`` hold public names and may be imported);
 - the import graph of ``fnnet`` has no cycle (function-level imports count too: a cycle
   hidden in a function is still two topics that cannot be read apart);
 - CONTRIBUTING.md's map names every module of ``fnnet/`` and ``reference/``, and every

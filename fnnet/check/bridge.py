@@ -93,20 +93,18 @@ def _params(p, grads):
     return type(p)(*g), dx
 
 
-def _conv(layer, R, ctx):
-    def opts(x):
-        _, stride, pads, _ = layer._geometry(np.shape(x)[1:3])
-        return dict(stride=stride, pads=pads)
-    return _Twin(lambda p, x: R.conv2d_forward(x, p.w, p.b, **opts(x)),
-                 lambda p, x, dy: _params(p, R.conv2d_backward(x, p.w, p.b, dy, **opts(x))))
+def _conv_like(name, pads_key):
+    """Conv2D (pads) and ConvTranspose2D (crops): the twin `name`_forward/_backward(x, w, b)
+    with the stride and paddings the layer's own geometry gives for x."""
+    def build(layer, R, ctx):
+        fwd, bwd = getattr(R, name + "_forward"), getattr(R, name + "_backward")
 
-
-def _conv_transpose(layer, R, ctx):
-    def opts(x):
-        _, stride, crops, _ = layer._geometry(np.shape(x)[1:3])
-        return dict(stride=stride, crops=crops)
-    return _Twin(lambda p, x: R.conv_transpose2d_forward(x, p.w, p.b, **opts(x)),
-                 lambda p, x, dy: _params(p, R.conv_transpose2d_backward(x, p.w, p.b, dy, **opts(x))))
+        def opts(x):
+            _, stride, pads, _ = layer._geometry(np.shape(x)[1:3])
+            return {"stride": stride, pads_key: pads}
+        return _Twin(lambda p, x: fwd(x, p.w, p.b, **opts(x)),
+                     lambda p, x, dy: _params(p, bwd(x, p.w, p.b, dy, **opts(x))))
+    return build
 
 
 def _pool(name):
@@ -252,7 +250,8 @@ def _builders():
                               recurrent as RC, shape as S)
     from fnnet.models.gpt import TiedLM
     return [
-        (Dense, (), _dense), (C.Conv2D, (), _conv), (CT.ConvTranspose2D, (), _conv_transpose),
+        (Dense, (), _dense), (C.Conv2D, (), _conv_like("conv2d", "pads")),
+        (CT.ConvTranspose2D, (), _conv_like("conv_transpose2d", "crops")),
         (P.MaxPool2D, (), _pool("maxpool2d")), (P.AvgPool2D, (), _pool("avgpool2d")),
         (S.Flatten, (), _reshape), (S.Reshape, (), _reshape),
         (BN.BatchNorm, (), _batchnorm), (D.Dropout, ("_mask",), _dropout),

@@ -78,7 +78,7 @@ def precision_report(net, params, x, y, *, matmul_dtype="bfloat16"):
     bad input, and TypeError when params are not float32 (the baseline is the float32 rule).
     """
     from fnnet import network as _network
-    from fnnet._netcheck import check_params
+    from fnnet.contracts import check_params
 
     dtype = check_params(net, params)
     if dtype != jnp.float32:

@@ -38,7 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet import atomic
-from fnnet._netcheck import check_params
+from fnnet.contracts import check_params
 from fnnet.checkpoint import netjson
 from fnnet.checkpoint.format import (DTYPES, FORMAT, META, VERSION, Checkpoint,  # noqa: F401 (API)
                                      digest, named_leaves, state_template, storage)

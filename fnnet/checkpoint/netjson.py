@@ -22,7 +22,7 @@ import pkgutil
 import numpy as np
 
 from fnnet import losses as _losses
-from fnnet._netcheck import layout
+from fnnet.contracts import layout
 from fnnet.network import Network
 
 _USER = {}          # "module.QualName" -> class, filled by register()

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._netcheck import check_params
+from fnnet.contracts import check_params
 from fnnet.checkpoint.format import (DTYPES, FORMAT, KEYS, META, META_MAX_BYTES, VERSION, Checkpoint,
                                      digest, named_leaves, params_template, state_template, storage)
 from fnnet.checkpoint.netjson import exact_keys, net_from_json

@@ -14,7 +14,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 
-from fnnet._validate import check_dy, check_floating
+from fnnet.validate import check_dy, check_floating
 
 
 class _Activation:

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fnnet._validate import check_dy, check_floating, int_at_least
+from fnnet.validate import check_dy, check_floating, int_at_least
 
 
 class AttentionParams(NamedTuple):

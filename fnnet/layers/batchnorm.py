@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fnnet._validate import check_dy, check_floating, check_shape
+from fnnet.validate import check_dy, check_floating, check_shape
 
 
 class BatchNormParams(NamedTuple):

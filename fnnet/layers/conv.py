@@ -25,9 +25,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnnet import initializers as _init
-from fnnet._validate import check_floating, check_shape
-from fnnet import _validate
-from fnnet.layers import _checks
+from fnnet.validate import check_floating, check_shape
+from fnnet import validate
+from fnnet.layers import image_inputs
 
 
 class ConvParams(NamedTuple):
@@ -59,26 +59,26 @@ class Conv2D:
 
     def __post_init__(self):
         where = f"Conv2D({self.filters!r}, kernel={self.kernel!r})"
-        _validate.int_at_least(where, "filters", self.filters)
-        _checks.pair(where, "kernel", self.kernel)
-        _checks.pair(where, "stride", self.stride)
+        validate.int_at_least(where, "filters", self.filters)
+        image_inputs.pair(where, "kernel", self.kernel)
+        image_inputs.pair(where, "stride", self.stride)
         # 'SAME' (lax, flax) is stored as 'same': equal layers compare and hash equal
-        object.__setattr__(self, "padding", _checks.check_padding_arg(where, self.padding))
+        object.__setattr__(self, "padding", image_inputs.check_padding_arg(where, self.padding))
         _init.get(self.w_init), _init.get(self.b_init)
 
     def __str__(self):
-        k, s = _checks.pair("", "", self.kernel), _checks.pair("", "", self.stride)
+        k, s = image_inputs.pair("", "", self.kernel), image_inputs.pair("", "", self.stride)
         return f"Conv2D({self.filters}, kernel={k[0]}x{k[1]}, stride={s[0]}x{s[1]}, padding={self.padding!r})"
 
     def _geometry(self, hw):
-        k, s = _checks.pair(str(self), "kernel", self.kernel), _checks.pair(str(self), "stride", self.stride)
-        pads = _checks.padding_pairs(str(self), self.padding, k, s, hw)
-        return k, s, pads, _checks.out_size(str(self), hw, k, s, pads)
+        k, s = image_inputs.pair(str(self), "kernel", self.kernel), image_inputs.pair(str(self), "stride", self.stride)
+        pads = image_inputs.padding_pairs(str(self), self.padding, k, s, hw)
+        return k, s, pads, image_inputs.out_size(str(self), hw, k, s, pads)
 
     def init(self, key, in_shape):
         """in_shape (H, W, C_in) -> (ConvParams(w [kh, kw, C_in, filters], b [filters]),
         (H_out, W_out, filters))."""
-        h, w_, c = _checks.image_shape(str(self), in_shape)
+        h, w_, c = image_inputs.image_shape(str(self), in_shape)
         (kh, kw), _, _, (ho, wo) = self._geometry((h, w_))
         kw_, kb = jax.random.split(key)
         # drawn in float32 whatever jax_enable_x64 says (fnnet.init casts): same key, same weights
@@ -88,13 +88,13 @@ class Conv2D:
 
     def _check(self, params, x):
         where = str(self)
-        k = _checks.pair(where, "kernel", self.kernel)
+        k = image_inputs.pair(where, "kernel", self.kernel)
         check_floating(where, "params.w", params.w)
         if params.w.ndim != 4 or tuple(params.w.shape[:2]) != k or params.w.shape[3] != self.filters:
             raise ValueError(f"{where}: params.w must be [{k[0]}, {k[1]}, C_in, {self.filters}], "
                              f"got {tuple(params.w.shape)}")
         check_shape(where, "params.b", params.b, (self.filters,))
-        _checks.check_image(where, x, channels=params.w.shape[2])
+        image_inputs.check_image(where, x, channels=params.w.shape[2])
 
     def forward(self, params, x):
         """x [batch, H, W, C_in] -> (y [batch, H_out, W_out, filters], cache)."""
@@ -108,7 +108,7 @@ class Conv2D:
         """dy [batch, H_out, W_out, filters] -> (ConvParams(dw, db), dx [batch, H, W, C_in])."""
         x, pads = cache
         (kh, kw), s, _, out = self._geometry(x.shape[1:3])
-        _validate.check_dy(str(self), dy, (x.shape[0], *out, self.filters))
+        validate.check_dy(str(self), dy, (x.shape[0], *out, self.filters))
         # rows/cols of xpad past the last window (the stride's remainder) get no gradient
         rem = [(n + lo + hi - k) % st for n, k, st, (lo, hi) in zip(x.shape[1:3], (kh, kw), s, pads)]
         # dL/dx: dy dilated by the stride, full-padded, correlated with w flipped in space, I<->O

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnnet import initializers as _init
-from fnnet._validate import check_floating, check_same_dtype, check_shape
-from fnnet import _validate
-from fnnet.layers import _checks
+from fnnet.validate import check_floating, check_same_dtype, check_shape
+from fnnet import validate
+from fnnet.layers import image_inputs
 
 
 class ConvTransposeParams(NamedTuple):
@@ -60,14 +60,14 @@ class ConvTranspose2D:
 
     def __post_init__(self):
         where = f"ConvTranspose2D({self.filters!r}, kernel={self.kernel!r})"
-        _validate.int_at_least(where, "filters", self.filters)
-        k = _checks.pair(where, "kernel", self.kernel)
-        _checks.pair(where, "stride", self.stride)
+        validate.int_at_least(where, "filters", self.filters)
+        k = image_inputs.pair(where, "kernel", self.kernel)
+        image_inputs.pair(where, "stride", self.stride)
         if isinstance(self.padding, str):
             if self.padding not in ("valid", "same"):
                 raise ValueError(f"{where}: padding must be 'valid', 'same' or an int, got {self.padding!r}")
         else:
-            for d, (p, kd) in enumerate(zip(_checks.pair(where, "padding", self.padding, lo=0), k)):
+            for d, (p, kd) in enumerate(zip(image_inputs.pair(where, "padding", self.padding, lo=0), k)):
                 if p >= kd:
                     raise ValueError(f"{where}: padding {p} must be smaller than the kernel size {kd} "
                                      f"(axis {'hw'[d]}): it crops the output, and k − 1 is the most that "
@@ -75,21 +75,21 @@ class ConvTranspose2D:
         _init.get(self.w_init), _init.get(self.b_init)
 
     def __str__(self):
-        k, s = _checks.pair("", "", self.kernel), _checks.pair("", "", self.stride)
+        k, s = image_inputs.pair("", "", self.kernel), image_inputs.pair("", "", self.stride)
         return f"ConvTranspose2D({self.filters}, kernel={k[0]}x{k[1]}, stride={s[0]}x{s[1]}, padding={self.padding!r})"
 
     def _geometry(self, hw):
         """-> (kernel, stride, crops ((top, bottom), (left, right)), (H_out, W_out)).
         A negative crop pads the full output with zeros ('same' with k < s)."""
         where = str(self)
-        k, s = _checks.pair(where, "kernel", self.kernel), _checks.pair(where, "stride", self.stride)
+        k, s = image_inputs.pair(where, "kernel", self.kernel), image_inputs.pair(where, "stride", self.stride)
         if self.padding == "valid":
             crops = ((0, 0), (0, 0))
         elif self.padding == "same":
             crops = tuple((t // 2, t - t // 2) if t >= 0 else (0, t)
                           for t in (kd - sd for kd, sd in zip(k, s)))
         else:
-            p = _checks.pair(where, "padding", self.padding, lo=0)
+            p = image_inputs.pair(where, "padding", self.padding, lo=0)
             crops = ((p[0], p[0]), (p[1], p[1]))
         out = tuple((n - 1) * sd + kd - lo - hi for n, kd, sd, (lo, hi) in zip(hw, k, s, crops))
         for d, o in enumerate(out):
@@ -101,7 +101,7 @@ class ConvTranspose2D:
     def init(self, key, in_shape):
         """in_shape (H, W, C_in) -> (ConvTransposeParams(w [kh, kw, C_in, filters], b [filters]),
         (H_out, W_out, filters))."""
-        h, w_, c = _checks.image_shape(str(self), in_shape)
+        h, w_, c = image_inputs.image_shape(str(self), in_shape)
         (kh, kw), _, _, (ho, wo) = self._geometry((h, w_))
         kw_, kb = jax.random.split(key)
         w = _init.get(self.w_init)(kw_, (kh * kw * c, self.filters), jnp.float32).reshape(kh, kw, c, self.filters)
@@ -110,13 +110,13 @@ class ConvTranspose2D:
 
     def _check(self, params, x):
         where = str(self)
-        k = _checks.pair(where, "kernel", self.kernel)
+        k = image_inputs.pair(where, "kernel", self.kernel)
         check_floating(where, "params.w", params.w)
         if params.w.ndim != 4 or tuple(params.w.shape[:2]) != k or params.w.shape[3] != self.filters:
             raise ValueError(f"{where}: params.w must be [{k[0]}, {k[1]}, C_in, {self.filters}], "
                              f"got {tuple(params.w.shape)}")
         check_shape(where, "params.b", params.b, (self.filters,))
-        _checks.check_image(where, x, channels=params.w.shape[2])
+        image_inputs.check_image(where, x, channels=params.w.shape[2])
         check_same_dtype(where, "x", x, params.w.dtype)
 
     def forward(self, params, x):
@@ -133,7 +133,7 @@ class ConvTranspose2D:
         """dy [batch, H_out, W_out, filters] -> (ConvTransposeParams(dw, db), dx [batch, H, W, C_in])."""
         (x,) = cache
         _, s, crops, out = self._geometry(x.shape[1:3])
-        _validate.check_dy(str(self), dy, (x.shape[0], *out, self.filters))
+        validate.check_dy(str(self), dy, (x.shape[0], *out, self.filters))
         # dL/dx[n,i,j,c] = Σ_{p,q,f} dy_full[n, i·s+p, j·s+q, f] · w[p,q,c,f]: dy_full is dy with the
         # crop put back as zeros, correlated with w at stride s (features f in, c out)
         dx = lax.conv_general_dilated(dy, params.w, window_strides=s, padding=list(crops),

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnnet import initializers as _init
-from fnnet._validate import check_floating, check_shape, int_at_least
+from fnnet.validate import check_floating, check_shape, int_at_least
 
 
 MATMUL_DTYPES = (None, "bfloat16")

@@ -21,9 +21,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from fnnet._validate import check_floating
-from fnnet import _validate
-from fnnet.layers import _checks
+from fnnet.validate import check_floating
+from fnnet import validate
+from fnnet.layers import image_inputs
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,7 +75,7 @@ class Dropout:
 
     def forward(self, params, x, *, key=None, train=False):
         """x [batch, ...] -> (y [batch, ...], cache = keep mask [batch, ...] bool, or None in eval)."""
-        _checks.check_no_params(str(self), params)
+        image_inputs.check_no_params(str(self), params)
         check_floating(str(self), "x", x)
         if x.ndim < 1:
             raise ValueError(f"{self}: x must be [batch, ...], got a scalar")
@@ -91,5 +91,5 @@ class Dropout:
         keep = cache
         if keep is None:
             return (), dy                                    # eval: dL/dx = dL/dy
-        _validate.check_dy(str(self), dy, keep.shape)
+        validate.check_dy(str(self), dy, keep.shape)
         return (), jnp.where(keep, dy / (1.0 - self.rate), 0)   # dL/dx = m ⊙ dL/dy / (1 - rate)

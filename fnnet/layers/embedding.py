@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._validate import check_dy, check_floating, int_at_least, is_concrete
+from fnnet.validate import check_dy, check_floating, int_at_least, is_concrete
 
 
 class EmbeddingParams(NamedTuple):

@@ -21,8 +21,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from fnnet import _validate
-from fnnet.layers import _checks
+from fnnet import validate
+from fnnet.layers import image_inputs
 
 
 class MaxPoolCache(NamedTuple):
@@ -56,32 +56,32 @@ class _Pool:
 
     def __post_init__(self):
         where = f"{type(self).__name__}(window={self.window!r}, stride={self.stride!r})"
-        _checks.pair(where, "window", self.window)
+        image_inputs.pair(where, "window", self.window)
         if self.stride is not None:
-            _checks.pair(where, "stride", self.stride)
+            image_inputs.pair(where, "stride", self.stride)
 
     def __str__(self):
         k, s = self._sizes()
         return f"{type(self).__name__}({k[0]}x{k[1]}, stride={s[0]}x{s[1]})"
 
     def _sizes(self):
-        k = _checks.pair(type(self).__name__, "window", self.window)
-        s = k if self.stride is None else _checks.pair(type(self).__name__, "stride", self.stride)
+        k = image_inputs.pair(type(self).__name__, "window", self.window)
+        s = k if self.stride is None else image_inputs.pair(type(self).__name__, "stride", self.stride)
         return k, s
 
     def _out(self, hw):
         k, s = self._sizes()
-        return k, s, _checks.out_size(str(self), hw, k, s, ((0, 0), (0, 0)))
+        return k, s, image_inputs.out_size(str(self), hw, k, s, ((0, 0), (0, 0)))
 
     def init(self, key, in_shape):
         """in_shape (H, W, C) -> ((), (H_out, W_out, C))."""
         del key
-        h, w, c = _checks.image_shape(str(self), in_shape)
+        h, w, c = image_inputs.image_shape(str(self), in_shape)
         return (), (*self._out((h, w))[2], c)
 
     def _check(self, params, x):
-        _checks.check_no_params(str(self), params)
-        _checks.check_image(str(self), x)
+        image_inputs.check_no_params(str(self), params)
+        image_inputs.check_image(str(self), x)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,7 +104,7 @@ class MaxPool2D(_Pool):
         """dy [batch, H_out, W_out, C] -> ((), dx [batch, H, W, C])."""
         arg, in_shape = cache
         k, s, out = self._out(in_shape[1:3])
-        _validate.check_dy(str(self), dy, (in_shape[0], *out, in_shape[3]))
+        validate.check_dy(str(self), dy, (in_shape[0], *out, in_shape[3]))
         dx = jnp.zeros(in_shape, dy.dtype)
         for o, (p, q) in enumerate(_offsets(k)):
             d = jnp.where(arg == o, dy, 0)                     # dL/dy to the window's winner only
@@ -129,7 +129,7 @@ class AvgPool2D(_Pool):
         """dy [batch, H_out, W_out, C] -> ((), dx [batch, H, W, C])."""
         in_shape = cache
         k, s, out = self._out(in_shape[1:3])
-        _validate.check_dy(str(self), dy, (in_shape[0], *out, in_shape[3]))
+        validate.check_dy(str(self), dy, (in_shape[0], *out, in_shape[3]))
         d = dy / (k[0] * k[1])                                 # each of the kh·kw inputs gets dy/(kh·kw)
         dx = jnp.zeros(in_shape, dy.dtype)
         for p, q in _offsets(k):

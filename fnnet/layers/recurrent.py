@@ -36,8 +36,8 @@ import jax.numpy as jnp
 from jax import lax
 
 from fnnet import initializers as _init
-from fnnet._validate import check_floating, check_same_dtype
-from fnnet import _validate
+from fnnet.validate import check_floating, check_same_dtype
+from fnnet import validate
 
 
 class RNNParams(NamedTuple):
@@ -102,7 +102,7 @@ class _Recurrent:
 
     def __post_init__(self):
         where = f"{type(self).__name__}({self.hidden!r})"
-        _validate.int_at_least(where, "hidden", self.hidden)
+        validate.int_at_least(where, "hidden", self.hidden)
         for name in ("return_sequences", "masked"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{where}: {name} must be True or False, got {getattr(self, name)!r}")
@@ -196,7 +196,7 @@ class _Recurrent:
         x, mt, prev, keep, final = cache
         b, t = x.shape[:2]
         want = (b, t, self.hidden) if self.return_sequences else (b, self.hidden)
-        _validate.check_dy(str(self), dy, want)
+        validate.check_dy(str(self), dy, want)
         zeros = jnp.zeros((b, self.hidden), dy.dtype)
         dcarry = [zeros] * self.n_state if dfinal is None else list((dfinal,) if self.n_state == 1 else dfinal)
         if len(dcarry) != self.n_state or any(getattr(d, "shape", None) != (b, self.hidden) for d in dcarry):

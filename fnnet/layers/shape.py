@@ -9,14 +9,14 @@ from __future__ import annotations
 import dataclasses
 import math
 
-from fnnet._validate import check_floating
-from fnnet import _validate
-from fnnet.layers import _checks
+from fnnet.validate import check_floating
+from fnnet import validate
+from fnnet.layers import image_inputs
 
 
 class _Shape:
     def _check(self, params, x, in_shape=None):
-        _checks.check_no_params(str(self), params)
+        image_inputs.check_no_params(str(self), params)
         check_floating(str(self), "x", x)
         if x.ndim < 1:
             raise ValueError(f"{self}: x must be [batch, ...], got a scalar")
@@ -29,7 +29,7 @@ class _Shape:
     def backward(self, params, cache, dy):
         """dy [batch, *target] -> ((), dx [batch, *s])."""
         in_shape = cache
-        _validate.check_dy(str(self), dy, (in_shape[0], *self._target(tuple(in_shape[1:]))))
+        validate.check_dy(str(self), dy, (in_shape[0], *self._target(tuple(in_shape[1:]))))
         return (), dy.reshape(in_shape)                      # dL/dx = reshape⁻¹(dL/dy)
 
     def init(self, key, in_shape):
@@ -59,7 +59,7 @@ class Reshape(_Shape):
         if not shape:
             raise ValueError(f"Reshape: shape must be a non-empty tuple of ints >= 1, got {self.shape!r}")
         for i, d in enumerate(shape):
-            _validate.int_at_least("Reshape", f"shape[{i}]", d)
+            validate.int_at_least("Reshape", f"shape[{i}]", d)
         object.__setattr__(self, "shape", tuple(int(d) for d in shape))
 
     def __str__(self):

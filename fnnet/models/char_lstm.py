@@ -21,7 +21,7 @@ import math
 import jax
 import jax.numpy as jnp
 
-from fnnet._validate import int_at_least
+from fnnet.validate import int_at_least
 from fnnet.layers.combinators import Positionwise
 from fnnet.layers.dense import Dense
 from fnnet.layers.embedding import Embedding
@@ -77,7 +77,7 @@ def generate_lstm(net, params, prompt, steps, *, key=None, temperature=0.0):
         raise ValueError(f"generate_lstm: temperature must be a finite number >= 0, got {temperature!r}")
     if temperature > 0 and key is None:
         raise ValueError("generate_lstm: temperature > 0 samples and needs key=jax.random.key(...)")
-    from fnnet._netcheck import check_params
+    from fnnet.contracts import check_params
     check_params(net, params)
     key = jax.random.key(0) if key is None else key
     out = _generate(layers, tuple(params), jnp.asarray(prompt[None, :], jnp.int32), steps, key, float(temperature))

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from fnnet import losses as _losses
 from fnnet.layers import activations as _activations
-from fnnet._validate import int_at_least
-from fnnet.layers._checks import image_shape
+from fnnet.validate import int_at_least
+from fnnet.layers.image_inputs import image_shape
 from fnnet.layers.batchnorm import BatchNorm
 from fnnet.layers.conv import Conv2D
 from fnnet.layers.dense import Dense

@@ -27,7 +27,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from fnnet._validate import int_at_least
+from fnnet.validate import int_at_least
 from fnnet.layers.activations import GELU
 from fnnet.layers.attention import CausalSelfAttention
 from fnnet.layers.combinators import Positionwise, Residual, Sequential, l2_mask_of
@@ -160,7 +160,7 @@ def generate(net, params, prompt, steps, *, key=None, temperature=0.0):
     buf = np.zeros(max(n0 + steps, model.encoder.context), np.int32)
     buf[:n0] = prompt
     key = jax.random.key(0) if key is None else key
-    from fnnet._netcheck import check_params
+    from fnnet.contracts import check_params
     check_params(net, params)
     out = _generate(model, params[0], jnp.asarray(buf), steps, n0, key, float(temperature))
     return np.asarray(out)[:n0 + steps]

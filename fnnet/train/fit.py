@@ -35,7 +35,7 @@ import numpy as np
 from fnnet.train import progress as _fit_progress
 from fnnet.train import sharding as _sharding
 from fnnet import state as _state
-from fnnet import _netcheck
+from fnnet import contracts
 from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,
                              start_carry)
 from fnnet.train.fit_checks import (check_data, check_int, check_key, check_opt_state,  # noqa: F401
@@ -140,7 +140,7 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     if key is not None:
         key = check_key(key)
     # layers with state / randomness (fnnet/state.py): the same checks as fnnet.loss, before training
-    layer_state = _netcheck.check_run(net, params, x, state, key, True, "fit",
+    layer_state = contracts.check_run(net, params, x, state, key, True, "fit",
                                       fix="pass fit(..., state=fnnet.init_state(net, dtype))",
                                       key_fix="fit(..., key=jax.random.key(...)); fit derives one per step")[0]
     if 1 < batch < n and key is None:

@@ -7,8 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet import _netcheck
-from fnnet._validate import check_finite, int_at_least
+from fnnet import contracts
+from fnnet.validate import check_finite, int_at_least
 
 
 def check_int(name, value, lo, hi=None):
@@ -18,7 +18,7 @@ def check_int(name, value, lo, hi=None):
 
 def check_fit_params(net, params):
     try:
-        _netcheck.check_params(net, params, values=False)   # fit names the leaf below
+        contracts.check_params(net, params, values=False)   # fit names the leaf below
     except (ValueError, TypeError) as e:
         raise type(e)(f"fit: {e}") from e
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
@@ -31,11 +31,11 @@ def check_data(net, params, x, y, what):
     try:
         if np.ndim(x) == 0 or np.shape(x)[0] == 0:
             raise ValueError(f"x is empty (shape {np.shape(x)}); need at least one example")
-        x = _netcheck.check_x(net, params, x)
+        x = contracts.check_x(net, params, x)
         y = jnp.asarray(y)
         if y.ndim == 0 or y.shape[0] != x.shape[0]:
             raise ValueError(f"x has {x.shape[0]} examples but y has shape {tuple(y.shape)}")
-        _netcheck.check_y(net, x, y)       # the loss's own `prepare`: shape, range, NaN/Inf
+        contracts.check_y(net, x, y)       # the loss's own `prepare`: shape, range, NaN/Inf
     except (ValueError, TypeError) as e:
         raise type(e)(f"fit: {what}: {e}") from e
     return x, y

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet import network as _network
-from fnnet._netcheck import check_run, check_x
+from fnnet.contracts import check_run, check_x
 from fnnet.losses import SigmoidBinaryCrossEntropy
-from fnnet._validate import check_finite
+from fnnet.validate import check_finite
 
 
 def _elementwise(net) -> bool:

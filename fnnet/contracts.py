@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet._validate import check_finite, check_floating, check_same_dtype, check_shape, fmt_shape
+from fnnet.validate import check_finite, check_floating, check_same_dtype, check_shape, fmt_shape
 from fnnet import state as _state
 
 

@@ -5,7 +5,7 @@ before any number is computed. Errors name the layer and say expected vs receive
 """
 from __future__ import annotations
 
-from fnnet._validate import check_floating, int_at_least
+from fnnet.validate import check_floating, int_at_least
 
 
 def pair(where: str, name: str, v, lo: int = 1) -> tuple:
