@@ -62,54 +62,87 @@ def _kinky(rng, shape, step=1e-6):
 
 
 def cases(rng):
-    """[(name, kind, build, subjects)] in the order `fnnet check` prints them."""
+    """[(name, kind, build, subjects)] in the order `fnnet check` prints them.
+
+    Each step draws its inputs from ``rng`` in the order the cases are listed, so a case's
+    numbers depend only on the cases before it.
+    """
+    inputs = _shared_inputs(rng)
+    return [
+        *_activation_cases(rng, inputs),
+        *_loss_cases(rng, inputs),
+        *_seed_network_cases(rng, inputs),
+        *_vision_cases(rng),
+        *_sequence_cases(rng),
+        *_recurrent_and_zoo_cases(rng),
+    ]
+
+
+def _layer_case(lyr, x, params=None):
+    """(build, subjects) for check_layer; params default to the layer's init (Dense-like) or ()."""
+    def build(dt):
+        if params is None:
+            p = () if not hasattr(lyr, "units") else jax.tree.map(
+                lambda a: np.asarray(a, dt), lyr.init(jax.random.key(1), x.shape[1:])[0])
+        else:
+            p = jax.tree.map(lambda a: np.asarray(a, dt), params)
+        return "check_layer", (lyr, p, np.asarray(x, dt)), {}
+    return build, (lyr,)
+
+
+def _loss_case(name, out, target):
+    """(build, subjects) for check_loss; integer targets stay int32 in both dtypes."""
     import fnnet
 
-    def layer(lyr, x, params=None):
-        def build(dt):
-            if params is None:
-                p = () if not hasattr(lyr, "units") else jax.tree.map(
-                    lambda a: np.asarray(a, dt), lyr.init(jax.random.key(1), x.shape[1:])[0])
-            else:
-                p = jax.tree.map(lambda a: np.asarray(a, dt), params)
-            return "check_layer", (lyr, p, np.asarray(x, dt)), {}
-        return build, (lyr,)
+    def build(dt):
+        t = target.astype(np.int32) if target.dtype.kind == "i" else np.asarray(target, dt)
+        return "check_loss", (name, np.asarray(out, dt), t), {}
+    return build, (fnnet.losses.get(name),)
 
-    def loss(name, out, target):
-        return (lambda dt: ("check_loss", (name, np.asarray(out, dt),
-                                           target.astype(np.int32) if target.dtype.kind == "i"
-                                           else np.asarray(target, dt)), {})), (fnnet.losses.get(name),)
 
-    def network(net, x, y, zero_biases=False):
-        # Params drawn here with NumPy (N(0, 1/fan_in) weights): fnnet.init would spend a
-        # compilation per op on them, and the check only needs generic values.
-        params = []
-        for layer, (in_shape, _, _) in zip(net.layers, fnnet.network._layout(net)):
-            if isinstance(layer, fnnet.Dense):
-                w = rng.standard_normal((in_shape[0], layer.units)) / np.sqrt(in_shape[0])
-                b = np.zeros(layer.units) if zero_biases else 0.1 * rng.standard_normal(layer.units)
-                params.append(fnnet.DenseParams(w, b))
-            else:
-                params.append(())
-        x = np.array(x, np.float64)
-        if zero_biases:   # zero biases + a zero input row: hidden pre-activations exactly 0 (kinks)
-            x[0] = 0.0
+def _network_case(rng, net, x, y, zero_biases=False):
+    """(build, subjects) for check_network on an MLP, its params drawn from ``rng`` now.
 
-        def build(dt):
-            p = tuple(jax.tree.map(lambda a: np.asarray(a, dt), q) for q in params)
-            yy = y.astype(np.int32) if y.dtype.kind == "i" else np.asarray(y, dt)
-            return "check_network", (net, p, np.asarray(x, dt), yy), {}
-        return build, (net,)
+    Params are drawn with NumPy (N(0, 1/fan_in) weights): fnnet.init would spend a
+    compilation per op on them, and the check only needs generic values.
+    """
+    import fnnet
 
-    def custom(net, x, y):
-        # fnnet.loss_with_manual_grad(net): a jax.custom_vjp around the hand-written backward,
-        # checked by its own fwd/bwd against autodiff of the undecorated loss and FD
-        def build(dt):
-            p = tuple(jax.tree.map(lambda a: np.asarray(a, dt), q) for q in network(net, x, y)[0](dt)[1][1])
-            return "check_custom_vjp", (fnnet.loss_with_manual_grad(net), p, np.asarray(x, dt), y), {}
-        return build, (net,)
+    params = []
+    for layer, (in_shape, _, _) in zip(net.layers, fnnet.network._layout(net)):
+        if isinstance(layer, fnnet.Dense):
+            w = rng.standard_normal((in_shape[0], layer.units)) / np.sqrt(in_shape[0])
+            b = np.zeros(layer.units) if zero_biases else 0.1 * rng.standard_normal(layer.units)
+            params.append(fnnet.DenseParams(w, b))
+        else:
+            params.append(())
+    x = np.array(x, np.float64)
+    if zero_biases:   # zero biases + a zero input row: hidden pre-activations exactly 0 (kinks)
+        x[0] = 0.0
 
-    dense_params = fnnet.DenseParams(rng.standard_normal((3, 4)), rng.standard_normal(4))
+    def build(dt):
+        p = tuple(jax.tree.map(lambda a: np.asarray(a, dt), q) for q in params)
+        yy = y.astype(np.int32) if y.dtype.kind == "i" else np.asarray(y, dt)
+        return "check_network", (net, p, np.asarray(x, dt), yy), {}
+    return build, (net,)
+
+
+def _custom_vjp_case(rng, net, x, y):
+    """(build, subjects) for fnnet.loss_with_manual_grad(net): a jax.custom_vjp around the
+    hand-written backward, checked by its own fwd/bwd against autodiff of the undecorated
+    loss and FD. Its params are drawn when the case is built."""
+    import fnnet
+
+    def build(dt):
+        p = tuple(jax.tree.map(lambda a: np.asarray(a, dt), q)
+                  for q in _network_case(rng, net, x, y)[0](dt)[1][1])
+        return "check_custom_vjp", (fnnet.loss_with_manual_grad(net), p, np.asarray(x, dt), y), {}
+    return build, (net,)
+
+
+def _shared_inputs(rng):
+    """Inputs several cases share: saturating logits, a digits-shaped batch, XOR, blobs."""
+    dense_params = rng.standard_normal((3, 4)), rng.standard_normal(4)
     logits = rng.standard_normal((6, 5))
     logits[0] = rng.uniform(-1000, 1000, 5)              # huge spread: saturated softmax
     sat = rng.standard_normal((4, 6))
@@ -127,35 +160,64 @@ def cases(rng):
     # splits with scikit-learn, whose import alone costs seconds
     y_blobs = np.arange(16) % 3
     x_blobs = np.array([(0.0, 0.0), (1.0, 4.0), (2.0, 8.0)])[y_blobs] + rng.standard_normal((16, 2))
+    return dict(dense_params=dense_params, logits=logits, sat=sat, onehot=onehot, x_xor=x_xor,
+                y_xor=y_xor, x_digits=x_digits, y_digits=y_digits, x_blobs=x_blobs, y_blobs=y_blobs)
+
+
+def _activation_cases(rng, inputs):
+    """Dense and the elementwise activations, each at its hard inputs (kinks, saturation)."""
+    import fnnet
+
+    sat, logits = inputs["sat"], inputs["logits"]
     return [
-        ("dense", "layer", *layer(fnnet.Dense(4), rng.standard_normal((5, 3)), dense_params)),
-        ("identity", "layer", *layer(fnnet.Identity(), rng.standard_normal((5, 4)))),
-        ("relu (kinks)", "layer", *layer(fnnet.Relu(), _kinky(rng, (5, 4)))),
-        ("leaky_relu (kinks)", "layer", *layer(fnnet.LeakyRelu(0.1), _kinky(rng, (5, 4)))),
-        ("sigmoid (saturated)", "layer", *layer(fnnet.Sigmoid(), sat)),
-        ("tanh (saturated)", "layer", *layer(fnnet.Tanh(), sat)),
-        ("softmax (±1000 logits)", "layer", *layer(fnnet.Softmax(), logits)),
-        ("mse", "loss", *loss("mse", rng.standard_normal((6, 3)), rng.standard_normal((6, 3)))),
-        ("half_sse", "loss", *loss("half_sse", rng.standard_normal((6, 3)), rng.standard_normal((6, 3)))),
-        ("softmax_cross_entropy", "loss", *loss("softmax_cross_entropy", logits, onehot)),
-        ("sigmoid_binary_ce", "loss", *loss("sigmoid_binary_cross_entropy", sat, rng.uniform(0, 1, sat.shape))),
+        ("dense", "layer", *_layer_case(fnnet.Dense(4), rng.standard_normal((5, 3)),
+                                        fnnet.DenseParams(*inputs["dense_params"]))),
+        ("identity", "layer", *_layer_case(fnnet.Identity(), rng.standard_normal((5, 4)))),
+        ("relu (kinks)", "layer", *_layer_case(fnnet.Relu(), _kinky(rng, (5, 4)))),
+        ("leaky_relu (kinks)", "layer", *_layer_case(fnnet.LeakyRelu(0.1), _kinky(rng, (5, 4)))),
+        ("sigmoid (saturated)", "layer", *_layer_case(fnnet.Sigmoid(), sat)),
+        ("tanh (saturated)", "layer", *_layer_case(fnnet.Tanh(), sat)),
+        ("softmax (±1000 logits)", "layer", *_layer_case(fnnet.Softmax(), logits)),
+    ]
+
+
+def _loss_cases(rng, inputs):
+    """The four classic losses, cross-entropies at saturating logits."""
+    sat = inputs["sat"]
+    return [
+        ("mse", "loss", *_loss_case("mse", rng.standard_normal((6, 3)), rng.standard_normal((6, 3)))),
+        ("half_sse", "loss", *_loss_case("half_sse", rng.standard_normal((6, 3)),
+                                         rng.standard_normal((6, 3)))),
+        ("softmax_cross_entropy", "loss", *_loss_case("softmax_cross_entropy", inputs["logits"],
+                                                      inputs["onehot"])),
+        ("sigmoid_binary_ce", "loss", *_loss_case("sigmoid_binary_cross_entropy", sat,
+                                                  rng.uniform(0, 1, sat.shape))),
+    ]
+
+
+def _seed_network_cases(rng, inputs):
+    """The four seed tutorials' networks, and seed 002's as fnnet's custom_vjp loss."""
+    import fnnet
+
+    x_blobs, y_blobs = inputs["x_blobs"], inputs["y_blobs"]
+    return [
         ("seed 000: 2-3-2 relu/sigmoid", "network",
-         *network(fnnet.mlp([2, 3, 2], activation="relu", output="sigmoid", loss="half_sse"),
-                 rng.standard_normal((4, 2)), rng.uniform(0, 1, (4, 2)), zero_biases=True)),
+         *_network_case(rng, fnnet.mlp([2, 3, 2], activation="relu", output="sigmoid", loss="half_sse"),
+                        rng.standard_normal((4, 2)), rng.uniform(0, 1, (4, 2)), zero_biases=True)),
         ("seed 001: digits 64-128-128-10", "network",
-         *network(fnnet.mlp([64, 128, 128, 10], activation="sigmoid", loss="softmax_cross_entropy"),
-                 x_digits[:64], y_digits[:64])),
+         *_network_case(rng, fnnet.mlp([64, 128, 128, 10], activation="sigmoid",
+                                       loss="softmax_cross_entropy"),
+                        inputs["x_digits"][:64], inputs["y_digits"][:64])),
         ("seed 002: 2-5-3 relu/CE + L2 0.01", "network",
-         *network(fnnet.mlp([2, 5, 3], activation="relu", loss="softmax_cross_entropy", l2=0.01),
-                 x_blobs[:16], y_blobs[:16], zero_biases=True)),
+         *_network_case(rng, fnnet.mlp([2, 5, 3], activation="relu", loss="softmax_cross_entropy",
+                                       l2=0.01),
+                        x_blobs[:16], y_blobs[:16], zero_biases=True)),
         ("loss_with_manual_grad (custom_vjp)", "custom_vjp",
-         *custom(fnnet.mlp([2, 5, 3], activation="tanh", loss="softmax_cross_entropy"),
-                x_blobs[:8], y_blobs[:8].astype(np.int32))),
+         *_custom_vjp_case(rng, fnnet.mlp([2, 5, 3], activation="tanh", loss="softmax_cross_entropy"),
+                           x_blobs[:8], y_blobs[:8].astype(np.int32))),
         ("seed 003: 2-3-1 tanh/mse", "network",
-         *network(fnnet.mlp([2, 3, 1], activation="tanh", output="tanh", loss="mse"), x_xor, y_xor)),
-        *_vision_cases(rng),
-        *_sequence_cases(rng),
-        *_recurrent_and_zoo_cases(rng),
+         *_network_case(rng, fnnet.mlp([2, 3, 1], activation="tanh", output="tanh", loss="mse"),
+                        inputs["x_xor"], inputs["y_xor"])),
     ]
 
 
