@@ -64,8 +64,8 @@ def _kinky(rng, shape, step=1e-6):
 def cases(rng):
     """[(name, kind, build, subjects)] in the order `fnnet check` prints them.
 
-    Each step draws its inputs from ``rng`` in the order the cases are listed, so a case's
-    numbers depend only on the cases before it.
+    The steps draw from ``rng`` in this order: the shared inputs, then each case as listed;
+    the custom_vjp case draws its params when it is built (once per dtype).
     """
     inputs = _shared_inputs(rng)
     return [
@@ -109,7 +109,7 @@ def _network_case(rng, net, x, y, zero_biases=False):
     import fnnet
 
     params = []
-    for layer, (in_shape, _, _) in zip(net.layers, fnnet.network._layout(net)):
+    for layer, (in_shape, _, _) in zip(net.layers, fnnet.contracts.layout(net)):
         if isinstance(layer, fnnet.Dense):
             w = rng.standard_normal((in_shape[0], layer.units)) / np.sqrt(in_shape[0])
             b = np.zeros(layer.units) if zero_biases else 0.1 * rng.standard_normal(layer.units)
