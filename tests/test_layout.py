@@ -41,6 +41,17 @@ def _is_private(name: str) -> bool:
     return name.startswith("_") and not name.startswith("__")
 
 
+def _module_named_by(expr, aliases: dict):
+    """The dotted module an expression names (`alias` or `alias.sub.sub`), else None."""
+    parts = []
+    while isinstance(expr, ast.Attribute):
+        parts.append(expr.attr)
+        expr = expr.value
+    if not isinstance(expr, ast.Name) or expr.id not in aliases:
+        return None
+    return ".".join([aliases[expr.id], *reversed(parts)])
+
+
 def scan(mods: dict):
     """Import edges between the given modules, and every use of another module's private name.
 
@@ -72,11 +83,12 @@ def scan(mods: dict):
                         if _is_private(alias.name) and source != module:
                             private.append((module, node.lineno, f"from {source} import {alias.name}"))
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in aliases and _is_private(node.attr)
-                    and aliases[node.value.id] != module
-                    and f"{aliases[node.value.id]}.{node.attr}" not in mods):
-                private.append((module, node.lineno, f"{aliases[node.value.id]}.{node.attr}"))
+            if not (isinstance(node, ast.Attribute) and _is_private(node.attr)):
+                continue
+            owner = _module_named_by(node.value, aliases)    # `alias._x`, `fnnet.network._x`
+            if (owner is not None and owner != module and owner in mods
+                    and f"{owner}.{node.attr}" not in mods):
+                private.append((module, node.lineno, f"{owner}.{node.attr}"))
         edges[module] = deps - {module}
     return edges, private
 
@@ -134,6 +146,17 @@ def test_import_graph_has_no_cycle(mods):
     edges, _ = scan(mods)
     found = cycles(edges)
     assert not found, "import cycles:\n" + "\n".join("  " + " <-> ".join(c) for c in found)
+
+
+def test_private_name_reached_through_a_package_path_is_found(tmp_path):
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "inner.py").write_text("def _hidden():\n    return 1\n")
+    (tmp_path / "pkg" / "user.py").write_text("import pkg.inner\nimport pkg\n\n"
+                                               "a = pkg.inner._hidden()\n")
+    mods = _modules(tmp_path / "pkg", "pkg")
+    _, private = scan(mods)
+    assert [(m, what) for m, _, what in private] == [("pkg.user", "pkg.inner._hidden")]
 
 
 def test_cycle_finder_finds_a_cycle():
