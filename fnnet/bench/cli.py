@@ -188,7 +188,7 @@ def _gpt_torch(args, log) -> int:
     import json
     import os
 
-    from fnnet.bench import gpt_torch, report, systems_torch, timing
+    from fnnet.bench import gpt_torch, report, report_md, systems_torch, timing
     from fnnet.bench import systems_jax as sj
     import fnnet
     try:
@@ -218,11 +218,8 @@ def _gpt_torch(args, log) -> int:
             f"({peak_n}x{peak_n} jnp.dot) {peak['gflops']:.1f} GFLOP/s\n\n")
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"gpt-torch-{m['backend']}")
-    with open(stem + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-        f.write("\n")
-    with open(stem + ".md", "w") as f:
-        f.write(head + md)
+    report_md.write_text(stem + ".json", json.dumps(result, indent=1) + "\n")
+    report_md.write_text(stem + ".md", head + md)
     log(f"wrote {stem}.json and {stem}.md")
     return 0
 
