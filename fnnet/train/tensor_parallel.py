@@ -255,15 +255,16 @@ def _qkv_layout(size, inverse):
     return permute
 
 
-def _params_like(tree, params, fn):
-    """tree with fn applied to each subtree shaped like params (an optimizer state's moments)."""
+def _params_like(tree, params, fn, other=lambda leaf: leaf):
+    """tree with fn applied to each subtree shaped like params (an optimizer state's
+    moments), and `other` to each of its remaining leaves (a step count)."""
     want = jax.tree.structure(params)
 
     def like(t):
         return jax.tree.structure(t) == want and all(
             getattr(a, "shape", None) == getattr(b, "shape", ()) for a, b in
             zip(jax.tree.leaves(t), jax.tree.leaves(params)))
-    return jax.tree.map(lambda t: fn(t) if like(t) else t, tree, is_leaf=like)
+    return jax.tree.map(lambda t: fn(t) if like(t) else other(t), tree, is_leaf=like)
 
 
 class _Weights(NamedTuple):
@@ -312,15 +313,8 @@ class TensorParallel:
         split = _put(self._layout(params, inverse=False), shardings)
         if opt_state is None:
             return split
-        placed = []                    # the params-shaped subtrees, already placed
-
-        def place(t):
-            placed.append(_put(self._layout(t, False), shardings))
-            return placed[-1]
-        moved = _params_like(opt_state, params, place)
-        done = {id(a) for a in jax.tree.leaves(placed)}
-        moved = jax.tree.map(lambda a: a if id(a) in done else _put(a, replicated), moved)
-        return split, moved
+        return split, _params_like(opt_state, params, lambda t: _put(self._layout(t, False), shardings),
+                                   other=lambda leaf: _put(leaf, replicated))
 
     def gather(self, params):
         """The split params -> the single-device layout, as ordinary arrays (fnnet.save writes them)."""
@@ -331,6 +325,46 @@ class TensorParallel:
         """An optimizer state of split params -> the single-device layout."""
         whole = jax.tree.map(lambda a: jnp.asarray(np.asarray(a)), opt_state)
         return _params_like(whole, params, lambda t: self._layout(t, inverse=True))
+
+    def save(self, directory, params, opt_state=None, epoch=None):
+        """A sharded checkpoint (fnnet.checkpoint.save_sharded) of split params in the
+        one-device layout: W_qkv's columns are put back in [Q | K | V] order on the devices
+        (XLA moves them between devices; nothing is gathered on one host), so any layout,
+        one device included, can restore it."""
+        from fnnet.checkpoint.sharded import save_sharded
+
+        def natural(p, s):
+            s = None if s is None else _params_like(s, p, lambda t: self._layout(t, inverse=True))
+            return self._layout(p, inverse=True), s
+        p, s = jax.jit(natural, out_shardings=self._state_shardings(params, opt_state))(params, opt_state)
+        return save_sharded(directory, self.net, p, opt_state=s, epoch=epoch)
+
+    def _state_shardings(self, params, opt_state):
+        """(params' shardings, opt_state's: params-shaped trees like params, the rest replicated)."""
+        shardings = self.shardings(params)
+        if opt_state is None:
+            return shardings, None
+        replicated = NamedSharding(self.mesh, P())
+        return shardings, _params_like(opt_state, params, lambda _: shardings, other=lambda _: replicated)
+
+    def restore(self, directory, optimizer=None):
+        """Checkpoint(net, params, opt_state, epoch) from a sharded checkpoint (saved by any
+        layout or device count), params (and opt_state, given its optimizer) in the split
+        layout on this mesh, each device reading only the blocks it holds."""
+        from fnnet.checkpoint.sharded import restore_sharded
+        template = jax.eval_shape(lambda k: _network.init(self.net, k), jax.random.key(0))
+        shardings = self.shardings(template)
+        ck = restore_sharded(directory, shardings, optimizer)
+        if ck.net != self.net:
+            raise ValueError(f"tensor_parallel: {directory!r} holds {ck.net}, not this run's {self.net}")
+
+        def split(p, s):
+            p = self._layout(p, inverse=False)
+            s = None if s is None else _params_like(s, p, lambda t: self._layout(t, inverse=False))
+            return p, s
+        p, s = jax.jit(split, out_shardings=self._state_shardings(ck.params, ck.opt_state))(
+            ck.params, ck.opt_state)
+        return ck._replace(params=p, opt_state=s)
 
     # -- the step --------------------------------------------------------------------------
     def value_and_grad(self, params, x, y):

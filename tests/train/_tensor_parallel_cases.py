@@ -7,6 +7,7 @@ device and split over a mesh ("data" x "model" or "model" alone), and writes the
 errors, the compiled step's collectives and each device's bytes to OUT.json; the test
 asserts on them. Small nets and few steps: the cost is XLA compile time.
 """
+import os
 import re
 import sys
 
@@ -149,6 +150,44 @@ def mlp_cases(out):
             out[f"mlp/{dtype}/{name}/collectives"] = collectives(compiled, tp)
 
 
+def checkpoint_cases(out):
+    """A sharded checkpoint of a ("data", "model") = (2, 4) run after one AdamW step,
+    restored onto one device, onto ("model",) = 8, and trained on from there."""
+    import tempfile
+    from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+    from fnnet.checkpoint.sharded import restore_sharded
+    net = fnnet.gpt(**GPT)
+    params = fnnet.init(net, jax.random.key(1), "float64")
+    adamw = optax.adamw(1e-2, weight_decay=0.1)
+    first, second = gpt_batches(2, seed=11)
+    tp = tensor_parallel.setup(net, mesh("data2_model4"))
+    p, s = tp.shard(params, adamw.init(params))
+    step = tp.train_step(adamw)
+    p, s, _ = step(p, s, *first)
+    whole_p = tp.gather(p)
+    whole_s = tp.gather_opt_state(s, whole_p)
+    with tempfile.TemporaryDirectory() as d:
+        tp.save(d, p, s, epoch=1)
+        out["ckpt/files"] = sorted(os.listdir(d))
+        with np.load(os.path.join(d, [f for f in os.listdir(d) if f.endswith(".npz")][0])) as z:
+            stored = len([n for n in z.files if "@" in n])
+        split_leaves = [tp.axis in tuple(sp) for sp in jax.tree.leaves(
+            tp.specs(params), is_leaf=lambda t: isinstance(t, P))]
+        moments = 2                                   # AdamW: mu and nu, shaped like params
+        out["ckpt/blocks"] = [stored, (1 + moments) * sum(4 if sp else 1 for sp in split_leaves) + 1]
+        one = restore_sharded(d, NamedSharding(Mesh(np.array(jax.devices()[:1]), ("x",)), P()), adamw)
+        out["ckpt/one_device"] = max(tree_err(one.params, whole_p), tree_err(one.opt_state, whole_s))
+        out["ckpt/epoch"] = one.epoch
+        tp8 = tensor_parallel.setup(net, mesh("model8"))
+        ck = tp8.restore(d, adamw)
+        out["ckpt/model8"] = max(tree_err(tp8.gather(ck.params), whole_p),
+                                 tree_err(tp8.gather_opt_state(ck.opt_state, whole_p), whole_s))
+        out["ckpt/model8_spec"] = str(ck.params[0].body[0][1].w_qkv.sharding.spec)
+        _, _, loss8 = tp8.train_step(adamw)(ck.params, ck.opt_state, *second)
+        _, _, loss = step(p, s, *second)
+        out["ckpt/next_loss"] = rel_err(loss8, loss)
+
+
 def bad_input_cases(out):
     """The errors setup and the step raise before anything is compiled."""
     gpt = fnnet.gpt(**GPT)
@@ -169,4 +208,4 @@ def bad_input_cases(out):
 
 
 if __name__ == "__main__":
-    run([gpt_cases, mlp_cases, bad_input_cases], sys.argv[1])
+    run([gpt_cases, mlp_cases, checkpoint_cases, bad_input_cases], sys.argv[1])

@@ -74,6 +74,19 @@ def test_each_device_holds_its_blocks_only(cases, mesh):
     assert cases[f"gpt/{mesh}/argument_bytes"] == mine + batch_bytes
 
 
+def test_sharded_checkpoint_restores_onto_another_layout(cases):
+    """Saved from ("data", "model") = (2, 4): one block per device and leaf, no host gather;
+    restored bit for bit onto one device and onto ("model",) = 8, whose next step's loss
+    equals the original run's."""
+    assert len(cases["ckpt/files"]) == 2 and "checkpoint.json" in cases["ckpt/files"]
+    assert cases["ckpt/epoch"] == 1
+    assert cases["ckpt/one_device"] == 0.0 and cases["ckpt/model8"] == 0.0
+    assert cases["ckpt/model8_spec"] == "P(None, 'model')"
+    stored, expected = cases["ckpt/blocks"]       # 4 blocks per split leaf, 1 per replicated, + count
+    assert stored == expected
+    assert cases["ckpt/next_loss"] <= 1e-12
+
+
 @pytest.mark.parametrize("name, kind, words", [
     ("no_model_axis", "ValueError", ["'data': 8", "no 'model' axis"]),
     ("unknown_axis", "ValueError", ["'pipe': 2", "not ['pipe']"]),
