@@ -250,6 +250,10 @@ def value_and_grad(fs: Fsdp, net, params, xb, yb):
         return _local(fs, data_net, axes, weight, p, x, y)
 
     run = jax.shard_map(shard, mesh=fs.mesh, in_specs=(specs, rows, rows), out_specs=(P(), specs))
+    # The batch whole on every device (it is gathered from the replicated training set), so
+    # that shard_map's split of it is a local slice: left unconstrained, XLA splits the
+    # epoch's shuffle and gather instead, with collectives of its own.
+    xb, yb = lax.with_sharding_constraint((xb, yb), fs.replicated)
     value, grads = run(params, xb, yb)
     if net.l2:                               # on the sharded arrays: XLA partitions it
         value = value + network.l2_value(net, params)                    # + ½λΣw²
