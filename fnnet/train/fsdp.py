@@ -202,7 +202,7 @@ def _reduce(fs, g, axis):
     if axis < 0:
         return lax.psum(g, fs.batch_axes)                                  # Σ over every device
     g = lax.psum_scatter(g, FSDP, scatter_dimension=axis, tiled=True)    # Σ over fsdp, own slice
-    return lax.psum(g, DATA) if fs.data > 1 else g                       # Σ over data
+    return lax.psum(g, DATA) if DATA in fs.batch_axes else g             # Σ over data
 
 
 def _local(fs, net, axes, weight, p_local, x, y):
