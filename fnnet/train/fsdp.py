@@ -19,7 +19,9 @@ rows [k·q, (k+1)·q) of the batch, k = d·F + f, q = B / (D·F):
 
     forward, layer by layer: lax.all_gather over "fsdp" of the layer's split leaves, just
       before its forward (one all-gather per split leaf per step: the gathered weights are
-      kept for the backward)
+      kept for the backward, so a step's temporary memory holds every layer's whole weights;
+      a second gather in the backward, as ZeRO-3 does, was merged into the first by XLA:CPU
+      even behind lax.optimization_barrier)
     the loss on the device's q rows, weighted q / B (mean losses) or 1 (sum losses)
     backward, layer by layer in reverse, the layers' own hand-written backward on the full
       weights, then for each leaf of dL/dparams:
