@@ -97,6 +97,10 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
       gradients are combined by one lax.psum weighted by the real example counts
       (see fnnet/train/sharding.py). The returned params (and opt_state, state) are
       replicated on the mesh. Dropout masks are the whole batch's, as on one device.
+      A mesh with an "fsdp" axis (("fsdp",) or ("data", "fsdp")) trains with FSDP instead:
+      params and optimizer state split over "fsdp", the batch over every device, weights
+      gathered per layer and gradients reduce-scattered (fnnet/train/fsdp.py); the returned
+      params and opt_state stay split on the mesh.
     batch_stats: with mesh= and BatchNorm layers, "sync" (default: batch statistics over the
       whole step's batch, psummed over the mesh in the layer's forward and backward, so
       training equals one device to rounding) or "local" (each device normalizes with its

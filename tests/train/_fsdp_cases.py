@@ -129,6 +129,7 @@ def memory_and_hlo_cases(out):
     dp = sharding.setup(BIG, jax.make_mesh((8,), ("data",)))
     replicated, _ = compiled(dp, 200)
     out["mem/data8/output"] = replicated.memory_analysis().output_size_in_bytes
+    out["mem/data8/temp"] = replicated.memory_analysis().temp_size_in_bytes
     for m in MESHES:
         fs = fsdp.setup(BIG, mesh(m))
         out[f"split/{m}"] = sum(fsdp.split_axis(a.shape, fs.size) is not None for a in jax.tree.leaves(p0))
