@@ -11,6 +11,7 @@ import os
 import re
 import sys
 import tempfile
+import warnings
 
 import jax
 
@@ -87,6 +88,42 @@ def fit_cases(out):
                     out[name + "/mesh"] = str(jax.tree.leaves(got.params)[0].sharding.mesh.axis_names)
                 if dtype == np.float32:
                     out[f"fit/{model}/{mode}/floor"] = tree_err(one.params, reference[mode])
+
+
+def extra_cases(out):
+    """On ("data", "fsdp") 2 x 4, float64, against one device: an optimizer with a global
+    quantity (the gradient's global norm, over leaves split across devices), validation and
+    progress after each epoch; a run resumed from FSDP's own split params and opt_state;
+    divergence caught at the same epoch."""
+    x, y = data("mlp", np.float64)
+    p0 = fnnet.init(MLP, jax.random.key(1), dtype=np.float64)
+    clip = optax.chain(optax.clip_by_global_norm(0.05), optax.adam(1e-2))
+    kw = dict(optimizer=clip, epochs=3, batch_size=48, key=jax.random.key(3), validation=(x[:80], y[:80]))
+    one = fnnet.fit(MLP, p0, x, y, **kw)
+    calls = []
+    got = fnnet.fit(MLP, p0, x, y, mesh=mesh("data2xfsdp4"), chunk_epochs=1,
+                    progress=lambda e, h: calls.append(e), **kw)
+    out["extra/clip"] = tree_err(one.params, got.params)
+    out["extra/clip/val_loss"] = rel_err(one.history.val_loss, got.history.val_loss)
+    out["extra/clip/val_accuracy"] = rel_err(one.history.val_accuracy, got.history.val_accuracy)
+    out["extra/clip/progress"] = calls
+    kw = dict(optimizer=optax.adam(1e-2), batch_size=48, key=jax.random.key(3))
+    whole = fnnet.fit(MLP, p0, x, y, epochs=4, **kw)
+    half = fnnet.fit(MLP, p0, x, y, epochs=2, mesh=mesh("data2xfsdp4"), **kw)
+    rest = fnnet.fit(MLP, half.params, x, y, epochs=2, mesh=mesh("data2xfsdp4"), opt_state=half.opt_state,
+                     initial_epoch=half.epoch, **kw)
+    out["extra/resumed"] = tree_err(whole.params, rest.params)
+    out["extra/resumed/epoch"] = rest.epoch
+    caught = []
+    for m in (None, mesh("fsdp8")):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", fnnet.LossGrowthWarning)
+                fnnet.fit(MLP, p0, x * 1e3, y, optimizer=optax.sgd(1e150), epochs=3, mesh=m)
+        except fnnet.DivergedError as e:
+            caught.append(e)
+    out["extra/diverged/epochs"] = [e.epoch for e in caught]
+    out["extra/diverged/params"] = tree_err(caught[0].params, caught[1].params) if len(caught) == 2 else None
 
 
 def local_bytes(tree):
@@ -193,7 +230,7 @@ def bad_input_cases(out):
 
 
 def main(path):
-    run((fit_cases, memory_and_hlo_cases, save_cases, bad_input_cases), path)
+    run((fit_cases, extra_cases, memory_and_hlo_cases, save_cases, bad_input_cases), path)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,25 @@ def test_fit_equals_one_device(cases, model, mode, mesh, dtype):
     assert "P('fsdp',)" in cases[name + "/specs"]
 
 
+def test_global_norm_clipping_validation_and_progress(cases):
+    # clip_by_global_norm reads every leaf, split ones included: the update runs on the
+    # sharded arrays, where XLA reduces across devices; validation runs on them too
+    assert cases["extra/clip"] <= FLOAT64
+    assert cases["extra/clip/val_loss"] <= FLOAT64 and cases["extra/clip/val_accuracy"] <= FLOAT64
+    assert cases["extra/clip/progress"] == [1, 2, 3]
+
+
+def test_resumed_from_its_own_split_state(cases):
+    # 2 + 2 epochs on the mesh, the second from the first's split params and opt_state,
+    # against 4 epochs on one device
+    assert cases["extra/resumed"] <= FLOAT64 and cases["extra/resumed/epoch"] == 4
+
+
+def test_divergence_is_caught_at_the_same_epoch(cases):
+    assert cases["extra/diverged/epochs"] == [1, 1]
+    assert cases["extra/diverged/params"] <= FLOAT64        # the same last good params
+
+
 def test_layout_follows_the_rule(cases):
     # MLP: w [64, 24], b [24], w [24, 10] split along axis 0; b [10] has no axis 8 or 4 divides.
     # GPT (C = 8): wte [11, 8] along axis 1, its 15 other leaves (wpe, norms, attention, MLP)
