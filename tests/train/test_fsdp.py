@@ -79,21 +79,31 @@ def test_layout_follows_the_rule(cases):
         assert cases[f"fit/gpt/minibatch/{mesh}/float64/specs"] == ["P(None, 'fsdp')"] + ["P('fsdp',)"] * 15
 
 
-def _big_bytes(size):
-    """(bytes of BIG's params on one device by the rule, whole bytes), float32."""
-    net = fnnet.mlp([64, 128, 128, 10], activation="tanh", loss="softmax_cross_entropy")
+def _rule_bytes(sizes, size, itemsize=4):
+    """(bytes of fnnet.mlp(sizes)'s params on one device by the rule, whole bytes)."""
+    net = fnnet.mlp(sizes, activation="tanh", loss="softmax_cross_entropy")
     shapes = [a.shape for a in jax.tree.leaves(jax.eval_shape(lambda: fnnet.init(net, jax.random.key(1))))]
-    whole = sum(4 * int(np.prod(s)) for s in shapes)
-    local = sum(4 * int(np.prod(s)) // (1 if fsdp.split_axis(s, size) is None else size) for s in shapes)
+    whole = sum(itemsize * int(np.prod(s)) for s in shapes)
+    local = sum(itemsize * int(np.prod(s)) // (1 if fsdp.split_axis(s, size) is None else size) for s in shapes)
     return local, whole
+
+
+@pytest.mark.parametrize("mesh", MESHES)
+def test_fit_returns_split_params_and_optimizer_state(cases, mesh):
+    # fit's result, live: device 0's shards of params and Adam's state (μ, ν, a whole count)
+    local, whole = _rule_bytes([64, 24, 10], SIZES[mesh][1])
+    for dtype, itemsize in (("float64", 8), ("float32", 4)):
+        params, opt_state = cases[f"fit/mlp/full/{mesh}/{dtype}/live"]
+        assert params == [local * itemsize // 4, whole * itemsize // 4]
+        assert opt_state == [2 * local * itemsize // 4 + 4, 2 * whole * itemsize // 4 + 4]
 
 
 @pytest.mark.parametrize("mesh", MESHES)
 def test_each_device_holds_its_share_of_params_and_optimizer_state(cases, mesh):
     _, size = SIZES[mesh]
-    local, whole = _big_bytes(size)
+    local, whole = _rule_bytes([64, 128, 128, 10], size)
     assert cases["leaves"] == 6 and cases[f"split/{mesh}"] == 5
-    # live arrays: fit's result, device 0's shards; Adam's state is μ, ν and a replicated count
+    # live arrays as the loop receives them, device 0's shards; Adam's state: μ, ν and a count
     assert cases[f"live/{mesh}/params"] == [local, whole]
     assert cases[f"live/{mesh}/opt_state"] == [2 * local + 4, 2 * whole + 4]
     assert local / whole < 1 / size + 0.001                   # only b [10] is whole everywhere
