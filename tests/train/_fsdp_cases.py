@@ -94,8 +94,8 @@ def fit_cases(out):
 def extra_cases(out):
     """On ("data", "fsdp") 2 x 4, float64, against one device: an optimizer with a global
     quantity (the gradient's global norm, over leaves split across devices), validation and
-    progress after each epoch; a run resumed from FSDP's own split params and opt_state;
-    divergence caught at the same epoch."""
+    progress after each epoch; a run resumed from FSDP's own split params and opt_state; a
+    loss that sums over the batch (weights 1); divergence caught at the same epoch."""
     x, y = data("mlp", np.float64)
     p0 = fnnet.init(MLP, jax.random.key(1), dtype=np.float64)
     clip = optax.chain(optax.clip_by_global_norm(0.05), optax.adam(1e-2))
@@ -115,6 +115,13 @@ def extra_cases(out):
                      initial_epoch=half.epoch, **kw)
     out["extra/resumed"] = tree_err(whole.params, rest.params)
     out["extra/resumed/epoch"] = rest.epoch
+    sse = fnnet.mlp([64, 16, 10], activation="sigmoid", loss="half_sse", l2=1e-3)   # sums over rows
+    t = np.eye(10)[y]
+    q0 = fnnet.init(sse, jax.random.key(2), dtype=np.float64)
+    kw = dict(optimizer=optax.sgd(1e-3), epochs=3)
+    one = fnnet.fit(sse, q0, x, t, **kw)
+    out["extra/sum"] = tree_err(one.params, fnnet.fit(sse, q0, x, t, mesh=mesh("fsdp8"), **kw).params)
+    out["extra/sum/moved"] = rel_err(one.params[0].w, q0[0].w)
     caught = []
     for m in (None, mesh("fsdp8")):
         try:

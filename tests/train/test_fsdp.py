@@ -65,6 +65,12 @@ def test_resumed_from_its_own_split_state(cases):
     assert cases["extra/resumed"] <= FLOAT64 and cases["extra/resumed/epoch"] == 4
 
 
+def test_a_loss_summed_over_the_batch(cases):
+    # half_sse: each device's sum enters the reduce-scatter with weight 1, not q / B
+    assert cases["extra/sum/moved"] > 0.01
+    assert cases["extra/sum"] <= FLOAT64
+
+
 def test_divergence_is_caught_at_the_same_epoch(cases):
     assert cases["extra/diverged/epochs"] == [1, 1]
     assert cases["extra/diverged/params"] <= FLOAT64        # the same last good params
