@@ -200,7 +200,8 @@ def _gather(a, axis):
 
 def _reduce(fs, g, axis):
     """One device's gradient of a whole leaf -> this device's slice of the sum over all
-    devices: reduce-scatter over fsdp, then all-reduce over data; replicated leaves (axis -1): psum."""
+    devices: reduce-scatter over fsdp, then all-reduce over data; replicated leaves (axis -1):
+    all-reduce over every device."""
     if axis < 0:
         return lax.psum(g, fs.batch_axes)                                  # Σ over every device
     g = lax.psum_scatter(g, FSDP, scatter_dimension=axis, tiled=True)    # Σ over fsdp, own slice
@@ -235,8 +236,8 @@ def value_and_grad(fs: Fsdp, net, params, xb, yb):
     """(loss, grads) of `net` on the batch xb [B, *in_shape], yb [B, ...] with FSDP.
 
     params: laid out by `place` (global arrays on fs.mesh); grads come back in the same
-    layout. Equal to fnnet.value_and_grad(net, params, xb, yb) up to rounding. Call it
-    inside jit; B must be a multiple of the mesh's device count.
+    layout. Equal to fnnet.value_and_grad(net, params, xb, yb) up to rounding, under jit
+    or not; B must be a multiple of the mesh's device count.
     """
     batch = xb.shape[0]
     if batch % fs.devices:

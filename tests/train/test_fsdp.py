@@ -90,7 +90,8 @@ def _rule_bytes(sizes, size, itemsize=4):
     net = fnnet.mlp(sizes, activation="tanh", loss="softmax_cross_entropy")
     shapes = [a.shape for a in jax.tree.leaves(jax.eval_shape(lambda: fnnet.init(net, jax.random.key(1))))]
     whole = sum(itemsize * int(np.prod(s)) for s in shapes)
-    local = sum(itemsize * int(np.prod(s)) // (1 if fsdp.split_axis(s, size) is None else size) for s in shapes)
+    local = sum(itemsize * int(np.prod(s)) // (1 if fsdp.split_axis(s, size) is None else size)
+                for s in shapes)
     return local, whole
 
 
