@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.train import progress as _fit_progress
+from fnnet.train import fsdp as _fsdp
 from fnnet.train import sharding as _sharding
 from fnnet import state as _state
 from fnnet import contracts
@@ -96,6 +97,10 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
       gradients are combined by one lax.psum weighted by the real example counts
       (see fnnet/train/sharding.py). The returned params (and opt_state, state) are
       replicated on the mesh. Dropout masks are the whole batch's, as on one device.
+      A mesh with an "fsdp" axis (("fsdp",) or ("data", "fsdp")) trains with FSDP instead:
+      params and optimizer state split over "fsdp", the batch over every device, weights
+      gathered per layer and gradients reduce-scattered (fnnet/train/fsdp.py); the returned
+      params and opt_state stay split on the mesh.
     batch_stats: with mesh= and BatchNorm layers, "sync" (default: batch statistics over the
       whole step's batch, psummed over the mesh in the layer's forward and backward, so
       training equals one device to rounding) or "local" (each device normalizes with its
@@ -149,12 +154,19 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
                          f"batch_size=1 runs in data order without a key)")
     if batch_stats not in _sharding.BATCH_STATS:
         raise ValueError(f"fit: batch_stats must be one of {_sharding.BATCH_STATS}, got {batch_stats!r}")
-    parallel = None if mesh is None else _sharding.setup(net, mesh, batch_axis, batch_stats=batch_stats)
+    fsdp = _fsdp.wanted(mesh)             # a mesh with an "fsdp" axis: params split too (fsdp.py)
+    if fsdp:
+        parallel = _fsdp.setup(net, mesh, batch_axis, grad=grad)
+        _fsdp.check_batches(parallel, n, batch)
+    else:
+        parallel = None if mesh is None else _sharding.setup(net, mesh, batch_axis, batch_stats=batch_stats)
     if parallel is not None:
         net = _sharding.with_axis(net, None)      # the steps set axis names themselves (sharding.py)
         _sharding.check_placement(parallel, (x, y), "training data")
         _sharding.check_placement(parallel, opt_state, "opt_state")
-        x, y, params, opt_state = _sharding.replicate(parallel, (x, y, params, opt_state))
+        x, y = _sharding.replicate(parallel, (x, y))
+        place = _fsdp.place if fsdp else _sharding.replicate
+        params, opt_state = place(parallel, (params, opt_state))
         key = None if key is None else _sharding.replicate(parallel, key)
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
@@ -182,7 +194,7 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         """The FitResult for a TrainState after `done` epochs of this call."""
         p, o, st = now
         if parallel is not None:
-            p, o, st = _sharding.to_user_mesh(parallel, (p, o, st))
+            p, o, st = (_fsdp if fsdp else _sharding).to_user_mesh(parallel, (p, o, st))
         return FitResult(p, hist, o, None if layer_state is None else st, initial_epoch + done)
 
     return _run(spec, params, opt_state, data, key if (spec.shuffle or stochastic) else None, epochs,
@@ -222,7 +234,8 @@ def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size
     initial = (params, opt_state, state)   # the caller's buffers: start_carry copies, never donates
     carry = start_carry(spec.optimizer, params, opt_state, state)
     if spec.parallel is not None:       # optimizer constants too, not on a default device
-        carry = _sharding.replicate(spec.parallel, carry)
+        fsdp = isinstance(spec.parallel, _fsdp.Fsdp)     # params, opt_state split (fsdp.py)
+        carry = (_fsdp.place if fsdp else _sharding.replicate)(spec.parallel, carry)
     table = np.full((epochs, 4), np.nan, jax.tree.leaves(params)[0].dtype)  # rows: epochs
 
     def history(upto):

@@ -28,6 +28,7 @@ from jax import lax
 from fnnet import network as _network
 from fnnet import state as _state
 from fnnet.custom_vjp import loss_with_manual_grad
+from fnnet.train import fsdp as _fsdp
 from fnnet.train import sharding as _sharding
 from fnnet.train.metrics import accuracy_value
 
@@ -135,6 +136,8 @@ def _step(spec, params, opt_state, xb, yb, state=(), key=None):
     """
     if spec.parallel is None:
         value, grads, state = step_value_and_grad(spec.net, spec.grad, params, xb, yb, state, key)
+    elif isinstance(spec.parallel, _fsdp.Fsdp):     # params and grads split over the mesh (fsdp.py)
+        value, grads = _fsdp.value_and_grad(spec.parallel, spec.net, params, xb, yb)
     else:
         def local(net, p, x, y, st, k):
             return step_value_and_grad(net, spec.grad, p, x, y, st, k)
