@@ -35,6 +35,7 @@ import numpy as np
 from fnnet.train import progress as _fit_progress
 from fnnet.train import fsdp as _fsdp
 from fnnet.train import sharding as _sharding
+from fnnet.train import tensor_parallel as _tp
 from fnnet import state as _state
 from fnnet import contracts
 from fnnet.train.loop import (LOSS, OK, STATUS, VAL_ACCURACY, VAL_LOSS, Data, LoopSpec, run_chunk,
@@ -155,9 +156,16 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     if batch_stats not in _sharding.BATCH_STATS:
         raise ValueError(f"fit: batch_stats must be one of {_sharding.BATCH_STATS}, got {batch_stats!r}")
     fsdp = _fsdp.wanted(mesh)             # a mesh with an "fsdp" axis: params split too (fsdp.py)
+    tensor = _tp.wanted(mesh) and not fsdp    # a "model" axis: layers split (tensor_parallel.py)
     if fsdp:
         parallel = _fsdp.setup(net, mesh, batch_axis, grad=grad)
         _fsdp.check_batches(parallel, n, batch)
+    elif tensor:
+        if batch_axis not in (None, "data"):
+            raise ValueError(f"fit: with a 'model' axis the batch is split over 'data'; batch_axis "
+                             f"must stay 'data', got {batch_axis!r}")
+        parallel = _tp.setup(net, mesh, where="fit", grad=grad)
+        _tp.check_batches(parallel, n, batch)
     else:
         parallel = None if mesh is None else _sharding.setup(net, mesh, batch_axis, batch_stats=batch_stats)
     if parallel is not None:
@@ -165,8 +173,12 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         _sharding.check_placement(parallel, (x, y), "training data")
         _sharding.check_placement(parallel, opt_state, "opt_state")
         x, y = _sharding.replicate(parallel, (x, y))
-        place = _fsdp.place if fsdp else _sharding.replicate
-        params, opt_state = place(parallel, (params, opt_state))
+        if tensor:                                # W_qkv's columns permuted once, here
+            params, opt_state = parallel.shard(params, opt_state) if opt_state is not None else \
+                (parallel.shard(params), None)
+        else:
+            place = _fsdp.place if fsdp else _sharding.replicate
+            params, opt_state = place(parallel, (params, opt_state))
         key = None if key is None else _sharding.replicate(parallel, key)
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
@@ -194,7 +206,7 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         """The FitResult for a TrainState after `done` epochs of this call."""
         p, o, st = now
         if parallel is not None:
-            p, o, st = (_fsdp if fsdp else _sharding).to_user_mesh(parallel, (p, o, st))
+            p, o, st = _layouts(parallel).to_user_mesh(parallel, (p, o, st))
         return FitResult(p, hist, o, None if layer_state is None else st, initial_epoch + done)
 
     return _run(spec, params, opt_state, data, key if (spec.shuffle or stochastic) else None, epochs,
@@ -229,13 +241,24 @@ def _resize(size, seconds, cap):
     return max(1, min(cap, int(size * factor)))
 
 
+def _layouts(parallel):
+    """The module that places a run's arrays on its mesh and hands them back: fsdp.py (params
+    split over "fsdp"), tensor_parallel.py (layers split over "model") or sharding.py (data
+    parallel, params replicated)."""
+    if isinstance(parallel, _fsdp.Fsdp):
+        return _fsdp
+    if isinstance(parallel, _tp.TensorParallel):
+        return _tp
+    return _sharding
+
+
 def _run(spec, params, opt_state, data, key, epochs, initial_epoch, report, size, adaptive, state, result,
          hook, every):
     initial = (params, opt_state, state)   # the caller's buffers: start_carry copies, never donates
     carry = start_carry(spec.optimizer, params, opt_state, state)
     if spec.parallel is not None:       # optimizer constants too, not on a default device
-        fsdp = isinstance(spec.parallel, _fsdp.Fsdp)     # params, opt_state split (fsdp.py)
-        carry = (_fsdp.place if fsdp else _sharding.replicate)(spec.parallel, carry)
+        layouts = _layouts(spec.parallel)
+        carry = (layouts.replicate if layouts is _sharding else layouts.place)(spec.parallel, carry)
     table = np.full((epochs, 4), np.nan, jax.tree.leaves(params)[0].dtype)  # rows: epochs
 
     def history(upto):

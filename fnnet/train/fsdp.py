@@ -106,8 +106,8 @@ def setup(net, mesh, batch_axis="data", where="fit", grad="manual") -> Fsdp:
     unknown = [a for a in mesh.axis_names if a not in AXES]
     if unknown:
         raise ValueError(f"{where}: an FSDP mesh takes the axes 'data' and 'fsdp' only; this mesh has "
-                         f"axes {_describe(mesh)}, unknown {unknown} (tensor parallelism is not "
-                         f"implemented)")
+                         f"axes {_describe(mesh)}, unknown {unknown} (tensor parallelism takes a "
+                         f"('data', 'model') mesh)")
     if batch_axis not in (None, DATA):
         raise ValueError(f"{where}: with an FSDP mesh {_describe(mesh)} the batch is split over "
                          f"'data' and 'fsdp' together; batch_axis must stay 'data', got {batch_axis!r}")

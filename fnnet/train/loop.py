@@ -30,6 +30,7 @@ from fnnet import state as _state
 from fnnet.custom_vjp import loss_with_manual_grad
 from fnnet.train import fsdp as _fsdp
 from fnnet.train import sharding as _sharding
+from fnnet.train import tensor_parallel as _tp
 from fnnet.train.metrics import accuracy_value
 
 # run_chunk's second output is records [chunk, 4] of the params' dtype, one row per epoch:
@@ -138,14 +139,19 @@ def _step(spec, params, opt_state, xb, yb, state=(), key=None):
         value, grads, state = step_value_and_grad(spec.net, spec.grad, params, xb, yb, state, key)
     elif isinstance(spec.parallel, _fsdp.Fsdp):     # params and grads split over the mesh (fsdp.py)
         value, grads = _fsdp.value_and_grad(spec.parallel, spec.net, params, xb, yb)
+    elif isinstance(spec.parallel, _tp.TensorParallel):   # layers split over "model" (tensor_parallel.py)
+        value, grads = spec.parallel.value_and_grad(params, xb, yb)
     else:
         def local(net, p, x, y, st, k):
             return step_value_and_grad(net, spec.grad, p, x, y, st, k)
         value, grads, state = _sharding.value_grad_state(spec.parallel, local, spec.net, params, xb, yb,
                                                          state, key)
+    value_fn = _value_fn(spec.net, xb, yb, state, key)
+    if isinstance(spec.parallel, _tp.TensorParallel):     # params in the split layout: W_qkv permuted
+        one_device_fn = value_fn
+        value_fn = lambda p: one_device_fn(_tp.natural(spec.parallel, p))   # noqa: E731
     tx = optax.with_extra_args_support(spec.optimizer)
-    updates, opt_state = tx.update(grads, opt_state, params, value=value, grad=grads,
-                                   value_fn=_value_fn(spec.net, xb, yb, state, key))
+    updates, opt_state = tx.update(grads, opt_state, params, value=value, grad=grads, value_fn=value_fn)
     return optax.apply_updates(params, updates), opt_state, state, value
 
 
@@ -244,8 +250,11 @@ def run_chunk(spec: LoopSpec, carry: Carry, data: Data, key, start, active):
         params, opt_state, st, value = _epoch(spec, c.now.params, c.now.opt_state, data, key, e, c.now.state)
         ok = jnp.isfinite(value) & _all_finite(params) & _all_finite(st)
         if spec.validate:                                          # on the params after epoch e, eval mode
-            vl = eval_loss(spec.net, params, data.x_val, data.y_val, st).astype(dtype)
-            va = accuracy_value(spec.net, params, data.x_val, data.y_val,
+            plain = params                                         # in the one-device layout
+            if isinstance(spec.parallel, _tp.TensorParallel):
+                plain = _tp.natural(spec.parallel, params)
+            vl = eval_loss(spec.net, plain, data.x_val, data.y_val, st).astype(dtype)
+            va = accuracy_value(spec.net, plain, data.x_val, data.y_val,
                                 _protocol_kw(spec.net, st, None).get("state")).astype(dtype)
             ok = ok & jnp.isfinite(vl)
         else:

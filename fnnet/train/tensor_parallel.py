@@ -185,7 +185,7 @@ def _split_chain(layers, axis, size, where):
             i += 1
             continue
         if first.units % size:
-            raise ValueError(f"tensor_parallel: {where} layer {i} ({out[i]}) has {first.units} units, "
+            raise ValueError(f"{where} layer {i} ({out[i]}) has {first.units} units, "
                              f"which the 'model' axis of size {size} does not divide; use a width "
                              f"divisible by {size} or a smaller model axis")
         col = ColumnDense(first.units // size, first.w_init, first.b_init, first.matmul_dtype, axis)
@@ -198,7 +198,7 @@ def _split_chain(layers, axis, size, where):
 def _split_layer(layer, axis, size, where):
     if isinstance(layer, CausalSelfAttention):
         if layer.heads % size:
-            raise ValueError(f"tensor_parallel: {where} ({layer}) has {layer.heads} heads, which the "
+            raise ValueError(f"{where} ({layer}) has {layer.heads} heads, which the "
                              f"'model' axis of size {size} does not divide")
         return HeadAttention(layer.heads // size, layer.dim, layer.dim // size, axis, layer.recompute)
     if isinstance(layer, TiedLM):
@@ -277,9 +277,10 @@ class TensorParallel:
     """A net split over a mesh's "model" axis (and its batch over "data", if the mesh has it).
 
     net: the single-device net; local_net: the same net with its split layers (run inside
-    shard_map, on blocks); mesh; axis / size: the model axis and its devices; data_axis /
-    data_size: the batch axis (None / 1 without one); reduction: how the loss reduces
-    over the batch ("mean" or "sum").
+    shard_map, on blocks); mesh: the caller's devices with Auto axis types, user_mesh: the
+    mesh as passed; axis / size: the model axis and its devices; data_axis / data_size: the
+    batch axis (None / 1 without one); reduction: how the loss reduces over the batch
+    ("mean" or "sum"). Hashable: fit's compiled loop takes it as a static argument.
     """
     net: Any
     local_net: Any
@@ -289,6 +290,11 @@ class TensorParallel:
     data_axis: Any
     data_size: int
     reduction: str
+    user_mesh: Any = None
+
+    @property
+    def replicated(self):
+        return NamedSharding(self.mesh, P())
 
     # -- layouts -------------------------------------------------------------------------
     def specs(self, params):
@@ -306,15 +312,21 @@ class TensorParallel:
 
     def shard(self, params, opt_state=None):
         """Single-device params (and an optimizer state of them) -> the split layout, each
-        device holding its blocks. Returns params, or (params, opt_state)."""
+        device holding its blocks. Returns params, or (params, opt_state). The inputs may
+        live anywhere (NumPy, one device, a mesh); they are copied, never reused, because
+        the step donates its inputs."""
         contracts.check_params(self.net, params)
-        shardings = self.shardings(params)
-        replicated = NamedSharding(self.mesh, P())
-        split = _put(self._layout(params, inverse=False), shardings)
-        if opt_state is None:
-            return split
-        return split, _params_like(opt_state, params, lambda t: _put(self._layout(t, False), shardings),
-                                   other=lambda leaf: _put(leaf, replicated))
+        shardings = self._state_shardings(params, opt_state)
+        # copies first: jax.device_put reuses a buffer already on a target device (even with
+        # may_alias=False, jax 0.10), and donating it would delete the caller's array
+        placed = jax.device_put(jax.tree.map(lambda a: jnp.array(a, copy=True), (params, opt_state)),
+                                shardings)
+
+        def split(p, s):                          # W_qkv's columns moved between devices by XLA
+            s = None if s is None else _params_like(s, p, lambda t: self._layout(t, inverse=False))
+            return self._layout(p, inverse=False), s
+        p, s = jax.jit(split, out_shardings=shardings)(*placed)
+        return p if opt_state is None else (p, s)
 
     def gather(self, params):
         """The split params -> the single-device layout, as ordinary arrays (fnnet.save writes them)."""
@@ -403,13 +415,6 @@ class TensorParallel:
         return jax.jit(step, donate_argnums=(0, 1))
 
 
-def _put(tree, shardings):
-    """Fresh copies of tree's arrays placed by `shardings`. Never the caller's buffers: the
-    step donates its inputs, and jax.device_put reuses a buffer already on a target device
-    (even with may_alias=False, jax 0.10), so donating would delete the caller's arrays."""
-    return jax.device_put(jax.tree.map(lambda a: jnp.array(a, copy=True), tree), shardings)
-
-
 def _add_l2(net, params, specs, value, grads, l2, axis):
     """(value + ½λΣw², grads + λw) on the blocks: the split leaves' Σw² psummed over the
     model axis, the replicated ones counted once."""
@@ -428,7 +433,54 @@ def _add_l2(net, params, specs, value, grads, l2, axis):
     return value, grads
 
 
-def setup(net, mesh, axis="model", data_axis="data") -> TensorParallel:
+def wanted(mesh):
+    """True when fit should split the model: a Mesh with a "model" axis."""
+    return isinstance(mesh, Mesh) and "model" in mesh.axis_names
+
+
+def check_batches(tp: TensorParallel, n, batch, where="fit"):
+    """Every step's batch (batch, and the n % batch left over) must split evenly over "data"."""
+    sizes = {batch} | ({n % batch} if n % batch else set())
+    bad = sorted(b for b in sizes if b % tp.data_size)
+    if bad:
+        raise ValueError(f"{where}: the mesh's {tp.data_axis!r} axis of {tp.data_size} devices splits each "
+                         f"step's batch; step batches of {bad} example(s) do not divide evenly (n={n}, "
+                         f"batch_size={batch}); pick n and batch_size that are multiples of {tp.data_size}")
+
+
+def _template(tp):
+    return jax.eval_shape(lambda k: _network.init(tp.net, k), jax.random.key(0))
+
+
+def place(tp: TensorParallel, tree):
+    """Every params-shaped subtree of `tree` (params, optimizer moments, a training carry)
+    placed by the split's shardings, every other leaf replicated. Moves nothing between
+    layouts: the tree must already be in the split layout (TensorParallel.shard)."""
+    template = _template(tp)
+    shardings = tp.shardings(template)
+    return _params_like(tree, template, lambda t: jax.device_put(t, shardings),
+                        other=lambda leaf: jax.device_put(leaf, tp.replicated))
+
+
+def to_user_mesh(tp: TensorParallel, tree):
+    """The trained tree back in the one-device layout (W_qkv's columns in [Q | K | V]
+    order), still split on the caller's mesh: ordinary jax.Arrays that fnnet.save,
+    fnnet.forward and np.asarray read whole."""
+    template = _template(tp)
+    user = dataclasses.replace(tp, mesh=tp.user_mesh)
+    shardings = user.shardings(template)
+    natural = jax.jit(lambda t: _params_like(t, template, lambda u: tp._layout(u, inverse=True)))
+    return _params_like(natural(tree), template, lambda t: jax.device_put(t, shardings),
+                        other=lambda leaf: jax.device_put(leaf, NamedSharding(tp.user_mesh, P())))
+
+
+def natural(tp: TensorParallel, params):
+    """Split params in the one-device layout (inside jit: XLA moves W_qkv's columns), for
+    what runs the plain net on them (fit's validation loss and accuracy)."""
+    return tp._layout(params, inverse=True)
+
+
+def setup(net, mesh, axis="model", data_axis="data", where="tensor_parallel", grad="manual") -> TensorParallel:
     """Validate `net` and `mesh` and split the net, before anything is compiled.
 
     mesh: a jax.sharding.Mesh with an axis named `axis` ("model") and optionally one named
@@ -436,35 +488,38 @@ def setup(net, mesh, axis="model", data_axis="data") -> TensorParallel:
     unknown axis, a width or head count the model axis does not divide, a layer with state
     or randomness, a net with nothing to split.
     """
+    if grad != "manual":
+        raise ValueError(f"{where}: tensor parallelism's collectives are written in the layers' "
+                         f"hand-written backward; grad must be 'manual', got {grad!r}")
     if not isinstance(mesh, Mesh):
-        raise TypeError(f"tensor_parallel: mesh must be a jax.sharding.Mesh such as "
+        raise TypeError(f"{where}: mesh must be a jax.sharding.Mesh such as "
                         f"jax.make_mesh((2, 4), ('data', 'model')), got {type(mesh).__name__}")
     sizes = dict(mesh.shape)
     if axis not in sizes:
-        raise ValueError(f"tensor_parallel: the mesh has axes {sizes}, no {axis!r} axis to split the model over")
+        raise ValueError(f"{where}: the mesh has axes {sizes}, no {axis!r} axis to split the model over")
     unknown = set(sizes) - {axis, data_axis}
     if unknown:
-        raise ValueError(f"tensor_parallel: the mesh has axes {sizes}; only {axis!r} (the model) and "
+        raise ValueError(f"{where}: the mesh has axes {sizes}; only {axis!r} (the model) and "
                          f"{data_axis!r} (the batch) are understood, not {sorted(unknown)}")
     for i, layer in enumerate(net.layers):
         if _state.is_stateful(layer) or _state.is_stochastic(layer):
-            raise ValueError(f"tensor_parallel: layer {i} ({layer}) has layer state or randomness, "
+            raise ValueError(f"{where}: layer {i} ({layer}) has layer state or randomness, "
                              f"which tensor parallelism does not split; use data parallelism (fit(mesh=))")
     reduction = getattr(net.loss, "batch_reduction", None)
     if data_axis in sizes and reduction not in ("mean", "sum"):
-        raise ValueError(f"tensor_parallel: loss {net.loss} must declare batch_reduction 'mean' or "
+        raise ValueError(f"{where}: loss {net.loss} must declare batch_reduction 'mean' or "
                          f"'sum' to be combined over the {data_axis!r} axis, got {reduction!r}")
     size = int(sizes[axis])
-    local = dataclasses.replace(net, layers=_split_chain(net.layers, axis, size, "net"))
+    local = dataclasses.replace(net, layers=_split_chain(net.layers, axis, size, f"{where}: net"))
     if not _has_split(local):
-        raise ValueError(f"tensor_parallel: {net} has no Dense -> elementwise activation -> Dense "
+        raise ValueError(f"{where}: {net} has no Dense -> elementwise activation -> Dense "
                          f"pair and no CausalSelfAttention, so there is nothing to split over {axis!r}")
     contracts.layout(local)                    # the split shapes chain (raises naming the layer)
     # Auto axis types: the step's arrays are placed by their NamedShardings and split by
     # shard_map's specs; sharding-in-types (Explicit axes) has nothing to add.
     auto = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
     return TensorParallel(net, local, auto, axis, size, data_axis if data_axis in sizes else None,
-                          int(sizes.get(data_axis, 1)), reduction or "mean")
+                          int(sizes.get(data_axis, 1)), reduction or "mean", mesh)
 
 
 def _has_split(net):

@@ -26,21 +26,20 @@ def cases(tmp_path_factory):
     return launch("_tensor_parallel_cases.py", tmp_path_factory)
 
 
-@pytest.mark.parametrize("mesh", ["data2_model4", "model8"])
-@pytest.mark.parametrize("dtype, bound", [("float64", 1e-12), ("float32", F32)])
+@pytest.mark.parametrize("mesh, dtype, bound", [("data2_model4", "float64", 1e-12), ("model8", "float64", 1e-12),
+                                                ("data2_model4", "float32", F32)])
 def test_gpt_split_equals_one_device(cases, mesh, dtype, bound):
     for what in ("loss", "grads", "params", "opt_state"):
         assert cases[f"gpt/{dtype}/{mesh}/{what}"] <= bound, what
 
 
-@pytest.mark.parametrize("mesh", ["data2_model4", "model8"])
-def test_gpt_adamw_moments_follow_the_permuted_layout(cases, mesh):
-    assert cases[f"gpt/adamw/{mesh}/opt_state"] <= 1e-12
-    assert cases[f"gpt/adamw/{mesh}/params"] <= 1e-10
+def test_gpt_adamw_moments_follow_the_permuted_layout(cases):
+    assert cases["gpt/adamw/model8/opt_state"] <= 1e-12
+    assert cases["gpt/adamw/model8/params"] <= 1e-10
 
 
-@pytest.mark.parametrize("mesh", ["data2_model4", "model8"])
-@pytest.mark.parametrize("dtype, bound", [("float64", 1e-12), ("float32", F32)])
+@pytest.mark.parametrize("mesh, dtype, bound", [("data2_model4", "float64", 1e-12), ("model8", "float64", 1e-12),
+                                                ("data2_model4", "float32", F32)])
 def test_mlp_split_equals_one_device(cases, mesh, dtype, bound):
     assert cases[f"mlp/{dtype}/{mesh}/params"] <= bound
 
@@ -53,8 +52,8 @@ def test_gpt_step_holds_megatrons_all_reduces_and_nothing_else(cases, mesh, data
     assert cases[f"gpt/{mesh}/collectives"] == {"model": 8, "data": data, "other": []}
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("mesh, data", [("data2_model4", 1), ("model8", 0)])
+@pytest.mark.parametrize("mesh, dtype, data", [("data2_model4", "float64", 1), ("model8", "float64", 0),
+                                               ("data2_model4", "float32", 1)])
 def test_mlp_step_collectives(cases, dtype, mesh, data):
     """One all-reduce over "model": the row layer's output psum, into which XLA merges the
     L2 term's Σw² psum (one tuple all-reduce). The column layer's dx psum is dead code: the
@@ -85,6 +84,18 @@ def test_sharded_checkpoint_restores_onto_another_layout(cases):
     stored, expected = cases["ckpt/blocks"]       # 4 blocks per split leaf, 1 per replicated, + count
     assert stored == expected
     assert cases["ckpt/next_loss"] <= 1e-12
+
+
+def test_fit_with_a_model_axis_equals_one_device(cases):
+    """fit(mesh=("data", "model")): minibatches and validation as on one device; it returns
+    params in the one-device layout, split on the caller's mesh, and a run resumed from them
+    on another layout ("model" x 8) continues exactly."""
+    for what in ("params", "opt_state", "history", "resumed"):
+        assert cases[f"fit/{what}"] <= 1e-12, what
+    assert cases["fit/returned_spec"] == "P(None, 'model')"
+    assert cases["bad/fit_autodiff"][0] == "ValueError" and "grad must be 'manual'" in cases["bad/fit_autodiff"][1]
+    kind, message = cases["bad/fit_odd_batch"]
+    assert kind == "ValueError" and "[15]" in message and "'data' axis of 2" in message
 
 
 @pytest.mark.parametrize("name, kind, words", [
