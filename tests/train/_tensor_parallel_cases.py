@@ -132,6 +132,7 @@ def gpt_cases(out):
                 pa, sa, _ = split(tp, params, adamw, batches)
                 out[f"gpt/adamw/{name}/params"] = tree_err(tp.gather(pa), ref_pa)
                 out[f"gpt/adamw/{name}/opt_state"] = tree_err(tp.gather_opt_state(sa, ref_pa), ref_sa)
+            if dtype == "float64":
                 out[f"gpt/{name}/collectives"] = collectives(compiled, tp)
                 mine, total, split_fraction = device_bytes((p, s), tp, params)
                 out[f"gpt/{name}/bytes"] = [mine, total, split_fraction, tp.size]
