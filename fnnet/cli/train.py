@@ -99,7 +99,7 @@ def main(argv=None) -> int:
         if args.devices is not None:      # before anything starts JAX's backends (simulated CPUs)
             from fnnet.train.sharding import data_mesh
             try:
-                mesh = data_mesh(args.devices)
+                mesh = data_mesh(args.devices, _mesh_axis(args))
             except ValueError as e:
                 session.fail(PROG, e)
         return _train(s, args, t0, mesh)
@@ -207,7 +207,9 @@ def _describe(s, args, net, data, start, mesh):
     if mesh is not None:
         dev = mesh.devices.flat[0]
         shared = " (simulated: they share this machine's cores)" if dev.platform == "cpu" and mesh.size > 1 else ""
-        print(f"devices: {mesh.size} {dev.platform}{shared}, each step's batch split {mesh.size} ways", file=out)
+        what = {"data": "each step's batch", "fsdp": "each step's batch, the params and optimizer state (FSDP)",
+                "model": "each Dense -> activation -> Dense pair (tensor parallel)"}[mesh.axis_names[0]]
+        print(f"devices: {mesh.size} {dev.platform}{shared}, {what} split {mesh.size} ways", file=out)
     out.flush()
 
 
@@ -227,6 +229,11 @@ def _gradient_check(net, data, start) -> bool:
     return report.ok
 
 
+def _mesh_axis(args):
+    """The one mesh axis --devices builds: 'data' (the batch split), 'fsdp' or 'model'."""
+    return "fsdp" if args.fsdp else "model" if args.tensor_parallel else "data"
+
+
 def _summary(s, args, net, data, start, mesh) -> dict:
     """The --json summary's settings part (the results are added after training)."""
     n, n_test = len(data[0]), len(data[2])
@@ -234,7 +241,8 @@ def _summary(s, args, net, data, start, mesh) -> dict:
     if s["model"] != "cnn":
         settings["sizes"] = list(s["sizes"])
     return {"settings": {**settings, "batch_size": _batch(s, n), "network": str(net),
-                         "devices": None if mesh is None else mesh.size},
+                         "devices": None if mesh is None else mesh.size,
+                         "mesh_axis": None if mesh is None else mesh.axis_names[0]},
             "train_examples": n, "test_examples": n_test,
             "resumed_from": args.resume, "initial_epoch": start.initial}
 
@@ -249,6 +257,8 @@ def _fit(s, args, net, data, start, mesh, saver, summary):
     batch, initial, state = _batch(s, len(x_tr)), start.initial, start.state
     # the batch order comes from a key folded out of --seed's
     k_shuffle = jax.random.fold_in(start.k_init, 1)
+    if mesh is not None:
+        _check_split(net, mesh, len(x_tr), batch or len(x_tr))
     try:
         progress = None if args.quiet else ProgressBar(s["epochs"], label="test", initial=initial)   # test split
         result = session.fit(
@@ -270,6 +280,21 @@ def _fit(s, args, net, data, start, mesh, saver, summary):
               file=sys.stderr)
         summary.update(diverged=True, diverged_epoch=initial + e.epoch + 1, kept_finite_params=e.finite_loss)
         return result, 1
+
+
+def _check_split(net, mesh, n, batch):
+    """--fsdp / --tensor-parallel: what fit would refuse (a batch the devices do not divide,
+    a width the model axis does not divide), said as a usage error before training."""
+    from fnnet.train import fsdp, tensor_parallel
+    axis = mesh.axis_names[0]
+    try:
+        if axis == "fsdp":
+            fsdp.check_batches(fsdp.setup(net, mesh), n, batch)
+        elif axis == "model":
+            tensor_parallel.check_batches(tensor_parallel.setup(net, mesh, where="fit"), n, batch)
+    except ValueError as e:
+        flag = "--fsdp" if axis == "fsdp" else "--tensor-parallel"
+        session.fail(PROG, f"{flag} --devices {mesh.size}: {e}")
 
 
 def _report(s, args, net, data, result, status, summary, saver, fit_seconds, t0) -> int:

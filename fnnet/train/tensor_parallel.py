@@ -464,14 +464,16 @@ def place(tp: TensorParallel, tree):
 
 def to_user_mesh(tp: TensorParallel, tree):
     """The trained tree back in the one-device layout (W_qkv's columns in [Q | K | V]
-    order), still split on the caller's mesh: ordinary jax.Arrays that fnnet.save,
-    fnnet.forward and np.asarray read whole."""
+    order), still split over the caller's devices: ordinary jax.Arrays that fnnet.save,
+    fnnet.forward and np.asarray read whole. On the mesh's devices with Auto axis types
+    (not the caller's Explicit ones, jax.make_mesh's default): with Explicit axes an eager
+    x @ W with W split along its rows is refused as ambiguous, so fnnet.accuracy on the
+    result would fail; with Auto axes XLA adds the collective."""
     template = _template(tp)
-    user = dataclasses.replace(tp, mesh=tp.user_mesh)
-    shardings = user.shardings(template)
+    shardings = tp.shardings(template)
     natural = jax.jit(lambda t: _params_like(t, template, lambda u: tp._layout(u, inverse=True)))
     return _params_like(natural(tree), template, lambda t: jax.device_put(t, shardings),
-                        other=lambda leaf: jax.device_put(leaf, NamedSharding(tp.user_mesh, P())))
+                        other=lambda leaf: jax.device_put(leaf, tp.replicated))
 
 
 def natural(tp: TensorParallel, params):

@@ -136,6 +136,8 @@ def test_float64_and_adam_round_trip(tmp_path, capsys):
     (["--checkpoint-every", "10"], "--checkpoint-every needs --save"),
     (["--checkpoint-every", "0", "--save", "m.npz"], "--checkpoint-every: must be >= 1"),
     (["--bogus"], "unrecognized arguments: --bogus"),
+    (["--fsdp"], "--fsdp splits the run over devices: give --devices N"),
+    (["--tensor-parallel", "--fsdp", "--devices", "2"], "not allowed with argument"),
     (["--batchnorm"], "--batchnorm is a --model cnn setting"),
     (["--model", "cnn", "--dropout", "1"], "a dropout rate must be in [0, 1), got 1"),
     (["--model", "cnn", "--dropout", "x"], "expected a number in [0, 1)"),
@@ -152,7 +154,8 @@ def test_help_lists_every_option(capsys):
     out = capsys.readouterr().out
     for opt in ("--dataset", "--sizes", "--activation", "--loss", "--optimizer", "--lr", "--epochs",
                 "--batch-size", "--l2", "--seed", "--init", "--dtype", "--plot", "--save", "--check",
-                "--quiet", "--json", "--model", "--batchnorm", "--dropout", "--devices"):
+                "--quiet", "--json", "--model", "--batchnorm", "--dropout", "--devices", "--fsdp",
+                "--tensor-parallel"):
         assert opt in out
 
 
@@ -295,3 +298,35 @@ def test_save_keeps_the_optimizer_state_and_epoch_and_resume_refuses_what_does_n
               "the checkpoint holds float32 params, the options ask for float64")
     ck.write_bytes(b"PK junk")
     _one_line(capsys, base + ["--optimizer", "momentum", "--epochs", "5"], "is not a valid fnnet checkpoint")
+
+
+def _fresh_process(tmp_path, *argv):
+    """`fnnet train ARGV` in a new process (simulated devices need a JAX that has not started)."""
+    import os
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS="cpu")
+    env.pop("XLA_FLAGS", None)
+    return subprocess.run([sys.executable, "-m", "fnnet", "train", *argv], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+
+
+def test_tensor_parallel_and_fsdp_from_the_shell_train_what_one_device_trains(tmp_path, capsys):
+    """--devices 4 --tensor-parallel (digits: its hidden 128 split 4 ways) and --devices 4
+    --fsdp (blobs, 13500 examples) equal the one-device run; a width the devices do not
+    divide is a usage error before training."""
+    for flag, axis, dataset, epochs in (("--tensor-parallel", "model", "digits", "6"),
+                                        ("--fsdp", "fsdp", "blobs", "4")):
+        args = ["--dataset", dataset, "--epochs", epochs, "--dtype", "float64", "--quiet", "--json"]
+        proc = _fresh_process(tmp_path, "--devices", "4", flag, *args, "split.json")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert "split 4 ways" in proc.stdout
+        assert main([*args, str(tmp_path / "one.json")]) == 0
+        split, one = (json.loads((tmp_path / f).read_text()) for f in ("split.json", "one.json"))
+        assert split["settings"]["mesh_axis"] == axis
+        for k in ("final_loss", "test_loss"):
+            assert abs(split[k] - one[k]) <= 1e-12 * abs(one[k]), (flag, k)
+    proc = _fresh_process(tmp_path, "--devices", "3", "--tensor-parallel", "--epochs", "1")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert "has 128 units, which the 'model' axis of size 3 does not divide" in proc.stderr
