@@ -141,22 +141,22 @@ def compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng, dtype, blo
                     worst_index=tuple(int(k) for k in np.unravel_index(i, leaf.shape)),
                     actual=float(hf[i]), expected=float(c[0]), failing=[], blocks=[], notes=[],
                     nonfinite=int(bad_h.size), undefined=0)
-    pred = d["vc"] @ hf
-    fin = np.isfinite(d["central"]) & np.isfinite(d["forward"]) & np.isfinite(d["backward"])
-    central = np.where(fin, d["central"], 0.0)
-    scale = np.maximum.reduce([np.abs(d["vc"]) @ np.abs(hf), np.abs(d["vc"]) @ np.abs(np.nan_to_num(jf)),
-                               np.abs(central)])
-    noise = fd.noise(d["t"])
+    pred = d.dot(hf)
+    fin = np.isfinite(d.central) & np.isfinite(d.forward) & np.isfinite(d.backward)
+    central = np.where(fin, d.central, 0.0)
+    scale = np.maximum.reduce([d.dot(np.abs(hf), absolute=True),
+                               d.dot(np.abs(np.nan_to_num(jf)), absolute=True), np.abs(central)])
+    noise = fd.noise(d.t)
     atol_f = np.broadcast_to(np.asarray(atol, np.float64), leaf.shape).reshape(-1)
-    allowed = rt_fd * scale + np.abs(d["vc"]) @ atol_f + noise
+    allowed = rt_fd * scale + d.dot(atol_f, absolute=True) + noise
     diff = np.where(fin, np.abs(pred - central), 0.0)
     tol1 = allowed + 2 * noise
-    lo, hi = np.minimum(d["forward"], d["backward"]), np.maximum(d["forward"], d["backward"])
+    lo, hi = np.minimum(d.forward, d.backward), np.maximum(d.forward, d.backward)
     kink = fin & (diff > allowed) & (hi - lo > tol1) & (pred >= lo - tol1) & (pred <= hi + tol1)
     diff = np.where(kink, 0.0, diff)
     if independent:     # not along directions that cross a kink (see compare_per_element)
         allowed = allowed + np.where(hi - lo > tol1, 0.0,
-                                     _yard(d["vc"] @ np.nan_to_num(jf), central, scale, dtype, True))
+                                     _yard(d.dot(np.nan_to_num(jf)), central, scale, dtype, True))
     k = int(np.argmax(diff / np.maximum(allowed, 1e-300)))
     s = max(float(scale[k]), 1e-300)
     failing = np.flatnonzero(diff > allowed).tolist()
@@ -164,8 +164,8 @@ def compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng, dtype, blo
               f"fun is NaN/inf within a step; the other witnesses judge"] if not fin.all() else [])
     return dict(max_abs_err=float(diff[k]), rel_err=float(diff[k]) / s, worst_index=None,
                 tol=float(allowed[k]) / s, ok=not failing, kinks=int(kink.sum()), direction=k,
-                actual=float(pred[k]), expected=float(d["central"][k]), failing=failing,
-                blocks=[d["blocks"][i] for i in failing], notes=notes, nonfinite=0,
+                actual=float(pred[k]), expected=float(d.central[k]), failing=failing,
+                blocks=[d.blocks[i] for i in failing], notes=notes, nonfinite=0,
                 undefined=int((~fin).sum()))
 
 
@@ -184,27 +184,28 @@ def bisect_blocks(fd, leaf, h, rt_fd, atol, res):
     d = fd.directional(leaf.offset, leaf.size, 0, None)
     hf = np.asarray(h, np.float64).reshape(-1)
     atol_f = np.broadcast_to(np.asarray(atol, np.float64), leaf.shape).reshape(-1)
-    failing = [k for k in res["failing"] if d["blocks"][k] is not None]
-    failing.sort(key=lambda k: -abs(float(d["vc"][k] @ hf) - float(d["central"][k])))
+    failing = [k for k in res["failing"] if d.blocks[k] is not None]
+    pred = d.dot(hf)
+    failing.sort(key=lambda k: -abs(float(pred[k]) - float(d.central[k])))
     chosen = failing[:BISECT_BLOCKS]
-    groups, found = [np.asarray(d["blocks"][k]) for k in chosen], []
+    groups, found = [np.asarray(d.blocks[k]) for k in chosen], []
     vc_of = {}                                  # leaf index -> its value in its block direction
     for k in chosen:
-        vc_of.update(zip(np.asarray(d["blocks"][k]).tolist(), d["vc"][k, d["blocks"][k]].tolist()))
+        vc_of.update(zip(*(a.tolist() for a in d.block_vc(k))))
     while groups:
         found += [g for g in groups if g.size <= BISECT_LEAF]
         big = [g for g in groups if g.size > BISECT_LEAF]
         if not big:
             break
         halves = [h_ for g in big for h_ in (g[:g.size // 2], g[g.size // 2:])]
-        vs = np.zeros((len(halves), fd.flat0.size))
-        for r, g in enumerate(halves):
-            vs[r, leaf.offset + g] = [vc_of[i] for i in g.tolist()]
-        q = fd.along(vs)
+        v = np.zeros(leaf.size)
+        for g in halves:
+            v[g] = [vc_of[i] for i in g.tolist()]
+        q = fd.along_groups(leaf.offset, leaf.size, halves, v)     # the halves are disjoint
         noise = fd.noise(q["t"])
         fails = []
         for r, g in enumerate(halves):
-            vc = q["vc"][r, leaf.offset + g]
+            vc = q["vc"][g]
             pred = float(vc @ hf[g])
             fwd, bwd = float(q["forward"][r]), float(q["backward"][r])
             central = 0.5 * (fwd + bwd)

@@ -241,9 +241,10 @@ def test_layer_norm_on_inputs_from_seed_zero(dtype):
 
 # 9. a wrong row of a large weight is localized quickly ----------------------------------------
 
-def test_wrong_row_of_a_large_weight_is_localized_quickly():
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_wrong_row_of_a_large_weight_is_localized_quickly(dtype):
     rng = np.random.default_rng(5)
-    w, x = rng.standard_normal((300, 300)) / 17, rng.standard_normal((4, 300))
+    w, x = (rng.standard_normal((300, 300)) / 17).astype(dtype), rng.standard_normal((4, 300)).astype(dtype)
     fun = lambda w, x: jnp.tanh(x @ w)
 
     def vjp(w, x, ct):
@@ -259,7 +260,11 @@ def test_wrong_row_of_a_large_weight_is_localized_quickly():
     assert fd.status == "FAIL" and fd.worst_index[0] == 17, str(rep)
     localized = int(fd.note.split(" differences)")[0].rsplit("(", 1)[1])
     assert localized < 2000, fd.note             # bisected, not 2 × 90,000 differences
-    assert seconds < 30.0, (seconds, str(rep))   # < 2 s unloaded; generous for a shared CI machine
+    assert rep.rows_for("w", "jax")[0].worst_index[0] == 17, str(rep)
+    # ~1.5 s on a 2-core machine at load 2-4 (the points of ~600 directions are built on the
+    # device from leaf-sized vectors); the bound is generous for a shared CI machine
+    assert seconds < 15.0, (seconds, str(rep))
+    assert check.check_vjp(fun, vjp, w, x).ok      # the right rule passes at the same sizes
 
 
 # reports: a float32 failure says whether float64 passes (precision) or fails too (math) ---------
