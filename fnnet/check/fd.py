@@ -8,8 +8,9 @@ float64 vector `flat` [P]; g is jitted once, over a batch of points:
     rows(points [B, P]) -> g at B points           (one heavy compilation)
     points(flat, idx [B], val [B]) -> B copies of flat, copy b with flat[idx_b] = val_b
 
-Directional mode passes whole points; per-element mode builds them in NumPy (small P)
-or on the device with `points` (large P).
+Per-element mode builds the points in NumPy (small P) or on the device with `points`
+(large P); directional mode and the bisection of failing blocks build them on the device
+from leaf-sized vectors (`_slice_rows`, `_block_rows`), never as [directions, P] host rows.
 B is fixed per checker (chunks padded), so each compiles once; the work of all leaves
 is gathered first (`prefetch`) so that padding is paid once, not per leaf.
 
