@@ -68,6 +68,9 @@ tolerance <= 10% of it): an unresolved leaf outvotes nothing.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable, Optional
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -77,6 +80,54 @@ YARDSTICK = 4.0         # autodiff yardstick, see the module doc
 YARDSTICK_CAP = {np.dtype("float64"): 1e-3}   # relative to the scale; no cap for coarser dtypes
 ROUNDINGS = 16           # rounding errors allowed per term, see the floors above
 MAX_ADJUDICATE = 4096    # at most this many disagreeing elements are re-examined by FD
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One leaf's hand-written values against one witness (compare, or fnnet.check.fdcompare).
+
+    ok: every element agrees; max_abs_err, rel_err (/ scale), tol (allowed / scale) and
+    actual/expected (hand-written, witness) at worst_index, the element with the largest
+    err / allowed (None when nothing differs); kinks: elements accepted at a kink;
+    nonfinite: hand-written NaN/inf entries the witness does not share; overruled: flat
+    indices where the witness was outvoted by finite differences, overruled_first (index,
+    hand, witness, finite difference) of the first; notes: texts for the row. Directional
+    comparisons add failing (direction numbers), blocks (their leaf indices, None for a
+    random direction), direction (the worst) and undefined (non-finite quotients)."""
+    ok: bool
+    max_abs_err: float
+    rel_err: float
+    tol: float
+    worst_index: Optional[tuple] = None
+    kinks: int = 0
+    actual: Optional[float] = None
+    expected: Optional[float] = None
+    nonfinite: int = 0
+    overruled: tuple = ()
+    overruled_first: Optional[tuple] = None
+    notes: tuple = ()
+    failing: tuple = ()
+    blocks: tuple = ()
+    direction: Optional[int] = None
+    undefined: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Bracket:
+    """What finite differences say at some elements of a leaf (an adjudicator's answer).
+
+    lo, hi: the one-sided difference quotients' interval; tol: its tolerance; central: the
+    central differences (all [n], the elements asked about). joint(flat idx, hand values)
+    -> (ok, text): the joint test of kink acceptances (fnnet.check.kinks); jumps(sub) ->
+    bool per element: autodiff's own derivative jumps there (fnnet.check.smoothness);
+    hull(sub, values) -> bool: several kinks at once (fnnet.check.hull). None: not asked."""
+    lo: np.ndarray
+    hi: np.ndarray
+    tol: np.ndarray
+    central: np.ndarray
+    joint: Optional[Callable] = None
+    jumps: Optional[Callable] = None
+    hull: Optional[Callable] = None
 
 
 def eps(dtype) -> float:
@@ -167,10 +218,10 @@ def yardstick_allowance(jax_values, oracle, scale, dtype, jax64=None):
 def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority=None):
     """Element-by-element comparison of two same-shaped float64 arrays.
 
-    atol: scalar or per element (local floors). adjudicate(flat_indices) -> dict(lo, hi, tol,
-    joint) gives per element the interval spanned by the one-sided finite differences and its
-    tolerance, and joint(flat_indices, hand values) -> (ok, text), the joint test of a set of
-    kink acceptances (fnnet.check.kinks). Elements where hand and oracle disagree but both lie
+    atol: scalar or per element (local floors). adjudicate(flat_indices) -> Bracket gives per
+    element the interval spanned by the one-sided finite differences and its tolerance, and
+    joint(flat_indices, hand values) -> (ok, text), the joint test of a set of kink
+    acceptances (fnnet.check.kinks). Elements where hand and oracle disagree but both lie
     inside a genuine kink interval (hi - lo > tol) are accepted, provided the set passes joint.
     majority(flat_indices) -> bool per element: the hand-written value agrees with finite
     differences (and any other independent witness) there; such disagreements are the
@@ -180,8 +231,7 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
     Non-finite values: a hand-written NaN/inf fails unless the oracle has the identical
     value at that index; an oracle NaN/inf where the hand is finite is a disagreement like
     any other (majority may overrule it). Scales and floors use finite entries only.
-    Returns dict(max_abs_err, rel_err, worst_index, tol, ok, kinks, actual, expected,
-    nonfinite, overruled, notes).
+    Returns a Comparison.
     """
     hand = np.asarray(hand, np.float64)
     oracle = np.asarray(oracle, np.float64)
@@ -198,18 +248,18 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
     bad = np.flatnonzero((flat_diff > allowed.reshape(-1)) & ~nf_hand.reshape(-1))
     if bad.size and adjudicate is not None and bad.size <= MAX_ADJUDICATE:
         adj = adjudicate(bad)
-        lo, hi, tol = adj["lo"], adj["hi"], adj["tol"]
+        lo, hi, tol = adj.lo, adj.hi, adj.tol
         h, o = hand.reshape(-1)[bad], oracle.reshape(-1)[bad]
         inside = lambda v: (v >= lo - tol) & (v <= hi + tol)
         accept = (hi - lo > tol) & inside(h) & inside(o)
         at_kink = bad[hi - lo > tol]
-        hull = adj.get("hull")
+        hull = adj.hull
         cand = np.flatnonzero((hi - lo > tol) & ~accept)
         if cand.size and hull is not None:      # several kinks at once (fnnet.check.hull)
             valid = lambda v: inside(v)[cand] | _hull_of(hull, cand, v, inside(v)[cand])
             accept[cand] = valid(h) & valid(o)
-        if accept.any() and adj.get("joint") is not None:
-            joint_ok, text = adj["joint"](bad[accept], h[accept])
+        if accept.any() and adj.joint is not None:
+            joint_ok, text = adj.joint(bad[accept], h[accept])
             if not joint_ok:
                 accept[:] = False
                 notes.append(text)
@@ -227,18 +277,15 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
         flat_diff[bad[agree]] = 0.0
         if overruled:       # the first outvoted element, for the note: index, hand, oracle, FD
             k = int(np.flatnonzero(agree)[0])
-            last = getattr(majority, "last", None) or {}
-            fd_value = float(last["central"][k]) if "central" in last else float("nan")
+            last = getattr(majority, "last", None)
+            fd_value = float(last[k]) if last is not None else float("nan")
             i = overruled[0]
             notes_first = (tuple(int(v) for v in np.unravel_index(i, hand.shape)),
                            float(hand.reshape(-1)[i]), float(oracle.reshape(-1)[i]), fd_value)
     diff = flat_diff.reshape(hand.shape)
     res = summarize(diff, scale, allowed, kinks, hand, oracle)
-    res["nonfinite"] = [int(i) for i in np.flatnonzero((diff.reshape(-1) == np.inf))]
-    res["overruled"] = overruled
-    res["overruled_first"] = notes_first
-    res["notes"] = notes
-    return res
+    return dataclasses.replace(res, nonfinite=int((diff == np.inf).sum()), overruled=tuple(overruled),
+                               overruled_first=notes_first, notes=tuple(notes))
 
 
 def _hull_of(hull, cand, values, already):
@@ -271,5 +318,5 @@ def summarize(diff, scale, allowed, kinks=0, hand=None, oracle=None):
         err, tol, worst = 0.0, float(allowed.min(initial=np.inf)), None
     out = dict(max_abs_err=err, worst_index=worst, ok=ok, kinks=kinks, actual=actual, expected=expected)
     if scale == 0.0:   # both sides exactly zero everywhere: nothing to scale by, nothing wrong
-        return dict(out, rel_err=0.0 if err == 0 else float("inf"), tol=float("nan"))
-    return dict(out, rel_err=err / scale, tol=tol / scale)
+        return Comparison(rel_err=0.0 if err == 0 else float("inf"), tol=float("nan"), **out)
+    return Comparison(rel_err=err / scale, tol=tol / scale, **out)

@@ -283,20 +283,20 @@ class FiniteDifferences:
     def along(self, vs):
         """One-sided quotients of g along whole-vector directions vs [k, P] (step t = step).
 
-        Returns dict(vc [k, P] (steps actually taken / t, averaged), forward, backward [k], t)."""
+        Returns Quotients with vc [k, P] (steps actually taken / t, averaged)."""
         t = self.step
         xp, xm = self.flat0[None, :] + t * vs, self.flat0[None, :] - t * vs
         g = self._eval(rows=np.concatenate([xp, xm]))
         gp, gm = g[:len(vs)], g[len(vs):]
         vc = ((xp - self.flat0[None, :]) + (self.flat0[None, :] - xm)) / (2 * t)
-        return dict(vc=vc, forward=(gp - self.g0) / t, backward=(self.g0 - gm) / t, t=t)
+        return Quotients(vc=vc, forward=(gp - self.g0) / t, backward=(self.g0 - gm) / t, t=t)
 
     def along_groups(self, offset, size, groups, v):
         """One-sided quotients of g along one direction per group: disjoint groups of leaf
         indices (of the leaf at offset), each direction v [size] on its group and 0 elsewhere;
         the points are built on the device from leaf-sized vectors (fnnet.check.fdcompare's
-        bisection). Returns dict(vc [size] (steps actually taken / t), forward, backward
-        [len(groups)], t)."""
+        bisection). Returns Quotients with vc [size] (steps actually taken / t; each
+        element's in its own group's direction)."""
         t = self.step
         x = self.flat0[offset:offset + size]
         block_of = np.full(size, -1, np.int64)
@@ -309,7 +309,8 @@ class FiniteDifferences:
         ids = np.arange(len(groups))
         gp = self._eval_leaf_blocks(offset, x, xp, block_of, ids)
         gm = self._eval_leaf_blocks(offset, x, xm, block_of, ids)
-        return dict(vc=((xp - x) + (x - xm)) / (2 * t), forward=(gp - self.g0) / t, backward=(self.g0 - gm) / t, t=t)
+        return Quotients(vc=((xp - x) + (x - xm)) / (2 * t), forward=(gp - self.g0) / t,
+                         backward=(self.g0 - gm) / t, t=t)
 
     def derivatives_around(self, flat_idx):
         """[3, n]: autodiff's derivative of g along e_i at x, x + t·e_i and x - t·e_i
@@ -401,3 +402,14 @@ class Directional:
         """(leaf indices, steps taken in units of t) of block direction k."""
         idx = self.blocks[k]
         return idx, self.vc_block[idx]
+
+
+@dataclasses.dataclass(frozen=True)
+class Quotients:
+    """One-sided difference quotients of g along some directions (FiniteDifferences.along):
+    forward (g⁺ - g)/t and backward (g - g⁻)/t per direction, vc the steps actually taken in
+    units of t, t the step."""
+    vc: np.ndarray
+    forward: np.ndarray
+    backward: np.ndarray
+    t: float

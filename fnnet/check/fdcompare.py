@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fnnet.check.compare import summarize, yardstick_allowance
+import dataclasses
+
+from fnnet.check.compare import Comparison, summarize, yardstick_allowance
 from fnnet.check.hull import within_hull
 from fnnet.check.kinks import joint_test
 from fnnet.check.smoothness import derivative_jumps
@@ -116,8 +118,7 @@ def compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype, rng, su
         first = tuple(int(i) for i in np.unravel_index(sub[np.flatnonzero(undefined)[0]], leaf.shape))
         notes.append(f"finite differences are non-finite at {int(undefined.sum())} element(s) (first "
                      f"{first}): fun is NaN/inf within a step there; the other witnesses judge them")
-    res.update(notes=notes, nonfinite=int((~fh & fc).sum()))
-    return res
+    return dataclasses.replace(res, notes=tuple(notes), nonfinite=int((~fh & fc).sum()))
 
 
 def _scatter(leaf, sub, values, fill):
@@ -137,10 +138,9 @@ def compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng, dtype, blo
     if bad_h.size:      # a hand-written NaN/inf: no direction can use it; name the first one
         i = int(bad_h[0])
         c = fd.per_element([leaf.offset + i])[0]
-        return dict(max_abs_err=np.inf, rel_err=np.inf, tol=np.nan, ok=False, kinks=0,
-                    worst_index=tuple(int(k) for k in np.unravel_index(i, leaf.shape)),
-                    actual=float(hf[i]), expected=float(c[0]), failing=[], blocks=[], notes=[],
-                    nonfinite=int(bad_h.size), undefined=0)
+        return Comparison(ok=False, max_abs_err=np.inf, rel_err=np.inf, tol=np.nan,
+                          worst_index=tuple(int(k) for k in np.unravel_index(i, leaf.shape)),
+                          actual=float(hf[i]), expected=float(c[0]), nonfinite=int(bad_h.size))
     pred = d.dot(hf)
     fin = np.isfinite(d.central) & np.isfinite(d.forward) & np.isfinite(d.backward)
     central = np.where(fin, d.central, 0.0)
@@ -162,11 +162,10 @@ def compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng, dtype, blo
     failing = np.flatnonzero(diff > allowed).tolist()
     notes = ([f"the difference quotient is non-finite along {int((~fin).sum())} direction(s): "
               f"fun is NaN/inf within a step; the other witnesses judge"] if not fin.all() else [])
-    return dict(max_abs_err=float(diff[k]), rel_err=float(diff[k]) / s, worst_index=None,
-                tol=float(allowed[k]) / s, ok=not failing, kinks=int(kink.sum()), direction=k,
-                actual=float(pred[k]), expected=float(d.central[k]), failing=failing,
-                blocks=[d.blocks[i] for i in failing], notes=notes, nonfinite=0,
-                undefined=int((~fin).sum()))
+    return Comparison(ok=not failing, max_abs_err=float(diff[k]), rel_err=float(diff[k]) / s,
+                      tol=float(allowed[k]) / s, kinks=int(kink.sum()), direction=k, actual=float(pred[k]),
+                      expected=float(d.central[k]), failing=tuple(failing),
+                      blocks=tuple(d.blocks[i] for i in failing), notes=tuple(notes), undefined=int((~fin).sum()))
 
 
 BISECT_ABOVE = 2048    # failing blocks with more elements than this in all are bisected first
@@ -175,8 +174,8 @@ BISECT_LEAF = 16       # a group this small goes to per-element differences
 
 
 def bisect_blocks(fd, leaf, h, rt_fd, atol, res):
-    """Leaf indices to compare per element after block directions failed (compare_directional's
-    res): each failing block (at most BISECT_BLOCKS, the worst first) is split in halves, the
+    """Leaf indices to compare per element after block directions failed (res:
+    compare_directional's Comparison): each failing block (at most BISECT_BLOCKS, the worst first) is split in halves, the
     halves re-tested as directions of their own (the block's values, 0 elsewhere), and only
     failing halves are split again, down to BISECT_LEAF elements. A wrong entry costs about
     4·log2(block) evaluations instead of two per element of the block. A block whose halves
@@ -184,7 +183,7 @@ def bisect_blocks(fd, leaf, h, rt_fd, atol, res):
     d = fd.directional(leaf.offset, leaf.size, 0, None)
     hf = np.asarray(h, np.float64).reshape(-1)
     atol_f = np.broadcast_to(np.asarray(atol, np.float64), leaf.shape).reshape(-1)
-    failing = [k for k in res["failing"] if d.blocks[k] is not None]
+    failing = [k for k in res.failing if d.blocks[k] is not None]
     pred = d.dot(hf)
     failing.sort(key=lambda k: -abs(float(pred[k]) - float(d.central[k])))
     chosen = failing[:BISECT_BLOCKS]
@@ -202,12 +201,12 @@ def bisect_blocks(fd, leaf, h, rt_fd, atol, res):
         for g in halves:
             v[g] = [vc_of[i] for i in g.tolist()]
         q = fd.along_groups(leaf.offset, leaf.size, halves, v)     # the halves are disjoint
-        noise = fd.noise(q["t"])
+        noise = fd.noise(q.t)
         fails = []
         for r, g in enumerate(halves):
-            vc = q["vc"][g]
+            vc = q.vc[g]
             pred = float(vc @ hf[g])
-            fwd, bwd = float(q["forward"][r]), float(q["backward"][r])
+            fwd, bwd = float(q.forward[r]), float(q.backward[r])
             central = 0.5 * (fwd + bwd)
             allowed = (rt_fd * max(float(np.abs(vc) @ np.abs(hf[g])), abs(central))
                        + float(np.abs(vc) @ atol_f[g]) + noise)

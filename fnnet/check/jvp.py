@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.check import independence, nondiff as _nd
-from fnnet.check.compare import RTOL_FD, ROUNDINGS, compare, eps, rtol as dtype_rtol
+from fnnet.check.compare import RTOL_FD, ROUNDINGS, Bracket, compare, eps, rtol as dtype_rtol
 from fnnet.check.core import check_vjp
 from fnnet.check.inputs import primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
@@ -96,7 +96,7 @@ def _forward_row(f, primals, user_rtol):
                            note=f"fwd returns shape {a64.shape}, f.fun {b64.shape}")
             rt = user_rtol if user_rtol is not None else dtype_rtol(np.asarray(a).dtype)
             res = compare(a64, b64, rt, ROUNDINGS * eps(np.asarray(a).dtype) * np.abs(b64))
-            if worst is None or not res["ok"]:
+            if worst is None or not res.ok:
                 worst = res
     if worst is None:
         return Row("fwd output", "f.fun", "forward", Status.NA, note="no output leaves")
@@ -169,15 +169,15 @@ def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nond
                      ROUNDINGS * eps(dtype) * umax * (np.where(np.isfinite(y0), np.abs(y0), 0.0) + 1.0))
             rt = rtol if rtol is not None else dtype_rtol(dtype)
             c, lo, hi, noise = (a[o] for a in fd[k])
-            adj = lambda bad, lo=lo.reshape(-1), hi=hi.reshape(-1), n=noise.reshape(-1): dict(
+            adj = lambda bad, lo=lo.reshape(-1), hi=hi.reshape(-1), n=noise.reshape(-1): Bracket(
                 lo=lo[bad], hi=hi[bad], tol=3 * n[bad] + max(RTOL_FD, rt) * float(np.abs(h).max(initial=0.0)),
-                central=c.reshape(-1)[bad], joint=None)
+                central=c.reshape(-1)[bad])
             rt_fd = max(RTOL_FD, rt) if rtol is None else rtol
             for kind, oracle, r in (("jax", jv, rt), ("fd", c, rt_fd)):
                 res = compare(h, oracle, r, floor + (noise if kind == "fd" else 0.0), adj,
                               majority=_majority(adj, h, jv) if kind == "jax" and not rules else None)
-                if worst[kind] is None or (not res["ok"] and worst[kind]["ok"]) or (
-                        res["ok"] == worst[kind]["ok"] and res["rel_err"] > worst[kind]["rel_err"]):
+                if worst[kind] is None or (not res.ok and worst[kind].ok) or (
+                        res.ok == worst[kind].ok and res.rel_err > worst[kind].rel_err):
                     worst[kind] = res
         rows.append(_primal_row(name, results, o, rtol))
         rows.append(oracle_row(name, "jax.jvp", "jax", worst["jax"], not rules, rules))
@@ -197,14 +197,14 @@ def _majority(adj, h, jv):
 
     def majority(bad):
         a = adj(bad)
-        c, lo, hi, tol = a["central"], a["lo"], a["hi"], a["tol"]
+        c, lo, hi, tol = a.central, a.lo, a.hi, a.tol
         with np.errstate(invalid="ignore"):
             agrees = lambda v: np.isfinite(v) & np.isfinite(c) & (
                 (np.abs(v - c) <= tol) | ((hi - lo > tol) & (v >= lo - tol) & (v <= hi + tol)))
             scale = max(float(np.abs(hf[np.isfinite(hf)]).max(initial=0.0)),
                         float(np.abs(c[np.isfinite(c)]).max(initial=0.0)))
             ok = agrees(hf[bad]) & ~agrees(jf[bad]) & (tol <= 0.1 * scale)
-        majority.last = dict(bad=bad, central=c)
+        majority.last = c
         return ok
     majority.last = None
     return majority
@@ -223,7 +223,7 @@ def _primal_row(name, results, o, user_rtol):
                        note=f"the rule's primal output has shape {a64.shape}, fun's {b64.shape}")
         rt = user_rtol if user_rtol is not None else dtype_rtol(a.dtype)
         res = compare(a64, b64, rt, ROUNDINGS * eps(a.dtype) * np.where(np.isfinite(b64), np.abs(b64), 0.0))
-        if worst is None or (worst["ok"] and not res["ok"]):
+        if worst is None or (worst.ok and not res.ok):
             worst = res
     return oracle_row(yname, "fun (primal output)", "forward", worst, True, [])
 

@@ -125,7 +125,7 @@ def judge(leaf, h64, j64, ref, fd, adjudicate, floor64, independent, fd_args, st
     none); adjudicate(bad, h=, j=, floor=, rt_fd=): the check's per-element adjudicator;
     fd_args: (per_element, directions, block, localize_max, rng) as the check's fd row.
     stops: stop_gradient equations in fun: with the float64 rule agreeing with jax.vjp, the
-    differences (the function's own derivative) are not asked (rows.stopped_rows).
+    differences (the function's own derivative) are not asked (verdict.judge_leaf).
     """
     from fnnet.check.compare import RTOL, RTOL_FD, compare
     from fnnet.check.rows import fd_row, majority_fn, oracle_row
@@ -138,16 +138,16 @@ def judge(leaf, h64, j64, ref, fd, adjudicate, floor64, independent, fd_args, st
     if j64 is not None:
         res = compare(h64, j64, rt, floor64, adj,
                       majority=majority_fn(adj, h64, ref, rt, floor64, j64) if adj is not None else None)
-        allowed = res["tol"] * max(fin(h64), fin(j64))
-        if not res["ok"]:
+        allowed = res.tol * max(fin(h64), fin(j64))
+        if not res.ok:
             row = oracle_row(leaf.name, label("jax.vjp"), "replay64", res, True, [])
             rows.append(dataclasses.replace(row, note="; ".join(filter(None, [note("jax.vjp in float64"), row.note]))))
     if ref is not None:
         res = compare(h64, ref, rt, floor64, adj, yardstick=None if j64 is None else (j64, np.dtype("float64")))
-        if not res["ok"]:
+        if not res.ok:
             row = oracle_row(leaf.name, label("reference"), "replay64", res, True, [])
             rows.append(dataclasses.replace(row, note="; ".join(filter(None, [note("the reference"), row.note]))))
-    if fd is not None and not (stops and j64 is not None and not rows):   # see rows.stopped_rows
+    if fd is not None and not (stops and j64 is not None and not rows):   # see verdict.judge_leaf
         full, directions, block, localize_max, rng = fd_args
         row = fd_row(fd, leaf, h64, h64 if j64 is None else j64, RTOL_FD, floor64, allowed, np.dtype("float64"),
                      full, directions, block, localize_max, rng, j64 is not None and independent)
