@@ -57,6 +57,29 @@ def test_jvp_autodiff_outvoted_by_finite_differences(dtype):
     assert not rep.ok, str(rep)
 
 
+# 1b. check_jvp judges each output element at the size of the sum behind it, not the leaf's largest
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jvp_small_output_element_beside_a_huge_one_is_judged_at_its_own_scale(dtype):
+    scales = np.array([[1e4, 3e3, 1e-2, 2e-3]])
+    fun = lambda x: jnp.sin(x) * jnp.asarray(scales, x.dtype)
+
+    def rule(off):
+        def jvp(p, t):
+            (x,), (u,) = p, t
+            s = jnp.asarray(scales, x.dtype)
+            return jnp.sin(x) * s, jnp.cos(x) * u * s * jnp.asarray(off, x.dtype)
+        return jvp
+    x = normal(5, 4, seed=3, dtype=dtype)
+    rep = check.check_jvp(_custom_jvp(fun, rule([[1.0, 1.0, 1.0, 1.0]])), x)
+    assert rep.ok, str(rep)
+    # 30% off on the 1e-2 column only: 3e-3 absolute, far below float32's 1e-4 × 1e4 of the
+    # leaf's largest element, the tolerance a leaf-wide scale gave it
+    rep = check.check_jvp(_custom_jvp(fun, rule([[1.0, 1.0, 1.3, 1.0]])), x)
+    assert not rep.ok, str(rep)
+    assert {r.worst_index[1] for r in rep.failures if r.kind in ("jax", "fd")} == {2}, str(rep)
+
+
 # 2. kink acceptances hold jointly across primals ------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
