@@ -39,6 +39,20 @@ Finite differences (central, float64, step t = 1e-6 · max(1, |x_i|) per element
               added to atol.
 A float32 backward compared with float64 finite differences uses max(RTOL_FD, 1e-4).
 
+Measured rounding (rounding_floor): an entry whose true value is 0 because its sums cancel
+(a conv bias followed by batch norm: Σ over positions of a centred quantity) is pure rounding
+in every implementation, of the size of those sums, which neither the output terms nor the
+inputs bound: the floor above can be far below it. Running the same callables in two dtypes
+measures it entry by entry: |rule(coarse) - rule(float64)| is the coarse dtype's rounding of
+the sums the rule actually computes there, in its own order (a math error is the same in
+both dtypes and cancels out of the difference), and the same for jax.vjp; eps(judged) /
+eps(coarse) times the larger is the judged dtype's. ROUNDINGS times that joins the floor of
+the entry: where the coarse run exists anyway (a float32 check and its float64 replay), and
+for a float64 check only when a leaf fails without it (fun, the rule and jax.vjp then also
+run in float32, once). Only at entries that are rounding in the coarse dtype (|jax.vjp in
+float64| <= 1% of the difference): a real value, or a kink whose branch the two dtypes take
+differently, is no measure of rounding; and only where jax.vjp is an independent witness.
+
 Autodiff yardstick (float64 oracles only: reference/ and finite differences), applied
 after the kink rules, to what they leave: derivative formulas evaluated from cached
 outputs cancel when units saturate (1 - t² with t = tanh z ≈ 1 - 1e-12 keeps 4 digits
@@ -189,6 +203,24 @@ def local_floor(dtype, leaf_value, outputs, other_max: float):
         block = (big + inner) / (n_leaf / nb)
         total = total + block.reshape(pre + (1,) * (len(shape) - k))
     return ROUNDINGS * eps(dtype) * total
+
+
+ROUNDING_ONLY = 0.01     # an entry is the coarse dtype's rounding where |float64| <= this × it
+
+
+def rounding_floor(pairs, j64, coarse_dtype, judged_dtype):
+    """Per entry: ROUNDINGS × eps(judged)/eps(coarse) × max over pairs |coarse - float64|
+    (pairs: [(values in the coarse dtype, the same in float64)], the rule's and jax.vjp's; see
+    the module doc) at the entries that are rounding in the coarse dtype (|j64| <=
+    ROUNDING_ONLY × that difference: a cancelled sum); 0 elsewhere and where non-finite."""
+    f = np.asarray(j64, np.float64)
+    d = np.zeros(f.shape)
+    with np.errstate(invalid="ignore"):
+        for c, r in pairs:
+            e = np.abs(np.asarray(c, np.float64) - np.asarray(r, np.float64))
+            d = np.maximum(d, np.where(np.isfinite(e), e, 0.0))
+        cancelled = np.isfinite(f) & (np.abs(f) <= ROUNDING_ONLY * d)
+    return ROUNDINGS * eps(judged_dtype) / eps(coarse_dtype) * np.where(cancelled, d, 0.0)
 
 
 def fd_noise(M: float, t: float, fd_eps: float) -> float:

@@ -3,14 +3,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from fnnet.check import independence, nondiff as _nd, replay as _replay
 from fnnet.check.evaluate import evaluate, lowp_note
-from fnnet.check.compare import RTOL_FD, Bracket, compare, eps, local_floor, rtol as dtype_rtol
+from fnnet.check.compare import (RTOL_FD, Bracket, compare, eps, local_floor, rounding_floor,
+                                  rtol as dtype_rtol)
 from fnnet.check.fd import FiniteDifferences
 from fnnet.check.fdcompare import block_size
 from fnnet.check.hull import within_hull
@@ -166,7 +168,10 @@ class Witnesses:
     replay: the rule re-run in float64 (fnnet.check.replay), or None; fd: the finite
     differences, or None; rules: user custom rules in fun (jax.vjp then is no witness);
     stops: stop_gradient equations in fun; lowp: coarser dtypes fun computes in; outputs:
-    [(ct, y)] float64 per floating output leaf; flat_primals: each leaf's float64 values."""
+    [(ct, y)] float64 per floating output leaf; flat_primals: each leaf's float64 values;
+    coarse(): replay.Coarse (the rule and jax.vjp run in float32) or None, computed on first
+    call (a float64 check's measure of rounding, compare.rounding_floor; g's own rounding
+    then also joins the finite differences' noise, FiniteDifferences.measure_rounding)."""
     title: str
     leaves: tuple
     ct_text: str
@@ -184,6 +189,7 @@ class Witnesses:
     outputs: tuple
     flat_primals: tuple
     ref_note: str
+    coarse: Callable[[], Optional[_replay.Coarse]]
 
     @property
     def independent(self):
@@ -273,11 +279,26 @@ def _gather(fun, hand, primals, names, cotangent, key, reference, s, oracle_fun,
                                       "non-differentiable input (expected None, float0 or zeros)"))
     by_ref = call_reference(reference, primals, ct, names, leaves) if reference is not None else None
     fd = FiniteDifferences(fun, primals, ct, s.step, s.cache_key, options) if offset and not lowp else None
+    out_eps = max([eps(l.dtype) for l in jax.tree.leaves(y) if jnp.issubdtype(l.dtype, jnp.floating)], default=0.0)
+    if fd is not None and out_eps > eps(np.float64):   # fun ran coarser: it measures g's sums
+        fd.measure_rounding(sum(float(np.sum(c * v)) for c, v in outputs), out_eps)
     by_jax = dict(zip([l.name for l in leaves], (np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax))))
     if len(by_jax) != len(leaves):  # jax.vjp always matches; guard against odd custom pytrees
         raise RuntimeError("check: jax.vjp returned a different number of leaves than the primals have")
+    memo = []
+
+    def coarse():
+        if not memo:
+            with x64_context((primals, ct)):
+                got = _replay.run_at(lambda p, c: evaluate(fun, hand, oracle_fun, p, c, s.jit, options, s.rule),
+                                     primals, ct, leaves, np.float32)
+            memo.append(got)
+            if got is not None and fd is not None and fd.coarse is None:
+                fd.measure_rounding(got.g, eps(np.float32))
+        return memo[0]
     return Witnesses(title, tuple(leaves), ct_text, hand_leaf, frozenset(skip), tuple(structure), by_jax, by_ref,
-                     by_jax64, replay, fd, tuple(rules), stops, tuple(lowp), outputs, flat_primals, ref_note)
+                     by_jax64, replay, fd, tuple(rules), stops, tuple(lowp), outputs, flat_primals, ref_note,
+                     coarse)
 
 
 def _plan(w, s, key):
@@ -335,22 +356,53 @@ def _adjudicator(fd, leaf, h, j, floor, rt_fd, rng):
 def _judge_leaf(w, plan, s, k, leaf, prior):
     """One leaf's rows: the rule against jax.vjp, the reference and finite differences, each
     status from fnnet.check.verdict; then the leaf rules (a stop_gradient surrogate) and the
-    float64 replay. prior: the leaf's structure rows. Returns (rows, the leaf's floor)."""
-    name, independent = leaf.name, w.independent
-    h, h_dtype = w.hand[name]
-    j = w.by_jax[name]
+    float64 replay. prior: the leaf's structure rows. Returns (rows, the leaf's floor).
+
+    The floors also count the measured rounding of each entry's sums (compare.rounding_floor):
+    from float64 autodiff in a coarse check, and in a float64 check from float32 autodiff,
+    run only when the leaf fails without it."""
+    name = leaf.name
+    h_dtype = w.hand[name][1]
     dtype = max((leaf.dtype, h_dtype), key=eps)          # the coarser of the two
-    rt, rt_fd = plan.rt[name], plan.rt_fd[name]
+    j = w.by_jax[name]
     others = [a for i, a in enumerate(w.flat_primals) if i != k]
     other_max = max([1.0] + [float(np.abs(a[np.isfinite(a)]).max(initial=0.0)) for a in others])
     floor = (s.atol if s.atol is not None else
              local_floor(dtype, w.flat_primals[k].reshape(leaf.shape), w.outputs, other_max))
+    floor64 = local_floor(np.float64, w.flat_primals[k].reshape(leaf.shape), w.outputs, other_max)
+    measure = s.atol is None and w.independent
+    measured = measured64 = 0.0
+    if measure and w.by_jax64 is not None and leaf.dtype != np.float64:
+        pairs = [(j, w.by_jax64[name])]
+        if w.replay is not None and name in w.replay.hand:
+            pairs.append((w.hand[name][0], w.replay.hand[name]))
+        measured = rounding_floor(pairs, w.by_jax64[name], leaf.dtype, dtype)
+        measured64 = rounding_floor(pairs, w.by_jax64[name], leaf.dtype, np.float64)
+    rows = _leaf_rows(w, plan, s, k, leaf, prior, dtype, floor + measured, floor64 + measured64)
+    if measure and dtype == np.float64 and any(r.status == Status.FAIL for r in rows):
+        coarse = w.coarse()
+        if coarse is not None and name in coarse.leaves:
+            h32, j32 = coarse.leaves[name]
+            again = rounding_floor([(h32, w.hand[name][0]), (j32, j)], j, np.float32, np.float64)
+            if again.any():
+                floor = floor + again
+                rows = _leaf_rows(w, plan, s, k, leaf, prior, dtype, floor, floor64)
+    return rows, floor + measured
+
+
+def _leaf_rows(w, plan, s, k, leaf, prior, dtype, floor, floor64):
+    """_judge_leaf's rows at the given floors (per element)."""
+    name, independent = leaf.name, w.independent
+    h = w.hand[name][0]
+    j = w.by_jax[name]
+    rt, rt_fd = plan.rt[name], plan.rt_fd[name]
     adjudicate = _adjudicator(w.fd, leaf, h, j, floor, rt_fd, plan.rngs[name]) if w.fd is not None else None
     ref = None if w.by_ref is None else w.by_ref[name]
     rows = list(prior)
 
     res = compare(h, j, rt, floor, adjudicate,
-                  majority=majority_fn(adjudicate, h, ref, rt, floor, j) if w.fd is not None and independent else None)
+                  majority=majority_fn(adjudicate, h, ref, rt, floor, j) if w.fd is not None and independent
+                  else None)
     rows.append(oracle_row(name, s.oracle_text, "jax", res, independent, w.rules))
     jax_allowed = res.tol * max(np.abs(h[np.isfinite(h)]).max(initial=0.0),
                                 np.abs(j[np.isfinite(j)]).max(initial=0.0)) if independent else -1.0
@@ -358,8 +410,8 @@ def _judge_leaf(w, plan, s, k, leaf, prior):
         rows.append(Row(name, "reference", "reference", decide(Evidence(present=False)), note=w.ref_note))
     else:
         yard = None if not independent else (j, dtype) if w.by_jax64 is None else (j, dtype, w.by_jax64[name])
-        rows.append(oracle_row(name, "reference", "reference", compare(h, ref, rt, floor, adjudicate, yardstick=yard),
-                               True, []))
+        rows.append(oracle_row(name, "reference", "reference",
+                               compare(h, ref, rt, floor, adjudicate, yardstick=yard), True, []))
     if w.lowp:
         rows.append(Row(name, "finite diff", "fd", decide(Evidence(present=False)), note=lowp_note(w.lowp)))
     fd_args = (name in plan.per_element, s.directions, plan.blocks[name], s.localize_max, plan.rngs[name])
@@ -371,14 +423,13 @@ def _judge_leaf(w, plan, s, k, leaf, prior):
     # where it did, the replay says whether the failure is the coarse dtype's alone
     rep64 = w.replay
     if rep64 is not None and name in rep64.hand and (w.fd is not None or w.by_ref is not None or independent):
-        floor64 = local_floor(np.float64, w.flat_primals[k].reshape(leaf.shape), w.outputs, other_max)
         found = _replay.judge(leaf, rep64.hand[name], rep64.jax[name] if rep64.jax else None,
                               ref, w.fd, adjudicate, floor64, independent, fd_args, w.stops if independent else 0)
         if any(r.status == Status.FAIL for r in rows):
             rows = _replay.explain(rows, name, dtype, failed64=bool(found))
         else:
             rows.extend(found)
-    return rows, floor
+    return rows
 
 
 def _report(w, plan, s, rows, names, seconds):

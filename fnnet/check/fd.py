@@ -113,6 +113,7 @@ class FiniteDifferences:
         self._elements = {}      # flat index -> (central, forward, backward, smallest step)
         self._directions = {}    # offset -> dict (see directional)
         self.g0 = self.G = None  # g and Σ|ct ⊙ y| at the unperturbed point
+        self.coarse = None       # (g computed in a coarser dtype, its eps): see measure_rounding
         # what fun rounds inside, beyond its output terms: Σ|ct| · max(1, |x|max)
         finite = np.abs(self.flat0[np.isfinite(self.flat0)])
         self.inner = (sum(float(np.abs(np.asarray(c, np.float64)).sum()) for c in jax.tree.leaves(self.ct64))
@@ -361,9 +362,21 @@ class FiniteDifferences:
         self.evaluations += len(rows)
         return np.concatenate(out)
 
+    def measure_rounding(self, g_coarse, coarse_eps):
+        """g at the same point computed in a coarser dtype (the check's own run of fun): then
+        |g_coarse - g| / coarse_eps, the size of the sums behind g, joins what its rounding is
+        relative to. Σ|ct ⊙ y| and the inputs miss sums that cancel inside fun (a batch norm's
+        centring: terms far larger than the loss they sum to)."""
+        self.coarse = (float(g_coarse), float(coarse_eps))
+
     def noise(self, t):
         """Rounding noise bound of a central difference quotient with step t (compare.fd_noise)."""
-        return fd_noise(self.G + self.inner, t, self.fd_eps)
+        if self.g0 is None:
+            self.prefetch([], [])
+        sums = 0.0
+        if self.coarse is not None and np.isfinite(self.coarse[0]):
+            sums = abs(self.coarse[0] - self.g0) / self.coarse[1]
+        return fd_noise(self.G + self.inner + sums, t, self.fd_eps)
 
 
 @dataclasses.dataclass

@@ -62,6 +62,35 @@ def run_jax(fun, primals, ct):
             return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Coarse:
+    """The check's callables run in a coarser dtype (run_at): leaves {leaf name: (the rule's
+    values, jax.vjp's)} in float64, and g = <ct, fun> computed from that run's output."""
+    leaves: dict
+    g: float
+
+
+def run_at(evaluate, primals, ct, leaves, dtype):
+    """A Coarse with every floating primal and the cotangent cast to `dtype` (coarser than the
+    check's), or None when fun or the rule does not run there or returns non-finite values:
+    compare.rounding_floor and FiniteDifferences.measure_rounding measure the rounding of the
+    sums behind each entry and behind g with it. evaluate: as for run."""
+    cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+    c = jax.tree.map(cast, ct)
+    try:
+        y, out, by_jax, _ = jax.device_get(evaluate(jax.tree.map(cast, primals), c))
+    except Exception:      # a fun or rule that refuses the coarse dtype: no measurement
+        return None
+    hand = [np.asarray(v, np.float64) for h in out for v in jax.tree.leaves(h)] if isinstance(out, (tuple, list)) else []
+    auto = [np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax)]
+    if len(hand) != len(leaves) or len(auto) != len(leaves) or any(
+            v.shape != l.shape or not np.isfinite(v).all() for v, l in zip(hand + auto, leaves + leaves)):
+        return None
+    g = sum(float(np.sum(np.asarray(ci, np.float64) * np.asarray(v, np.float64)))
+            for ci, v in zip(jax.tree.leaves(c), jax.tree.leaves(y)) if ci.dtype != jax.dtypes.float0)
+    return Coarse({l.name: (h, a) for l, h, a in zip(leaves, hand, auto)}, g)
+
+
 def leaf_dict(tree, leaves):
     """{leaf name: float64 values} of a cotangent tree in the primals' leaf order, or None."""
     if tree is None:
