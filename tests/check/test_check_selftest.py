@@ -2,8 +2,6 @@
 
 CI runs a quick subset through the command's code path; the whole battery (~70 rules, both
 dtypes) is `fnnet check --self-test`."""
-
-
 from fnnet.check import selftest
 from fnnet.cli import check as cli
 
