@@ -25,7 +25,7 @@ from fnnet.check.compare import RTOL_FD, ROUNDINGS, Bracket, compare, eps, rtol 
 from fnnet.check.core import check_vjp
 from fnnet.check.inputs import primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
-from fnnet.check.verdict import Status
+from fnnet.check.verdict import Status, judge_leaf
 from fnnet.check.rows import oracle_row
 
 
@@ -153,6 +153,7 @@ def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nond
         else:
             tans = [tuple(jax.tree.map(lambda a, p: to_device(a, p.dtype), t, p) for t, p in zip(tangents, dp))]
         rules = independence.rules_in(fun_d, *dp)
+        stops = _stops(fun_d, dp)      # stop_gradient in fun: verdict.judge_leaf's surrogate rule
         # per direction, SIGN_PROBES tangents s ⊙ |u| with random signs s: |J (s ⊙ |u|)|_i is the
         # size of the sum Σ_j J_ij u_j behind output element i without its cancellation (one
         # dominant term exactly, n comparable ones their root-sum-square): what that element's
@@ -200,12 +201,21 @@ def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nond
                         res.ok == worst[kind].ok and res.rel_err > worst[kind].rel_err):
                     worst[kind] = res
         rows.append(_primal_row(name, results, o, rtol))
-        rows.append(oracle_row(name, "jax.jvp", "jax", worst["jax"], not rules, rules))
-        rows.append(oracle_row(name, f"finite diff ({len(tans)} directions)", "fd", worst["fd"], True, []))
+        mine = [oracle_row(name, "jax.jvp", "jax", worst["jax"], not rules, rules),
+                oracle_row(name, f"finite diff ({len(tans)} directions)", "fd", worst["fd"], True, [])]
+        rows += mine if rules else judge_leaf(mine, stops)
     header = (f"primals {'/'.join(sorted({str(np.asarray(l).dtype) for l in jax.tree.leaves(dp)}))}; "
               f"{len(tans)} tangent direction(s); finite differences in float64 along each, step "
               f"{step:g}·max(1, |x|max)/max|u|")
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
+
+
+def _stops(fun_d, dp):
+    """stop_gradient equations in fun at the primals (0 when it cannot be traced abstractly)."""
+    try:
+        return independence.stop_gradients(jax.make_jaxpr(fun_d)(*dp).jaxpr)
+    except Exception:
+        return 0
 
 
 def _finite_abs(a):

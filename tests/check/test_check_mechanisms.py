@@ -80,6 +80,19 @@ def test_jvp_small_output_element_beside_a_huge_one_is_judged_at_its_own_scale(d
     assert {r.worst_index[1] for r in rep.failures if r.kind in ("jax", "fd")} == {2}, str(rep)
 
 
+# 1c. check_jvp goes through the same leaf rules: a stop_gradient surrogate is a warning ---------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_jvp_rule_matching_a_stop_gradient_surrogate_is_a_warning(dtype):
+    fun = lambda x: x * jax.lax.stop_gradient(x)
+    surrogate = lambda p, t: (fun(p[0]), t[0] * p[0])          # the stopped factor held constant
+    rep = check.check_jvp(_custom_jvp(fun, surrogate), normal(3, 4, dtype=dtype))
+    assert rep.ok and rep.rows_for("y_dot", "fd")[0].status == "warn", str(rep)
+    assert "stop_gradient" in rep.rows_for("y_dot", "fd")[0].note
+    wrong = lambda p, t: (fun(p[0]), 3 * t[0] * p[0])           # agrees with neither
+    assert not check.check_jvp(_custom_jvp(fun, wrong), normal(3, 4, dtype=dtype)).ok
+
+
 # 2. kink acceptances hold jointly across primals ------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
