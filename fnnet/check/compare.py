@@ -39,6 +39,20 @@ Finite differences (central, float64, step t = 1e-6 · max(1, |x_i|) per element
               added to atol.
 A float32 backward compared with float64 finite differences uses max(RTOL_FD, 1e-4).
 
+Measured rounding (rounding_floor): an entry whose true value is 0 because its sums cancel
+(a conv bias followed by batch norm: Σ over positions of a centred quantity) is pure rounding
+in every implementation, of the size of those sums, which neither the output terms nor the
+inputs bound: the floor above can be far below it. Running the same callables in two dtypes
+measures it entry by entry: |rule(coarse) - rule(float64)| is the coarse dtype's rounding of
+the sums the rule actually computes there, in its own order (a math error is the same in
+both dtypes and cancels out of the difference), and the same for jax.vjp; eps(judged) /
+eps(coarse) times the larger is the judged dtype's. ROUNDINGS times that joins the floor of
+the entry: where the coarse run exists anyway (a float32 check and its float64 replay), and
+for a float64 check only when a leaf fails without it (fun, the rule and jax.vjp then also
+run in float32, once). Only at entries that are rounding in the coarse dtype (|jax.vjp in
+float64| <= 1% of the difference): a real value, or a kink whose branch the two dtypes take
+differently, is no measure of rounding; and only where jax.vjp is an independent witness.
+
 Autodiff yardstick (float64 oracles only: reference/ and finite differences), applied
 after the kink rules, to what they leave: derivative formulas evaluated from cached
 outputs cancel when units saturate (1 - t² with t = tanh z ≈ 1 - 1e-12 keeps 4 digits
@@ -68,6 +82,9 @@ tolerance <= 10% of it): an unresolved leaf outvotes nothing.
 """
 from __future__ import annotations
 
+import dataclasses
+from typing import Callable, Optional
+
 import jax.numpy as jnp
 import numpy as np
 
@@ -77,6 +94,54 @@ YARDSTICK = 4.0         # autodiff yardstick, see the module doc
 YARDSTICK_CAP = {np.dtype("float64"): 1e-3}   # relative to the scale; no cap for coarser dtypes
 ROUNDINGS = 16           # rounding errors allowed per term, see the floors above
 MAX_ADJUDICATE = 4096    # at most this many disagreeing elements are re-examined by FD
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    """One leaf's hand-written values against one witness (compare, or fnnet.check.fdcompare).
+
+    ok: every element agrees; max_abs_err, rel_err (/ scale), tol (allowed / scale) and
+    actual/expected (hand-written, witness) at worst_index, the element with the largest
+    err / allowed (None when nothing differs); kinks: elements accepted at a kink;
+    nonfinite: hand-written NaN/inf entries the witness does not share; overruled: flat
+    indices where the witness was outvoted by finite differences, overruled_first (index,
+    hand, witness, finite difference) of the first; notes: texts for the row. Directional
+    comparisons add failing (direction numbers), blocks (their leaf indices, None for a
+    random direction), direction (the worst) and undefined (non-finite quotients)."""
+    ok: bool
+    max_abs_err: float
+    rel_err: float
+    tol: float
+    worst_index: Optional[tuple] = None
+    kinks: int = 0
+    actual: Optional[float] = None
+    expected: Optional[float] = None
+    nonfinite: int = 0
+    overruled: tuple = ()
+    overruled_first: Optional[tuple] = None
+    notes: tuple = ()
+    failing: tuple = ()
+    blocks: tuple = ()
+    direction: Optional[int] = None
+    undefined: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Bracket:
+    """What finite differences say at some elements of a leaf (an adjudicator's answer).
+
+    lo, hi: the one-sided difference quotients' interval; tol: its tolerance; central: the
+    central differences (all [n], the elements asked about). joint(flat idx, hand values)
+    -> (ok, text): the joint test of kink acceptances (fnnet.check.kinks); jumps(sub) ->
+    bool per element: autodiff's own derivative jumps there (fnnet.check.smoothness);
+    hull(sub, values) -> bool: several kinks at once (fnnet.check.hull). None: not asked."""
+    lo: np.ndarray
+    hi: np.ndarray
+    tol: np.ndarray
+    central: np.ndarray
+    joint: Optional[Callable] = None
+    jumps: Optional[Callable] = None
+    hull: Optional[Callable] = None
 
 
 def eps(dtype) -> float:
@@ -140,6 +205,24 @@ def local_floor(dtype, leaf_value, outputs, other_max: float):
     return ROUNDINGS * eps(dtype) * total
 
 
+ROUNDING_ONLY = 0.01     # an entry is the coarse dtype's rounding where |float64| <= this × it
+
+
+def rounding_floor(pairs, j64, coarse_dtype, judged_dtype):
+    """Per entry: ROUNDINGS × eps(judged)/eps(coarse) × max over pairs |coarse - float64|
+    (pairs: [(values in the coarse dtype, the same in float64)], the rule's and jax.vjp's; see
+    the module doc) at the entries that are rounding in the coarse dtype (|j64| <=
+    ROUNDING_ONLY × that difference: a cancelled sum); 0 elsewhere and where non-finite."""
+    f = np.asarray(j64, np.float64)
+    d = np.zeros(f.shape)
+    with np.errstate(invalid="ignore"):
+        for c, r in pairs:
+            e = np.abs(np.asarray(c, np.float64) - np.asarray(r, np.float64))
+            d = np.maximum(d, np.where(np.isfinite(e), e, 0.0))
+        cancelled = np.isfinite(f) & (np.abs(f) <= ROUNDING_ONLY * d)
+    return ROUNDINGS * eps(judged_dtype) / eps(coarse_dtype) * np.where(cancelled, d, 0.0)
+
+
 def fd_noise(M: float, t: float, fd_eps: float) -> float:
     """Rounding noise of a central difference quotient (g⁺ - g⁻) / 2t, g known to 16·eps·M."""
     return ROUNDINGS * fd_eps * M / t
@@ -167,10 +250,10 @@ def yardstick_allowance(jax_values, oracle, scale, dtype, jax64=None):
 def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority=None):
     """Element-by-element comparison of two same-shaped float64 arrays.
 
-    atol: scalar or per element (local floors). adjudicate(flat_indices) -> dict(lo, hi, tol,
-    joint) gives per element the interval spanned by the one-sided finite differences and its
-    tolerance, and joint(flat_indices, hand values) -> (ok, text), the joint test of a set of
-    kink acceptances (fnnet.check.kinks). Elements where hand and oracle disagree but both lie
+    atol: scalar or per element (local floors). adjudicate(flat_indices) -> Bracket gives per
+    element the interval spanned by the one-sided finite differences and its tolerance, and
+    joint(flat_indices, hand values) -> (ok, text), the joint test of a set of kink
+    acceptances (fnnet.check.kinks). Elements where hand and oracle disagree but both lie
     inside a genuine kink interval (hi - lo > tol) are accepted, provided the set passes joint.
     majority(flat_indices) -> bool per element: the hand-written value agrees with finite
     differences (and any other independent witness) there; such disagreements are the
@@ -180,8 +263,7 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
     Non-finite values: a hand-written NaN/inf fails unless the oracle has the identical
     value at that index; an oracle NaN/inf where the hand is finite is a disagreement like
     any other (majority may overrule it). Scales and floors use finite entries only.
-    Returns dict(max_abs_err, rel_err, worst_index, tol, ok, kinks, actual, expected,
-    nonfinite, overruled, notes).
+    Returns a Comparison.
     """
     hand = np.asarray(hand, np.float64)
     oracle = np.asarray(oracle, np.float64)
@@ -198,18 +280,18 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
     bad = np.flatnonzero((flat_diff > allowed.reshape(-1)) & ~nf_hand.reshape(-1))
     if bad.size and adjudicate is not None and bad.size <= MAX_ADJUDICATE:
         adj = adjudicate(bad)
-        lo, hi, tol = adj["lo"], adj["hi"], adj["tol"]
+        lo, hi, tol = adj.lo, adj.hi, adj.tol
         h, o = hand.reshape(-1)[bad], oracle.reshape(-1)[bad]
         inside = lambda v: (v >= lo - tol) & (v <= hi + tol)
         accept = (hi - lo > tol) & inside(h) & inside(o)
         at_kink = bad[hi - lo > tol]
-        hull = adj.get("hull")
+        hull = adj.hull
         cand = np.flatnonzero((hi - lo > tol) & ~accept)
         if cand.size and hull is not None:      # several kinks at once (fnnet.check.hull)
             valid = lambda v: inside(v)[cand] | _hull_of(hull, cand, v, inside(v)[cand])
             accept[cand] = valid(h) & valid(o)
-        if accept.any() and adj.get("joint") is not None:
-            joint_ok, text = adj["joint"](bad[accept], h[accept])
+        if accept.any() and adj.joint is not None:
+            joint_ok, text = adj.joint(bad[accept], h[accept])
             if not joint_ok:
                 accept[:] = False
                 notes.append(text)
@@ -227,18 +309,15 @@ def compare(hand, oracle, rtol_, atol, adjudicate=None, yardstick=None, majority
         flat_diff[bad[agree]] = 0.0
         if overruled:       # the first outvoted element, for the note: index, hand, oracle, FD
             k = int(np.flatnonzero(agree)[0])
-            last = getattr(majority, "last", None) or {}
-            fd_value = float(last["central"][k]) if "central" in last else float("nan")
+            last = getattr(majority, "last", None)
+            fd_value = float(last[k]) if last is not None else float("nan")
             i = overruled[0]
             notes_first = (tuple(int(v) for v in np.unravel_index(i, hand.shape)),
                            float(hand.reshape(-1)[i]), float(oracle.reshape(-1)[i]), fd_value)
     diff = flat_diff.reshape(hand.shape)
     res = summarize(diff, scale, allowed, kinks, hand, oracle)
-    res["nonfinite"] = [int(i) for i in np.flatnonzero((diff.reshape(-1) == np.inf))]
-    res["overruled"] = overruled
-    res["overruled_first"] = notes_first
-    res["notes"] = notes
-    return res
+    return dataclasses.replace(res, nonfinite=int((diff == np.inf).sum()), overruled=tuple(overruled),
+                               overruled_first=notes_first, notes=tuple(notes))
 
 
 def _hull_of(hull, cand, values, already):
@@ -271,5 +350,5 @@ def summarize(diff, scale, allowed, kinks=0, hand=None, oracle=None):
         err, tol, worst = 0.0, float(allowed.min(initial=np.inf)), None
     out = dict(max_abs_err=err, worst_index=worst, ok=ok, kinks=kinks, actual=actual, expected=expected)
     if scale == 0.0:   # both sides exactly zero everywhere: nothing to scale by, nothing wrong
-        return dict(out, rel_err=0.0 if err == 0 else float("inf"), tol=float("nan"))
-    return dict(out, rel_err=err / scale, tol=tol / scale)
+        return Comparison(rel_err=0.0 if err == 0 else float("inf"), tol=float("nan"), **out)
+    return Comparison(rel_err=err / scale, tol=tol / scale, **out)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fnnet.check.compare import summarize, yardstick_allowance
+import dataclasses
+
+from fnnet.check.compare import Comparison, summarize, yardstick_allowance
 from fnnet.check.hull import within_hull
 from fnnet.check.kinks import joint_test
 from fnnet.check.smoothness import derivative_jumps
@@ -116,8 +118,7 @@ def compare_per_element(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype, rng, su
         first = tuple(int(i) for i in np.unravel_index(sub[np.flatnonzero(undefined)[0]], leaf.shape))
         notes.append(f"finite differences are non-finite at {int(undefined.sum())} element(s) (first "
                      f"{first}): fun is NaN/inf within a step there; the other witnesses judge them")
-    res.update(notes=notes, nonfinite=int((~fh & fc).sum()))
-    return res
+    return dataclasses.replace(res, notes=tuple(notes), nonfinite=int((~fh & fc).sum()))
 
 
 def _scatter(leaf, sub, values, fill):
@@ -137,36 +138,34 @@ def compare_directional(fd, leaf, h, j, rt_fd, atol, directions, rng, dtype, blo
     if bad_h.size:      # a hand-written NaN/inf: no direction can use it; name the first one
         i = int(bad_h[0])
         c = fd.per_element([leaf.offset + i])[0]
-        return dict(max_abs_err=np.inf, rel_err=np.inf, tol=np.nan, ok=False, kinks=0,
-                    worst_index=tuple(int(k) for k in np.unravel_index(i, leaf.shape)),
-                    actual=float(hf[i]), expected=float(c[0]), failing=[], blocks=[], notes=[],
-                    nonfinite=int(bad_h.size), undefined=0)
-    pred = d["vc"] @ hf
-    fin = np.isfinite(d["central"]) & np.isfinite(d["forward"]) & np.isfinite(d["backward"])
-    central = np.where(fin, d["central"], 0.0)
-    scale = np.maximum.reduce([np.abs(d["vc"]) @ np.abs(hf), np.abs(d["vc"]) @ np.abs(np.nan_to_num(jf)),
-                               np.abs(central)])
-    noise = fd.noise(d["t"])
+        return Comparison(ok=False, max_abs_err=np.inf, rel_err=np.inf, tol=np.nan,
+                          worst_index=tuple(int(k) for k in np.unravel_index(i, leaf.shape)),
+                          actual=float(hf[i]), expected=float(c[0]), nonfinite=int(bad_h.size))
+    pred = d.dot(hf)
+    fin = np.isfinite(d.central) & np.isfinite(d.forward) & np.isfinite(d.backward)
+    central = np.where(fin, d.central, 0.0)
+    scale = np.maximum.reduce([d.dot(np.abs(hf), absolute=True),
+                               d.dot(np.abs(np.nan_to_num(jf)), absolute=True), np.abs(central)])
+    noise = fd.noise(d.t)
     atol_f = np.broadcast_to(np.asarray(atol, np.float64), leaf.shape).reshape(-1)
-    allowed = rt_fd * scale + np.abs(d["vc"]) @ atol_f + noise
+    allowed = rt_fd * scale + d.dot(atol_f, absolute=True) + noise
     diff = np.where(fin, np.abs(pred - central), 0.0)
     tol1 = allowed + 2 * noise
-    lo, hi = np.minimum(d["forward"], d["backward"]), np.maximum(d["forward"], d["backward"])
+    lo, hi = np.minimum(d.forward, d.backward), np.maximum(d.forward, d.backward)
     kink = fin & (diff > allowed) & (hi - lo > tol1) & (pred >= lo - tol1) & (pred <= hi + tol1)
     diff = np.where(kink, 0.0, diff)
     if independent:     # not along directions that cross a kink (see compare_per_element)
         allowed = allowed + np.where(hi - lo > tol1, 0.0,
-                                     _yard(d["vc"] @ np.nan_to_num(jf), central, scale, dtype, True))
+                                     _yard(d.dot(np.nan_to_num(jf)), central, scale, dtype, True))
     k = int(np.argmax(diff / np.maximum(allowed, 1e-300)))
     s = max(float(scale[k]), 1e-300)
     failing = np.flatnonzero(diff > allowed).tolist()
     notes = ([f"the difference quotient is non-finite along {int((~fin).sum())} direction(s): "
               f"fun is NaN/inf within a step; the other witnesses judge"] if not fin.all() else [])
-    return dict(max_abs_err=float(diff[k]), rel_err=float(diff[k]) / s, worst_index=None,
-                tol=float(allowed[k]) / s, ok=not failing, kinks=int(kink.sum()), direction=k,
-                actual=float(pred[k]), expected=float(d["central"][k]), failing=failing,
-                blocks=[d["blocks"][i] for i in failing], notes=notes, nonfinite=0,
-                undefined=int((~fin).sum()))
+    return Comparison(ok=not failing, max_abs_err=float(diff[k]), rel_err=float(diff[k]) / s,
+                      tol=float(allowed[k]) / s, kinks=int(kink.sum()), direction=k, actual=float(pred[k]),
+                      expected=float(d.central[k]), failing=tuple(failing),
+                      blocks=tuple(d.blocks[i] for i in failing), notes=tuple(notes), undefined=int((~fin).sum()))
 
 
 BISECT_ABOVE = 2048    # failing blocks with more elements than this in all are bisected first
@@ -175,8 +174,8 @@ BISECT_LEAF = 16       # a group this small goes to per-element differences
 
 
 def bisect_blocks(fd, leaf, h, rt_fd, atol, res):
-    """Leaf indices to compare per element after block directions failed (compare_directional's
-    res): each failing block (at most BISECT_BLOCKS, the worst first) is split in halves, the
+    """Leaf indices to compare per element after block directions failed (res:
+    compare_directional's Comparison): each failing block (at most BISECT_BLOCKS, the worst first) is split in halves, the
     halves re-tested as directions of their own (the block's values, 0 elsewhere), and only
     failing halves are split again, down to BISECT_LEAF elements. A wrong entry costs about
     4·log2(block) evaluations instead of two per element of the block. A block whose halves
@@ -184,29 +183,30 @@ def bisect_blocks(fd, leaf, h, rt_fd, atol, res):
     d = fd.directional(leaf.offset, leaf.size, 0, None)
     hf = np.asarray(h, np.float64).reshape(-1)
     atol_f = np.broadcast_to(np.asarray(atol, np.float64), leaf.shape).reshape(-1)
-    failing = [k for k in res["failing"] if d["blocks"][k] is not None]
-    failing.sort(key=lambda k: -abs(float(d["vc"][k] @ hf) - float(d["central"][k])))
+    failing = [k for k in res.failing if d.blocks[k] is not None]
+    pred = d.dot(hf)
+    failing.sort(key=lambda k: -abs(float(pred[k]) - float(d.central[k])))
     chosen = failing[:BISECT_BLOCKS]
-    groups, found = [np.asarray(d["blocks"][k]) for k in chosen], []
+    groups, found = [np.asarray(d.blocks[k]) for k in chosen], []
     vc_of = {}                                  # leaf index -> its value in its block direction
     for k in chosen:
-        vc_of.update(zip(np.asarray(d["blocks"][k]).tolist(), d["vc"][k, d["blocks"][k]].tolist()))
+        vc_of.update(zip(*(a.tolist() for a in d.block_vc(k))))
     while groups:
         found += [g for g in groups if g.size <= BISECT_LEAF]
         big = [g for g in groups if g.size > BISECT_LEAF]
         if not big:
             break
         halves = [h_ for g in big for h_ in (g[:g.size // 2], g[g.size // 2:])]
-        vs = np.zeros((len(halves), fd.flat0.size))
-        for r, g in enumerate(halves):
-            vs[r, leaf.offset + g] = [vc_of[i] for i in g.tolist()]
-        q = fd.along(vs)
-        noise = fd.noise(q["t"])
+        v = np.zeros(leaf.size)
+        for g in halves:
+            v[g] = [vc_of[i] for i in g.tolist()]
+        q = fd.along_groups(leaf.offset, leaf.size, halves, v)     # the halves are disjoint
+        noise = fd.noise(q.t)
         fails = []
         for r, g in enumerate(halves):
-            vc = q["vc"][r, leaf.offset + g]
+            vc = q.vc[g]
             pred = float(vc @ hf[g])
-            fwd, bwd = float(q["forward"][r]), float(q["backward"][r])
+            fwd, bwd = float(q.forward[r]), float(q.backward[r])
             central = 0.5 * (fwd + bwd)
             allowed = (rt_fd * max(float(np.abs(vc) @ np.abs(hf[g])), abs(central))
                        + float(np.abs(vc) @ atol_f[g]) + noise)

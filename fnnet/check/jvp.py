@@ -13,6 +13,7 @@ fnnet.check.independence reports). nondiff_argnums are honoured (fnnet.check.non
 """
 from __future__ import annotations
 
+import functools
 import time
 
 import jax
@@ -20,12 +21,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from fnnet.check import independence, nondiff as _nd
-from fnnet.check.compare import RTOL_FD, ROUNDINGS, compare, eps, rtol as dtype_rtol
+from fnnet.check.compare import RTOL_FD, ROUNDINGS, Bracket, compare, eps, rtol as dtype_rtol
 from fnnet.check.core import check_vjp
 from fnnet.check.inputs import primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
-from fnnet.check.verdict import Status
+from fnnet.check.verdict import Status, judge_leaf
 from fnnet.check.rows import oracle_row
+
+
+SIGN_PROBES = 3   # tangents with random signs per direction, for the per-element floors
 
 
 def _name(f):
@@ -96,7 +100,7 @@ def _forward_row(f, primals, user_rtol):
                            note=f"fwd returns shape {a64.shape}, f.fun {b64.shape}")
             rt = user_rtol if user_rtol is not None else dtype_rtol(np.asarray(a).dtype)
             res = compare(a64, b64, rt, ROUNDINGS * eps(np.asarray(a).dtype) * np.abs(b64))
-            if worst is None or not res["ok"]:
+            if worst is None or not res.ok:
                 worst = res
     if worst is None:
         return Row("fwd output", "f.fun", "forward", Status.NA, note="no output leaves")
@@ -114,7 +118,10 @@ def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nond
         normal tangents drawn from key. Per direction and output leaf y [*shape], y_dot is
         compared element by element with jax.jvp(fun) and with
         (fun(x + t·u) - fun(x - t·u)) / 2t in float64 (t = step · max(1, |x|max) / max|u|);
-        at kinks the one-sided quotients bound what a rule may report.
+        at kinks the one-sided quotients bound what a rule may report. Tolerances are per
+        output element: rtol and the rounding floor times the size of the sum behind that
+        element (the witnesses' values and |J (s ⊙ |u|)| for SIGN_PROBES random signs s), so
+        a small element beside a huge one is judged at its own scale.
     Returns a Report with one row per (output leaf, witness), the worst over directions.
     """
     t0 = time.perf_counter()
@@ -146,46 +153,74 @@ def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nond
         else:
             tans = [tuple(jax.tree.map(lambda a, p: to_device(a, p.dtype), t, p) for t, p in zip(tangents, dp))]
         rules = independence.rules_in(fun_d, *dp)
+        stops = _stops(fun_d, dp)      # stop_gradient in fun: verdict.judge_leaf's surrogate rule
+        # per direction, SIGN_PROBES tangents s ⊙ |u| with random signs s: |J (s ⊙ |u|)|_i is the
+        # size of the sum Σ_j J_ij u_j behind output element i without its cancellation (one
+        # dominant term exactly, n comparable ones their root-sum-square): what that element's
+        # rounding is relative to, element by element (the floors below)
+        probes = [[tuple(jax.tree.map(lambda a: to_device(np.abs(np.asarray(a, np.float64)) *
+                                                          rng.choice((-1.0, 1.0), np.shape(a)), a.dtype), p)
+                         for p in t) for _ in range(SIGN_PROBES)] for t in tans]
 
-        def both(d, t):
+        def both(d, t, probes):
             y, yd = rule_d(d, t)
             y_fun, jd = jax.jvp(fun_d, d, t)
-            return y, yd, jd, y_fun
+            sums = [jax.tree.leaves(jax.jvp(fun_d, d, q)[1]) for q in probes]
+            size = [functools.reduce(jnp.maximum, [jnp.abs(s[o]) for s in sums]) for o in range(len(sums[0]))]
+            return y, yd, jd, y_fun, size
         run = jax.jit(both) if jit else both
-        results = [run(dp, t) for t in tans]
+        results = [run(dp, t, q) for t, q in zip(tans, probes)]
     fd = _jvp_differences(fun_d, dp, tans, step)
     rows = []
     out_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(results[0][0])]
     for o, path in enumerate(out_paths):
         name = "y_dot" + path
         worst = {"jax": None, "fd": None}
-        for k, (y, yd, jd, _) in enumerate(results):
+        for k, (y, yd, jd, _, size) in enumerate(results):
             h = np.asarray(jax.tree.leaves(yd)[o], np.float64)
             dtype = np.asarray(jax.tree.leaves(yd)[o]).dtype
             jv = np.asarray(jax.tree.leaves(jd)[o], np.float64)
             y0 = np.asarray(jax.tree.leaves(y)[o], np.float64)
             umax = max(float(np.abs(np.asarray(l, np.float64)).max(initial=0.0)) for l in jax.tree.leaves(tans[k]))
-            floor = (atol if atol is not None else
-                     ROUNDINGS * eps(dtype) * umax * (np.where(np.isfinite(y0), np.abs(y0), 0.0) + 1.0))
-            rt = rtol if rtol is not None else dtype_rtol(dtype)
             c, lo, hi, noise = (a[o] for a in fd[k])
-            adj = lambda bad, lo=lo.reshape(-1), hi=hi.reshape(-1), n=noise.reshape(-1): dict(
-                lo=lo[bad], hi=hi[bad], tol=3 * n[bad] + max(RTOL_FD, rt) * float(np.abs(h).max(initial=0.0)),
-                central=c.reshape(-1)[bad], joint=None)
+            # per element: the size of the sum behind it (the witnesses' values, the sign
+            # probes' |J (s ⊙ |u|)|), never the largest element of the leaf, so a small
+            # element beside a huge one is judged at its own scale
+            m = np.maximum.reduce([_finite_abs(a) for a in (h, jv, c, np.asarray(size[o], np.float64))])
+            floor = (atol if atol is not None else
+                     ROUNDINGS * eps(dtype) * (m + umax * _finite_abs(y0)))
+            rt = rtol if rtol is not None else dtype_rtol(dtype)
             rt_fd = max(RTOL_FD, rt) if rtol is None else rtol
+            adj = lambda bad, lo=lo.reshape(-1), hi=hi.reshape(-1), n=noise.reshape(-1), m=m.reshape(-1): Bracket(
+                lo=lo[bad], hi=hi[bad], tol=3 * n[bad] + max(RTOL_FD, rt) * m[bad], central=c.reshape(-1)[bad])
             for kind, oracle, r in (("jax", jv, rt), ("fd", c, rt_fd)):
-                res = compare(h, oracle, r, floor + (noise if kind == "fd" else 0.0), adj,
+                # rtol enters per element (r · m), so compare's leaf-wide rtol is 0
+                res = compare(h, oracle, 0.0, r * m + floor + (noise if kind == "fd" else 0.0), adj,
                               majority=_majority(adj, h, jv) if kind == "jax" and not rules else None)
-                if worst[kind] is None or (not res["ok"] and worst[kind]["ok"]) or (
-                        res["ok"] == worst[kind]["ok"] and res["rel_err"] > worst[kind]["rel_err"]):
+                if worst[kind] is None or (not res.ok and worst[kind].ok) or (
+                        res.ok == worst[kind].ok and res.rel_err > worst[kind].rel_err):
                     worst[kind] = res
         rows.append(_primal_row(name, results, o, rtol))
-        rows.append(oracle_row(name, "jax.jvp", "jax", worst["jax"], not rules, rules))
-        rows.append(oracle_row(name, f"finite diff ({len(tans)} directions)", "fd", worst["fd"], True, []))
+        mine = [oracle_row(name, "jax.jvp", "jax", worst["jax"], not rules, rules),
+                oracle_row(name, f"finite diff ({len(tans)} directions)", "fd", worst["fd"], True, [])]
+        rows += mine if rules else judge_leaf(mine, stops)
     header = (f"primals {'/'.join(sorted({str(np.asarray(l).dtype) for l in jax.tree.leaves(dp)}))}; "
               f"{len(tans)} tangent direction(s); finite differences in float64 along each, step "
               f"{step:g}·max(1, |x|max)/max|u|")
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
+
+
+def _stops(fun_d, dp):
+    """stop_gradient equations in fun at the primals (0 when it cannot be traced abstractly)."""
+    try:
+        return independence.stop_gradients(jax.make_jaxpr(fun_d)(*dp).jaxpr)
+    except Exception:
+        return 0
+
+
+def _finite_abs(a):
+    a = np.abs(np.asarray(a, np.float64))
+    return np.where(np.isfinite(a), a, 0.0)
 
 
 def _majority(adj, h, jv):
@@ -197,14 +232,14 @@ def _majority(adj, h, jv):
 
     def majority(bad):
         a = adj(bad)
-        c, lo, hi, tol = a["central"], a["lo"], a["hi"], a["tol"]
+        c, lo, hi, tol = a.central, a.lo, a.hi, a.tol
         with np.errstate(invalid="ignore"):
             agrees = lambda v: np.isfinite(v) & np.isfinite(c) & (
                 (np.abs(v - c) <= tol) | ((hi - lo > tol) & (v >= lo - tol) & (v <= hi + tol)))
             scale = max(float(np.abs(hf[np.isfinite(hf)]).max(initial=0.0)),
                         float(np.abs(c[np.isfinite(c)]).max(initial=0.0)))
             ok = agrees(hf[bad]) & ~agrees(jf[bad]) & (tol <= 0.1 * scale)
-        majority.last = dict(bad=bad, central=c)
+        majority.last = c
         return ok
     majority.last = None
     return majority
@@ -215,7 +250,7 @@ def _primal_row(name, results, o, user_rtol):
     over directions: a rule returning another primal (inf, a stale value) is wrong whatever
     its tangent says, since jax uses that output."""
     worst, yname = None, "y" + name[len("y_dot"):]
-    for y, _, _, y_fun in results:
+    for y, _, _, y_fun, _ in results:
         a = np.asarray(jax.tree.leaves(y)[o])
         a64, b64 = a.astype(np.float64), np.asarray(jax.tree.leaves(y_fun)[o], np.float64)
         if a64.shape != b64.shape:
@@ -223,7 +258,7 @@ def _primal_row(name, results, o, user_rtol):
                        note=f"the rule's primal output has shape {a64.shape}, fun's {b64.shape}")
         rt = user_rtol if user_rtol is not None else dtype_rtol(a.dtype)
         res = compare(a64, b64, rt, ROUNDINGS * eps(a.dtype) * np.where(np.isfinite(b64), np.abs(b64), 0.0))
-        if worst is None or (worst["ok"] and not res["ok"]):
+        if worst is None or (worst.ok and not res.ok):
             worst = res
     return oracle_row(yname, "fun (primal output)", "forward", worst, True, [])
 

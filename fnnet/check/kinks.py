@@ -69,12 +69,12 @@ def joint_test(fd, offset, idx, h, tol_elem, rt_fd, rng, keep_order=False):
         memo[key] = (True, "")
         return memo[key]
     res = fd.along(np.stack(dirs))
-    noise = fd.noise(res["t"])
+    noise = fd.noise(res.t)
     out = (True, "")
     for k, sl in enumerate(parts):
-        vc = res["vc"][k, offset + idx[sl]]
+        vc = res.vc[k, offset + idx[sl]]
         pred = float(vc @ h[sl])
-        fwd, bwd = float(res["forward"][k]), float(res["backward"][k])
+        fwd, bwd = float(res.forward[k]), float(res.backward[k])
         lo, hi = min(fwd, bwd), max(fwd, bwd)
         tol = (float(np.abs(vc) @ tol_elem[sl]) + JOINT_RTOL * rt_fd * (float(np.abs(vc) @ np.abs(h[sl]))
                + max(abs(fwd), abs(bwd))) + 4 * noise)

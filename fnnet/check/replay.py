@@ -62,6 +62,35 @@ def run_jax(fun, primals, ct):
             return None
 
 
+@dataclasses.dataclass(frozen=True)
+class Coarse:
+    """The check's callables run in a coarser dtype (run_at): leaves {leaf name: (the rule's
+    values, jax.vjp's)} in float64, and g = <ct, fun> computed from that run's output."""
+    leaves: dict
+    g: float
+
+
+def run_at(evaluate, primals, ct, leaves, dtype):
+    """A Coarse with every floating primal and the cotangent cast to `dtype` (coarser than the
+    check's), or None when fun or the rule does not run there or returns non-finite values:
+    compare.rounding_floor and FiniteDifferences.measure_rounding measure the rounding of the
+    sums behind each entry and behind g with it. evaluate: as for run."""
+    cast = lambda a: a.astype(dtype) if jnp.issubdtype(a.dtype, jnp.floating) else a
+    c = jax.tree.map(cast, ct)
+    try:
+        y, out, by_jax, _ = jax.device_get(evaluate(jax.tree.map(cast, primals), c))
+    except Exception:      # a fun or rule that refuses the coarse dtype: no measurement
+        return None
+    hand = [np.asarray(v, np.float64) for h in out for v in jax.tree.leaves(h)] if isinstance(out, (tuple, list)) else []
+    auto = [np.asarray(v, np.float64) for v in jax.tree.leaves(by_jax)]
+    if len(hand) != len(leaves) or len(auto) != len(leaves) or any(
+            v.shape != l.shape or not np.isfinite(v).all() for v, l in zip(hand + auto, leaves + leaves)):
+        return None
+    g = sum(float(np.sum(np.asarray(ci, np.float64) * np.asarray(v, np.float64)))
+            for ci, v in zip(jax.tree.leaves(c), jax.tree.leaves(y)) if ci.dtype != jax.dtypes.float0)
+    return Coarse({l.name: (h, a) for l, h, a in zip(leaves, hand, auto)}, g)
+
+
 def leaf_dict(tree, leaves):
     """{leaf name: float64 values} of a cotangent tree in the primals' leaf order, or None."""
     if tree is None:
@@ -125,7 +154,7 @@ def judge(leaf, h64, j64, ref, fd, adjudicate, floor64, independent, fd_args, st
     none); adjudicate(bad, h=, j=, floor=, rt_fd=): the check's per-element adjudicator;
     fd_args: (per_element, directions, block, localize_max, rng) as the check's fd row.
     stops: stop_gradient equations in fun: with the float64 rule agreeing with jax.vjp, the
-    differences (the function's own derivative) are not asked (rows.stopped_rows).
+    differences (the function's own derivative) are not asked (verdict.judge_leaf).
     """
     from fnnet.check.compare import RTOL, RTOL_FD, compare
     from fnnet.check.rows import fd_row, majority_fn, oracle_row
@@ -138,16 +167,16 @@ def judge(leaf, h64, j64, ref, fd, adjudicate, floor64, independent, fd_args, st
     if j64 is not None:
         res = compare(h64, j64, rt, floor64, adj,
                       majority=majority_fn(adj, h64, ref, rt, floor64, j64) if adj is not None else None)
-        allowed = res["tol"] * max(fin(h64), fin(j64))
-        if not res["ok"]:
+        allowed = res.tol * max(fin(h64), fin(j64))
+        if not res.ok:
             row = oracle_row(leaf.name, label("jax.vjp"), "replay64", res, True, [])
             rows.append(dataclasses.replace(row, note="; ".join(filter(None, [note("jax.vjp in float64"), row.note]))))
     if ref is not None:
         res = compare(h64, ref, rt, floor64, adj, yardstick=None if j64 is None else (j64, np.dtype("float64")))
-        if not res["ok"]:
+        if not res.ok:
             row = oracle_row(leaf.name, label("reference"), "replay64", res, True, [])
             rows.append(dataclasses.replace(row, note="; ".join(filter(None, [note("the reference"), row.note]))))
-    if fd is not None and not (stops and j64 is not None and not rows):   # see rows.stopped_rows
+    if fd is not None and not (stops and j64 is not None and not rows):   # see verdict.judge_leaf
         full, directions, block, localize_max, rng = fd_args
         row = fd_row(fd, leaf, h64, h64 if j64 is None else j64, RTOL_FD, floor64, allowed, np.dtype("float64"),
                      full, directions, block, localize_max, rng, j64 is not None and independent)

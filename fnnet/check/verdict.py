@@ -95,3 +95,18 @@ def stop_gradient_surrogate(kinds_statuses, stops: int) -> bool:
 
 
 LEAF_RULES = (stop_gradient_surrogate,)
+
+_SURROGATE = ("fun contains stop_gradient: finite differences see the function's own derivative, "
+              "while jax.vjp and the hand-written rule (which agree) give the surrogate gradient "
+              "stop_gradient defines; shown as a warning. If the surrogate was not meant, the "
+              "stop_gradient is the bug")
+
+
+def judge_leaf(rows, stops: int):
+    """One leaf's rows (each decided by `decide`) after the leaf rules: where
+    stop_gradient_surrogate applies, its finite-difference failures become warnings that say
+    why; a rule that disagrees with jax.vjp still fails on that row. Returns the new rows."""
+    if not stop_gradient_surrogate([(r.kind, r.status) for r in rows], stops):
+        return list(rows)
+    return [dataclasses.replace(r, status=Status.WARN, note="; ".join(filter(None, [_SURROGATE, r.note])))
+            if r.kind == "fd" and r.status == Status.FAIL else r for r in rows]

@@ -8,7 +8,8 @@ jax.vjp, with the NumPy float64 twin in reference/ and with float64 finite diffe
 (fnnet.check). Inputs include relu kinks (exact zeros and |x| below the FD step),
 saturated sigmoids and tanh (|x| = 40, 20) and softmax logits spread over ±1000.
 Prints one row per case with the largest relative error against each oracle, the total
-time, and exits 1 if anything failed.
+time, and exits 1 if anything failed. `--self-test` judges the checker itself instead: a
+battery of correct and buggy hand-written rules (fnnet/check/selftest.py).
 """
 from __future__ import annotations
 
@@ -126,6 +127,23 @@ def run(dtypes=("float64", "float32"), only=None, verbose=False, jobs=1, out=Non
     return ok, rows, seconds
 
 
+def self_test(dtypes=("float64", "float32"), only=None, verbose=False, out=None):
+    """`fnnet check --self-test`: the checker's own battery (fnnet.check.selftest), correct and
+    buggy hand-written rules in each dtype; prints per family the bugs caught and the false
+    alarms, then the totals; returns the selftest Result."""
+    from fnnet.check import selftest
+
+    out = sys.stdout if out is None else out
+    words = [w.strip() for item in (only or ()) for w in item.split(",") if w.strip()]
+    rules = selftest.select(words) if words else selftest.battery()
+    print(f"fnnet check --self-test: {len(rules)} hand-written rules (correct and buggy) judged by "
+          f"fnnet.check in {'/'.join(dtypes)}", file=out)
+    show = (lambda text: print("\n" + text + "\n", file=out)) if verbose else None
+    result = selftest.run(rules, dtypes, verbose=show)
+    print(result.text(), file=out)
+    return result
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="fnnet check",
@@ -142,6 +160,10 @@ def main(argv=None) -> int:
     parser.add_argument("--list", action="store_true",
                         help="print every layer and loss with the cases that check it, and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every full report")
+    parser.add_argument("--self-test", action="store_true",
+                        help="judge the checker itself: a battery of correct and buggy hand-written rules "
+                             "(fnnet/check/selftest.py; --only selects families by name); exits 1 on any "
+                             "missed bug or false alarm")
     parser.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="cases checked side by side in threads (default: 2, or 1 on one core)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -149,6 +171,15 @@ def main(argv=None) -> int:
         list_cases()
         return 0
     dtypes = ("float64", "float32") if args.dtype == "both" else (args.dtype,)
+    if args.self_test:
+        from fnnet.check import selftest
+        try:
+            if args.only:
+                selftest.select([w for item in args.only for w in item.split(",") if w.strip()])
+        except ValueError as e:
+            print(f"fnnet check: {e}", file=sys.stderr)
+            return 2
+        return 0 if self_test(dtypes, args.only, args.verbose).ok else 1
     try:
         select(_cases(np.random.default_rng(0)), args.only)   # a bad name: before any output
     except ValueError as e:

@@ -32,3 +32,14 @@ def test_stop_gradient_surrogate_leaf_rule():
 def test_status_reads_as_its_text():
     assert Status.FAIL == "FAIL" and f"{Status.WARN}" == "warn" and str(Status.NA) == "n/a"
     assert f"{Status.OK:>4}" == "  ok"
+
+
+def test_judge_leaf_turns_only_the_surrogate_fd_failures_into_warnings():
+    from fnnet.check.report import Row
+    rows = [Row("w", "jax.vjp", "jax", Status.OK), Row("w", "finite diff", "fd", Status.FAIL, note="off")]
+    judged = v.judge_leaf(rows, stops=1)
+    assert [r.status for r in judged] == [Status.OK, Status.WARN]
+    assert judged[1].note.startswith("fun contains stop_gradient") and judged[1].note.endswith("off")
+    assert [r.status for r in v.judge_leaf(rows, stops=0)] == [Status.OK, Status.FAIL]
+    wrong = [Row("w", "jax.vjp", "jax", Status.FAIL), Row("w", "finite diff", "fd", Status.FAIL)]
+    assert [r.status for r in v.judge_leaf(wrong, stops=1)] == [Status.FAIL, Status.FAIL]
