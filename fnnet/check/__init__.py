@@ -14,6 +14,8 @@
     check_jvp(f, *primals)                   # a jax.custom_jvp's rule (or jvp=...) vs FD along directions
     check_second_order(fun, vjp, *primals)   # the backward's own VJP (Hessian-vector products) vs FD
     check_per_example(fun, vjp, params, x)   # vmap of the backward == per-example loop; sums to the batch
+    check_transforms(f, *primals)            # a custom_vjp (or fun, vjp=) under jit, vmap, lax.scan, remat
+                                             # and vmap∘grad vs the rule alone: one row per transform
 
 Non-differentiable inputs (integer indices, bool masks, PRNG keys, static config): nondiff=
 by position or name, or automatically for non-floating primals (fnnet.check.nondiff).
@@ -52,7 +54,8 @@ from fnnet.check.extra import check_per_example, check_second_order
 from fnnet.check.jvp import check_custom_vjp, check_jvp
 from fnnet.check.objects import check_layer, check_loss, check_network
 from fnnet.check.report import Report, Row
+from fnnet.check.transforms import check_transforms
 from fnnet.check.precision import PrecisionReport, precision_report
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "check_custom_vjp", "check_jvp",
-           "check_second_order", "check_per_example", "Report", "Row", "precision_report", "PrecisionReport"]
+           "check_second_order", "check_per_example", "check_transforms", "Report", "Row", "precision_report", "PrecisionReport"]

@@ -24,6 +24,7 @@ from fnnet.check.compare import RTOL_FD, ROUNDINGS, compare, eps, rtol as dtype_
 from fnnet.check.core import check_vjp
 from fnnet.check.inputs import primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
+from fnnet.check.symbolic_zeros import call_fwd
 from fnnet.check.verdict import Status
 from fnnet.check.rows import oracle_row
 
@@ -50,7 +51,7 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, **op
 
     def vjp(*args):
         *p, ct = args
-        y, res = _call_fwd(f, p, nd)
+        y, res = call_fwd(f, p, nd)
         out = f.bwd(*[p[i] for i in nd], res, ct)
         if not isinstance(out, (tuple, list)) or len(out) != len(diff):
             raise ValueError(f"check_custom_vjp: bwd must return a tuple with one cotangent per "
@@ -66,28 +67,15 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, **op
                   report.header, report.seconds)
 
 
-def _call_fwd(f, primals, nd):
-    """f.fwd(*primals), as jax calls it: with symbolic_zeros=True each leaf of a differentiable
-    argument arrives as CustomVJPPrimal(value, perturbed), perturbed for floating leaves."""
-    if not getattr(f, "symbolic_zeros", False):
-        return f.fwd(*primals)
-    from jax.custom_derivatives import CustomVJPPrimal
-
-    def wrap(leaf):
-        return CustomVJPPrimal(leaf, bool(jnp.issubdtype(jnp.result_type(leaf), jnp.floating)))
-
-    return f.fwd(*[p if i in nd else jax.tree.map(wrap, p) for i, p in enumerate(primals)])
-
-
 def _forward_row(f, primals, user_rtol):
     """fwd's primal output vs f.fun's, leaf by leaf (the rule must be of the same function)."""
     with x64_context(primals):
         try:     # one compiled call (eager ops compile one by one)
             nd = tuple(int(i) for i in f.nondiff_argnums)
-            y_fwd, y_fun = jax.jit(lambda *p: (_call_fwd(f, p, nd)[0], f.fun(*p)))(*primals)
+            y_fwd, y_fun = jax.jit(lambda *p: (call_fwd(f, p, nd)[0], f.fun(*p)))(*primals)
         except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
                 jax.errors.TracerIntegerConversionError, TypeError):
-            y_fwd, y_fun = _call_fwd(f, primals, tuple(int(i) for i in f.nondiff_argnums))[0], f.fun(*primals)
+            y_fwd, y_fun = call_fwd(f, primals, tuple(int(i) for i in f.nondiff_argnums))[0], f.fun(*primals)
         worst = None
         for a, b in zip(jax.tree.leaves(y_fwd), jax.tree.leaves(y_fun)):
             a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
