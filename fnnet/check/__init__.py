@@ -16,6 +16,8 @@
     check_per_example(fun, vjp, params, x)   # vmap of the backward == per-example loop; sums to the batch
     check_transforms(f, *primals)            # a custom_vjp (or fun, vjp=) under jit, vmap, lax.scan, remat
                                              # and vmap∘grad vs the rule alone: one row per transform
+    check_adjoint(f, jvp, vjp, *primals)     # <u, Jᵀv> == <Ju, v>: a JVP and a VJP rule are each other's
+                                             # transpose (custom_jvp: jvp, vjp None; custom_vjp: vjp None)
 
 Non-differentiable inputs (integer indices, bool masks, PRNG keys, static config): nondiff=
 by position or name, or automatically for non-floating primals (fnnet.check.nondiff).
@@ -49,6 +51,7 @@ fnnet.check.compare. Validation of what goes in and comes out: fnnet.check.input
 """
 from __future__ import annotations
 
+from fnnet.check.adjoint import check_adjoint
 from fnnet.check.core import check_vjp
 from fnnet.check.extra import check_per_example, check_second_order
 from fnnet.check.jvp import check_custom_vjp, check_jvp
@@ -58,4 +61,4 @@ from fnnet.check.transforms import check_transforms
 from fnnet.check.precision import PrecisionReport, precision_report
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "check_custom_vjp", "check_jvp",
-           "check_second_order", "check_per_example", "check_transforms", "Report", "Row", "precision_report", "PrecisionReport"]
+           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "Report", "Row", "precision_report", "PrecisionReport"]
