@@ -37,7 +37,7 @@ from fnnet.check import nondiff as _nd
 from fnnet.check.compare import ROUNDINGS, eps
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
-from fnnet.check.symbolic_zeros import call_fwd
+from fnnet.check.symbolic_zeros import call_rule
 from fnnet.check.verdict import Evidence, Status, decide
 
 ORACLE = "<u, Jᵀv> (vjp) vs <Ju, v> (jvp)"
@@ -152,15 +152,7 @@ def _rules(f, jvp, vjp, where):
         texts["vjp"] = "the custom_vjp's fwd/bwd"
 
         def vjp_rule(d, ct, diff, fixed, n, names):
-            full = _nd.merge(d, diff, fixed, n)
-            _, res = call_fwd(f, full, nd_own)
-            others = [i for i in range(n) if i not in nd_own]
-            got = f.bwd(*[full[i] for i in nd_own], res, ct)
-            if not isinstance(got, (tuple, list)) or len(got) != len(others):
-                raise ValueError(f"{where}: bwd must return a tuple with one cotangent per non-nondiff "
-                                 f"argument ({len(others)}), got {type(got).__name__}")
-            by_pos = dict(zip(others, got))
-            return tuple(jax.tree.map(jnp.zeros_like, full[i]) if by_pos[i] is None else by_pos[i] for i in diff)
+            return call_rule(f, _nd.merge(d, diff, fixed, n), diff, ct, where)
     elif is_custom_jvp:
         texts["vjp"] = "jax.linear_transpose of the rule's linearization"
 

@@ -40,7 +40,6 @@ import dataclasses
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from fnnet.check import nondiff as _nd
@@ -48,7 +47,7 @@ from fnnet.check.compare import ROUNDINGS, compare, eps, rtol as dtype_rtol
 from fnnet.check.inputs import annotate, make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.rows import oracle_row
-from fnnet.check.symbolic_zeros import call_fwd
+from fnnet.check.symbolic_zeros import call_rule
 from fnnet.check.verdict import Status
 from fnnet.validate import int_at_least
 
@@ -220,19 +219,7 @@ def _rule_alone(f, vjp, diff, fixed, n, names):
     """(differentiable primals, ct) -> their cotangents, from the rule called directly."""
     if vjp is not None:
         return lambda d, ct: _nd.pick(vjp(*_nd.merge(d, diff, fixed, n), ct), n, diff, sorted(fixed), names)[0]
-    nd = tuple(int(i) for i in f.nondiff_argnums)
-    others = [i for i in range(n) if i not in nd]
-
-    def alone(d, ct):
-        full = _nd.merge(d, diff, fixed, n)
-        _, res = call_fwd(f, full, nd)
-        out = f.bwd(*[full[i] for i in nd], res, ct)
-        if not isinstance(out, (tuple, list)) or len(out) != len(others):
-            raise ValueError(f"check_transforms: bwd must return a tuple with one cotangent per "
-                             f"non-nondiff argument ({len(others)}), got {type(out).__name__}")
-        by_pos = dict(zip(others, out))
-        return tuple(jax.tree.map(jnp.zeros_like, full[i]) if by_pos[i] is None else by_pos[i] for i in diff)
-    return alone
+    return lambda d, ct: call_rule(f, _nd.merge(d, diff, fixed, n), diff, ct, "check_transforms")
 
 
 def _row(t, got, want, leaf_names, user_rtol):
