@@ -18,6 +18,8 @@
                                              # and vmap∘grad vs the rule alone: one row per transform
     check_adjoint(f, jvp, vjp, *primals)     # <u, Jᵀv> == <Ju, v>: a JVP and a VJP rule are each other's
                                              # transpose (custom_jvp: jvp, vjp None; custom_vjp: vjp None)
+    taylor_test(fun, vjp, *primals)          # |f(x+hv) - f(x) - h<g, v>| falls as h² (slope 2) for a right
+                                             # gradient, as h for a wrong one; no step size, no tolerance
 
 Non-differentiable inputs (integer indices, bool masks, PRNG keys, static config): nondiff=
 by position or name, or automatically for non-floating primals (fnnet.check.nondiff).
@@ -57,8 +59,9 @@ from fnnet.check.extra import check_per_example, check_second_order
 from fnnet.check.jvp import check_custom_vjp, check_jvp
 from fnnet.check.objects import check_layer, check_loss, check_network
 from fnnet.check.report import Report, Row
+from fnnet.check.taylor import TaylorReport, taylor_test
 from fnnet.check.transforms import check_transforms
 from fnnet.check.precision import PrecisionReport, precision_report
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "check_custom_vjp", "check_jvp",
-           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "Report", "Row", "precision_report", "PrecisionReport"]
+           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "taylor_test", "TaylorReport", "Report", "Row", "precision_report", "PrecisionReport"]
