@@ -10,7 +10,9 @@
     check_layer(layer, params, x)            # layer.backward vs jax / reference / FD (integer x ok)
     check_network(net, params, x, y)         # fnnet.backprop (params and x) vs the same
     check_loss(loss, out, target)            # loss.grad vs the same
-    check_custom_vjp(f, *primals)            # a jax.custom_vjp's own fwd/bwd vs FD and autodiff of f.fun
+    check_custom_vjp(f, *primals)            # a jax.custom_vjp's own fwd/bwd vs FD and autodiff of f.fun;
+                                             # f's keywords pass through (f, x, n=3); a determinism row
+                                             # (two runs bit for bit); a custom_jvp: "use check_jvp"
     check_jvp(f, *primals)                   # a jax.custom_jvp's rule (or jvp=...) vs FD along directions
     check_second_order(fun, vjp, *primals)   # the backward's own VJP (Hessian-vector products) vs FD
     check_per_example(fun, vjp, params, x)   # vmap of the backward == per-example loop; sums to the batch
