@@ -22,6 +22,8 @@
                                              # transpose (custom_jvp: jvp, vjp None; custom_vjp: vjp None)
     taylor_test(fun, vjp, *primals)          # |f(x+hv) - f(x) - h<g, v>| falls as h² (slope 2) for a right
                                              # gradient, as h for a wrong one; no step size, no tolerance
+    check_symbolic_zeros(f, *primals)        # a symbolic_zeros=True custom_vjp handed SymbolicZero
+                                             # cotangents == handed zeros (also inside check_custom_vjp)
 
 Non-differentiable inputs (integer indices, bool masks, PRNG keys, static config): nondiff=
 by position or name, or automatically for non-floating primals (fnnet.check.nondiff).
@@ -61,9 +63,10 @@ from fnnet.check.extra import check_per_example, check_second_order
 from fnnet.check.jvp import check_custom_vjp, check_jvp
 from fnnet.check.objects import check_layer, check_loss, check_network
 from fnnet.check.report import Report, Row
+from fnnet.check.symbolic_zeros import check_symbolic_zeros
 from fnnet.check.taylor import TaylorReport, taylor_test
 from fnnet.check.transforms import check_transforms
 from fnnet.check.precision import PrecisionReport, precision_report
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "check_custom_vjp", "check_jvp",
-           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "taylor_test", "TaylorReport", "Report", "Row", "precision_report", "PrecisionReport"]
+           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "taylor_test", "TaylorReport", "check_symbolic_zeros", "Report", "Row", "precision_report", "PrecisionReport"]

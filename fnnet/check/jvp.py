@@ -25,7 +25,7 @@ from fnnet.check.compare import RTOL_FD, ROUNDINGS, compare, eps, rtol as dtype_
 from fnnet.check.core import check_vjp
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
-from fnnet.check.symbolic_zeros import call_fwd, call_rule
+from fnnet.check.symbolic_zeros import call_fwd, call_rule, check_symbolic_zeros
 from fnnet.check.verdict import Status
 from fnnet.check.rows import oracle_row
 
@@ -45,7 +45,8 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
     a name that is also an option below is the option's (pass f's argument positionally).
     bwd returning None for an argument means a zero cotangent (jax's convention). The fwd's
     primal output is also compared with f.fun's (a fwd that computes another function is a
-    failed row). determinism: fwd then bwd run twice on the same inputs (one compiled
+    failed row). A rule defined with symbolic_zeros=True also gets check_symbolic_zeros's
+    rows (SymbolicZero cotangents fed to bwd). determinism: fwd then bwd run twice on the same inputs (one compiled
     program, or eagerly if it cannot be jitted) must agree bit for bit, else the
     "determinism" row fails (scatter-adds and atomics on accelerators, callbacks that sum in
     a varying order). options: as check_vjp (mode, detect, rtol, atol, jit, ...).
@@ -69,6 +70,9 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
     report = check_vjp(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
                        nondiff=nondiff, names=names, title=f"custom_vjp {_name(f)}", **options)
     extra = (_forward_row(f, primals, options.get("rtol")),)
+    if getattr(f, "symbolic_zeros", False):
+        extra += check_symbolic_zeros(f, *primals, key=key, nondiff=nondiff,
+                                      rtol=options.get("rtol"), jit=options.get("jit", True)).rows
     if determinism:
         extra += (_determinism_row(f, vjp, primals, names, nondiff, cotangent, key, options.get("jit", True)),)
     return Report(report.title, report.rows + extra, report.header, report.seconds)
