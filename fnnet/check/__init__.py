@@ -24,6 +24,9 @@
                                              # gradient, as h for a wrong one; no step size, no tolerance
     check_symbolic_zeros(f, *primals)        # a symbolic_zeros=True custom_vjp handed SymbolicZero
                                              # cotangents == handed zeros (also inside check_custom_vjp)
+    check_complex_vjp(fun, vjp, *primals)    # complex primals/outputs in JAX's convention (c pairs with t
+                                             # by Re(c·t)), checked as (re, im) pairs by check_vjp's witnesses;
+                                             # check_custom_vjp routes complex rules here
 
 Non-differentiable inputs (integer indices, bool masks, PRNG keys, static config): nondiff=
 by position or name, or automatically for non-floating primals (fnnet.check.nondiff).
@@ -58,6 +61,7 @@ fnnet.check.compare. Validation of what goes in and comes out: fnnet.check.input
 from __future__ import annotations
 
 from fnnet.check.adjoint import check_adjoint
+from fnnet.check.complex_vjp import check_complex_vjp
 from fnnet.check.core import check_vjp
 from fnnet.check.extra import check_per_example, check_second_order
 from fnnet.check.jvp import check_custom_vjp, check_jvp
@@ -69,4 +73,4 @@ from fnnet.check.transforms import check_transforms
 from fnnet.check.precision import PrecisionReport, precision_report
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "check_custom_vjp", "check_jvp",
-           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "taylor_test", "TaylorReport", "check_symbolic_zeros", "Report", "Row", "precision_report", "PrecisionReport"]
+           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "taylor_test", "TaylorReport", "check_symbolic_zeros", "check_complex_vjp", "Report", "Row", "precision_report", "PrecisionReport"]

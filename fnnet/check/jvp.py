@@ -22,6 +22,7 @@ import numpy as np
 
 from fnnet.check import independence, nondiff as _nd
 from fnnet.check.compare import RTOL_FD, ROUNDINGS, compare, eps, rtol as dtype_rtol
+from fnnet.check.complex_vjp import check_complex_vjp, has_complex, merge, split
 from fnnet.check.core import check_vjp
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
@@ -49,7 +50,8 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
     rows (SymbolicZero cotangents fed to bwd). determinism: fwd then bwd run twice on the same inputs (one compiled
     program, or eagerly if it cannot be jitted) must agree bit for bit, else the
     "determinism" row fails (scatter-adds and atomics on accelerators, callbacks that sum in
-    a varying order). options: as check_vjp (mode, detect, rtol, atol, jit, ...).
+    a varying order). Complex primals or outputs: checked by check_complex_vjp (JAX's
+    conjugation convention, real and imaginary parts as leaves .re, .im). options: as check_vjp (mode, detect, rtol, atol, jit, ...).
     """
     if hasattr(f, "jvp") and hasattr(f, "fun") and not hasattr(f, "bwd"):
         raise TypeError(f"check_custom_vjp: {_name(f)} is a jax.custom_jvp: its rule is a JVP; "
@@ -67,8 +69,9 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
 
     names = primal_names(f.fun, len(primals), options.pop("names", None))
     nondiff = nd + tuple(options.pop("nondiff", ()))
-    report = check_vjp(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
-                       nondiff=nondiff, names=names, title=f"custom_vjp {_name(f)}", **options)
+    run = check_complex_vjp if has_complex(primals, jax.eval_shape(f.fun, *primals)) else check_vjp
+    report = run(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
+                 nondiff=nondiff, names=names, title=f"custom_vjp {_name(f)}", **options)
     extra = (_forward_row(f, primals, options.get("rtol")),)
     if getattr(f, "symbolic_zeros", False):
         extra += check_symbolic_zeros(f, *primals, key=key, nondiff=nondiff,
@@ -110,15 +113,17 @@ def _bind_keywords(f, primals, options):
 
 def _determinism_row(f, vjp, primals, names, nondiff, cotangent, key, jit):
     """fwd/bwd run twice on the same primals and cotangent, compared bit for bit."""
-    nd_pos, _ = _nd.positions(nondiff, names, primals)
+    nd_pos, _ = _nd.positions(nondiff, names, split(primals))      # complex leaves are differentiable
     diff = [i for i in range(len(primals)) if i not in nd_pos]
     fixed = {i: primals[i] for i in nd_pos}
     n = len(primals)
     key = jax.random.key(key) if isinstance(key, int) else key
-    with x64_context(primals):
+    with x64_context(split(primals)):
         d = tuple(jax.tree.map(lambda a: to_device(a, np.asarray(a).dtype), primals[i]) for i in diff)
         out = jax.eval_shape(lambda *a: f.fun(*_nd.merge(a, diff, fixed, n)), *d)
-        ct, _ = make_cotangent(cotangent, out, rng_for(key, 8))
+        # drawn as real pairs where out is complex (make_cotangent draws floating leaves only)
+        ct, _ = make_cotangent(None if cotangent is None else split(cotangent), split(out), rng_for(key, 8))
+        ct = merge(ct, out)
         run = lambda a, c: vjp(*_nd.merge(a, diff, fixed, n), c)
         how = "one compiled program run twice"
         try:
@@ -164,7 +169,7 @@ def _forward_row(f, primals, user_rtol):
                 jax.errors.TracerIntegerConversionError, TypeError):
             y_fwd, y_fun = call_fwd(f, primals, tuple(int(i) for i in f.nondiff_argnums))[0], f.fun(*primals)
         worst = None
-        for a, b in zip(jax.tree.leaves(y_fwd), jax.tree.leaves(y_fun)):
+        for a, b in zip(jax.tree.leaves(split(y_fwd)), jax.tree.leaves(split(y_fun))):   # complex: (re, im)
             a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
             if a64.shape != b64.shape:
                 return Row("fwd output", "f.fun", "forward", Status.FAIL,
