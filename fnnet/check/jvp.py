@@ -170,6 +170,12 @@ def _forward_row(f, primals, user_rtol):
             y_fwd, y_fun = call_fwd(f, primals, tuple(int(i) for i in f.nondiff_argnums))[0], f.fun(*primals)
         worst = None
         for a, b in zip(jax.tree.leaves(split(y_fwd)), jax.tree.leaves(split(y_fun))):   # complex: (re, im)
+            if not jnp.issubdtype(np.asarray(b).dtype, jnp.inexact):     # an integer output: exactly equal
+                if np.shape(a) != np.shape(b) or not np.array_equal(np.asarray(a), np.asarray(b)):
+                    return Row("fwd output", "f.fun", "forward", Status.FAIL,
+                               note=f"fwd's integer output {np.asarray(a).dtype}{list(np.shape(a))} differs "
+                                    f"from f.fun's {np.asarray(b).dtype}{list(np.shape(b))}")
+                continue
             a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
             if a64.shape != b64.shape:
                 return Row("fwd output", "f.fun", "forward", Status.FAIL,

@@ -79,3 +79,27 @@ def test_the_determinism_row(dtype):
     assert rep.failed_primals == ("determinism",), str(rep)            # every value within tolerance
     assert "not deterministic" in rep.rows_for("determinism")[0].note
     assert check.check_custom_vjp(shuffled, x, determinism=False).ok
+
+
+def max_and_argmax(shift=0):
+    """(max, argmax) over the last axis; fwd's argmax is off by `shift` (a wrong integer output)."""
+    @jax.custom_vjp
+    def f(x):
+        return jnp.max(x, -1), jnp.argmax(x, -1)
+
+    def bwd(x, cts):
+        onehot = jax.nn.one_hot(jnp.argmax(x, -1), x.shape[-1], dtype=x.dtype)
+        return (cts[0][..., None] * onehot,)                           # d max/dx: 1 at the argmax
+    f.defvjp(lambda x: ((jnp.max(x, -1), jnp.argmax(x, -1) + shift), x), bwd)
+    return f
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_integer_outputs_are_compared_exactly_and_left_out_of_the_witnesses(dtype):
+    x = normal(3, 4, dtype=dtype)
+    rep = check.check_custom_vjp(max_and_argmax(), x)
+    assert rep.ok, str(rep)
+    rep = check.check_custom_vjp(max_and_argmax(shift=1), x)
+    assert rep.failed_primals == ("fwd output",) and "integer output" in rep.failures[0].note, str(rep)
+    assert check.taylor_test(max_and_argmax(), None, x).ok
+    assert check.check_transforms(max_and_argmax(), x, transforms=("jit", "vmap")).ok
