@@ -27,6 +27,7 @@ from fnnet.check.core import check_vjp
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.symbolic_zeros import call_fwd, call_rule, check_symbolic_zeros
+from fnnet.check.transforms import check_transforms
 from fnnet.check.verdict import Status
 from fnnet.check.rows import oracle_row
 
@@ -36,7 +37,8 @@ def _name(f):
     return getattr(fun, "__name__", type(fun).__name__)
 
 
-def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, determinism=True, **options):
+def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, determinism=True, transforms=(),
+                     **options):
     """A jax.custom_vjp's own fwd/bwd vs jax.vjp of f.fun, FD of f.fun and an optional reference.
 
     f: the object `@jax.custom_vjp` returns, with defvjp(fwd, bwd) called. primals: its
@@ -50,7 +52,9 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
     rows (SymbolicZero cotangents fed to bwd). determinism: fwd then bwd run twice on the same inputs (one compiled
     program, or eagerly if it cannot be jitted) must agree bit for bit, else the
     "determinism" row fails (scatter-adds and atomics on accelerators, callbacks that sum in
-    a varying order). Complex primals or outputs: checked by check_complex_vjp (JAX's
+    a varying order). transforms: some of fnnet.check.transforms.TRANSFORMS ("jit", "vmap",
+    "scan", "remat", "vmap_grad"), whose check_transforms rows are added (default none: each
+    compiles the rule again). Complex primals or outputs: checked by check_complex_vjp (JAX's
     conjugation convention, real and imaginary parts as leaves .re, .im). options: as check_vjp (mode, detect, rtol, atol, jit, ...).
     """
     if hasattr(f, "jvp") and hasattr(f, "fun") and not hasattr(f, "bwd"):
@@ -76,6 +80,9 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
     if getattr(f, "symbolic_zeros", False):
         extra += check_symbolic_zeros(f, *primals, key=key, nondiff=nondiff,
                                       rtol=options.get("rtol"), jit=options.get("jit", True)).rows
+    if transforms:
+        extra += check_transforms(f, *primals, transforms=transforms, key=key, nondiff=nondiff,
+                                  names=names, rtol=options.get("rtol")).rows
     if determinism:
         extra += (_determinism_row(f, vjp, primals, names, nondiff, cotangent, key, options.get("jit", True)),)
     return Report(report.title, report.rows + extra, report.header, report.seconds)

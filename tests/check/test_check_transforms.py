@@ -142,3 +142,10 @@ def test_bad_arguments_are_refused_before_anything_runs():
         check.check_transforms(h, normal(4))
     with pytest.raises(TypeError, match="custom_vjp"):
         check.check_transforms(jnp.sin, normal(4))
+
+
+def test_check_custom_vjp_adds_the_rows_of_the_transforms_asked_for():
+    x = normal(4)
+    rep = check.check_custom_vjp(mean_sin(kernel_d_from_shape), x, transforms=("jit", "vmap"))
+    assert rep.failed_primals == ("vmap",), str(rep)                # every other witness passes alone
+    assert not check.check_custom_vjp(mean_sin(kernel_d_from_shape), x).rows_for(kind="transform")
