@@ -69,6 +69,15 @@ def merge(real, template, conj=False):
     return jax.tree.map(one, template, real, is_leaf=lambda x: x is None)
 
 
+def real_view(a):
+    """float64 values of an array; a complex one as [..., 2] (last index 0: real part, 1: imaginary),
+    for comparisons that read complex values (fnnet.check.compare takes real arrays)."""
+    a = np.asarray(a)
+    if np.iscomplexobj(a):
+        return np.stack([a.real, a.imag], -1).astype(np.float64)
+    return a.astype(np.float64)
+
+
 def has_complex(*trees) -> bool:
     return any(is_complex(l) for l in jax.tree.leaves(trees))
 

@@ -22,6 +22,7 @@ from jax.custom_derivatives import CustomVJPPrimal, SymbolicZero
 
 from fnnet.check import nondiff as _nd
 from fnnet.check.compare import ROUNDINGS, compare, eps, rtol as dtype_rtol
+from fnnet.check.complex_vjp import merge, real_view, split
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.rows import oracle_row
@@ -74,7 +75,8 @@ def check_symbolic_zeros(f, *primals, key=None, nondiff=(), rtol=None, jit=True)
                               jax itself passes the SymbolicZero, inside a traced program.
     A rule that raises on a SymbolicZero (arithmetic on it, .shape of a None) or treats it
     as anything but zero fails, with what it raised. nondiff: more primals held fixed
-    (f.nondiff_argnums and non-floating primals always are). Tolerance: the dtype's rtol (1e-10
+    (f.nondiff_argnums and non-floating primals always are). Complex primals and outputs
+    are differentiable; complex cotangents are compared as (re, im). Tolerance: the dtype's rtol (1e-10
     float64, 1e-4 float32) of the leaf's scale plus 16 eps of each value: skipping a zero
     term and adding it differ by rounding only. One output leaf: jax never hands the rule
     a symbolic zero (an unused output means no backward pass), so the row is "n/a".
@@ -88,13 +90,14 @@ def check_symbolic_zeros(f, *primals, key=None, nondiff=(), rtol=None, jit=True)
         raise ValueError(f"{where}: {getattr(f.fun, '__name__', 'f')} was defined without "
                          f"symbolic_zeros=True: jax hands its bwd dense zeros, never a SymbolicZero")
     names = primal_names(f.fun, len(primals), None)
-    nd_pos, _ = _nd.positions(tuple(int(i) for i in f.nondiff_argnums) + tuple(nondiff), names, primals)
+    nd_pos, _ = _nd.positions(tuple(int(i) for i in f.nondiff_argnums) + tuple(nondiff), names,
+                              split(primals))                     # complex leaves are differentiable
     diff = [i for i in range(len(primals)) if i not in nd_pos]
     n = len(primals)
     fixed = {i: primals[i] for i in nd_pos}
     key = jax.random.key(key) if isinstance(key, int) else key
     title = f"symbolic zeros of custom_vjp {getattr(f.fun, '__name__', 'f')}"
-    with x64_context(primals):
+    with x64_context(split(primals)):
         d = tuple(jax.tree.map(lambda a: to_device(a, np.asarray(a).dtype), primals[i]) for i in diff)
         full = _nd.merge(d, diff, fixed, n)
         out = jax.eval_shape(lambda *a: f.fun(*_nd.merge(a, diff, fixed, n)), *d)
@@ -104,7 +107,7 @@ def check_symbolic_zeros(f, *primals, key=None, nondiff=(), rtol=None, jit=True)
             row = Row(paths[0] if paths else "y", "dense zero cotangent", "symbolic_zero", Status.NA,
                       note="one output: jax never hands this rule a symbolic zero cotangent")
             return Report(title, (row,), "", time.perf_counter() - t0)
-        ct, _ = make_cotangent(None, out, rng_for(key, 9))
+        ct = merge(make_cotangent(None, split(out), rng_for(key, 9))[0], out)   # complex: re + i·im
         ct_leaves = jax.tree.leaves(ct)
         rows = []
         for k, name in enumerate(paths):
@@ -158,9 +161,9 @@ def _zero_row(name, oracle, got, want, names, diff, user_rtol):
                 return Row(name, oracle, "symbolic_zero", Status.FAIL,
                            note=f"the cotangent of {names[diff[k]]}{jax.tree_util.keystr(p)} has shape {a.shape}, "
                                 f"with a dense zero {b.shape}")
-            rt = user_rtol if user_rtol is not None else dtype_rtol(b.dtype)
-            b64 = b.astype(np.float64)
-            res = compare(a.astype(np.float64), b64, rt,
+            rt = user_rtol if user_rtol is not None else dtype_rtol(np.finfo(b.dtype).dtype)
+            b64 = real_view(b)
+            res = compare(real_view(a), b64, rt,
                           ROUNDINGS * eps(b.dtype) * np.where(np.isfinite(b64), np.abs(b64), 0.0))
             if worst is None or (worst["ok"] and not res["ok"]) or (
                     worst["ok"] == res["ok"] and res["rel_err"] > worst["rel_err"]):

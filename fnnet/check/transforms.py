@@ -28,7 +28,8 @@ alike); each example has its own random normal cotangent. The batch size (defaul
 smallest >= 3 that no axis of a primal or output has) is never a length of another axis,
 so a rule that mistakes the batch axis for one of its own cannot pass by coincidence.
 Non-floating primals, nondiff= and f.nondiff_argnums are held fixed (closed over, never
-batched).
+batched). Complex primals and outputs are differentiable (a complex leaf's row index ends in
+0 for its real part, 1 for its imaginary part).
 
 Tolerance, per leaf: the dtype's rtol (1e-10 float64, 1e-4 float32; fnnet.check.compare)
 times the leaf's scale, plus 16 eps per element of the oracle's magnitude: a transform
@@ -44,6 +45,7 @@ import numpy as np
 
 from fnnet.check import nondiff as _nd
 from fnnet.check.compare import ROUNDINGS, compare, eps, rtol as dtype_rtol
+from fnnet.check.complex_vjp import merge, real_view, split
 from fnnet.check.inputs import annotate, make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.rows import oracle_row
@@ -88,7 +90,7 @@ def check_transforms(f, *primals, vjp=None, transforms=TRANSFORMS, batch=None, k
     else:
         fun, nd_own = f, ()
     names = primal_names(getattr(fun, "fun", fun), len(primals), names)
-    nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, primals)
+    nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, split(primals))   # complex: differentiable
     diff = [i for i in range(len(primals)) if i not in nd_pos]
     if not diff:
         raise ValueError(f"{where}: no differentiable primal among {names} (all held fixed)")
@@ -97,7 +99,7 @@ def check_transforms(f, *primals, vjp=None, transforms=TRANSFORMS, batch=None, k
     key = jax.random.key(key) if isinstance(key, int) else key
     rng = rng_for(key, 5)
 
-    with x64_context(primals):
+    with x64_context(split(primals)):
         d0 = tuple(jax.tree.map(lambda a: to_device(a, np.asarray(a).dtype), primals[i]) for i in diff)
         g = _as_custom_vjp(fun, vjp, diff, fixed, n, names) if not custom else (
             lambda *d: fun(*_nd.merge(d, diff, fixed, n)))
@@ -105,7 +107,7 @@ def check_transforms(f, *primals, vjp=None, transforms=TRANSFORMS, batch=None, k
         batch = _batch_size(batch, d0, out, where)
         examples = [d0] + [tuple(jax.tree.map(lambda a: _perturb(a, rng), p) for p in d0)
                            for _ in range(batch - 1)]
-        cts = [make_cotangent(None, out, rng)[0] for _ in range(batch)]
+        cts = [merge(make_cotangent(None, split(out), rng)[0], out) for _ in range(batch)]   # complex: re + i·im
         alone = _rule_alone(f, vjp, diff, fixed, n, names)
         try:
             loop = [alone(d, ct) for d, ct in zip(examples, cts)]
@@ -192,8 +194,8 @@ def _batch_size(batch, d0, out, where):
 
 
 def _perturb(a, rng):
-    a64 = np.asarray(a, np.float64)
-    return to_device(a64 * (1.0 + PERTURB * rng.uniform(-1.0, 1.0, a64.shape)), np.asarray(a).dtype)
+    a = np.asarray(a)
+    return to_device((a * (1.0 + PERTURB * rng.uniform(-1.0, 1.0, a.shape))).astype(a.dtype))
 
 
 def _stack(trees):
@@ -236,10 +238,9 @@ def _row(t, got, want, leaf_names, user_rtol):
             return Row(t, _oracle(t), "transform", Status.FAIL,
                        note=f"leaf {name}: under {t} the cotangent is {a_np.dtype}{list(a_np.shape)}, "
                             f"the rule alone gives {b_np.dtype}{list(b_np.shape)}")
-        rt = user_rtol if user_rtol is not None else dtype_rtol(b_np.dtype)
-        b64 = b_np.astype(np.float64)
-        res = compare(a_np.astype(np.float64), b64, rt,
-                      ROUNDINGS * eps(b_np.dtype) * np.where(np.isfinite(b64), np.abs(b64), 0.0))
+        rt = user_rtol if user_rtol is not None else dtype_rtol(np.finfo(b_np.dtype).dtype)
+        a64, b64 = real_view(a_np), real_view(b_np)
+        res = compare(a64, b64, rt, ROUNDINGS * eps(b_np.dtype) * np.where(np.isfinite(b64), np.abs(b64), 0.0))
         if worst is None or (worst["ok"] and not res["ok"]) or (
                 worst["ok"] == res["ok"] and res["rel_err"] > worst["rel_err"]):
             worst, worst_name = res, name

@@ -82,3 +82,12 @@ def test_single_outputs_and_rules_without_symbolic_zeros():
     h.defvjp(lambda x: (h.fun(x), x), lambda x, cts: (cts[0] * jnp.cos(x) - cts[1] * jnp.sin(x),))
     with pytest.raises(ValueError, match="without symbolic_zeros=True"):
         check.check_symbolic_zeros(h, normal(3))
+
+
+def test_complex_outputs():
+    rng = np.random.default_rng(0)
+    z, w = (rng.standard_normal((2, 3)) + 1j * rng.standard_normal((2, 3)) for _ in range(2))
+    assert check.check_symbolic_zeros(sincos("skip"), z, w).ok          # holomorphic: c·f'(z), JAX's convention
+    assert check.check_custom_vjp(sincos("skip"), z, w).ok
+    rep = check.check_symbolic_zeros(sincos("ones"), z, w)
+    assert not rep.ok and all(r.status == "FAIL" for r in rep.rows), str(rep)

@@ -149,3 +149,22 @@ def test_check_custom_vjp_adds_the_rows_of_the_transforms_asked_for():
     rep = check.check_custom_vjp(mean_sin(kernel_d_from_shape), x, transforms=("jit", "vmap"))
     assert rep.failed_primals == ("vmap",), str(rep)                # every other witness passes alone
     assert not check.check_custom_vjp(mean_sin(kernel_d_from_shape), x).rows_for(kind="transform")
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
+def test_complex_rules_under_transformations(dtype):
+    def make(kernel_axis):
+        @jax.custom_vjp
+        def f(z):
+            return jnp.mean(jnp.exp(z))
+
+        def bwd(z, c):                                                  # JAX's convention: c·f'(z), no conj
+            kernel = lambda z, c: (c * np.exp(z) / z.shape[kernel_axis]).astype(z.dtype)
+            return (jax.pure_callback(kernel, jax.ShapeDtypeStruct(z.shape, z.dtype), z,
+                                      jnp.broadcast_to(c, z.shape), vmap_method="broadcast_all"),)
+        f.defvjp(lambda z: (f.fun(z), z), bwd)
+        return f
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal(4) + 1j * rng.standard_normal(4)).astype(dtype)
+    assert check.check_transforms(make(-1), z).ok
+    assert statuses(check.check_transforms(make(0), z, transforms=("jit", "vmap"))) == dict(jit="ok", vmap="FAIL")
