@@ -110,7 +110,8 @@ def check_adjoint(f, jvp=None, vjp=None, *primals, pairs=3, key=None, nondiff=()
                     worst[name] = res
     rows = tuple(_row(name, res) for name, res in worst.items())
     header = (f"{pairs} random pair(s) (u, v), standard normal; per leaf, u on that leaf only; "
-              f"VJP: {texts['vjp']}; JVP: {texts['jvp']}; inner products summed in float64")
+              f"VJP: {texts['vjp']}; JVP: {texts['jvp']}; inner products summed in float64; here rel err = "
+              f"|<u, Jᵀv> - <Ju, v>| / M, M = the larger Σ|terms| of the two")
     return Report(title or f"adjoint identity of {_name(fun)}", rows, header, time.perf_counter() - t0)
 
 
