@@ -66,12 +66,12 @@ def check_symbolic_zeros(f, *primals, key=None, nondiff=(), rtol=None, jit=True)
     """A symbolic_zeros=True rule handed a SymbolicZero cotangent vs the same rule handed zeros.
 
     f: a jax.custom_vjp defined with defvjp(fwd, bwd, symbolic_zeros=True), whose output y
-    has several leaves. For each output leaf y[k], with random normal cotangents on the
+    has several leaves. For each output leaf out[k], with random normal cotangents on the
     others (from key), two rows compare the cotangents of the differentiable primals with
-    those bwd gives for a dense zero cotangent on y[k], fed directly:
-      "fed directly"          bwd called with SymbolicZero in y[k]'s place (as torch's
+    those bwd gives for a dense zero cotangent on out[k], fed directly:
+      "fed directly"          bwd called with SymbolicZero in out[k]'s place (as torch's
                               check_undefined_grad feeds undefined gradients);
-      "via jax.vjp (jit)"     jax.vjp of f with y[k] dropped from its outputs, under jit:
+      "via jax.vjp (jit)"     jax.vjp of f with out[k] dropped from its outputs, under jit:
                               jax itself passes the SymbolicZero, inside a traced program.
     A rule that raises on a SymbolicZero (arithmetic on it, .shape of a None) or treats it
     as anything but zero fails, with what it raised. nondiff: more primals held fixed
@@ -102,9 +102,9 @@ def check_symbolic_zeros(f, *primals, key=None, nondiff=(), rtol=None, jit=True)
         full = _nd.merge(d, diff, fixed, n)
         out = jax.eval_shape(lambda *a: f.fun(*_nd.merge(a, diff, fixed, n)), *d)
         leaves, tree = jax.tree.flatten(out)
-        paths = ["y" + jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(out)]
+        paths = ["out" + jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(out)]
         if len(leaves) < 2:
-            row = Row(paths[0] if paths else "y", "dense zero cotangent", "symbolic_zero", Status.NA,
+            row = Row("out symbolic", "dense zero cotangent", "symbolic_zero", Status.NA,
                       note="one output: jax never hands this rule a symbolic zero cotangent")
             return Report(title, (row,), "", time.perf_counter() - t0)
         ct = merge(make_cotangent(None, split(out), rng_for(key, 9))[0], out)   # complex: re + i·im
