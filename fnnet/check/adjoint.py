@@ -39,6 +39,7 @@ from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device,
 from fnnet.check.report import Report, Row
 from fnnet.check.symbolic_zeros import call_rule
 from fnnet.check.verdict import Evidence, Status, decide
+from fnnet.validate import int_at_least
 
 ORACLE = "<u, Jᵀv> (vjp) vs <Ju, v> (jvp)"
 
@@ -57,6 +58,7 @@ def check_adjoint(f, jvp=None, vjp=None, *primals, pairs=3, key=None, nondiff=()
     """
     t0 = time.perf_counter()
     where = "check_adjoint"
+    pairs = int_at_least(where, "pairs", pairs, 1)
     fun, jvp_rule, vjp_rule, nd_own, texts = _rules(f, jvp, vjp, where)
     names = primal_names(fun, len(primals), names)
     nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, primals)

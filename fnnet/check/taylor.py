@@ -53,6 +53,7 @@ from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device,
 from fnnet.check.report import Report, Row
 from fnnet.check.symbolic_zeros import call_rule
 from fnnet.check.verdict import Status
+from fnnet.validate import int_at_least
 
 PASS_SLOPE = 1.8     # between 1 (wrong) and 2 (right), with room for the O(h³) bend
 FIT_POINTS = 4       # the smallest h above the floor that the slope is fitted over
@@ -85,10 +86,8 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
         rule_of, plain, nd_own = fun, fun.fun, tuple(int(i) for i in fun.nondiff_argnums)
     else:
         rule_of, plain, nd_own = None, fun, ()
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 4:
-        raise ValueError(f"{where}: steps must be an int >= 4 (a slope needs points), got {steps!r}")
-    if isinstance(directions, bool) or not isinstance(directions, int) or directions < 1:
-        raise ValueError(f"{where}: directions must be an int >= 1, got {directions!r}")
+    steps = int_at_least(where, "steps", steps, 4)          # a slope needs points
+    directions = int_at_least(where, "directions", directions, 1)
     names = primal_names(plain, len(primals), names)
     nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, primals)
     diff = [i for i in range(len(primals)) if i not in nd_pos]

@@ -93,7 +93,9 @@ def test_the_tolerance_is_rounding_sized_in_float64():
     assert max(r.tol for r in rep.rows) < 1e-12, str(rep)
 
 
-def test_missing_rules_are_refused():
+def test_missing_rules_and_bad_arguments_are_refused():
+    with pytest.raises(ValueError, match="pairs must be an int >= 1"):
+        check.check_adjoint(affine_tanh, jvp_affine_tanh, vjp_affine_tanh, normal(2, 3), normal(3, 3), pairs=0)
     with pytest.raises(TypeError, match="give jvp="):
         check.check_adjoint(jnp.sin, None, lambda x, ct: (ct * jnp.cos(x),), normal(3))
     with pytest.raises(TypeError, match="give vjp="):
