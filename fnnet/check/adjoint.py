@@ -22,7 +22,9 @@ transpose it, or its transpose drops the offset that the rule adds.
 Conventions (as check_jvp and check_vjp): jvp(primals, tangents) -> (y, y_dot), jax's
 custom_jvp convention (f.nondiff_argnums first, then the tuples of differentiable primals
 and their tangents); vjp(*primals, ct) -> one cotangent per primal, or per differentiable
-primal. Non-floating primals, nondiff= and nondiff_argnums are held fixed.
+primal. Non-floating primals, nondiff= and nondiff_argnums are held fixed. Complex
+primals and outputs follow JAX's convention, which pairs a cotangent c with a tangent t by
+Re(c·t): the identity is Re<u, Jᵀv> = Re<Ju, v>, u and v complex normal where complex.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ import numpy as np
 
 from fnnet.check import nondiff as _nd
 from fnnet.check.compare import ROUNDINGS, eps
+from fnnet.check.complex_vjp import merge, normal_like, split, wide
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.symbolic_zeros import call_rule
@@ -61,7 +64,7 @@ def check_adjoint(f, jvp=None, vjp=None, *primals, pairs=3, key=None, nondiff=()
     pairs = int_at_least(where, "pairs", pairs, 1)
     fun, jvp_rule, vjp_rule, nd_own, texts = _rules(f, jvp, vjp, where)
     names = primal_names(fun, len(primals), names)
-    nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, primals)
+    nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, split(primals))   # complex: differentiable
     diff = [i for i in range(len(primals)) if i not in nd_pos]
     if not diff:
         raise ValueError(f"{where}: no differentiable primal among {names} (all held fixed)")
@@ -69,7 +72,7 @@ def check_adjoint(f, jvp=None, vjp=None, *primals, pairs=3, key=None, nondiff=()
     fixed = {i: jax.tree.map(_nd.as_fixed, primals[i]) for i in nd_pos}
     key = jax.random.key(key) if isinstance(key, int) else key
     rng = rng_for(key, 6)
-    with x64_context(primals):
+    with x64_context(split(primals)):
         d0 = tuple(jax.tree.map(lambda a: to_device(a, np.asarray(a).dtype), primals[i]) for i in diff)
         out = jax.eval_shape(lambda *d: fun(*_nd.merge(d, diff, fixed, n)), *d0)
 
@@ -86,14 +89,14 @@ def check_adjoint(f, jvp=None, vjp=None, *primals, pairs=3, key=None, nondiff=()
                   for k, i in enumerate(diff) for j, (p, _) in enumerate(jax.tree_util.tree_leaves_with_path(d0[k]))]
         worst = {name: None for name, _, _ in leaves}
         for _ in range(pairs):
-            v, _ = make_cotangent(None, out, rng)
-            u = tuple(jax.tree.map(lambda a: rng.standard_normal(np.shape(a)), p) for p in d0)
+            v = merge(make_cotangent(None, split(out), rng)[0], out)           # complex where out is
+            u = tuple(jax.tree.map(lambda a: normal_like(rng, a), p) for p in d0)
             try:
                 w = vjp_run(d0, v)
             except Exception as e:
                 return _raised(title, fun, texts["vjp"], e, leaves, t0)
             w_leaves = _leaves_checked(w, d0, texts["vjp"], where)
-            v_leaves = [np.asarray(a, np.float64) for a in jax.tree.leaves(v)]
+            v_leaves = [wide(a) for a in jax.tree.leaves(v)]
             for name, k, j in leaves:
                 t = tuple(jax.tree.map(lambda a: jnp.zeros_like(a), p) for p in d0)
                 u_leaf = jax.tree.leaves(u[k])[j]
@@ -105,7 +108,7 @@ def check_adjoint(f, jvp=None, vjp=None, *primals, pairs=3, key=None, nondiff=()
                 except Exception as e:
                     return _raised(title, fun, texts["jvp"], e, leaves, t0)
                 yd_leaves = _output_checked(y_dot, out, texts["jvp"], where)
-                u64 = np.asarray(jax.tree.leaves(t[k])[j], np.float64)
+                u64 = wide(jax.tree.leaves(t[k])[j])
                 res = _pair(u64, w_leaves[k][j], yd_leaves, v_leaves, _dtype(d0, out), rtol)
                 if worst[name] is None or (worst[name]["ok"] and not res["ok"]) or (
                         worst[name]["ok"] == res["ok"] and res["rel_err"] > worst[name]["rel_err"]):
@@ -170,7 +173,7 @@ def _rules(f, jvp, vjp, where):
 
 def _dtype(d0, out):
     """The coarsest floating dtype among the primals and outputs: the rules round at its eps."""
-    dts = [np.dtype(l.dtype) for l in jax.tree.leaves((d0, out)) if jnp.issubdtype(l.dtype, jnp.floating)]
+    dts = [np.dtype(l.dtype) for l in jax.tree.leaves((d0, out)) if jnp.issubdtype(l.dtype, jnp.inexact)]
     return max(dts, key=lambda d: eps(d))
 
 
@@ -189,7 +192,7 @@ def _leaves_checked(w, d0, what, where):
             if tuple(np.shape(a)) != tuple(p.shape):
                 raise ValueError(f"{where}: {what} returned a cotangent of shape {tuple(np.shape(a))}, "
                                  f"expected the primal's {tuple(p.shape)}")
-            leaves.append(np.asarray(a, np.float64))
+            leaves.append(wide(a))
         out.append(leaves)
     return out
 
@@ -203,7 +206,7 @@ def _output_checked(y_dot, out, what, where):
         if tuple(np.shape(a)) != tuple(o.shape):
             raise ValueError(f"{where}: {what} returned y_dot of shape {tuple(np.shape(a))}, expected the "
                              f"output's {tuple(o.shape)}")
-        got.append(np.asarray(a, np.float64))
+        got.append(wide(a))
     return got
 
 
@@ -222,8 +225,9 @@ def _pair(u, w, y_dot, v, dtype, user_rtol):
     dense-tanh pair up to x [64, 256], W [256, 128]: the identity held to 1e-16·M (float64)
     and 1e-8·M (float32), 50 to 700 times inside this tolerance; a rule off by 1e-9 fails.
     """
-    lhs_terms = (u * w).reshape(-1)
-    rhs_terms = np.concatenate([(a * b).reshape(-1) for a, b in zip(y_dot, v)]) if y_dot else np.zeros(0)
+    # Re of the products: JAX pairs a (co)tangent c with t by Re(c·t) (real leaves: the product)
+    lhs_terms = np.real(u * w).reshape(-1)
+    rhs_terms = np.concatenate([np.real(a * b).reshape(-1) for a, b in zip(y_dot, v)]) if y_dot else np.zeros(0)
     lhs, rhs = float(lhs_terms.sum()), float(rhs_terms.sum())
     with np.errstate(invalid="ignore", over="ignore"):
         m = max(float(np.abs(lhs_terms).sum()), float(np.abs(rhs_terms).sum()))

@@ -78,6 +78,20 @@ def real_view(a):
     return a.astype(np.float64)
 
 
+def wide(a):
+    """A NumPy copy in the widest dtype of its kind: complex128 for complex, else float64."""
+    a = np.asarray(a)
+    return a.astype(np.complex128 if np.iscomplexobj(a) else np.float64)
+
+
+def normal_like(rng, a):
+    """Standard normal draws of a's shape (float64), complex (re and im each normal) where a is."""
+    shape = np.shape(a)
+    if is_complex(a):
+        return rng.standard_normal(shape) + 1j * rng.standard_normal(shape)
+    return rng.standard_normal(shape)
+
+
 def has_complex(*trees) -> bool:
     return any(is_complex(l) for l in jax.tree.leaves(trees))
 

@@ -100,3 +100,24 @@ def test_missing_rules_and_bad_arguments_are_refused():
         check.check_adjoint(jnp.sin, None, lambda x, ct: (ct * jnp.cos(x),), normal(3))
     with pytest.raises(TypeError, match="give vjp="):
         check.check_adjoint(jnp.sin, lambda p, t: (jnp.sin(p[0]), jnp.cos(p[0]) * t[0]), None, normal(3))
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
+def test_complex_rules_pair_by_jaxs_convention(dtype):
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal(5) + 1j * rng.standard_normal(5)).astype(dtype)
+    f = lambda z: jnp.abs(z) ** 2 * z                                   # ż = 2|z|²·u + z²·conj(u)
+    jvp = lambda p, t: (f(p[0]), 2 * jnp.abs(p[0]) ** 2 * t[0] + p[0] ** 2 * jnp.conj(t[0]))
+    right = lambda z, c: (2 * jnp.abs(z) ** 2 * c + jnp.conj(c * z ** 2),)   # c·α + conj(c·β)
+    rep = check.check_adjoint(f, jvp, right, z)
+    assert rep.ok, str(rep)
+    missing = lambda z, c: (2 * jnp.abs(z) ** 2 * c + c * z ** 2,)
+    assert check.check_adjoint(f, jvp, missing, z).failed_primals == ("z",)
+
+    @jax.custom_jvp
+    def s(z):
+        return jnp.sin(z)
+    s.defjvp(lambda p, t: (jnp.sin(p[0]), jnp.cos(p[0]) * t[0]))
+    assert check.check_adjoint(s, None, None, z).ok                     # vs jax's transpose of the rule
+    torch_style = lambda z, c: (c * jnp.conj(jnp.cos(z)),)
+    assert not check.check_adjoint(s, None, torch_style, z).ok
