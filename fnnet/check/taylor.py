@@ -35,7 +35,8 @@ is no derivative); check_vjp's kink rules judge a subgradient.
 Measured (tanh(x @ W), 2x3 @ 3x3, 10 seeds per row): a 1e-5 relative error in one leaf fails
 10/10 in float64 and float32; right rules pass 152/152 (logsumexp, softmax, exp, layer norm,
 a product, x⁴, 1e-8·x³: 8 seeds x 2 dtypes; dense tanh with inputs scaled up to x20: 20
-seeds x 2 dtypes).
+seeds x 2 dtypes). Complex primals and outputs follow JAX's pairing Re(c·t): g = Re Σ c·fun(x)
+and the prediction h·Re<G, v>, v complex normal where x is complex.
 """
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ import numpy as np
 
 from fnnet.check import nondiff as _nd
 from fnnet.check.compare import ROUNDINGS, eps
+from fnnet.check.complex_vjp import merge, normal_like, split, wide
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.symbolic_zeros import call_rule
@@ -89,7 +91,7 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
     steps = int_at_least(where, "steps", steps, 4)          # a slope needs points
     directions = int_at_least(where, "directions", directions, 1)
     names = primal_names(plain, len(primals), names)
-    nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, primals)
+    nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, split(primals))   # complex: differentiable
     diff = [i for i in range(len(primals)) if i not in nd_pos]
     if not diff:
         raise ValueError(f"{where}: no differentiable primal among {names} (all held fixed)")
@@ -97,10 +99,10 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
     fixed = {i: jax.tree.map(_nd.as_fixed, primals[i]) for i in nd_pos}
     key = jax.random.key(key) if isinstance(key, int) else key
     rng = rng_for(key, 7)
-    with x64_context(primals):
+    with x64_context(split(primals)):
         d0 = tuple(jax.tree.map(lambda a: to_device(a, np.asarray(a).dtype), primals[i]) for i in diff)
         out = jax.eval_shape(lambda *d: plain(*_nd.merge(d, diff, fixed, n)), *d0)
-        ct, _ = make_cotangent(None, out, rng)
+        ct = merge(make_cotangent(None, split(out), rng)[0], out)           # complex where out is
 
         def rule(d, c):
             full = _nd.merge(d, diff, fixed, n)
@@ -111,7 +113,7 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
         g_leaves = _flat(grad, d0, where)
         dtype = max((np.dtype(l.dtype) for l in jax.tree.leaves(grad)), key=eps)
     rule_text = f"the rule in {dtype}"
-    if dtype != np.float64:
+    if eps(dtype) > eps(np.float64):
         # the slope is a witness of the rule's mathematics: a float32 gradient is a wrong
         # gradient below float32's resolution (slope 1 at small h), and no a-priori floor
         # tells that apart from a bug without cutting the range where h² shows. So the rule
@@ -119,20 +121,20 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
         # float32 precision is check_vjp's to judge
         try:
             with jax.enable_x64(True):
-                to64 = lambda a: to_device(np.asarray(a, np.float64)) if a.dtype != jax.dtypes.float0 else a
-                d64 = tuple(jax.tree.map(lambda a: to_device(np.asarray(a, np.float64)), p) for p in d0)
+                to64 = lambda a: to_device(wide(a)) if a.dtype != jax.dtypes.float0 else a
+                d64 = tuple(jax.tree.map(lambda a: to_device(wide(a)), p) for p in d0)
                 grad64 = rule(d64, jax.tree.map(to64, ct))
                 leaves64 = _flat(grad64, d64, where)
                 dt64 = {np.dtype(l.dtype) for l in jax.tree.leaves(grad64)}
-            if dt64 == {np.dtype(np.float64)}:
-                g_leaves, dtype = leaves64, np.dtype(np.float64)
+            if all(eps(d) == eps(np.float64) for d in dt64):
+                g_leaves, dtype = leaves64, max(dt64, key=eps)
                 rule_text = "the rule rerun with its primals in float64"
         except Exception as e:
             rule_text += f" (its rerun in float64 raised {type(e).__name__})"
     with jax.enable_x64(True):
-        x64 = [np.asarray(l, np.float64) for p in d0 for l in jax.tree.leaves(p)]
+        x64 = [wide(l) for p in d0 for l in jax.tree.leaves(p)]         # float64, complex128
         # None for an integer output's float0 cotangent: that output is left out of g
-        c64 = [None if l.dtype == jax.dtypes.float0 else np.asarray(l, np.float64) for l in jax.tree.leaves(ct)]
+        c64 = [None if l.dtype == jax.dtypes.float0 else wide(l) for l in jax.tree.leaves(ct)]
         treedefs = [jax.tree.structure(p) for p in d0]
         sizes = [len(jax.tree.leaves(p)) for p in d0]
 
@@ -140,10 +142,11 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
             it, parts = iter(flat), []
             for td, k in zip(treedefs, sizes):
                 parts.append(jax.tree.unflatten(td, [next(it) for _ in range(k)]))
-            return [jnp.asarray(a, jnp.float64) for a in jax.tree.leaves(plain(*_nd.merge(tuple(parts), diff, fixed, n)))]
+            ys = jax.tree.leaves(plain(*_nd.merge(tuple(parts), diff, fixed, n)))
+            return [jnp.asarray(a, jnp.complex128 if jnp.iscomplexobj(a) else jnp.float64) for a in ys]
 
-        def g(flat):       # <c, fun(x)>, the integer outputs (float0 cotangents) left out
-            return sum(jnp.vdot(c, a) for c, a in zip(c64, y_of(flat)) if c is not None)
+        def g(flat):       # Re Σ c·fun(x) (JAX's pairing), the integer outputs (float0 cotangents) left out
+            return sum(jnp.real(jnp.sum(c * a)) for c, a in zip(c64, y_of(flat)) if c is not None)
         g_run = jax.jit(g)
         y0 = [np.asarray(a) for a in jax.jit(y_of)([to_device(x) for x in x64])]
         g0 = float(g_run([to_device(x) for x in x64]))
@@ -156,10 +159,10 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
         n_el = sum(x.size for x in x64)
         rows, curves = [], []
         for k in range(directions):
-            v = [rng.standard_normal(x.shape) for x in x64]
+            v = [normal_like(rng, x) for x in x64]
             vmax = max(float(np.abs(a).max(initial=0.0)) for a in v)
             h = 0.1 * xmax / vmax * RATIO ** -np.arange(steps, dtype=np.float64)
-            gv_terms = np.concatenate([(gl * a).reshape(-1) for gl, a in zip(g_leaves, v)])
+            gv_terms = np.concatenate([np.real(gl * a).reshape(-1) for gl, a in zip(g_leaves, v)])   # Re(G·v)
             gv = float(gv_terms.sum())
             # <G, v> is known to the rule's rounding: relative to its own terms (each entry good to
             # eps·sqrt(N) of itself, as in check_adjoint) and absolutely to eps of what the entries
@@ -180,7 +183,7 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
 
 
 def _flat(grad, d0, where):
-    """The rule's gradient as float64 leaves in d0's order, trees and shapes checked."""
+    """The rule's gradient as float64 (complex128) leaves in d0's order, trees and shapes checked."""
     out = []
     for gk, pk in zip(grad, d0):
         if jax.tree.structure(gk) != jax.tree.structure(pk):
@@ -190,7 +193,7 @@ def _flat(grad, d0, where):
             if tuple(np.shape(a)) != tuple(p.shape):
                 raise ValueError(f"{where}: the rule's cotangent has shape {tuple(np.shape(a))}, expected "
                                  f"the primal's {tuple(p.shape)}")
-            out.append(np.asarray(a, np.float64))
+            out.append(wide(a))
     return out
 
 

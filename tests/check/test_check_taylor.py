@@ -87,3 +87,15 @@ def test_bad_arguments():
         check.taylor_test(jnp.sin, None, normal(3))
     with pytest.raises(ValueError, match="shape"):
         check.taylor_test(jnp.sin, lambda x, ct: (ct[:2],), normal(3))
+
+
+@pytest.mark.parametrize("dtype", [np.complex128, np.complex64])
+def test_complex_rules_in_jaxs_convention(dtype):
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal(5) + 1j * rng.standard_normal(5)).astype(dtype)
+    f = lambda z: jnp.abs(z) ** 2 * z                                   # not holomorphic
+    right = lambda z, c: (2 * jnp.abs(z) ** 2 * c + jnp.conj(c * z ** 2),)
+    rep = check.taylor_test(f, right, z)
+    assert rep.ok and all(r.actual == pytest.approx(2.0, abs=0.1) for r in rep.rows), str(rep)
+    assert not check.taylor_test(f, lambda z, c: (2 * jnp.abs(z) ** 2 * c + c * z ** 2,), z).ok   # a conj missing
+    assert not check.taylor_test(jnp.sin, lambda z, c: (c * jnp.conj(jnp.cos(z)),), z).ok         # PyTorch's convention
