@@ -12,7 +12,8 @@
     check_loss(loss, out, target)            # loss.grad vs the same
     check_custom_vjp(f, *primals)            # a jax.custom_vjp's own fwd/bwd vs FD and autodiff of f.fun;
                                              # f's keywords pass through (f, x, n=3); a determinism row
-                                             # (two runs bit for bit); a custom_jvp: "use check_jvp"
+                                             # (two runs bit for bit); transforms=(...) adds
+                                             # check_transforms' rows; a custom_jvp: "use check_jvp"
     check_jvp(f, *primals)                   # a jax.custom_jvp's rule (or jvp=...) vs FD along directions
     check_second_order(fun, vjp, *primals)   # the backward's own VJP (Hessian-vector products) vs FD
     check_per_example(fun, vjp, params, x)   # vmap of the backward == per-example loop; sums to the batch
@@ -26,7 +27,8 @@
                                              # cotangents == handed zeros (also inside check_custom_vjp)
     check_complex_vjp(fun, vjp, *primals)    # complex primals/outputs in JAX's convention (c pairs with t
                                              # by Re(c·t)), checked as (re, im) pairs by check_vjp's witnesses;
-                                             # check_custom_vjp routes complex rules here
+                                             # check_custom_vjp routes complex rules here; the four
+                                             # checks above take complex rules in the same convention
 
 Non-differentiable inputs (integer indices, bool masks, PRNG keys, static config): nondiff=
 by position or name, or automatically for non-floating primals (fnnet.check.nondiff).
@@ -73,4 +75,6 @@ from fnnet.check.transforms import check_transforms
 from fnnet.check.precision import PrecisionReport, precision_report
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "check_custom_vjp", "check_jvp",
-           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "taylor_test", "TaylorReport", "check_symbolic_zeros", "check_complex_vjp", "Report", "Row", "precision_report", "PrecisionReport"]
+           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "taylor_test",
+           "TaylorReport", "check_symbolic_zeros", "check_complex_vjp", "Report", "Row", "precision_report",
+           "PrecisionReport"]
