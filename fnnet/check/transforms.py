@@ -231,7 +231,7 @@ def _row(t, got, want, leaf_names, user_rtol):
         return Row(t, _oracle(t), "transform", Status.FAIL,
                    note=f"under {t} the cotangents have {len(got_leaves)} leaves, the rule alone "
                         f"{len(want_leaves)}")
-    worst, worst_name = None, None
+    leaf_rows = []                     # (Row, leaf name): read through oracle_row, not compare's result
     for name, a, b in zip(leaf_names, got_leaves, want_leaves):
         a_np, b_np = np.asarray(a), np.asarray(b)
         if a_np.shape != b_np.shape or a_np.dtype != b_np.dtype:
@@ -240,14 +240,13 @@ def _row(t, got, want, leaf_names, user_rtol):
                             f"the rule alone gives {b_np.dtype}{list(b_np.shape)}")
         rt = user_rtol if user_rtol is not None else dtype_rtol(np.finfo(b_np.dtype).dtype)
         a64, b64 = real_view(a_np), real_view(b_np)
-        res = compare(a64, b64, rt, ROUNDINGS * eps(b_np.dtype) * np.where(np.isfinite(b64), np.abs(b64), 0.0))
-        if worst is None or (worst["ok"] and not res["ok"]) or (
-                worst["ok"] == res["ok"] and res["rel_err"] > worst["rel_err"]):
-            worst, worst_name = res, name
-    row = oracle_row(t, _oracle(t), "transform", worst, True, [])
+        floor = ROUNDINGS * eps(b_np.dtype) * np.where(np.isfinite(b64), np.abs(b64), 0.0)
+        row = oracle_row(t, _oracle(t), "transform", compare(a64, b64, rt, floor), True, [])
+        leaf_rows.append((row, name))
+    row, worst_name = max(leaf_rows, key=lambda rn: (rn[0].status == Status.FAIL, rn[0].rel_err))
     if row.status == Status.FAIL:
-        where = (f"example {worst['worst_index'][0]}, index {worst['worst_index'][1:]}"
-                 if t in BATCHED and worst["worst_index"] else f"index {worst['worst_index']}")
+        where = (f"example {row.worst_index[0]}, index {row.worst_index[1:]}"
+                 if t in BATCHED and row.worst_index else f"index {row.worst_index}")
         note = f"leaf {worst_name}, {where}: {WHAT[t]} differs from {_oracle(t)}"
         row = dataclasses.replace(row, note="; ".join(filter(None, [note, row.note])))
     return row
