@@ -13,8 +13,8 @@ fnnet.check.independence reports). nondiff_argnums are honoured (fnnet.check.non
 """
 from __future__ import annotations
 
-import inspect
 import time
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -22,8 +22,8 @@ import numpy as np
 
 from fnnet.check import independence, nondiff as _nd
 from fnnet.check.compare import RTOL_FD, ROUNDINGS, compare, eps, rtol as dtype_rtol
-from fnnet.check.complex_vjp import check_complex_vjp, has_complex, merge, split
 from fnnet.check.core import check_vjp
+from fnnet.check.complex_vjp import check_complex_vjp, has_complex, merge, split
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.symbolic_zeros import call_fwd, call_rule, check_symbolic_zeros
