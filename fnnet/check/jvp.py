@@ -26,10 +26,10 @@ from fnnet.check.core import check_vjp
 from fnnet.check.complex_vjp import check_complex_vjp, has_complex, merge, split
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
-from fnnet.check.symbolic_zeros import call_fwd, call_rule, check_symbolic_zeros
-from fnnet.check.transforms import check_transforms
 from fnnet.check.verdict import Status
 from fnnet.check.rows import oracle_row
+from fnnet.check.symbolic_zeros import call_fwd, call_rule, check_symbolic_zeros
+from fnnet.check.transforms import check_transforms
 
 
 def _name(f):
