@@ -10,10 +10,25 @@
     check_layer(layer, params, x)            # layer.backward vs jax / reference / FD (integer x ok)
     check_network(net, params, x, y)         # fnnet.backprop (params and x) vs the same
     check_loss(loss, out, target)            # loss.grad vs the same
-    check_custom_vjp(f, *primals)            # a jax.custom_vjp's own fwd/bwd vs FD and autodiff of f.fun
+    check_custom_vjp(f, *primals)            # a jax.custom_vjp's own fwd/bwd vs FD and autodiff of f.fun;
+                                             # f's keywords pass through (f, x, n=3); a determinism row
+                                             # (two runs bit for bit); transforms=(...) adds
+                                             # check_transforms' rows; a custom_jvp: "use check_jvp"
     check_jvp(f, *primals)                   # a jax.custom_jvp's rule (or jvp=...) vs FD along directions
     check_second_order(fun, vjp, *primals)   # the backward's own VJP (Hessian-vector products) vs FD
     check_per_example(fun, vjp, params, x)   # vmap of the backward == per-example loop; sums to the batch
+    check_transforms(f, *primals)            # a custom_vjp (or fun, vjp=) under jit, vmap, lax.scan, remat
+                                             # and vmap∘grad vs the rule alone: one row per transform
+    check_adjoint(f, jvp, vjp, *primals)     # <u, Jᵀv> == <Ju, v>: a JVP and a VJP rule are each other's
+                                             # transpose (custom_jvp: jvp, vjp None; custom_vjp: vjp None)
+    taylor_test(fun, vjp, *primals)          # |f(x+hv) - f(x) - h<g, v>| falls as h² (slope 2) for a right
+                                             # gradient, as h for a wrong one; no step size, no tolerance
+    check_symbolic_zeros(f, *primals)        # a symbolic_zeros=True custom_vjp handed SymbolicZero
+                                             # cotangents == handed zeros (also inside check_custom_vjp)
+    check_complex_vjp(fun, vjp, *primals)    # complex primals/outputs in JAX's convention (c pairs with t
+                                             # by Re(c·t)), checked as (re, im) pairs by check_vjp's witnesses;
+                                             # check_custom_vjp routes complex rules here; the four
+                                             # checks above take complex rules in the same convention
 
 Non-differentiable inputs (integer indices, bool masks, PRNG keys, static config): nondiff=
 by position or name, or automatically for non-floating primals (fnnet.check.nondiff).
@@ -47,12 +62,19 @@ fnnet.check.compare. Validation of what goes in and comes out: fnnet.check.input
 """
 from __future__ import annotations
 
+from fnnet.check.adjoint import check_adjoint
+from fnnet.check.complex_vjp import check_complex_vjp
 from fnnet.check.core import check_vjp
 from fnnet.check.extra import check_per_example, check_second_order
 from fnnet.check.jvp import check_custom_vjp, check_jvp
 from fnnet.check.objects import check_layer, check_loss, check_network
 from fnnet.check.report import Report, Row
+from fnnet.check.symbolic_zeros import check_symbolic_zeros
+from fnnet.check.taylor import TaylorReport, taylor_test
+from fnnet.check.transforms import check_transforms
 from fnnet.check.precision import PrecisionReport, precision_report
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "check_custom_vjp", "check_jvp",
-           "check_second_order", "check_per_example", "Report", "Row", "precision_report", "PrecisionReport"]
+           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "taylor_test",
+           "TaylorReport", "check_symbolic_zeros", "check_complex_vjp", "Report", "Row", "precision_report",
+           "PrecisionReport"]

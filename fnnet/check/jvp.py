@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import time
+import inspect
 
 import jax
 import jax.numpy as jnp
@@ -23,10 +24,13 @@ import numpy as np
 from fnnet.check import independence, nondiff as _nd
 from fnnet.check.compare import RTOL_FD, ROUNDINGS, Bracket, compare, eps, rtol as dtype_rtol
 from fnnet.check.core import check_vjp
-from fnnet.check.inputs import primal_names, rng_for, to_device, x64_context
+from fnnet.check.complex_vjp import check_complex_vjp, has_complex, merge, split
+from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.verdict import Status, judge_leaf
 from fnnet.check.rows import oracle_row
+from fnnet.check.symbolic_zeros import call_fwd, call_rule, check_symbolic_zeros
+from fnnet.check.transforms import check_transforms
 
 
 SIGN_PROBES = 3   # tangents with random signs per direction, for the per-element floors
@@ -37,50 +41,133 @@ def _name(f):
     return getattr(fun, "__name__", type(fun).__name__)
 
 
-def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, **options):
+def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, determinism=True, transforms=(),
+                     **options):
     """A jax.custom_vjp's own fwd/bwd vs jax.vjp of f.fun, FD of f.fun and an optional reference.
 
     f: the object `@jax.custom_vjp` returns, with defvjp(fwd, bwd) called. primals: its
-    arguments (those in f.nondiff_argnums are held fixed, like any nondiff=). bwd returning
-    None for an argument means a zero cotangent (jax's convention). The fwd's primal output
-    is also compared with f.fun's (a fwd that computes another function is a failed row).
-    options: as check_vjp (mode, detect, rtol, atol, jit, ...).
+    arguments (those in f.nondiff_argnums are held fixed, like any nondiff=). Keyword
+    arguments naming parameters of f.fun are f's own, bound to their positions as jax binds
+    them (defaults filled in): check_custom_vjp(power, x, n=3) with nondiff_argnums=(1,);
+    a name that is also an option below is the option's (pass f's argument positionally).
+    bwd returning None for an argument means a zero cotangent (jax's convention). The fwd's
+    primal output is also compared with f.fun's (a fwd that computes another function is a
+    failed row). A rule defined with symbolic_zeros=True also gets check_symbolic_zeros's
+    rows (SymbolicZero cotangents fed to bwd). determinism: fwd then bwd run twice on the same inputs (one compiled
+    program, or eagerly if it cannot be jitted) must agree bit for bit, else the
+    "determinism" row fails (scatter-adds and atomics on accelerators, callbacks that sum in
+    a varying order). transforms: some of fnnet.check.transforms.TRANSFORMS ("jit", "vmap",
+    "scan", "remat", "vmap_grad"), whose check_transforms rows are added (default none: each
+    compiles the rule again). Complex primals or outputs: checked by check_complex_vjp (JAX's
+    conjugation convention, real and imaginary parts as leaves .re, .im). options: as check_vjp (mode, detect, rtol, atol, jit, ...).
     """
+    if hasattr(f, "jvp") and hasattr(f, "fun") and not hasattr(f, "bwd"):
+        raise TypeError(f"check_custom_vjp: {_name(f)} is a jax.custom_jvp: its rule is a JVP; "
+                        f"use check_jvp(f, *primals) (or check_adjoint for its transpose)")
     if not all(hasattr(f, a) for a in ("fun", "fwd", "bwd", "nondiff_argnums")) or getattr(f, "fwd", None) is None:
         raise TypeError(f"check_custom_vjp: expected a jax.custom_vjp function with defvjp(fwd, bwd) "
                         f"called, got {type(f).__name__} (a jax.jit-wrapped custom_vjp: pass the inner one)")
+    primals, options = _bind_keywords(f, primals, options)
     nd = tuple(int(i) for i in f.nondiff_argnums)
     diff = [i for i in range(len(primals)) if i not in nd]
 
     def vjp(*args):
         *p, ct = args
-        y, res = _call_fwd(f, p, nd)
-        out = f.bwd(*[p[i] for i in nd], res, ct)
-        if not isinstance(out, (tuple, list)) or len(out) != len(diff):
-            raise ValueError(f"check_custom_vjp: bwd must return a tuple with one cotangent per "
-                             f"non-nondiff argument ({len(diff)}), got {type(out).__name__}"
-                             f"{' of length %d' % len(out) if isinstance(out, (tuple, list)) else ''}")
-        return tuple(jax.tree.map(jnp.zeros_like, p[i]) if o is None else o for i, o in zip(diff, out))
+        return call_rule(f, tuple(p), diff, ct, "check_custom_vjp")
 
     names = primal_names(f.fun, len(primals), options.pop("names", None))
-    report = check_vjp(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
-                       nondiff=nd + tuple(options.pop("nondiff", ())), names=names,
-                       title=f"custom_vjp {_name(f)}", **options)
-    return Report(report.title, report.rows + (_forward_row(f, primals, options.get("rtol")),),
-                  report.header, report.seconds)
+    nondiff = nd + tuple(options.pop("nondiff", ()))
+    run = check_complex_vjp if has_complex(primals, jax.eval_shape(f.fun, *primals)) else check_vjp
+    report = run(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
+                 nondiff=nondiff, names=names, title=f"custom_vjp {_name(f)}", **options)
+    extra = (_forward_row(f, primals, options.get("rtol")),)
+    if getattr(f, "symbolic_zeros", False):
+        extra += check_symbolic_zeros(f, *primals, key=key, nondiff=nondiff,
+                                      rtol=options.get("rtol"), jit=options.get("jit", True)).rows
+    if transforms:
+        extra += check_transforms(f, *primals, transforms=transforms, key=key, nondiff=nondiff,
+                                  names=names, rtol=options.get("rtol")).rows
+    if determinism:
+        extra += (_determinism_row(f, vjp, primals, names, nondiff, cotangent, key, options.get("jit", True)),)
+    return Report(report.title, report.rows + extra, report.header, report.seconds)
 
 
-def _call_fwd(f, primals, nd):
-    """f.fwd(*primals), as jax calls it: with symbolic_zeros=True each leaf of a differentiable
-    argument arrives as CustomVJPPrimal(value, perturbed), perturbed for floating leaves."""
-    if not getattr(f, "symbolic_zeros", False):
-        return f.fwd(*primals)
-    from jax.custom_derivatives import CustomVJPPrimal
+_CHECK_OPTIONS = frozenset(inspect.signature(check_vjp).parameters) - {"fun", "vjp", "primals"}
 
-    def wrap(leaf):
-        return CustomVJPPrimal(leaf, bool(jnp.issubdtype(jnp.result_type(leaf), jnp.floating)))
 
-    return f.fwd(*[p if i in nd else jax.tree.map(wrap, p) for i, p in enumerate(primals)])
+def _bind_keywords(f, primals, options):
+    """(primals, options): keywords naming parameters of f.fun (not check options) moved into
+    the primals at their positions, as jax's custom_vjp resolves keyword arguments."""
+    own = {k: v for k, v in options.items() if k not in _CHECK_OPTIONS}
+    if not own:
+        return primals, options
+    where = f"check_custom_vjp({_name(f)})"
+    try:
+        sig = inspect.signature(f.fun)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: unexpected keyword argument(s) {sorted(own)}, and f.fun's signature "
+                        f"cannot be read to bind them") from None
+    unknown = sorted(k for k in own if k not in sig.parameters)
+    if unknown:
+        raise TypeError(f"{where}: unexpected keyword argument(s) {unknown}: neither an option of the "
+                        f"check nor a parameter of {_name(f)}{sig}")
+    try:
+        bound = sig.bind(*primals, **own)
+    except TypeError as e:
+        raise TypeError(f"{where}: {_name(f)}{sig} cannot take these arguments: {e}") from None
+    bound.apply_defaults()
+    if bound.kwargs:
+        raise TypeError(f"{where}: keyword-only parameter(s) {sorted(bound.kwargs)} of {_name(f)}: jax's "
+                        f"custom_vjp resolves keywords to positions, so they cannot be passed")
+    return tuple(bound.args), {k: v for k, v in options.items() if k in _CHECK_OPTIONS}
+
+
+def _determinism_row(f, vjp, primals, names, nondiff, cotangent, key, jit):
+    """fwd/bwd run twice on the same primals and cotangent, compared bit for bit."""
+    nd_pos, _ = _nd.positions(nondiff, names, split(primals))      # complex leaves are differentiable
+    diff = [i for i in range(len(primals)) if i not in nd_pos]
+    fixed = {i: primals[i] for i in nd_pos}
+    n = len(primals)
+    key = jax.random.key(key) if isinstance(key, int) else key
+    with x64_context(split(primals)):
+        d = tuple(jax.tree.map(lambda a: to_device(a, np.asarray(a).dtype), primals[i]) for i in diff)
+        out = jax.eval_shape(lambda *a: f.fun(*_nd.merge(a, diff, fixed, n)), *d)
+        # drawn as real pairs where out is complex (make_cotangent draws floating leaves only)
+        ct, _ = make_cotangent(None if cotangent is None else split(cotangent), split(out), rng_for(key, 8))
+        ct = merge(ct, out)
+        run = lambda a, c: vjp(*_nd.merge(a, diff, fixed, n), c)
+        how = "one compiled program run twice"
+        try:
+            compiled = jax.jit(run) if jit else run
+            first, second = compiled(d, ct), compiled(d, ct)
+        except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
+                jax.errors.TracerIntegerConversionError, jax.errors.TracerArrayConversionError):
+            first, second, how = run(d, ct), run(d, ct), "run twice eagerly (it cannot be jitted)"
+        if not jit:
+            how = "run twice eagerly"
+        pairs = [(jax.tree_util.keystr(p), np.asarray(a), np.asarray(b)) for (p, a), b in
+                 zip(jax.tree_util.tree_leaves_with_path(first), jax.tree.leaves(second))]
+    for path, a, b in pairs:
+        differ = _bits(a) != _bits(b)
+        if differ.any():
+            i = tuple(int(v) for v in np.unravel_index(int(np.flatnonzero(differ)[0]), a.shape))
+            leaf = "cotangents" + path
+            return Row("determinism", "a second run of fwd/bwd", "determinism", Status.FAIL,
+                       max_abs_err=float(np.nanmax(np.abs(a.astype(np.float64) - b.astype(np.float64)))),
+                       worst_index=i, actual=float(a[i]), expected=float(b[i]),
+                       note=f"{how}: {leaf} differs in {int(differ.sum())} of {a.size} elements (first at {i}): "
+                            f"the rule is not deterministic (scatter-add or atomics on an accelerator, a "
+                            f"callback summing in a varying order), so runs will not reproduce; "
+                            f"determinism=False skips this row")
+    return Row("determinism", "a second run of fwd/bwd", "determinism", Status.OK, max_abs_err=0.0)
+
+
+def _bits(a):
+    """Per element, its bit pattern (NaNs compare by payload, -0.0 differs from 0.0)."""
+    a = np.ascontiguousarray(a)
+    if a.dtype.itemsize in (1, 2, 4, 8) and a.dtype.kind in "fiub":
+        return a.view(f"u{a.dtype.itemsize}")
+    return np.array([x.tobytes() for x in a.reshape(-1)], dtype=object).reshape(a.shape)
 
 
 def _forward_row(f, primals, user_rtol):
@@ -88,12 +175,18 @@ def _forward_row(f, primals, user_rtol):
     with x64_context(primals):
         try:     # one compiled call (eager ops compile one by one)
             nd = tuple(int(i) for i in f.nondiff_argnums)
-            y_fwd, y_fun = jax.jit(lambda *p: (_call_fwd(f, p, nd)[0], f.fun(*p)))(*primals)
+            y_fwd, y_fun = jax.jit(lambda *p: (call_fwd(f, p, nd)[0], f.fun(*p)))(*primals)
         except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
                 jax.errors.TracerIntegerConversionError, TypeError):
-            y_fwd, y_fun = _call_fwd(f, primals, tuple(int(i) for i in f.nondiff_argnums))[0], f.fun(*primals)
+            y_fwd, y_fun = call_fwd(f, primals, tuple(int(i) for i in f.nondiff_argnums))[0], f.fun(*primals)
         worst = None
-        for a, b in zip(jax.tree.leaves(y_fwd), jax.tree.leaves(y_fun)):
+        for a, b in zip(jax.tree.leaves(split(y_fwd)), jax.tree.leaves(split(y_fun))):   # complex: (re, im)
+            if not jnp.issubdtype(np.asarray(b).dtype, jnp.inexact):     # an integer output: exactly equal
+                if np.shape(a) != np.shape(b) or not np.array_equal(np.asarray(a), np.asarray(b)):
+                    return Row("fwd output", "f.fun", "forward", Status.FAIL,
+                               note=f"fwd's integer output {np.asarray(a).dtype}{list(np.shape(a))} differs "
+                                    f"from f.fun's {np.asarray(b).dtype}{list(np.shape(b))}")
+                continue
             a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
             if a64.shape != b64.shape:
                 return Row("fwd output", "f.fun", "forward", Status.FAIL,
