@@ -1,7 +1,6 @@
 """The checker's mechanisms, one test each: a wrong rule that must fail and a right rule that
 must pass, in float64 and float32 where meaningful. Each named mechanism failed before the
 checker handled it; the rules are written as a user would write them (plain jnp)."""
-import time
 
 import jax
 import jax.numpy as jnp
@@ -288,18 +287,14 @@ def test_wrong_row_of_a_large_weight_is_localized_quickly(dtype):
         return x.T @ dz, dz @ w.T
     check.check_vjp(fun, vjp, w, x)                 # compile once
     wrong = lambda w, x, ct: (vjp(w, x, ct)[0].at[17].multiply(1.5), vjp(w, x, ct)[1])
-    t0 = time.perf_counter()
     rep = check.check_vjp(fun, wrong, w, x)
-    seconds = time.perf_counter() - t0
     assert not rep.ok
     fd = rep.rows_for("w", "fd")[0]
     assert fd.status == "FAIL" and fd.worst_index[0] == 17, str(rep)
     localized = int(fd.note.split(" differences)")[0].rsplit("(", 1)[1])
     assert localized < 2000, fd.note             # bisected, not 2 × 90,000 differences
     assert rep.rows_for("w", "jax")[0].worst_index[0] == 17, str(rep)
-    # ~1.5 s on a 2-core machine at load 2-4 (the points of ~600 directions are built on the
-    # device from leaf-sized vectors); the bound is generous for a shared CI machine
-    assert seconds < 15.0, (seconds, str(rep))
+    # its time is measured by scripts/check_localization_time.py, never asserted here
     assert check.check_vjp(fun, vjp, w, x).ok      # the right rule passes at the same sizes
 
 
