@@ -81,7 +81,8 @@ def value_and_grad_cases(out):
 def resumed_and_2d_mesh(out, x, y, p0, args, a):
     """Against the same 6 plain epochs `a`, reusing the chunk-of-2 executable where it can:
     4 + 2 epochs on the mesh with opt_state in and out, and a 2-D mesh whose "data" axis (4)
-    splits the batch while "model" (2) replicates it."""
+    splits the batch while a second axis (2) replicates it (not "model", which would split
+    the layers: tensor_parallel.py)."""
     mesh = jax.make_mesh((8,), ("data",))
     opt = args["optimizer"]
     b, _, s, *_ = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=4, opt_state=opt.init(p0), mesh=mesh,
@@ -90,7 +91,7 @@ def resumed_and_2d_mesh(out, x, y, p0, args, a):
                         mesh=mesh, chunk_epochs=2)
     out["fit/resumed/float64"] = tree_err(a, b)
     b, *_ = fnnet.fit(NET, p0, x, y, optimizer=opt, epochs=6, chunk_epochs=2,
-                     mesh=jax.make_mesh((4, 2), ("data", "model")))
+                     mesh=jax.make_mesh((4, 2), ("data", "replica")))
     out["fit/mesh2d/float64"] = tree_err(a, b)
 
 
@@ -170,7 +171,7 @@ def bad_input_cases(out):
             validation=(jax.device_put(x[:9], devices[5]), y[:9]),
             mesh=jax.make_mesh((4,), ("data",), devices=devices[:4])),
         "no_axis": lambda: fnnet.fit(NET, p0, x, y, optimizer=optax.sgd(0.1), epochs=1,
-                                     mesh=jax.make_mesh((4, 2), ("batch", "model"))),
+                                     mesh=jax.make_mesh((4, 2), ("batch", "replica"))),
     }
     record_errors(cases, out)
     # data already sharded on the mesh's own devices is accepted (resharded to replicated)
