@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 
-from fnnet.bench.timing import PUBLISHABLE_LOAD, Runner, load_line, load_record, loadavg, measure
+from fnnet.bench.timing import PUBLISHABLE_LOAD, Runner, load_line, load_record, measure, settle
 
 VOCAB = 103
 
@@ -201,12 +201,14 @@ def _torch_runner(system, init, cfg, batches, threads):
                   note=f"{threads or default} intra-op threads")
 
 
-def run_config(cfg, steps, repeats, systems, torch_threads, log):
-    """One table: every system timed `repeats` times interleaved -> JSON-ready dict."""
-    load_before = loadavg()                          # the table's load: from set-up to its last run
+def run_config(cfg, steps, repeats, systems, torch_threads, log, settle_s=0.0):
+    """One table: every system timed `repeats` times interleaved -> JSON-ready dict. The load
+    is read before set-up and after the last run, each after up to `settle_s` seconds of quiet
+    (timing.settle: the benchmark's own threads must leave the average first)."""
+    load_before, _ = settle(settle_s)
     rs, missing = runners(cfg, steps, systems, torch_threads, log)
     timings = measure(rs, repeats, steps, log)
-    load_after = loadavg()
+    load_after, settled_s = settle(settle_s)
     rows = []
     for r in rs:
         t = timings[r.key]
@@ -225,14 +227,15 @@ def run_config(cfg, steps, repeats, systems, torch_threads, log):
             if ours in by and theirs in by:
                 ratios[f"{theirs} / {ours}"] = by[theirs]["ms_per_step"] / by[ours]["ms_per_step"]
     return {"config": dataclasses.asdict(cfg), "describe": cfg.describe(), "steps": steps,
-            "repeats": repeats, **load_record(load_before, load_after), "rows": rows, "speedups": ratios}
+            "repeats": repeats, **load_record(load_before, load_after, settled_s), "rows": rows, "speedups": ratios}
 
 
 def markdown(tables):
     lines = ["## GPT vs PyTorch (same model, weights, tokens, AdamW)", "",
              "ms per training step, median of interleaved repeats; speedup = their time / fnnet's "
              "(above 1: fnnet faster). A table is publishable only if the 1-minute load average "
-             f"was <= {PUBLISHABLE_LOAD:g} before and after it.", ""]
+             f"was <= {PUBLISHABLE_LOAD:g} before it and again after it, once its own threads had "
+             "stopped long enough to leave the average (nothing else running).", ""]
     for t in tables:
         lines += [f"### {t['config']['name']}: {t['describe']}, {t['steps']} steps x {t['repeats']} repeats",
                   "", load_line(t), "",
@@ -253,12 +256,12 @@ def markdown(tables):
     return "\n".join(lines) + "\n"
 
 
-def run(configs, steps, repeats, systems, torch_threads, log):
+def run(configs, steps, repeats, systems, torch_threads, log, settle_s=0.0):
     """-> (list of tables, Markdown)."""
     tables = []
     for cfg in configs:
         log(f"== GPT-torch {cfg.name}: {cfg.describe()}")
-        tables.append(run_config(cfg, steps, repeats, systems, torch_threads, log))
+        tables.append(run_config(cfg, steps, repeats, systems, torch_threads, log, settle_s))
     return tables, markdown(tables)
 
 

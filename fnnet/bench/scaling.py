@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import fnnet
-from fnnet.bench import report, timing
+from fnnet.bench import report, report_md, timing
 from fnnet.bench import systems_jax as sj
 from fnnet.train import sharding
 
@@ -81,11 +81,8 @@ def run(counts, workloads, repeats, out_dir, log=print, dtype="float32"):
     result["load_end"] = timing.loadavg()
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.join(out_dir, f"scaling-{result['machine']['backend']}")
-    with open(stem + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-        f.write("\n")
-    with open(stem + ".md", "w") as f:
-        f.write(markdown(result))
+    report_md.write_text(stem + ".json", json.dumps(result, indent=1) + "\n")
+    report_md.write_text(stem + ".md", markdown(result))
     log(f"wrote {stem}.json and {stem}.md")
     return result
 

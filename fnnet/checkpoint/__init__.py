@@ -4,6 +4,10 @@
     ck = fnnet.restore("model.npz", optimizer=opt)   # Checkpoint(net, params, opt_state, epoch, state)
     net, params = fnnet.load("model.npz")            # inference: no optimizer needed
 
+Sharded state (params split over devices) goes to a folder of per-process blocks instead,
+restored onto any layout or device count: `save_sharded` / `restore_sharded`
+(fnnet/checkpoint/sharded.py).
+
 The file is a plain NumPy .npz (a zip of .npy arrays) that never needs pickle:
 
     __fnnet__.npy        uint8 [n]: UTF-8 JSON {"format": "fnnet.checkpoint", "version": 2,
@@ -44,6 +48,7 @@ from fnnet.checkpoint.format import (DTYPES, FORMAT, META, VERSION, Checkpoint, 
                                      digest, named_leaves, state_template, storage)
 from fnnet.checkpoint.netjson import net_to_json
 from fnnet.checkpoint.read import read_checkpoint
+from fnnet.checkpoint.sharded import restore_sharded, save_sharded  # noqa: F401 (API)
 from fnnet.network import Network
 
 register = netjson.register

@@ -69,6 +69,35 @@ def test_publishable_rule():
                                                   "publishable": False}
 
 
+def _fake_machine(loads):
+    """A clock that advances only when slept on, and a load reading that walks through `loads`."""
+    t = [0.0]
+    it = iter(loads)
+    return dict(clock=lambda: t[0], sleep=lambda s: t.__setitem__(0, t[0] + s),
+                read=lambda: next(it))
+
+
+def test_settle_waits_for_the_benchmarks_own_load_to_leave():
+    from fnnet.bench.timing import load_record, settle
+    # the table's own two threads left the average at 1.9; it decays below 1 after three polls
+    text, waited = settle(150, poll_s=3, **_fake_machine(["1.90 1.2 1", "1.60 1 1", "1.20 1 1", "0.95 1 1"]))
+    assert (text, waited) == ("0.95 1 1", 9.0)
+    assert load_record("0.40 1 1", text, waited)["publishable"]
+    # something else keeps running: the load never falls, the wait ends at the limit, not publishable
+    text, waited = settle(12, poll_s=3, **_fake_machine(["2.10 2 2"] * 10))
+    assert waited == 12.0 and not load_record("0.40 1 1", text, waited)["publishable"]
+    # a quiet machine: read once, no wait; --quick (limit 0) never waits either
+    assert settle(150, **_fake_machine(["0.30 1 1"])) == ("0.30 1 1", 0.0)
+    assert settle(0, **_fake_machine(["5.00 5 5"])) == ("5.00 5 5", 0.0)
+
+
+def test_load_line_says_how_long_it_waited():
+    from fnnet.bench.timing import load_line, load_record
+    line = load_line(load_record("0.40 1 1", "0.95 1 1", 42.04))
+    assert "after 0.95 1 1 (read after 42 s of quiet" in line and line.endswith(": publishable.")
+    assert "quiet" not in load_line(load_record("0.40 1 1", "0.95 1 1"))
+
+
 def test_configs():
     assert [c.name for c in gpt_torch.parse_configs("S,M,L,XL")] == ["S", "M", "L", "XL"]
     s = gpt_torch.CONFIGS["S"]
