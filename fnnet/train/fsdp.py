@@ -37,8 +37,13 @@ No gradient here comes from autodiff: the collectives are written by hand around
 layer's hand-written backward. Every step's batch must split evenly over D·F devices; fit
 checks every step size before anything is compiled (check_batches).
 
+Checkpoints: fnnet.save writes fit's split result whole; fnnet.checkpoint.save_sharded writes
+each device's blocks, and restore_sharded(path, shardings(params, mesh), optimizer) reads
+them onto this layout for any fsdp size.
+
 Not handled (refused with ValueError): layers with state or randomness (BatchNorm,
-Dropout), grad="autodiff", axes other than "data" and "fsdp" (tensor parallelism).
+Dropout), grad="autodiff", axes other than "data" and "fsdp" (tensor parallelism is
+fnnet/train/tensor_parallel.py's, outside fit).
 A network layer is the unit of gathering: a composite layer (the GPT's TiedLM, a
 Sequential) gathers all of its params at once.
 """
@@ -106,8 +111,8 @@ def setup(net, mesh, batch_axis="data", where="fit", grad="manual") -> Fsdp:
     unknown = [a for a in mesh.axis_names if a not in AXES]
     if unknown:
         raise ValueError(f"{where}: an FSDP mesh takes the axes 'data' and 'fsdp' only; this mesh has "
-                         f"axes {_describe(mesh)}, unknown {unknown} (tensor parallelism is not "
-                         f"implemented)")
+                         f"axes {_describe(mesh)}, unknown {unknown} (fit does not take "
+                         f"them; tensor parallelism over 'model' is fnnet.train.tensor_parallel's)")
     if batch_axis not in (None, DATA):
         raise ValueError(f"{where}: with an FSDP mesh {_describe(mesh)} the batch is split over "
                          f"'data' and 'fsdp' together; batch_axis must stay 'data', got {batch_axis!r}")
@@ -156,6 +161,16 @@ def spec(shape, size):
     """The PartitionSpec of a leaf of `shape`: FSDP on its split axis, else P()."""
     axis = split_axis(shape, size)
     return P() if axis is None else P(*([None] * axis), FSDP)
+
+
+def shardings(tree, mesh):
+    """A NamedSharding per leaf of `tree` (arrays or ShapeDtypeStructs, e.g. params) on
+    `mesh`, by the rule for its "fsdp" axis: where fit's FSDP keeps each leaf, e.g. for
+    fnnet.checkpoint.restore_sharded(path, shardings(params, mesh), optimizer)."""
+    if not wanted(mesh):
+        raise ValueError(f"fsdp.shardings: mesh must be a jax.sharding.Mesh with an 'fsdp' axis, got {mesh!r}")
+    size = int(mesh.shape[FSDP])
+    return jax.tree.map(lambda leaf: NamedSharding(mesh, spec(np.shape(leaf), size)), tree)
 
 
 def _leaf_spec(fs, leaf):

@@ -148,6 +148,15 @@ def test_result_is_saved_and_restored_whole(cases):
     assert cases["save/epoch"] == 2
 
 
+def test_sharded_checkpoint_restored_onto_another_mesh_and_resumed(cases):
+    # saved by blocks from ("data", "fsdp") 2 x 4, read onto ("fsdp",) x 8 with
+    # fsdp.shardings, 2 more epochs there == 4 epochs on one device
+    assert cases["sharded/params"] == 0.0 and cases["sharded/opt_state"] == 0.0
+    assert cases["sharded/specs"] == ["P('fsdp',)"] * 3 + ["P()"]
+    assert "('fsdp', 8)" in cases["sharded/mesh"]
+    assert cases["sharded/resumed"] <= FLOAT64
+
+
 @pytest.mark.parametrize("case, text", [
     ("unknown_axis", "an FSDP mesh takes the axes 'data' and 'fsdp' only; this mesh has axes "
                      "{'model': 2, 'fsdp': 4}, unknown ['model']"),
@@ -213,6 +222,14 @@ def test_loss_must_say_how_it_reduces_over_the_batch():
     net = fnnet.Network(NET.layers, Mine(), (5,))
     with pytest.raises(ValueError, match=r"must declare batch_reduction .* mesh \{'fsdp': 1\}"):
         fsdp.setup(net, jax.make_mesh((1,), ("fsdp",)))
+
+
+def test_shardings_follow_the_rule_and_need_an_fsdp_axis():
+    params = fnnet.init(NET, jax.random.key(0))
+    got = fsdp.shardings(params, jax.make_mesh((1,), ("fsdp",)))
+    assert [str(s.spec) for s in jax.tree.leaves(got)] == ["P('fsdp',)"] * 4   # F = 1 divides all
+    with pytest.raises(ValueError, match="fsdp.shardings: mesh must be a jax.sharding.Mesh with an 'fsdp' axis"):
+        fsdp.shardings(params, jax.make_mesh((1,), ("data",)))
 
 
 def test_unknown_axis_on_one_device():
