@@ -196,6 +196,13 @@ def place(fs: Fsdp, tree):
     return jax.tree.map(lambda leaf: _place_leaf(fs, leaf, fs.mesh), tree)
 
 
+def init_opt_state(fs: Fsdp, optimizer, params):
+    """optimizer.init(params) created split by the rule (XLA writes each device's slices
+    only): never whole on one device, as a plain init under jit would make it."""
+    shapes = jax.eval_shape(optimizer.init, params)
+    return jax.jit(optimizer.init, out_shardings=shardings(shapes, fs.mesh))(params)
+
+
 def to_user_mesh(fs: Fsdp, tree):
     """The trained tree on the caller's own mesh, still split by the rule (no gathering):
     ordinary jax.Arrays that np.asarray and fnnet.save read whole."""

@@ -171,6 +171,9 @@ def memory_and_hlo_cases(out):
     w [128,10]) and b [10] replicated."""
     p0 = fnnet.init(BIG, jax.random.key(1))
     out["leaves"] = len(jax.tree.leaves(p0))
+    fs = fsdp.setup(BIG, mesh("fsdp8"))
+    fresh = fsdp.init_opt_state(fs, optax.adam(1e-2), fsdp.place(fs, p0))    # fit's fresh opt_state
+    out["init/specs"] = [str(a.sharding.spec) for a in jax.tree.leaves(fresh)]
     dp = sharding.setup(BIG, jax.make_mesh((8,), ("data",)))
     replicated, _ = compiled(dp, 200)
     out["mem/data8/output"] = replicated.memory_analysis().output_size_in_bytes

@@ -123,6 +123,12 @@ def test_each_device_holds_its_share_of_params_and_optimizer_state(cases, mesh):
     assert out / cases["mem/data8/output"] < 1 / size + 0.002       # against data parallel's
 
 
+def test_fresh_optimizer_state_is_created_split(cases):
+    # Adam's count, then μ and ν laid out as the params (b [10] whole): never whole on a device
+    params = ["P('fsdp',)"] * 5 + ["P()"]
+    assert cases["init/specs"] == ["P()"] + params + params
+
+
 @pytest.mark.parametrize("mesh, batch, steps", [("fsdp8", 200, 1), ("data2xfsdp4", 48, 2)])
 def test_compiled_step_holds_exactly_the_expected_collectives(cases, mesh, batch, steps):
     # The program text holds each step's code once: full batch one step; minibatches of 48
