@@ -179,6 +179,8 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
         else:
             place = _fsdp.place if fsdp else _sharding.replicate
             params, opt_state = place(parallel, (params, opt_state))
+        if fsdp and opt_state is None:    # created split: never whole on a device (fsdp.py)
+            opt_state = _fsdp.init_opt_state(parallel, optimizer, params)
         key = None if key is None else _sharding.replicate(parallel, key)
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):

@@ -37,8 +37,13 @@ No gradient here comes from autodiff: the collectives are written by hand around
 layer's hand-written backward. Every step's batch must split evenly over D·F devices; fit
 checks every step size before anything is compiled (check_batches).
 
+Checkpoints: fnnet.save writes fit's split result whole; fnnet.checkpoint.save_sharded writes
+each device's blocks, and restore_sharded(path, shardings(params, mesh), optimizer) reads
+them onto this layout for any fsdp size.
+
 Not handled (refused with ValueError): layers with state or randomness (BatchNorm,
-Dropout), grad="autodiff", axes other than "data" and "fsdp" (tensor parallelism).
+Dropout), grad="autodiff", axes other than "data" and "fsdp" (a "model" axis alone
+selects fnnet/train/tensor_parallel.py in fit; the two do not combine yet).
 A network layer is the unit of gathering: a composite layer (the GPT's TiedLM, a
 Sequential) gathers all of its params at once.
 """
@@ -107,7 +112,7 @@ def setup(net, mesh, batch_axis="data", where="fit", grad="manual") -> Fsdp:
     if unknown:
         raise ValueError(f"{where}: an FSDP mesh takes the axes 'data' and 'fsdp' only; this mesh has "
                          f"axes {_describe(mesh)}, unknown {unknown} (tensor parallelism takes a "
-                         f"('data', 'model') mesh)")
+                         f"('data', 'model') mesh; the two do not combine yet)")
     if batch_axis not in (None, DATA):
         raise ValueError(f"{where}: with an FSDP mesh {_describe(mesh)} the batch is split over "
                          f"'data' and 'fsdp' together; batch_axis must stay 'data', got {batch_axis!r}")
@@ -158,6 +163,16 @@ def spec(shape, size):
     return P() if axis is None else P(*([None] * axis), FSDP)
 
 
+def shardings(tree, mesh):
+    """A NamedSharding per leaf of `tree` (arrays or ShapeDtypeStructs, e.g. params) on
+    `mesh`, by the rule for its "fsdp" axis: where fit's FSDP keeps each leaf, e.g. for
+    fnnet.checkpoint.restore_sharded(path, shardings(params, mesh), optimizer)."""
+    if not wanted(mesh):
+        raise ValueError(f"fsdp.shardings: mesh must be a jax.sharding.Mesh with an 'fsdp' axis, got {mesh!r}")
+    size = int(mesh.shape[FSDP])
+    return jax.tree.map(lambda leaf: NamedSharding(mesh, spec(np.shape(leaf), size)), tree)
+
+
 def _leaf_spec(fs, leaf):
     return spec(np.shape(leaf), fs.size)
 
@@ -179,6 +194,13 @@ def place(fs: Fsdp, tree):
     """Every leaf of `tree` (params, optimizer state, a training carry) laid out by the rule
     on fs.mesh: split along its first axis divisible by the fsdp size, else replicated."""
     return jax.tree.map(lambda leaf: _place_leaf(fs, leaf, fs.mesh), tree)
+
+
+def init_opt_state(fs: Fsdp, optimizer, params):
+    """optimizer.init(params) created split by the rule (XLA writes each device's slices
+    only): never whole on one device, as a plain init under jit would make it."""
+    shapes = jax.eval_shape(optimizer.init, params)
+    return jax.jit(optimizer.init, out_shardings=shardings(shapes, fs.mesh))(params)
 
 
 def to_user_mesh(fs: Fsdp, tree):

@@ -171,6 +171,9 @@ def memory_and_hlo_cases(out):
     w [128,10]) and b [10] replicated."""
     p0 = fnnet.init(BIG, jax.random.key(1))
     out["leaves"] = len(jax.tree.leaves(p0))
+    fs = fsdp.setup(BIG, mesh("fsdp8"))
+    fresh = fsdp.init_opt_state(fs, optax.adam(1e-2), fsdp.place(fs, p0))    # fit's fresh opt_state
+    out["init/specs"] = [str(a.sharding.spec) for a in jax.tree.leaves(fresh)]
     dp = sharding.setup(BIG, jax.make_mesh((8,), ("data",)))
     replicated, _ = compiled(dp, 200)
     out["mem/data8/output"] = replicated.memory_analysis().output_size_in_bytes
@@ -178,7 +181,8 @@ def memory_and_hlo_cases(out):
     for m in MESHES:
         fs = fsdp.setup(BIG, mesh(m))
         out[f"split/{m}"] = sum(fsdp.split_axis(a.shape, fs.size) is not None for a in jax.tree.leaves(p0))
-        for batch in (200, 48):          # one step / the scan's step and the last step of 8
+        # fsdp8: one step (full batch); data2xfsdp4: the scan's step and the last step of 8
+        for batch in ((200,) if m == "fsdp8" else (48,)):
             exe, carry = compiled(fs, batch)
             text = exe.as_text()
             name = f"hlo/{m}/b{batch}"
@@ -196,7 +200,8 @@ def memory_and_hlo_cases(out):
 
 
 def save_cases(out):
-    """fit's FSDP result is written by fnnet.save and restored whole."""
+    """fit's FSDP result is written by fnnet.save and restored whole, and written by blocks
+    (fnnet.checkpoint.save_sharded) and restored onto another mesh."""
     x, y = data("mlp", np.float64)
     p0 = fnnet.init(MLP, jax.random.key(1), dtype=np.float64)
     r = fnnet.fit(MLP, p0, x, y, optimizer=optax.adam(1e-2), epochs=2, mesh=mesh("data2xfsdp4"))
@@ -207,6 +212,19 @@ def save_cases(out):
     out["save/params"] = tree_err(r.params, ck.params)
     out["save/opt_state"] = tree_err(r.opt_state, ck.opt_state)
     out["save/epoch"] = ck.epoch
+    # sharded: each device's blocks written (2 x 4), read onto ("fsdp",) x 8 by the rule,
+    # and training resumed there, against 4 epochs on one device
+    with tempfile.TemporaryDirectory() as d:
+        fnnet.checkpoint.save_sharded(d, MLP, r.params, opt_state=r.opt_state, epoch=r.epoch)
+        ck = fnnet.checkpoint.restore_sharded(d, fsdp.shardings(p0, mesh("fsdp8")), optimizer=optax.adam(1e-2))
+    out["sharded/params"] = tree_err(r.params, ck.params)
+    out["sharded/opt_state"] = tree_err(r.opt_state, ck.opt_state)
+    out["sharded/specs"] = [str(a.sharding.spec) for a in jax.tree.leaves(ck.params)]
+    out["sharded/mesh"] = str(jax.tree.leaves(ck.params)[0].sharding.mesh.shape)
+    kw = dict(optimizer=optax.adam(1e-2))
+    rest = fnnet.fit(MLP, ck.params, x, y, epochs=2, mesh=mesh("fsdp8"), opt_state=ck.opt_state,
+                     initial_epoch=ck.epoch, **kw)
+    out["sharded/resumed"] = tree_err(fnnet.fit(MLP, p0, x, y, epochs=4, **kw).params, rest.params)
 
 
 def bad_input_cases(out):

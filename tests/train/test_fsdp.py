@@ -118,14 +118,18 @@ def test_each_device_holds_its_share_of_params_and_optimizer_state(cases, mesh):
     # epoch before) and the records: per device, the carry's local bytes (XLA aligns buffers)
     carry_local, carry_whole = cases[f"mem/{mesh}/carry"]
     assert carry_local / carry_whole < 1 / size + 0.001
-    for batch in (200, 48):
-        out = cases[f"mem/{mesh}/b{batch}/output"]
-        assert carry_local <= out <= 1.01 * carry_local
-        assert out / cases["mem/data8/output"] < 1 / size + 0.002   # against data parallel's
+    out = cases[f"mem/{mesh}/b{200 if mesh == 'fsdp8' else 48}/output"]
+    assert carry_local <= out <= 1.01 * carry_local
+    assert out / cases["mem/data8/output"] < 1 / size + 0.002       # against data parallel's
 
 
-@pytest.mark.parametrize("batch, steps", [(200, 1), (48, 2)])
-@pytest.mark.parametrize("mesh", MESHES)
+def test_fresh_optimizer_state_is_created_split(cases):
+    # Adam's count, then μ and ν laid out as the params (b [10] whole): never whole on a device
+    params = ["P('fsdp',)"] * 5 + ["P()"]
+    assert cases["init/specs"] == ["P()"] + params + params
+
+
+@pytest.mark.parametrize("mesh, batch, steps", [("fsdp8", 200, 1), ("data2xfsdp4", 48, 2)])
 def test_compiled_step_holds_exactly_the_expected_collectives(cases, mesh, batch, steps):
     # The program text holds each step's code once: full batch one step; minibatches of 48
     # the scan's step and the last step of 8. Per step and split leaf (S = 5): one all-gather
@@ -148,6 +152,15 @@ def test_compiled_step_holds_exactly_the_expected_collectives(cases, mesh, batch
 def test_result_is_saved_and_restored_whole(cases):
     assert cases["save/params"] == 0.0 and cases["save/opt_state"] == 0.0
     assert cases["save/epoch"] == 2
+
+
+def test_sharded_checkpoint_restored_onto_another_mesh_and_resumed(cases):
+    # saved by blocks from ("data", "fsdp") 2 x 4, read onto ("fsdp",) x 8 with
+    # fsdp.shardings, 2 more epochs there == 4 epochs on one device
+    assert cases["sharded/params"] == 0.0 and cases["sharded/opt_state"] == 0.0
+    assert cases["sharded/specs"] == ["P('fsdp',)"] * 3 + ["P()"]
+    assert "('fsdp', 8)" in cases["sharded/mesh"]
+    assert cases["sharded/resumed"] <= FLOAT64
 
 
 @pytest.mark.parametrize("case, text", [
@@ -215,6 +228,14 @@ def test_loss_must_say_how_it_reduces_over_the_batch():
     net = fnnet.Network(NET.layers, Mine(), (5,))
     with pytest.raises(ValueError, match=r"must declare batch_reduction .* mesh \{'fsdp': 1\}"):
         fsdp.setup(net, jax.make_mesh((1,), ("fsdp",)))
+
+
+def test_shardings_follow_the_rule_and_need_an_fsdp_axis():
+    params = fnnet.init(NET, jax.random.key(0))
+    got = fsdp.shardings(params, jax.make_mesh((1,), ("fsdp",)))
+    assert [str(s.spec) for s in jax.tree.leaves(got)] == ["P('fsdp',)"] * 4   # F = 1 divides all
+    with pytest.raises(ValueError, match="fsdp.shardings: mesh must be a jax.sharding.Mesh with an 'fsdp' axis"):
+        fsdp.shardings(params, jax.make_mesh((1,), ("data",)))
 
 
 def test_unknown_axis_on_one_device():
