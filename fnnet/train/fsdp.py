@@ -204,9 +204,12 @@ def init_opt_state(fs: Fsdp, optimizer, params):
 
 
 def to_user_mesh(fs: Fsdp, tree):
-    """The trained tree on the caller's own mesh, still split by the rule (no gathering):
-    ordinary jax.Arrays that np.asarray and fnnet.save read whole."""
-    return jax.tree.map(lambda leaf: _place_leaf(fs, leaf, fs.user_mesh), tree)
+    """The trained tree on the caller's devices, still split by the rule (no gathering):
+    ordinary jax.Arrays that np.asarray, fnnet.save and fnnet.forward read whole. On the
+    mesh with Auto axis types, not the caller's Explicit ones (jax.make_mesh's default):
+    with Explicit axes an eager x @ W whose W is split along its rows is refused as
+    ambiguous, so fnnet.accuracy on the result would fail; with Auto axes XLA gathers."""
+    return jax.tree.map(lambda leaf: _place_leaf(fs, leaf, fs.mesh), tree)
 
 
 def _leaf_axis(shape, size):

@@ -87,6 +87,9 @@ def fit_cases(out):
                     out[name + "/specs"] = [str(a.sharding.spec) for a in jax.tree.leaves(got.params)]
                     out[name + "/mesh"] = str(jax.tree.leaves(got.params)[0].sharding.mesh.axis_names)
                     out[name + "/live"] = [local_bytes(got.params), local_bytes(got.opt_state)]
+                    if model == "mlp":             # the split result used eagerly, as users do
+                        out[name + "/accuracy"] = [fnnet.accuracy(net, got.params, x, y),
+                                                   fnnet.accuracy(net, one.params, x, y)]
                 if dtype == np.float32:
                     out[f"fit/{model}/{mode}/floor"] = tree_err(one.params, reference[mode])
 

@@ -49,6 +49,9 @@ def test_fit_equals_one_device(cases, model, mode, mesh, dtype):
     # returned split over the caller's own mesh, by the rule
     assert cases[name + "/mesh"] == str(("fsdp",) if mesh == "fsdp8" else ("data", "fsdp"))
     assert "P('fsdp',)" in cases[name + "/specs"]
+    if model == "mlp":          # fnnet.accuracy on the split params (an eager x @ W, W split by rows)
+        split, one_device = cases[name + "/accuracy"]
+        assert split == one_device
 
 
 def test_global_norm_clipping_validation_and_progress(cases):
