@@ -101,7 +101,11 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
       A mesh with an "fsdp" axis (("fsdp",) or ("data", "fsdp")) trains with FSDP instead:
       params and optimizer state split over "fsdp", the batch over every device, weights
       gathered per layer and gradients reduce-scattered (fnnet/train/fsdp.py); the returned
-      params and opt_state stay split on the mesh.
+      params and opt_state stay split on the mesh. A mesh with a "model" axis (("model",)
+      or ("data", "model")) splits the layers instead (tensor parallelism: each Dense ->
+      activation -> Dense pair column/row-wise, attention by heads; the batch over "data";
+      fnnet/train/tensor_parallel.py); the returned params and opt_state are in the
+      one-device layout, split over the mesh's devices.
     batch_stats: with mesh= and BatchNorm layers, "sync" (default: batch statistics over the
       whole step's batch, psummed over the mesh in the layer's forward and backward, so
       training equals one device to rounding) or "local" (each device normalizes with its
@@ -155,33 +159,10 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
                          f"batch_size=1 runs in data order without a key)")
     if batch_stats not in _sharding.BATCH_STATS:
         raise ValueError(f"fit: batch_stats must be one of {_sharding.BATCH_STATS}, got {batch_stats!r}")
-    fsdp = _fsdp.wanted(mesh)             # a mesh with an "fsdp" axis: params split too (fsdp.py)
-    tensor = _tp.wanted(mesh) and not fsdp    # a "model" axis: layers split (tensor_parallel.py)
-    if fsdp:
-        parallel = _fsdp.setup(net, mesh, batch_axis, grad=grad)
-        _fsdp.check_batches(parallel, n, batch)
-    elif tensor:
-        if batch_axis not in (None, "data"):
-            raise ValueError(f"fit: with a 'model' axis the batch is split over 'data'; batch_axis "
-                             f"must stay 'data', got {batch_axis!r}")
-        parallel = _tp.setup(net, mesh, where="fit", grad=grad)
-        _tp.check_batches(parallel, n, batch)
-    else:
-        parallel = None if mesh is None else _sharding.setup(net, mesh, batch_axis, batch_stats=batch_stats)
+    parallel = _layout_for(mesh, net, batch_axis, batch_stats, grad, n, batch)
     if parallel is not None:
         net = _sharding.with_axis(net, None)      # the steps set axis names themselves (sharding.py)
-        _sharding.check_placement(parallel, (x, y), "training data")
-        _sharding.check_placement(parallel, opt_state, "opt_state")
-        x, y = _sharding.replicate(parallel, (x, y))
-        if tensor:                                # W_qkv's columns permuted once, here
-            params, opt_state = parallel.shard(params, opt_state) if opt_state is not None else \
-                (parallel.shard(params), None)
-        else:
-            place = _fsdp.place if fsdp else _sharding.replicate
-            params, opt_state = place(parallel, (params, opt_state))
-        if fsdp and opt_state is None:    # created split: never whole on a device (fsdp.py)
-            opt_state = _fsdp.init_opt_state(parallel, optimizer, params)
-        key = None if key is None else _sharding.replicate(parallel, key)
+        x, y, params, opt_state, key = _place_on_mesh(parallel, optimizer, x, y, params, opt_state, key)
     if validation is not None:
         if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
             raise ValueError("fit: validation must be a pair (x_val, y_val)")
@@ -241,6 +222,44 @@ def _resize(size, seconds, cap):
     """Next adaptive chunk size: aim at CHUNK_SECONDS per chunk, changing by x0.5 .. x4."""
     factor = min(4.0, max(0.5, CHUNK_SECONDS / max(seconds, 1e-6)))
     return max(1, min(cap, int(size * factor)))
+
+
+def _layout_for(mesh, net, batch_axis, batch_stats, grad, n, batch):
+    """What a mesh asks for, validated before anything is compiled: None (no mesh), FSDP (an
+    "fsdp" axis), tensor parallelism (a "model" axis) or data parallelism (otherwise)."""
+    if mesh is None:
+        return None
+    if _fsdp.wanted(mesh):                   # params split too (fsdp.py)
+        parallel = _fsdp.setup(net, mesh, batch_axis, grad=grad)
+        _fsdp.check_batches(parallel, n, batch)
+        return parallel
+    if _tp.wanted(mesh):                     # layers split (tensor_parallel.py)
+        if batch_axis not in (None, "data"):
+            raise ValueError(f"fit: with a 'model' axis the batch is split over 'data'; batch_axis "
+                             f"must stay 'data', got {batch_axis!r}")
+        parallel = _tp.setup(net, mesh, where="fit", grad=grad)
+        _tp.check_batches(parallel, n, batch)
+        return parallel
+    return _sharding.setup(net, mesh, batch_axis, batch_stats=batch_stats)
+
+
+def _place_on_mesh(parallel, optimizer, x, y, params, opt_state, key):
+    """(x, y, params, opt_state, key) on the run's mesh: data and key replicated; params and
+    optimizer state replicated (data parallel), split by FSDP's rule, or permuted and split
+    by tensor parallelism's. Data committed to other devices is refused."""
+    _sharding.check_placement(parallel, (x, y), "training data")
+    _sharding.check_placement(parallel, opt_state, "opt_state")
+    x, y = _sharding.replicate(parallel, (x, y))
+    if isinstance(parallel, _tp.TensorParallel):      # W_qkv's columns permuted once, here
+        params, opt_state = parallel.shard(params, opt_state) if opt_state is not None else \
+            (parallel.shard(params), None)
+    else:
+        fsdp = isinstance(parallel, _fsdp.Fsdp)
+        params, opt_state = (_fsdp.place if fsdp else _sharding.replicate)(parallel, (params, opt_state))
+        if fsdp and opt_state is None:    # created split: never whole on a device (fsdp.py)
+            opt_state = _fsdp.init_opt_state(parallel, optimizer, params)
+    key = None if key is None else _sharding.replicate(parallel, key)
+    return x, y, params, opt_state, key
 
 
 def _layouts(parallel):
