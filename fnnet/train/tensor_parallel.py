@@ -41,7 +41,7 @@ same arithmetic.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -267,11 +267,6 @@ def _params_like(tree, params, fn, other=lambda leaf: leaf):
     return jax.tree.map(lambda t: fn(t) if like(t) else other(t), tree, is_leaf=like)
 
 
-class _Weights(NamedTuple):
-    value: Any
-    grads: Any
-
-
 @dataclasses.dataclass(frozen=True)
 class TensorParallel:
     """A net split over a mesh's "model" axis (and its batch over "data", if the mesh has it).
@@ -395,7 +390,7 @@ class TensorParallel:
             value, grads = _network.value_and_grad(plain, p, xs, ys)
             if self.data_axis:                                 # Σ_data w·(L, ∇L): the whole batch's mean
                 value, grads = lax.psum(jax.tree.map(lambda a: a * jnp.asarray(weight, a.dtype),
-                                                     _Weights(value, grads)), self.data_axis)
+                                                     (value, grads)), self.data_axis)
             if l2:
                 value, grads = _add_l2(plain, p, specs, value, grads, l2, axis)
             return value, grads

@@ -112,16 +112,17 @@ def gpt_cases(out):
     for dtype in ("float64", "float32"):
         params = fnnet.init(net, jax.random.key(1), dtype)
         batches = gpt_batches(3)
-        ref_v, ref_g = fnnet.value_and_grad(net, params, *batches[0])
+        ref_v, ref_g = fnnet.value_and_grad(net, params, *batches[0]) if dtype == "float64" else (None, None)
         sgd = optax.sgd(0.1, momentum=0.9)
         ref_p, ref_s = one_device(net, params, sgd, batches)
         # float32 on one layout only: each layout costs a compile, and the layouts' float64
         # cases already separate a wrong split from float32 rounding
         for name in ("data2_model4", "model8") if dtype == "float64" else ("data2_model4",):
             tp = tensor_parallel.setup(net, mesh(name))
-            v, g = jax.jit(tp.value_and_grad)(tp.shard(params), *batches[0])
-            out[f"gpt/{dtype}/{name}/loss"] = rel_err(v, ref_v)
-            out[f"gpt/{dtype}/{name}/grads"] = tree_err(tp.gather(g), ref_g)
+            if dtype == "float64":             # one batch's loss and gradients (float32: the steps)
+                v, g = jax.jit(tp.value_and_grad)(tp.shard(params), *batches[0])
+                out[f"gpt/{dtype}/{name}/loss"] = rel_err(v, ref_v)
+                out[f"gpt/{dtype}/{name}/grads"] = tree_err(tp.gather(g), ref_g)
             p, s, compiled = split(tp, params, sgd, batches)
             out[f"gpt/{dtype}/{name}/params"] = tree_err(tp.gather(p), ref_p)
             out[f"gpt/{dtype}/{name}/opt_state"] = tree_err(tp.gather_opt_state(s, ref_p), ref_s)
@@ -194,7 +195,7 @@ def checkpoint_cases(out):
 def fit_cases(out):
     """fnnet.fit with a "model" axis: minibatches with validation on ("data", "model") = (2, 4),
     then resumed from its own result on ("model",) = 8, against the same on one device."""
-    net = fnnet.gpt(**GPT)
+    net = fnnet.gpt(**{**GPT, "layers": 1})          # one block: fit's loop compiles six times here
     params = fnnet.init(net, jax.random.key(1), "float64")
     rng = np.random.default_rng(17)
     ids = rng.integers(0, GPT["vocab"], (32, GPT["context"] + 1))
