@@ -78,16 +78,13 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
     per differentiable primal (check_vjp's convention); or fun a jax.custom_vjp and vjp None
     (its fwd/bwd are the rule). directions: random directions v (one row each).
     steps: h values (int >= 4). Returns a TaylorReport.
+
+    Steps: which primals are differentiated -> the rule's gradient at x (rerun in float64
+    when the rule is coarser) -> the remainders r(h) along each direction -> the report.
     """
     t0 = time.perf_counter()
     where = "taylor_test"
-    if vjp is None:
-        if not all(hasattr(fun, a) for a in ("fun", "fwd", "bwd", "nondiff_argnums")) or fun.fwd is None:
-            raise TypeError(f"{where}: give vjp=rule(*primals, ct), or pass a jax.custom_vjp with defvjp "
-                            f"called; got {type(fun).__name__} and vjp=None")
-        rule_of, plain, nd_own = fun, fun.fun, tuple(int(i) for i in fun.nondiff_argnums)
-    else:
-        rule_of, plain, nd_own = None, fun, ()
+    rule_of, plain, nd_own = _rule_of(fun, vjp, where)
     steps = int_at_least(where, "steps", steps, 4)          # a slope needs points
     directions = int_at_least(where, "directions", directions, 1)
     names = primal_names(plain, len(primals), names)
@@ -112,13 +109,40 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
         grad = rule(d0, ct)
         g_leaves = _flat(grad, d0, where)
         dtype = max((np.dtype(l.dtype) for l in jax.tree.leaves(grad)), key=eps)
+    g_leaves, dtype, rule_text = _in_float64(rule, d0, ct, g_leaves, dtype, where)
+    f64 = lambda *d: plain(*_nd.merge(d, diff, fixed, n))              # noqa: E731
+    rows, curves = _remainders(f64, d0, ct, g_leaves, dtype, rng, directions, steps)
+    header = (f"g = <c, fun(x)> in float64, c random normal; {directions} random direction(s) v; "
+              f"h = h0·{RATIO:g}^-k, k < {steps}, h0 = 0.1·max(1, |x|max)/|v|max; gradient from "
+              f"{rule_text}; slope: least squares of log r on log h over the {FIT_POINTS} smallest h with "
+              f"r > {ABOVE_FLOOR:g}x the rounding floor; passes at slope >= {PASS_SLOPE}")
+    return TaylorReport(title or f"Taylor remainder of {getattr(plain, '__name__', 'fun')}", tuple(rows), header,
+                        time.perf_counter() - t0, tuple(curves))
+
+
+def _rule_of(fun, vjp, where):
+    """(the custom_vjp whose fwd/bwd are the rule, or None; the plain function; its own
+    nondiff_argnums)."""
+    if vjp is None:
+        if not all(hasattr(fun, a) for a in ("fun", "fwd", "bwd", "nondiff_argnums")) or fun.fwd is None:
+            raise TypeError(f"{where}: give vjp=rule(*primals, ct), or pass a jax.custom_vjp with defvjp "
+                            f"called; got {type(fun).__name__} and vjp=None")
+        return fun, fun.fun, tuple(int(i) for i in fun.nondiff_argnums)
+    return None, fun, ()
+
+
+def _in_float64(rule, d0, ct, g_leaves, dtype, where):
+    """(gradient leaves, their dtype, how they were obtained): the rule's own, or, for a rule
+    coarser than float64, the rule rerun with its primals in float64.
+
+    The slope is a witness of the rule's mathematics: a float32 gradient is a wrong gradient
+    below float32's resolution (slope 1 at small h), and no a-priori floor tells that apart
+    from a bug without cutting the range where h² shows. So the rule is rerun with its
+    primals in float64, as check_vjp's float64 replay does; its float32 precision is
+    check_vjp's to judge.
+    """
     rule_text = f"the rule in {dtype}"
     if eps(dtype) > eps(np.float64):
-        # the slope is a witness of the rule's mathematics: a float32 gradient is a wrong
-        # gradient below float32's resolution (slope 1 at small h), and no a-priori floor
-        # tells that apart from a bug without cutting the range where h² shows. So the rule
-        # is rerun with its primals in float64, as check_vjp's float64 replay does; its
-        # float32 precision is check_vjp's to judge
         try:
             with jax.enable_x64(True):
                 to64 = lambda a: to_device(wide(a)) if a.dtype != jax.dtypes.float0 else a
@@ -131,6 +155,13 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
                 rule_text = "the rule rerun with its primals in float64"
         except Exception as e:
             rule_text += f" (its rerun in float64 raised {type(e).__name__})"
+    return g_leaves, dtype, rule_text
+
+
+def _remainders(fun_of_diff, d0, ct, g_leaves, dtype, rng, directions, steps):
+    """(rows, curves): r(h) = |g(x + h v) - g(x) - h Re<G, v>| along each random direction v,
+    g = Re Σ c·fun(x) in float64, and each row's slope against its rounding floor.
+    fun_of_diff(*differentiable primals) -> fun's output."""
     with jax.enable_x64(True):
         x64 = [wide(l) for p in d0 for l in jax.tree.leaves(p)]         # float64, complex128
         # None for an integer output's float0 cotangent: that output is left out of g
@@ -142,7 +173,7 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
             it, parts = iter(flat), []
             for td, k in zip(treedefs, sizes):
                 parts.append(jax.tree.unflatten(td, [next(it) for _ in range(k)]))
-            ys = jax.tree.leaves(plain(*_nd.merge(tuple(parts), diff, fixed, n)))
+            ys = jax.tree.leaves(fun_of_diff(*parts))
             return [jnp.asarray(a, jnp.complex128 if jnp.iscomplexobj(a) else jnp.float64) for a in ys]
 
         def g(flat):       # Re Σ c·fun(x) (JAX's pairing), the integer outputs (float0 cotangents) left out
@@ -174,12 +205,7 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
                           for hk in h])
             floor = noise_g + h * noise_gv
             rows.append(_row(f"along v{k + 1}", h, r, floor, curves))
-    header = (f"g = <c, fun(x)> in float64, c random normal; {directions} random direction(s) v; "
-              f"h = h0·{RATIO:g}^-k, k < {steps}, h0 = 0.1·max(1, |x|max)/|v|max; gradient from "
-              f"{rule_text}; slope: least squares of log r on log h over the {FIT_POINTS} smallest h with "
-              f"r > {ABOVE_FLOOR:g}x the rounding floor; passes at slope >= {PASS_SLOPE}")
-    return TaylorReport(title or f"Taylor remainder of {getattr(plain, '__name__', 'fun')}", tuple(rows), header,
-                        time.perf_counter() - t0, tuple(curves))
+    return rows, curves
 
 
 def _flat(grad, d0, where):
