@@ -267,40 +267,44 @@ def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nond
     rows = []
     out_paths = [jax.tree_util.keystr(p) for p, _ in jax.tree_util.tree_leaves_with_path(results[0][0])]
     for o, path in enumerate(out_paths):
-        name = "y_dot" + path
-        worst = {"jax": None, "fd": None}
-        for k, (y, yd, jd, _, size) in enumerate(results):
-            h = np.asarray(jax.tree.leaves(yd)[o], np.float64)
-            dtype = np.asarray(jax.tree.leaves(yd)[o]).dtype
-            jv = np.asarray(jax.tree.leaves(jd)[o], np.float64)
-            y0 = np.asarray(jax.tree.leaves(y)[o], np.float64)
-            umax = max(float(np.abs(np.asarray(l, np.float64)).max(initial=0.0)) for l in jax.tree.leaves(tans[k]))
-            c, lo, hi, noise = (a[o] for a in fd[k])
-            # per element: the size of the sum behind it (the witnesses' values, the sign
-            # probes' |J (s ⊙ |u|)|), never the largest element of the leaf, so a small
-            # element beside a huge one is judged at its own scale
-            m = np.maximum.reduce([_finite_abs(a) for a in (h, jv, c, np.asarray(size[o], np.float64))])
-            floor = (atol if atol is not None else
-                     ROUNDINGS * eps(dtype) * (m + umax * _finite_abs(y0)))
-            rt = rtol if rtol is not None else dtype_rtol(dtype)
-            rt_fd = max(RTOL_FD, rt) if rtol is None else rtol
-            adj = lambda bad, lo=lo.reshape(-1), hi=hi.reshape(-1), n=noise.reshape(-1), m=m.reshape(-1): Bracket(
-                lo=lo[bad], hi=hi[bad], tol=3 * n[bad] + max(RTOL_FD, rt) * m[bad], central=c.reshape(-1)[bad])
-            for kind, oracle, r in (("jax", jv, rt), ("fd", c, rt_fd)):
-                # rtol enters per element (r · m), so compare's leaf-wide rtol is 0
-                res = compare(h, oracle, 0.0, r * m + floor + (noise if kind == "fd" else 0.0), adj,
-                              majority=_majority(adj, h, jv) if kind == "jax" and not rules else None)
-                if worst[kind] is None or (not res.ok and worst[kind].ok) or (
-                        res.ok == worst[kind].ok and res.rel_err > worst[kind].rel_err):
-                    worst[kind] = res
-        rows.append(_primal_row(name, results, o, rtol))
-        mine = [oracle_row(name, "jax.jvp", "jax", worst["jax"], not rules, rules),
-                oracle_row(name, f"finite diff ({len(tans)} directions)", "fd", worst["fd"], True, [])]
-        rows += mine if rules else judge_leaf(mine, stops)
+        rows += _output_rows(o, "y_dot" + path, results, tans, fd, atol, rtol, rules, stops)
     header = (f"primals {'/'.join(sorted({str(np.asarray(l).dtype) for l in jax.tree.leaves(dp)}))}; "
               f"{len(tans)} tangent direction(s); finite differences in float64 along each, step "
               f"{step:g}·max(1, |x|max)/max|u|")
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
+
+
+def _output_rows(o, name, results, tans, fd, atol, rtol, rules, stops):
+    """Output leaf o's rows: the primal output, then the tangent against jax.jvp and against
+    finite differences, each the worst over the directions, judged element by element."""
+    worst = {"jax": None, "fd": None}
+    for k, (y, yd, jd, _, size) in enumerate(results):
+        h = np.asarray(jax.tree.leaves(yd)[o], np.float64)
+        dtype = np.asarray(jax.tree.leaves(yd)[o]).dtype
+        jv = np.asarray(jax.tree.leaves(jd)[o], np.float64)
+        y0 = np.asarray(jax.tree.leaves(y)[o], np.float64)
+        umax = max(float(np.abs(np.asarray(l, np.float64)).max(initial=0.0)) for l in jax.tree.leaves(tans[k]))
+        c, lo, hi, noise = (a[o] for a in fd[k])
+        # per element: the size of the sum behind it (the witnesses' values, the sign
+        # probes' |J (s ⊙ |u|)|), never the largest element of the leaf, so a small
+        # element beside a huge one is judged at its own scale
+        m = np.maximum.reduce([_finite_abs(a) for a in (h, jv, c, np.asarray(size[o], np.float64))])
+        floor = (atol if atol is not None else
+                 ROUNDINGS * eps(dtype) * (m + umax * _finite_abs(y0)))
+        rt = rtol if rtol is not None else dtype_rtol(dtype)
+        rt_fd = max(RTOL_FD, rt) if rtol is None else rtol
+        adj = lambda bad, lo=lo.reshape(-1), hi=hi.reshape(-1), n=noise.reshape(-1), m=m.reshape(-1): Bracket(
+            lo=lo[bad], hi=hi[bad], tol=3 * n[bad] + max(RTOL_FD, rt) * m[bad], central=c.reshape(-1)[bad])
+        for kind, oracle, r in (("jax", jv, rt), ("fd", c, rt_fd)):
+            # rtol enters per element (r · m), so compare's leaf-wide rtol is 0
+            res = compare(h, oracle, 0.0, r * m + floor + (noise if kind == "fd" else 0.0), adj,
+                          majority=_majority(adj, h, jv) if kind == "jax" and not rules else None)
+            if worst[kind] is None or (not res.ok and worst[kind].ok) or (
+                    res.ok == worst[kind].ok and res.rel_err > worst[kind].rel_err):
+                worst[kind] = res
+    mine = [oracle_row(name, "jax.jvp", "jax", worst["jax"], not rules, rules),
+            oracle_row(name, f"finite diff ({len(tans)} directions)", "fd", worst["fd"], True, [])]
+    return [_primal_row(name, results, o, rtol)] + (mine if rules else judge_leaf(mine, stops))
 
 
 def _stops(fun_d, dp):
