@@ -64,12 +64,8 @@ def check_adjoint(f, jvp=None, vjp=None, *primals, pairs=3, key=None, nondiff=()
     pairs = int_at_least(where, "pairs", pairs, 1)
     fun, jvp_rule, vjp_rule, nd_own, texts = _rules(f, jvp, vjp, where)
     names = primal_names(fun, len(primals), names)
-    nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, split(primals))   # complex: differentiable
-    diff = [i for i in range(len(primals)) if i not in nd_pos]
-    if not diff:
-        raise ValueError(f"{where}: no differentiable primal among {names} (all held fixed)")
+    diff, fixed = _nd.differentiable(where, tuple(nondiff) + nd_own, names, split(primals), primals)
     n = len(primals)
-    fixed = {i: jax.tree.map(_nd.as_fixed, primals[i]) for i in nd_pos}
     key = jax.random.key(key) if isinstance(key, int) else key
     rng = rng_for(key, 6)
     with x64_context(split(primals)):

@@ -79,6 +79,18 @@ def positions(nondiff, names, primals):
     return sorted(why), why
 
 
+def differentiable(where, nondiff, names, view, primals):
+    """(diff, fixed) for a check that differentiates some primals and holds the rest:
+    diff the differentiable positions, fixed {position: value held as a constant}.
+    view: the primals as the check sees them (complex leaves split into re/im, so they
+    count as differentiable). ValueError naming `where` when nothing is differentiable."""
+    nd_pos, _ = positions(nondiff, names, view)
+    diff = [i for i in range(len(primals)) if i not in nd_pos]
+    if not diff:
+        raise ValueError(f"{where}: no differentiable primal among {names} (all held fixed)")
+    return diff, {i: jax.tree.map(as_fixed, primals[i]) for i in nd_pos}
+
+
 def merge(diff_values, diff_pos, fixed, n):
     """All n primals in order: the differentiable ones from diff_values, the rest from fixed."""
     out, it = [None] * n, iter(diff_values)

@@ -129,21 +129,26 @@ def check_symbolic_zeros(f, *primals, key=None, nondiff=(), rtol=None, jit=True)
                 pull = lambda a, c: jax.vjp(kept, *a)[1](c)
                 return (jax.jit(pull) if jit else pull)(d, [c for j, c in enumerate(ct_leaves) if j != k])
 
-            for oracle, run in (("dense zero (bwd fed directly)", direct),
-                                (f"dense zero (via jax.vjp{', jit' if jit else ''})", through_jax)):
-                try:
-                    got = run()
-                except Exception as e:
-                    text = (str(e).strip().splitlines() or [""])[0]
-                    rows.append(Row(name + " symbolic", oracle, "symbolic_zero", Status.FAIL,
-                                    note=f"bwd raised {type(e).__name__}: {text} when the cotangent of {name} was "
-                                         f"a SymbolicZero; a symbolic_zeros=True rule must test "
-                                         f"isinstance(ct, jax.custom_derivatives.SymbolicZero) and treat it as 0"))
-                    continue
-                rows.append(_zero_row(name + " symbolic", oracle, got, want, names, diff, rtol))
+            rows += [_symbolic_row(name, oracle, run, want, names, diff, rtol) for oracle, run in (
+                ("dense zero (bwd fed directly)", direct),
+                (f"dense zero (via jax.vjp{', jit' if jit else ''})", through_jax))]
     header = ("per output leaf: its cotangent a SymbolicZero, the others random normal; compared with "
               "the rule fed a dense zero there")
     return Report(title, tuple(rows), header, time.perf_counter() - t0)
+
+
+def _symbolic_row(name, oracle, run, want, names, diff, rtol):
+    """One row: run() (the rule handed a SymbolicZero for output `name`) against `want` (the
+    rule handed dense zeros there); a rule that raises on the SymbolicZero fails, saying so."""
+    try:
+        got = run()
+    except Exception as e:
+        text = (str(e).strip().splitlines() or [""])[0]
+        return Row(name + " symbolic", oracle, "symbolic_zero", Status.FAIL,
+                   note=f"bwd raised {type(e).__name__}: {text} when the cotangent of {name} was "
+                        f"a SymbolicZero; a symbolic_zeros=True rule must test "
+                        f"isinstance(ct, jax.custom_derivatives.SymbolicZero) and treat it as 0")
+    return _zero_row(name + " symbolic", oracle, got, want, names, diff, rtol)
 
 
 def _zero_row(name, oracle, got, want, names, diff, user_rtol):

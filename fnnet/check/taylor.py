@@ -88,12 +88,8 @@ def taylor_test(fun, vjp, *primals, directions=2, steps=12, key=None, nondiff=()
     steps = int_at_least(where, "steps", steps, 4)          # a slope needs points
     directions = int_at_least(where, "directions", directions, 1)
     names = primal_names(plain, len(primals), names)
-    nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, split(primals))   # complex: differentiable
-    diff = [i for i in range(len(primals)) if i not in nd_pos]
-    if not diff:
-        raise ValueError(f"{where}: no differentiable primal among {names} (all held fixed)")
+    diff, fixed = _nd.differentiable(where, tuple(nondiff) + nd_own, names, split(primals), primals)
     n = len(primals)
-    fixed = {i: jax.tree.map(_nd.as_fixed, primals[i]) for i in nd_pos}
     key = jax.random.key(key) if isinstance(key, int) else key
     rng = rng_for(key, 7)
     with x64_context(split(primals)):

@@ -90,12 +90,8 @@ def check_transforms(f, *primals, vjp=None, transforms=TRANSFORMS, batch=None, k
     else:
         fun, nd_own = f, ()
     names = primal_names(getattr(fun, "fun", fun), len(primals), names)
-    nd_pos, _ = _nd.positions(tuple(nondiff) + nd_own, names, split(primals))   # complex: differentiable
-    diff = [i for i in range(len(primals)) if i not in nd_pos]
-    if not diff:
-        raise ValueError(f"{where}: no differentiable primal among {names} (all held fixed)")
+    diff, fixed = _nd.differentiable(where, tuple(nondiff) + nd_own, names, split(primals), primals)
     n = len(primals)
-    fixed = {i: jax.tree.map(_nd.as_fixed, primals[i]) for i in nd_pos}
     key = jax.random.key(key) if isinstance(key, int) else key
     rng = rng_for(key, 5)
 
