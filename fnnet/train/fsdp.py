@@ -56,15 +56,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fnnet import contracts
 from fnnet import network
 from fnnet import state as layer_state
+from fnnet.train import sharding
 
 FSDP, DATA = "fsdp", "data"
 AXES = (DATA, FSDP)
-REDUCTIONS = ("mean", "sum")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,15 +125,9 @@ def setup(net, mesh, batch_axis="data", where="fit", grad="manual") -> Fsdp:
             raise ValueError(f"{where}: layer {i} ({layer}) has layer state or randomness, which FSDP "
                              f"(mesh {_describe(mesh)}) does not handle; train it with a "
                              f"('data',) mesh")
-    reduction = getattr(net.loss, "batch_reduction", None)
-    if reduction not in REDUCTIONS:
-        note = getattr(net.loss, "batch_reduction_note", None)
-        raise ValueError(f"{where}: loss {net.loss} must declare batch_reduction = 'mean' or 'sum' "
-                         f"(how its value combines over examples) to be split over the mesh "
-                         f"{_describe(mesh)}; got {reduction!r}" + (f": {note}" if note else ""))
-    auto = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
+    reduction = sharding.batch_reduction(net, where, f"split over the mesh {_describe(mesh)}")
     data = int(mesh.shape[DATA]) if DATA in mesh.axis_names else 1
-    return Fsdp(auto, mesh, int(mesh.shape[FSDP]), data, reduction)
+    return Fsdp(sharding.auto_axes(mesh), mesh, int(mesh.shape[FSDP]), data, reduction)
 
 
 def check_batches(fs: Fsdp, n, batch, where="fit"):

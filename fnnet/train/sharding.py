@@ -120,14 +120,27 @@ def setup(net, mesh, batch_axis="data", where="fit", batch_stats="sync") -> Data
                              f"axis_name field, so data-parallel training (mesh=) cannot make its "
                              f"statistics or random draws span the mesh; give it an axis_name field "
                              f"as BatchNorm and Dropout have (fnnet/train/sharding.py)")
+    reduction = batch_reduction(net, where, "averaged across devices")
+    return DataParallel(auto_axes(mesh), mesh, batch_axis, int(mesh.shape[batch_axis]), reduction, batch_stats)
+
+
+def batch_reduction(net, where, how):
+    """The net's loss's batch_reduction ("mean" or "sum"), which every layout that splits the
+    batch needs to weight its devices' losses; ValueError saying what else it must be."""
     reduction = getattr(net.loss, "batch_reduction", None)
     if reduction not in REDUCTIONS:
         note = getattr(net.loss, "batch_reduction_note", None)
         raise ValueError(f"{where}: loss {net.loss} must declare batch_reduction = 'mean' or 'sum' "
-                         f"(how its value combines over examples) to be averaged across devices; "
+                         f"(how its value combines over examples) to be {how}; "
                          f"got {reduction!r}" + (f": {note}" if note else ""))
-    auto = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
-    return DataParallel(auto, mesh, batch_axis, int(mesh.shape[batch_axis]), reduction, batch_stats)
+    return reduction
+
+
+def auto_axes(mesh):
+    """The mesh's devices and axis names with Auto axis types (jax.make_mesh's default is
+    Explicit): the layouts place arrays by NamedSharding and split them in shard_map, so
+    sharding-in-types has nothing to add, and eager use of their results needs Auto axes."""
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
 
 
 def _has_axis_name(layer):

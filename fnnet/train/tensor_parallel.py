@@ -48,7 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from jax import lax
-from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from fnnet import contracts
 from fnnet import network as _network
@@ -58,6 +58,7 @@ from fnnet.layers.attention import AttentionParams, CausalSelfAttention, attend,
 from fnnet.layers.combinators import Positionwise, Residual, Sequential
 from fnnet.layers.dense import Dense, DenseParams, matmul
 from fnnet.models.gpt import LMParams, TiedLM
+from fnnet.train import sharding
 from fnnet.validate import check_dy
 
 # Activations that act on each feature alone, so a device can apply them to its own
@@ -502,21 +503,16 @@ def setup(net, mesh, axis="model", data_axis="data", where="tensor_parallel", gr
         if _state.is_stateful(layer) or _state.is_stochastic(layer):
             raise ValueError(f"{where}: layer {i} ({layer}) has layer state or randomness, "
                              f"which tensor parallelism does not split; use data parallelism (fit(mesh=))")
-    reduction = getattr(net.loss, "batch_reduction", None)
-    if data_axis in sizes and reduction not in ("mean", "sum"):
-        raise ValueError(f"{where}: loss {net.loss} must declare batch_reduction 'mean' or "
-                         f"'sum' to be combined over the {data_axis!r} axis, got {reduction!r}")
+    reduction = sharding.batch_reduction(net, where, f"combined over the {data_axis!r} axis") \
+        if data_axis in sizes else "mean"          # no batch split: nothing to weight
     size = int(sizes[axis])
     local = dataclasses.replace(net, layers=_split_chain(net.layers, axis, size, f"{where}: net"))
     if not _has_split(local):
         raise ValueError(f"{where}: {net} has no Dense -> elementwise activation -> Dense "
                          f"pair and no CausalSelfAttention, so there is nothing to split over {axis!r}")
     contracts.layout(local)                    # the split shapes chain (raises naming the layer)
-    # Auto axis types: the step's arrays are placed by their NamedShardings and split by
-    # shard_map's specs; sharding-in-types (Explicit axes) has nothing to add.
-    auto = Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * len(mesh.axis_names))
-    return TensorParallel(net, local, auto, axis, size, data_axis if data_axis in sizes else None,
-                          int(sizes.get(data_axis, 1)), reduction or "mean", mesh)
+    return TensorParallel(net, local, sharding.auto_axes(mesh), axis, size,
+                          data_axis if data_axis in sizes else None, int(sizes.get(data_axis, 1)), reduction, mesh)
 
 
 def _has_split(net):
