@@ -178,32 +178,25 @@ def _leaves_checked(w, d0, what, where):
     if not isinstance(w, (tuple, list)) or len(w) != len(d0):
         raise ValueError(f"{where}: {what} must give one cotangent per differentiable primal ({len(d0)}), "
                          f"got {type(w).__name__}")
-    out = []
-    for wk, pk in zip(w, d0):
-        if jax.tree.structure(wk) != jax.tree.structure(pk):
-            raise ValueError(f"{where}: {what} returned a cotangent of tree {jax.tree.structure(wk)}, "
-                             f"expected the primal's {jax.tree.structure(pk)}")
-        leaves = []
-        for a, p in zip(jax.tree.leaves(wk), jax.tree.leaves(pk)):
-            if tuple(np.shape(a)) != tuple(p.shape):
-                raise ValueError(f"{where}: {what} returned a cotangent of shape {tuple(np.shape(a))}, "
-                                 f"expected the primal's {tuple(p.shape)}")
-            leaves.append(wide(a))
-        out.append(leaves)
-    return out
+    return [_widened_like(wk, pk, "a cotangent", "the primal's", what, where) for wk, pk in zip(w, d0)]
 
 
 def _output_checked(y_dot, out, what, where):
-    if jax.tree.structure(y_dot) != jax.tree.structure(out):
-        raise ValueError(f"{where}: {what} returned y_dot of tree {jax.tree.structure(y_dot)}, expected the "
-                         f"output's {jax.tree.structure(out)}")
-    got = []
-    for a, o in zip(jax.tree.leaves(y_dot), jax.tree.leaves(out)):
-        if tuple(np.shape(a)) != tuple(o.shape):
-            raise ValueError(f"{where}: {what} returned y_dot of shape {tuple(np.shape(a))}, expected the "
-                             f"output's {tuple(o.shape)}")
-        got.append(wide(a))
-    return got
+    return _widened_like(y_dot, out, "y_dot", "the output's", what, where)
+
+
+def _widened_like(got, like, label, owner, what, where):
+    """got's leaves in float64/complex128, once its tree and every leaf's shape are like's."""
+    if jax.tree.structure(got) != jax.tree.structure(like):
+        raise ValueError(f"{where}: {what} returned {label} of tree {jax.tree.structure(got)}, "
+                         f"expected {owner} {jax.tree.structure(like)}")
+    leaves = []
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(like)):
+        if tuple(np.shape(a)) != tuple(b.shape):
+            raise ValueError(f"{where}: {what} returned {label} of shape {tuple(np.shape(a))}, "
+                             f"expected {owner} {tuple(b.shape)}")
+        leaves.append(wide(a))
+    return leaves
 
 
 def _pair(u, w, y_dot, v, dtype, user_rtol):
