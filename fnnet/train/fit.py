@@ -163,23 +163,8 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     if parallel is not None:
         net = _sharding.with_axis(net, None)      # the steps set axis names themselves (sharding.py)
         x, y, params, opt_state, key = _place_on_mesh(parallel, optimizer, x, y, params, opt_state, key)
-    if validation is not None:
-        if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
-            raise ValueError("fit: validation must be a pair (x_val, y_val)")
-        val = check_data(net, params, *validation, "validation data")
-        if parallel is not None:
-            _sharding.check_placement(parallel, val, "validation data")
-            val = _sharding.replicate(parallel, val)
-        data = Data(x, y, *val)
-    else:
-        data = Data(x, y)
-    # spec.chunk is the records buffer's length, rounded up to a power of two so that runs
-    # of similar length share one executable; `size` is how many epochs a call runs.
-    adaptive = chunk_epochs is None
-    size = epochs if chunk_epochs is None else check_int("chunk_epochs", chunk_epochs, 1)
-    capacity = min(MAX_CHUNK, 1 << (size - 1).bit_length())
-    if adaptive:
-        size = math.ceil(epochs / PROGRESS_UPDATES)
+    data = Data(x, y, *_validation_data(net, params, validation, parallel))
+    adaptive, size, capacity = _chunking(epochs, chunk_epochs)
     spec = LoopSpec(net, optimizer, grad, n, batch, key is not None and batch < n, capacity,
                     validation is not None, parallel)
     report = _fit_progress.make(progress, epochs)
@@ -222,6 +207,32 @@ def _resize(size, seconds, cap):
     """Next adaptive chunk size: aim at CHUNK_SECONDS per chunk, changing by x0.5 .. x4."""
     factor = min(4.0, max(0.5, CHUNK_SECONDS / max(seconds, 1e-6)))
     return max(1, min(cap, int(size * factor)))
+
+
+def _validation_data(net, params, validation, parallel):
+    """() without validation, else (x_val, y_val) checked against the net and placed on the
+    run's mesh like the training data."""
+    if validation is None:
+        return ()
+    if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
+        raise ValueError("fit: validation must be a pair (x_val, y_val)")
+    val = check_data(net, params, *validation, "validation data")
+    if parallel is not None:
+        _sharding.check_placement(parallel, val, "validation data")
+        val = _sharding.replicate(parallel, val)
+    return val
+
+
+def _chunking(epochs, chunk_epochs):
+    """(adaptive, size, capacity): capacity is the records buffer's length, rounded up to a
+    power of two so that runs of similar length share one executable; size is how many epochs
+    a call runs (adaptive: resized from the measured time, see _resize)."""
+    adaptive = chunk_epochs is None
+    size = epochs if adaptive else check_int("chunk_epochs", chunk_epochs, 1)
+    capacity = min(MAX_CHUNK, 1 << (size - 1).bit_length())
+    if adaptive:
+        size = math.ceil(epochs / PROGRESS_UPDATES)
+    return adaptive, size, capacity
 
 
 def _layout_for(mesh, net, batch_axis, batch_stats, grad, n, batch):
