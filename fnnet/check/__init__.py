@@ -27,7 +27,7 @@
                                              # cotangents == handed zeros (also inside check_custom_vjp)
     check_complex_vjp(fun, vjp, *primals)    # complex primals/outputs in JAX's convention (c pairs with t
                                              # by Re(c·t)), checked as (re, im) pairs by check_vjp's witnesses;
-                                             # check_custom_vjp routes complex rules here; the four
+                                             # check_vjp and check_custom_vjp route complex rules here; the four
                                              # checks above take complex rules in the same convention
 
 Non-differentiable inputs (integer indices, bool masks, PRNG keys, static config): nondiff=
@@ -64,7 +64,7 @@ from __future__ import annotations
 
 from fnnet.check.adjoint import check_adjoint
 from fnnet.check.complex_vjp import check_complex_vjp
-from fnnet.check.core import check_vjp
+from fnnet.check.vjp import check_vjp
 from fnnet.check.extra import check_per_example, check_second_order
 from fnnet.check.jvp import check_custom_vjp, check_jvp
 from fnnet.check.objects import check_layer, check_loss, check_network

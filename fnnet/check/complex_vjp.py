@@ -24,7 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from fnnet.check.core import check_vjp
+from fnnet.check.core import run_check
 from fnnet.check.inputs import primal_names, x64_context
 from fnnet.check.report import Report
 
@@ -96,6 +96,25 @@ def has_complex(*trees) -> bool:
     return any(is_complex(l) for l in jax.tree.leaves(trees))
 
 
+def complex_output(fun, primals) -> bool:
+    """Whether fun(*primals) has a complex output leaf, read from an abstract trace (nothing is
+    computed). Leaves that are not arrays (static config, strings) are closed over; a fun that
+    cannot be traced at all answers False, and the check itself then says why it cannot run."""
+    leaves, treedef = jax.tree.flatten(primals)
+    arrays = [i for i, leaf in enumerate(leaves) if hasattr(leaf, "shape") and hasattr(leaf, "dtype")]
+
+    def traced(*values):
+        full = list(leaves)
+        for i, v in zip(arrays, values):
+            full[i] = v
+        return fun(*jax.tree.unflatten(treedef, full))
+    try:
+        out = jax.eval_shape(traced, *[leaves[i] for i in arrays])
+    except Exception:
+        return False
+    return has_complex(out)
+
+
 def check_complex_vjp(fun, vjp, *primals, cotangent=None, reference=None, names=None, title=None, **options):
     """check_vjp for complex primals and outputs, in JAX's conjugation convention (module doc).
 
@@ -127,7 +146,7 @@ def check_complex_vjp(fun, vjp, *primals, cotangent=None, reference=None, names=
                             merge(rct, _numpy_templates(out_template), conj=True))
             return type(got)(split(g, conj=True) for g in got) if isinstance(got, (tuple, list)) else got
     real_ct = None if cotangent is None else split(cotangent, conj=True)
-    report = check_vjp(real_fun, real_vjp, *split(primal_templates), cotangent=real_ct, reference=real_reference,
+    report = run_check(real_fun, real_vjp, *split(primal_templates), cotangent=real_ct, reference=real_reference,
                        names=names, title=title or f"complex vjp of {getattr(fun, '__name__', 'fun')}", **options)
     header = ("complex leaves as (re, im); JAX's convention: a cotangent c pairs with a tangent by Re(c·t), "
               "so c is compared as (Re c, -Im c); " + report.header)

@@ -23,8 +23,8 @@ import numpy as np
 
 from fnnet.check import independence, nondiff as _nd
 from fnnet.check.compare import RTOL_FD, ROUNDINGS, Bracket, compare, eps, rtol as dtype_rtol
-from fnnet.check.core import check_vjp
-from fnnet.check.complex_vjp import check_complex_vjp, has_complex, merge, split
+from fnnet.check.vjp import check_vjp
+from fnnet.check.complex_vjp import merge, split
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.verdict import Status, judge_leaf
@@ -77,9 +77,8 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
 
     names = primal_names(f.fun, len(primals), options.pop("names", None))
     nondiff = nd + tuple(options.pop("nondiff", ()))
-    run = check_complex_vjp if has_complex(primals, jax.eval_shape(f.fun, *primals)) else check_vjp
-    report = run(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
-                 nondiff=nondiff, names=names, title=f"custom_vjp {_name(f)}", **options)
+    report = check_vjp(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
+                       nondiff=nondiff, names=names, title=f"custom_vjp {_name(f)}", **options)
     extra = (_forward_row(f, primals, options.get("rtol")),)
     if getattr(f, "symbolic_zeros", False):
         extra += check_symbolic_zeros(f, *primals, key=key, nondiff=nondiff,

@@ -75,3 +75,23 @@ def test_real_primals_beside_complex_ones_and_a_reference():
     wrong_ref = lambda z, s, c: (np.conj(c * np.cos(z)) * s, np.real(c * np.sin(z)))
     rep = check.check_complex_vjp(f, right, z, s, reference=wrong_ref)
     assert rep.rows_for("z.im", "reference")[0].status == "FAIL", str(rep)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_check_vjp_routes_complex_primals_and_outputs_to_jax_convention(dtype):
+    # complex primals: the same rows as check_complex_vjp, a missing conj caught on z.im
+    f = lambda z, w: jnp.abs(z) ** 2 * z * w
+    z, w = cnormal(3, dtype=dtype), cnormal(3, seed=1, dtype=dtype)
+    right = lambda z, w, c: (2 * jnp.abs(z) ** 2 * c * w + jnp.conj(c * w * z ** 2), c * jnp.abs(z) ** 2 * z)
+    rep = check.check_vjp(f, right, z, w)
+    assert rep.ok and "Re(c·t)" in rep.header, str(rep)
+    assert {"z.re", "z.im", "w.re", "w.im"} <= {r.primal for r in rep.rows}
+    missing = lambda z, w, c: (2 * jnp.abs(z) ** 2 * c * w + c * w * z ** 2, c * jnp.abs(z) ** 2 * z)
+    assert "z.im" in check.check_vjp(f, missing, z, w).failed_primals
+    # real primal, complex output (seen from fun's abstract trace): s's cotangent is Re(c·∂y/∂s)
+    real = np.float64 if dtype == np.complex128 else np.float32
+    s = np.random.default_rng(4).standard_normal(3).astype(real)
+    g = lambda s: jnp.exp(1j * s)
+    rep = check.check_vjp(g, lambda s, c: (jnp.real(c * 1j * jnp.exp(1j * s)),), s)
+    assert rep.ok and "Re(c·t)" in rep.header, str(rep)
+    assert not check.check_vjp(g, lambda s, c: (jnp.real(jnp.conj(c) * 1j * jnp.exp(1j * s)),), s).ok
