@@ -45,12 +45,36 @@ def run_check(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     if not primals:
         raise ValueError("check: give at least one primal")
     names = primal_names(fun, len(primals), names)
-    nd_pos, why = _nd.positions(nondiff, names, primals)
+    nd_pos, why = _nd.positions(nondiff, names, primals, mixed_ok=True)
     n = len(primals)
-    hand = lambda p, ct: (vjp(*p, ct), {})
+    diff_pos = [i for i in range(n) if i not in why]
+    rule_out = lambda p, ct: (vjp(*p, ct), {})          # (cotangents, {name: nonzero flags})
     oracle_fun_d, nd_rows = oracle_fun, []
+    mixed = [i for i in diff_pos if _nd.is_mixed(primals[i])]
+    if mixed:
+        # a module passed whole: its floating arrays are the primal every witness sees, the
+        # other leaves (functions, integers, keys) are put back for fun, the rule and the reference
+        held = {i: jax.tree.map(_nd.as_fixed, _nd.held_part(primals[i])) for i in mixed}
+        whole, cotangents = _nd.hold_leaves(mixed, held, n, diff_pos, names)
+        rule_out = lambda p, ct: cotangents(vjp(*whole(p), ct), rule)
+        fun = lambda *p, fun=fun: fun(*whole(p))
+        if oracle_fun is not None:
+            oracle_fun = oracle_fun_d = lambda *p, of=oracle_fun: of(*whole(p))
+        if callable(reference) or (isinstance(reference, tuple) and reference[0] is not None):
+            ref_fn, ref_why = reference if isinstance(reference, tuple) else (reference, "")
+            reference = (lambda *p64, ref_fn=ref_fn: cotangents(ref_fn(*whole(p64[:-1]), p64[-1]),
+                                                                 "the reference")[0], ref_why)
+        if cache_key is not None:
+            extra = _nd.hashable_values([held[i] for i in mixed])
+            cache_key = None if extra is None else (cache_key, tuple(mixed), extra)
+        for i in mixed:
+            kept = [type(l).__name__ for l in jax.tree.leaves(held[i])]
+            nd_rows.append(Row(names[i], "held fixed", "nondiff", Status.NA,
+                               note=f"its {len(kept)} non-floating leaves ({', '.join(sorted(set(kept)))}) held "
+                                    f"fixed, as eqx.filter_grad does; its floating arrays differentiated"))
+        primals = tuple(_nd.float_part(p) if i in held else p for i, p in enumerate(primals))
+    hand = rule_out
     if nd_pos:
-        diff_pos = [i for i in range(n) if i not in why]
         if not diff_pos:
             auto = [names[i] for i in nd_pos if why[i] != "nondiff="]
             if auto:
@@ -66,7 +90,10 @@ def run_check(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
         fixed = {i: jax.tree.map(_nd.as_fixed, primals[i]) for i in nd_pos}
         full = lambda dp: _nd.merge(dp, diff_pos, fixed, n)
         fun_d = lambda *dp, fun=fun: fun(*full(dp))
-        hand = lambda dp, ct, names=names: _nd.pick(vjp(*full(dp), ct), n, diff_pos, nd_pos, names, rule)
+        def hand(dp, ct, names=names):
+            out, flags = rule_out(full(dp), ct)
+            cts, nd_flags = _nd.pick(out, n, diff_pos, nd_pos, names, rule)
+            return cts, {**flags, **nd_flags}
         if oracle_fun is not None:
             oracle_fun_d = lambda *dp: oracle_fun(*full(dp))
         if callable(reference) or (isinstance(reference, tuple) and reference[0] is not None):

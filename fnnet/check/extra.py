@@ -28,15 +28,23 @@ from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device,
 from fnnet.check.report import Report, Row
 from fnnet.check.verdict import Status
 from fnnet.check.rows import oracle_row
+from fnnet.check.symbolic_zeros import as_fun_vjp, given_as_object
 
 
 def check_second_order(fun, vjp, *primals, cotangent=None, key=None, nondiff=(), names=None, **options):
     """The hand-written backward's VJP (autodiff through it) vs true HVPs and FD of the backward.
 
+    check_second_order(fun, vjp, *primals), or check_second_order(f, *primals) for a
+    jax.custom_vjp f (its own fwd/bwd are the backward, f.fun the function, f.nondiff_argnums
+    held fixed), as check_custom_vjp takes it.
     Primals of the second-order check: (*primals, cotangent); the cotangent is random normal
     (from key) unless given, and is differentiated too (its derivative is the Jacobian
     itself). options: as check_vjp (mode, detect, rtol, atol, jit, ...).
     """
+    if given_as_object(fun, vjp):
+        primals = (vjp, *primals)
+        fun, vjp, nd = as_fun_vjp(fun, len(primals), "check_second_order")
+        nondiff = tuple(nd) + tuple((nondiff,) if isinstance(nondiff, (int, str)) else nondiff or ())
     names = primal_names(fun, len(primals), names)
     nd_pos, _ = _nd.positions(nondiff, names, primals)
     diff = [i for i in range(len(primals)) if i not in nd_pos]
@@ -57,16 +65,21 @@ def check_second_order(fun, vjp, *primals, cotangent=None, key=None, nondiff=(),
 
     def double_backward(*args):                  # autodiff through the hand-written backward
         *a, c2 = args
-        return jax.vjp(backward, *a)[1](c2)
+        out = jax.vjp(backward, *a)[1](c2)
+        # a primal held fixed is not differentiated: its (real) second-order cotangent is not asked for
+        return tuple(None if i in nd_pos else o for i, o in enumerate(out))
 
     return run_check(backward, double_backward, *primals, ct, nondiff=tuple(nd_pos),
                      names=tuple(names) + ("cotangent",), title=f"second order of {getattr(fun, '__name__', 'fun')}",
                      oracle_fun=true_backward, oracle_text="jax HVP", **options)
 
 
-def check_per_example(fun, vjp, params, x, *, cotangent=None, key=None, rtol=None, jit=True, title=None):
+def check_per_example(fun, *args, cotangent=None, key=None, rtol=None, jit=True, title=None):
     """vmap of the hand-written backward over examples vs the per-example loop vs the batch.
 
+    check_per_example(fun, vjp, params, x), or check_per_example(f, params, x) for a
+    jax.custom_vjp f(params, x) (its own fwd/bwd are the backward; x in f.nondiff_argnums
+    is held fixed: no dx rows), as check_custom_vjp takes it.
     fun(params, x) -> y, every leaf [batch, ...]; x [batch, ...] (integer x allowed: no dx rows);
     vjp(params, x, ct) -> (dparams, dx). Per example i the backward runs on x[i:i+1], ct[i:i+1].
     Rows per params leaf: "vmap vs loop" (per-example gradients [batch, *leaf]) and
@@ -75,6 +88,20 @@ def check_per_example(fun, vjp, params, x, *, cotangent=None, key=None, rtol=Non
     gradients are not the batch gradient's parts.
     """
     t0 = time.perf_counter()
+    if given_as_object(fun, args[0] if args else None):
+        if len(args) != 2:
+            raise TypeError(f"check_per_example: a custom_vjp takes (f, params, x), got {len(args)} "
+                            f"argument(s) after f")
+        fun, vjp, nd = as_fun_vjp(fun, 2, "check_per_example")
+        if 0 in nd:
+            raise ValueError("check_per_example: params is in the custom_vjp's nondiff_argnums: there are no "
+                             "parameter gradients to check")
+        params, x = args
+        x_held = 1 in nd
+    elif len(args) != 3:
+        raise TypeError(f"check_per_example: takes (fun, vjp, params, x), got {len(args)} argument(s) after fun")
+    else:
+        (vjp, params, x), x_held = args, False
     key = jax.random.key(key) if isinstance(key, int) else key
     with x64_context((params, x, cotangent)):
         x = jax.tree.map(lambda a: to_device(a, np.asarray(a).dtype), x)
@@ -92,7 +119,7 @@ def check_per_example(fun, vjp, params, x, *, cotangent=None, key=None, rtol=Non
         loop = [one_loop(take(x, i), take(ct, i)) for i in range(n)]
         dp_batch, dx_batch = (jax.jit(vjp) if jit else vjp)(params, x, ct)
     rows = []
-    floating_x = all(jnp.issubdtype(l.dtype, jnp.floating) for l in jax.tree.leaves(x))
+    floating_x = not x_held and all(jnp.issubdtype(l.dtype, jnp.floating) for l in jax.tree.leaves(x))
     for path, leaf in jax.tree_util.tree_leaves_with_path(params):
         name = "params" + jax.tree_util.keystr(path)
         get = lambda t: np.asarray(_leaf(t, path), np.float64)
@@ -115,7 +142,9 @@ def check_per_example(fun, vjp, params, x, *, cotangent=None, key=None, rtol=Non
             rows.append(oracle_row("x" + jax.tree_util.keystr(path), "per-example dx vs batch dx", "per_example",
                                    compare(dv, db, rt, ROUNDINGS * eps(dtype) * np.abs(db)), True, []))
     else:
-        rows.append(Row("x", "held fixed", "nondiff", Status.NA, note="non-floating x: no dx rows"))
+        rows.append(Row("x", "held fixed", "nondiff", Status.NA,
+                        note="x in the custom_vjp's nondiff_argnums: no dx rows" if x_held else
+                        "non-floating x: no dx rows"))
     return Report(title or f"per-example gradients of {getattr(fun, '__name__', 'fun')}", tuple(rows),
                   f"batch {n}; cotangent random normal; per-example backward on x[i:i+1]",
                   time.perf_counter() - t0)

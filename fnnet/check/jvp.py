@@ -29,16 +29,11 @@ from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device,
 from fnnet.check.report import Report, Row
 from fnnet.check.verdict import Status, judge_leaf
 from fnnet.check.rows import oracle_row
-from fnnet.check.symbolic_zeros import call_fwd, call_rule, check_symbolic_zeros
+from fnnet.check.symbolic_zeros import call_fwd, call_rule, check_symbolic_zeros, require_custom_vjp, rule_name
 from fnnet.check.transforms import check_transforms
 
 
 SIGN_PROBES = 3   # tangents with random signs per direction, for the per-element floors
-
-
-def _name(f):
-    fun = getattr(f, "fun", f)
-    return getattr(fun, "__name__", type(fun).__name__)
 
 
 def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, determinism=True, transforms=(),
@@ -61,12 +56,7 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
     compiles the rule again). Complex primals or outputs: checked by check_complex_vjp (JAX's
     conjugation convention, real and imaginary parts as leaves .re, .im). options: as check_vjp (mode, detect, rtol, atol, jit, ...).
     """
-    if hasattr(f, "jvp") and hasattr(f, "fun") and not hasattr(f, "bwd"):
-        raise TypeError(f"check_custom_vjp: {_name(f)} is a jax.custom_jvp: its rule is a JVP; "
-                        f"use check_jvp(f, *primals) (or check_adjoint for its transpose)")
-    if not all(hasattr(f, a) for a in ("fun", "fwd", "bwd", "nondiff_argnums")) or getattr(f, "fwd", None) is None:
-        raise TypeError(f"check_custom_vjp: expected a jax.custom_vjp function with defvjp(fwd, bwd) "
-                        f"called, got {type(f).__name__} (a jax.jit-wrapped custom_vjp: pass the inner one)")
+    require_custom_vjp(f, "check_custom_vjp")
     primals, options = _bind_keywords(f, primals, options)
     nd = tuple(int(i) for i in f.nondiff_argnums)
     diff = [i for i in range(len(primals)) if i not in nd]
@@ -78,7 +68,7 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
     names = primal_names(f.fun, len(primals), options.pop("names", None))
     nondiff = nd + tuple(options.pop("nondiff", ()))
     report = check_vjp(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
-                       nondiff=nondiff, names=names, title=f"custom_vjp {_name(f)}", **options)
+                       nondiff=nondiff, names=names, title=f"custom_vjp {rule_name(f)}", **options)
     extra = (_forward_row(f, primals, options.get("rtol")),)
     if getattr(f, "symbolic_zeros", False):
         extra += check_symbolic_zeros(f, *primals, key=key, nondiff=nondiff,
@@ -100,7 +90,7 @@ def _bind_keywords(f, primals, options):
     own = {k: v for k, v in options.items() if k not in _CHECK_OPTIONS}
     if not own:
         return primals, options
-    where = f"check_custom_vjp({_name(f)})"
+    where = f"check_custom_vjp({rule_name(f)})"
     try:
         sig = inspect.signature(f.fun)
     except (TypeError, ValueError):
@@ -109,14 +99,14 @@ def _bind_keywords(f, primals, options):
     unknown = sorted(k for k in own if k not in sig.parameters)
     if unknown:
         raise TypeError(f"{where}: unexpected keyword argument(s) {unknown}: neither an option of the "
-                        f"check nor a parameter of {_name(f)}{sig}")
+                        f"check nor a parameter of {rule_name(f)}{sig}")
     try:
         bound = sig.bind(*primals, **own)
     except TypeError as e:
-        raise TypeError(f"{where}: {_name(f)}{sig} cannot take these arguments: {e}") from None
+        raise TypeError(f"{where}: {rule_name(f)}{sig} cannot take these arguments: {e}") from None
     bound.apply_defaults()
     if bound.kwargs:
-        raise TypeError(f"{where}: keyword-only parameter(s) {sorted(bound.kwargs)} of {_name(f)}: jax's "
+        raise TypeError(f"{where}: keyword-only parameter(s) {sorted(bound.kwargs)} of {rule_name(f)}: jax's "
                         f"custom_vjp resolves keywords to positions, so they cannot be passed")
     return tuple(bound.args), {k: v for k, v in options.items() if k in _CHECK_OPTIONS}
 
@@ -228,7 +218,7 @@ def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nond
     nd_pos, _ = _nd.positions(tuple(nondiff) + nd, names, primals)
     diff = [i for i in range(len(primals)) if i not in nd_pos]
     fixed = {i: primals[i] for i in nd_pos}
-    title = title or f"jvp {_name(f)}"
+    title = title or f"jvp {rule_name(f)}"
     key = jax.random.key(key) if isinstance(key, int) else key
     with x64_context(primals):
         dp = tuple(jax.tree.map(lambda a: to_device(a, np.asarray(a).dtype), primals[i]) for i in diff)

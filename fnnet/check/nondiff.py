@@ -6,7 +6,10 @@ finite differences) and is never perturbed or compared. Mark primals with
 `nondiff=` by position (int, negative allowed) or by name (str, as in the report); a primal
 whose leaves are all non-floating (integer or bool arrays, PRNG keys, Python ints, strings)
 is non-differentiable without being marked. A primal mixing floating and non-floating
-leaves is a TypeError (split it, or mark it).
+leaves (an equinox Module with its activation functions, a flax nnx Module with its RNG
+keys) is differentiated in its floating arrays, the rest held fixed, as eqx.filter_grad does,
+by check_vjp and what runs on it (hold_leaves); the other checks say TypeError (split it,
+or mark it).
 
 The hand-written vjp may return either
   - one cotangent per primal (jax.vjp's convention): the entries for non-differentiable
@@ -38,8 +41,10 @@ def _is_floating_leaf(leaf) -> bool:
         return False
 
 
-def auto_nondiff(name, primal) -> bool:
-    """True when every leaf of `primal` is non-floating (it cannot be differentiated)."""
+def auto_nondiff(name, primal, mixed_ok=False) -> bool:
+    """True when every leaf of `primal` is non-floating (it cannot be differentiated).
+    mixed_ok: a primal mixing floating and non-floating leaves is differentiable (the caller
+    holds its non-floating leaves fixed, hold_leaves); else a TypeError."""
     leaves = jax.tree.leaves(primal)
     if not leaves:
         return False
@@ -48,12 +53,15 @@ def auto_nondiff(name, primal) -> bool:
         return False
     if not any(floating):
         return True
+    if mixed_ok:
+        return False
     raise TypeError(f"check: primal {name} mixes floating and non-floating leaves; mark it "
                     f"non-differentiable with nondiff=({name!r},) or pass the parts as separate primals")
 
 
-def positions(nondiff, names, primals):
-    """(sorted non-differentiable positions, {position: reason}) from nondiff= and the dtypes."""
+def positions(nondiff, names, primals, mixed_ok=False):
+    """(sorted non-differentiable positions, {position: reason}) from nondiff= and the dtypes
+    (mixed_ok: as auto_nondiff)."""
     if nondiff is None:
         nondiff = ()
     if isinstance(nondiff, (int, str)):
@@ -74,7 +82,7 @@ def positions(nondiff, names, primals):
                 raise ValueError(f"check: nondiff position {m} out of range for {n} primals {names}")
         why[i] = "nondiff="
     for i, (name, p) in enumerate(zip(names, primals)):
-        if i not in why and auto_nondiff(name, p):
+        if i not in why and auto_nondiff(name, p, mixed_ok):
             why[i] = "non-floating"
     return sorted(why), why
 
@@ -146,3 +154,85 @@ def as_fixed(leaf):
                                         and not isinstance(leaf, jax.Array)):
         return jnp.asarray(leaf)
     return leaf
+
+
+# -- primals mixing floating arrays with other leaves (modules passed whole) -------------------
+
+def _is_float_array(leaf) -> bool:
+    """A floating array: what eqx.filter_grad differentiates (eqx.is_inexact_array, real only;
+    Python floats and every other leaf of a mixed primal are held fixed)."""
+    return (hasattr(leaf, "shape") and hasattr(leaf, "dtype") and not isinstance(leaf, jax.ShapeDtypeStruct)
+            and _is_floating_leaf(leaf))
+
+
+def _none_leaf(v) -> bool:
+    return v is None
+
+
+def is_mixed(primal) -> bool:
+    """Some leaves of `primal` are floating arrays and some are not."""
+    kinds = {_is_float_array(l) for l in jax.tree.leaves(primal)}
+    return kinds == {True, False}
+
+
+def float_part(primal):
+    """`primal` with every leaf that is not a floating array replaced by None (eqx.partition's
+    first half): the part a check differentiates; its leaf paths are the primal's own."""
+    return jax.tree.map(lambda l: l if _is_float_array(l) else None, primal)
+
+
+def held_part(primal):
+    """`primal` with its floating arrays replaced by None: the part held fixed."""
+    return jax.tree.map(lambda l: None if _is_float_array(l) else l, primal)
+
+
+def combine(part, held):
+    """The whole primal from float_part and held_part (eqx.combine): each leaf from whichever
+    half has it."""
+    return jax.tree.map(lambda a, b: b if a is None else a, part, held, is_leaf=_none_leaf)
+
+
+def cotangent_part(ct, held, name, what):
+    """(the cotangent of a mixed primal in float_part's tree, [nonzero flags]): a rule may return
+    the whole primal's tree (None, float0 or zeros at the held leaves, as eqx.filter_grad gives
+    None) or float_part's; a floating non-zero value at a held leaf is flagged. ValueError when
+    the cotangent has another tree than the primal."""
+    treedef = jax.tree.structure(held, is_leaf=_none_leaf)
+    try:
+        cts = treedef.flatten_up_to(ct)
+    except (ValueError, TypeError):
+        raise ValueError(f"check: {what} returned a cotangent for {name} whose tree is not {name}'s "
+                         f"(expected {treedef}, with None at its non-floating leaves, as eqx.filter_grad "
+                         f"returns), got {jax.tree.structure(ct, is_leaf=_none_leaf)}") from None
+    kept = jax.tree.leaves(held, is_leaf=_none_leaf)
+    out, flags = [], []
+    for h, c in zip(kept, cts):
+        if h is None:                           # a floating array: differentiated
+            out.append(c)
+            continue
+        out.append(None)
+        if getattr(c, "dtype", None) is not None and jnp.issubdtype(c.dtype, jnp.floating):
+            flags.append(jnp.any(jnp.asarray(c) != 0))
+    return treedef.unflatten(out), flags
+
+
+def hold_leaves(mixed, held, n, diff_pos, names):
+    """(whole, cotangents) for primals mixing floating arrays with other leaves, positions
+    `mixed`, held parts {position: held_part}: whole(primals) puts the held leaves back for
+    fun, the rule and the reference; cotangents(out, what) -> (out with each mixed primal's
+    cotangent in float_part's tree, {name: flags}), out one cotangent per primal or per
+    differentiable primal (diff_pos), as pick takes."""
+    def whole(primals):
+        return tuple(combine(p, held[i]) if i in held else p for i, p in enumerate(primals))
+
+    def cotangents(out, what):
+        if not isinstance(out, (tuple, list)) or len(out) not in (n, len(diff_pos)):
+            return out, {}                          # pick says what is wrong with it
+        at = {i: i for i in mixed} if len(out) == n else {i: diff_pos.index(i) for i in mixed}
+        out, flags = list(out), {}
+        for i in mixed:
+            out[at[i]], nonzero = cotangent_part(out[at[i]], held[i], names[i], what)
+            if nonzero:
+                flags[names[i]] = nonzero
+        return tuple(out), flags
+    return whole, cotangents

@@ -2,6 +2,7 @@
 
     call_fwd(f, primals, nd)           # f.fwd(*primals), each differentiable leaf wrapped as jax wraps it
     call_rule(f, primals, diff, ct)    # fwd then bwd: the cotangents of the primals at positions diff
+    given_as_object(f, second); as_fun_vjp(f, n, where)   # a custom_vjp as (f.fun, vjp, nondiff positions)
     check_symbolic_zeros(f, *primals)  # the rule handed a SymbolicZero cotangent == handed zeros
 
 With `f.defvjp(fwd, bwd, symbolic_zeros=True)` jax hands fwd every leaf of a differentiable
@@ -41,6 +42,48 @@ def call_fwd(f, primals, nd):
         return CustomVJPPrimal(leaf, bool(jnp.issubdtype(jnp.result_type(leaf), jnp.floating)))
 
     return f.fwd(*[p if i in nd else jax.tree.map(wrap, p) for i, p in enumerate(primals)])
+
+
+def is_custom_vjp(f) -> bool:
+    """f is a jax.custom_vjp (defvjp called or not)."""
+    return all(hasattr(f, a) for a in ("fun", "fwd", "bwd", "nondiff_argnums"))
+
+
+def given_as_object(f, second) -> bool:
+    """check(f, *primals) rather than check(fun, vjp, *primals): f is a jax.custom_vjp or
+    custom_jvp and what follows it is not a callable (a primal, never a rule)."""
+    return isinstance(f, (jax.custom_vjp, jax.custom_jvp)) and not callable(second)
+
+
+def rule_name(f) -> str:
+    fun = getattr(f, "fun", f)
+    return getattr(fun, "__name__", type(fun).__name__)
+
+
+def require_custom_vjp(f, where):
+    """TypeError naming `where` unless f is a jax.custom_vjp with defvjp called (a custom_jvp:
+    "use check_jvp")."""
+    if hasattr(f, "jvp") and hasattr(f, "fun") and not hasattr(f, "bwd"):
+        raise TypeError(f"{where}: {rule_name(f)} is a jax.custom_jvp: its rule is a JVP; "
+                        f"use check_jvp(f, *primals) (or check_adjoint for its transpose)")
+    if not is_custom_vjp(f) or getattr(f, "fwd", None) is None:
+        raise TypeError(f"{where}: expected a jax.custom_vjp function with defvjp(fwd, bwd) "
+                        f"called, got {type(f).__name__} (a jax.jit-wrapped custom_vjp: pass the inner one)")
+
+
+def as_fun_vjp(f, n, where):
+    """(f.fun, vjp, nondiff positions) of a jax.custom_vjp f of n arguments: vjp(*primals, ct)
+    runs f's own fwd then bwd (call_rule) and returns one cotangent per argument, None at
+    f.nondiff_argnums, so every check taking (fun, vjp) takes f's rule as it is."""
+    require_custom_vjp(f, where)
+    nd = tuple(int(i) for i in f.nondiff_argnums)
+    diff = [i for i in range(n) if i not in nd]
+
+    def vjp(*args):
+        *p, ct = args
+        got = dict(zip(diff, call_rule(f, tuple(p), diff, ct, where)))
+        return tuple(got.get(i) for i in range(n))
+    return f.fun, vjp, nd
 
 
 def call_rule(f, primals, diff, ct, where="check"):
