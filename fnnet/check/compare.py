@@ -107,7 +107,9 @@ class Comparison:
     indices where the witness was outvoted by finite differences, overruled_first (index,
     hand, witness, finite difference) of the first; notes: texts for the row. Directional
     comparisons add failing (direction numbers), blocks (their leaf indices, None for a
-    random direction), direction (the worst) and undefined (non-finite quotients)."""
+    random direction), direction (the worst) and undefined (non-finite quotients).
+    ratio: per element err / allowed, the leaf's shape (<= 1 passes; elements accepted at a
+    kink or where the witness was outvoted count 0), for report.plot; None for directions."""
     ok: bool
     max_abs_err: float
     rel_err: float
@@ -124,6 +126,7 @@ class Comparison:
     blocks: tuple = ()
     direction: Optional[int] = None
     undefined: int = 0
+    ratio: Optional[np.ndarray] = dataclasses.field(default=None, compare=False, repr=False)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -348,7 +351,10 @@ def summarize(diff, scale, allowed, kinks=0, hand=None, oracle=None):
             expected = float(np.asarray(oracle, np.float64).reshape(-1)[flat])
     else:
         err, tol, worst = 0.0, float(allowed.min(initial=np.inf)), None
-    out = dict(max_abs_err=err, worst_index=worst, ok=ok, kinks=kinks, actual=actual, expected=expected)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        per_element = np.where(diff == 0, 0.0, diff / np.maximum(allowed, 1e-300))
+    out = dict(max_abs_err=err, worst_index=worst, ok=ok, kinks=kinks, actual=actual, expected=expected,
+               ratio=per_element)
     if scale == 0.0:   # both sides exactly zero everywhere: nothing to scale by, nothing wrong
         return Comparison(rel_err=0.0 if err == 0 else float("inf"), tol=float("nan"), **out)
     return Comparison(rel_err=err / scale, tol=tol / scale, **out)

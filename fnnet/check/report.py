@@ -36,6 +36,9 @@ class Row:
     note: str = ""
     actual: float | None = None        # hand-written value at the worst index (NaN/inf kept)
     expected: float | None = None      # the oracle's value there
+    # per element err / allowed, the leaf's shape, where the oracle is compared element by
+    # element (None for directions, structure, ...): what report.plot draws; not in to_dict
+    ratio: object = dataclasses.field(default=None, compare=False, repr=False)
 
     @property
     def ok(self) -> bool:
@@ -152,8 +155,16 @@ class Report:
     def to_dict(self) -> dict:
         """The report as plain JSON-ready data (NaN and inf as None, tuples as lists), for CI."""
         return dict(title=self.title, ok=self.ok, summary=self.summary(), header=self.header,
-                    seconds=_plain(self.seconds), rows=[{k: _plain(v) for k, v in dataclasses.asdict(r).items()}
-                                                        for r in self.rows])
+                    seconds=_plain(self.seconds),
+                    rows=[{f.name: _plain(getattr(r, f.name)) for f in dataclasses.fields(r) if f.name != "ratio"}
+                          for r in self.rows])
+
+    def plot(self, path, title=None):
+        """Draw where the error lies: per leaf a heatmap of |actual - expected| / tol element by
+        element, against the witness that is furthest off there (fnnet.check.plot); written
+        atomically to `path` (.png, .pdf or .svg by its suffix). Returns the leaves drawn."""
+        from fnnet.check import plot
+        return plot.save(self, path, title=title)
 
     def raise_if_failed(self):
         if not self.ok:

@@ -84,12 +84,13 @@ def oracle_row(name, oracle, kind, res, independent, rules, shape=None, hand=Non
         notes.insert(0, independence.note(rules) + ("" if res.ok else
                      "; it differs from the vjp given here, so that vjp is not the rule inside fun"))
     return Row(name, oracle, kind, status, res.max_abs_err, res.rel_err, res.worst_index,
-               res.tol, res.kinks, "; ".join(notes), res.actual, res.expected)
+               res.tol, res.kinks, "; ".join(notes), res.actual, res.expected, ratio=res.ratio)
 
 
 def _row(name, oracle, res, notes):
     return Row(name, oracle, "fd", decide(Evidence(within_tolerance=res.ok)), res.max_abs_err, res.rel_err,
-               res.worst_index, res.tol, res.kinks, "; ".join(n for n in notes if n), res.actual, res.expected)
+               res.worst_index, res.tol, res.kinks, "; ".join(n for n in notes if n), res.actual, res.expected,
+               ratio=res.ratio)
 
 
 def fd_row(fd, leaf, h, j, rt_fd, atol, jax_allowed, dtype, full, directions, block, localize_max, rng,

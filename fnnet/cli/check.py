@@ -9,7 +9,9 @@ jax.vjp, with the NumPy float64 twin in reference/ and with float64 finite diffe
 saturated sigmoids and tanh (|x| = 40, 20) and softmax logits spread over ±1000.
 Prints one row per case with the largest relative error against each oracle, the total
 time, and exits 1 if anything failed. `--self-test` judges the checker itself instead: a
-battery of correct and buggy hand-written rules (fnnet/check/selftest.py).
+battery of correct and buggy hand-written rules (fnnet/check/selftest.py). `--plot DIR`
+draws each case's per-leaf heatmap of |actual - expected| / tol (report.plot), `--json DIR`
+writes each case's report as JSON for CI (fnnet.check.ci).
 """
 from __future__ import annotations
 
@@ -74,9 +76,12 @@ def _fmt(v):
     return "n/a" if v is None else f"{v:.1e}"
 
 
-def run(dtypes=("float64", "float32"), only=None, verbose=False, jobs=1, out=None):
-    """Run the cases; print the table to `out` (default stdout); return (ok, rows, seconds)."""
+def run(dtypes=("float64", "float32"), only=None, verbose=False, jobs=1, out=None, plot_dir=None, json_dir=None):
+    """Run the cases; print the table to `out` (default stdout); return (ok, rows, seconds).
+    plot_dir: each case's report.plot as DIR/<case>-<dtype>.png (where the error lies);
+    json_dir: each case's report as DIR/<case>-<dtype>.json (fnnet.check.ci)."""
     from fnnet import check
+    from fnnet.check import ci
 
     out = sys.stdout if out is None else out
     t0, cpu0 = time.perf_counter(), time.process_time()
@@ -113,6 +118,15 @@ def run(dtypes=("float64", "float32"), only=None, verbose=False, jobs=1, out=Non
             rows.append((row, report))
             ok &= report.ok
             print(line(row), file=out, flush=True)
+            stem = ci.file_name(f"{name}-{dt}")
+            if json_dir is not None:
+                ci.save_json(report, json_dir, stem)
+            if plot_dir is not None:
+                os.makedirs(plot_dir, exist_ok=True)
+                try:
+                    report.plot(os.path.join(plot_dir, stem + ".png"))
+                except ValueError as e:        # only directional rows: nothing per element to draw
+                    print(f"  (no plot: {e})", file=out)
             if verbose or not report.ok or _warned(report):      # a warning's note must be read
                 print("\n" + str(report) + "\n", file=out)
     finally:
@@ -164,6 +178,11 @@ def main(argv=None) -> int:
                         help="judge the checker itself: a battery of correct and buggy hand-written rules "
                              "(fnnet/check/selftest.py; --only selects families by name); exits 1 on any "
                              "missed bug or false alarm")
+    parser.add_argument("--plot", metavar="DIR", default=None,
+                        help="draw each case's per-leaf heatmap of |actual - expected| / tol into "
+                             "DIR/<case>-<dtype>.png (where the error lies)")
+    parser.add_argument("--json", metavar="DIR", default=None,
+                        help="write each case's report as DIR/<case>-<dtype>.json, for CI")
     parser.add_argument("-j", "--jobs", type=int, default=min(2, os.cpu_count() or 1),
                         help="cases checked side by side in threads (default: 2, or 1 on one core)")
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
@@ -185,7 +204,7 @@ def main(argv=None) -> int:
     except ValueError as e:
         print(f"fnnet check: {e}", file=sys.stderr)
         return 2
-    ok, _, _ = run(dtypes, args.only, args.verbose, args.jobs)
+    ok, _, _ = run(dtypes, args.only, args.verbose, args.jobs, plot_dir=args.plot, json_dir=args.json)
     return 0 if ok else 1
 
 
