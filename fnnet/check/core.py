@@ -263,7 +263,8 @@ def _gather(fun, hand, primals, names, cotangent, key, reference, s, oracle_fun,
                                  note="the hand-written vjp returned a non-zero cotangent for this "
                                       "non-differentiable input (expected None, float0 or zeros)"))
     by_ref = call_reference(reference, primals, ct, names, leaves) if reference is not None else None
-    fd = FiniteDifferences(fun, primals, ct, s.step, s.cache_key, options) if offset and not lowp else None
+    fd = (FiniteDifferences(fun, primals, ct, s.step, s.cache_key, options, autodiff_fun=oracle_fun)
+          if offset and not lowp else None)
     out_eps = max([eps(l.dtype) for l in jax.tree.leaves(y) if jnp.issubdtype(l.dtype, jnp.floating)], default=0.0)
     if fd is not None and out_eps > eps(np.float64):   # fun ran coarser: it measures g's sums
         fd.measure_rounding(sum(float(np.sum(c * v)) for c, v in outputs), out_eps)

@@ -57,7 +57,7 @@ _G_CACHE_SIZE = 64
 class FiniteDifferences:
     """float64 differences of g = <ct, fun(*primals)> over the flattened primals."""
 
-    def __init__(self, fun, primals, cotangent, step=1e-6, cache_key=None, options=JIT_OPTIONS):
+    def __init__(self, fun, primals, cotangent, step=1e-6, cache_key=None, options=JIT_OPTIONS, autodiff_fun=None):
         self.step = float(step)
         leaves, tree = jax.tree.flatten(primals)
         shapes = [tuple(np.shape(l)) for l in leaves]
@@ -101,8 +101,16 @@ class FiniteDifferences:
         self._points = _points
         self._options = options
         # Autodiff of g at a batch of points: only to tell whether the derivative map jumps at
-        # an element (see fdcompare.compare_per_element); compiled on first use.
-        self._g = g
+        # an element (see fdcompare.compare_per_element); compiled on first use. autodiff_fun:
+        # the function jax.vjp witnessed, when it is not fun (one jax cannot differentiate, a
+        # pallas_call, checked against its jax.numpy twin; second order's true backward)
+        self._g_autodiff = g
+        if autodiff_fun is not None:
+            def g_autodiff(flat, ct):
+                y = autodiff_fun(*unravel(flat))
+                return sum(jnp.sum(c * v.astype(jnp.float64)) for c, v in zip(jax.tree.leaves(ct),
+                                                                               jax.tree.leaves(y))), None
+            self._g_autodiff = g_autodiff
 
         def terms(flat, ct):     # ct ⊙ y per output element, flattened: g's pieces (fnnet.check.hull)
             y = fun(*unravel(flat))
@@ -319,7 +327,7 @@ class FiniteDifferences:
         (t the per-element step); fnnet.check.smoothness reads them."""
         flat_idx = np.asarray(flat_idx, np.int64)
         if self._grad_rows is None:
-            grad = jax.grad(lambda flat, ct: self._g(flat, ct)[0])
+            grad = jax.grad(lambda flat, ct: self._g_autodiff(flat, ct)[0])
             self._grad_rows = jax.jit(jax.vmap(grad, in_axes=(0, None)), compiler_options=self._options)
         x = self.flat0[flat_idx]
         t = self.step * np.maximum(1.0, np.abs(x))

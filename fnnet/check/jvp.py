@@ -24,7 +24,8 @@ import numpy as np
 from fnnet.check import independence, nondiff as _nd
 from fnnet.check.compare import RTOL_FD, ROUNDINGS, Bracket, compare, eps, rtol as dtype_rtol
 from fnnet.check.vjp import check_vjp
-from fnnet.check.complex_vjp import merge, split
+from fnnet.check.complex_vjp import complex_output, has_complex, merge, split
+from fnnet.check.core import run_check
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.verdict import Status, judge_leaf
@@ -37,7 +38,7 @@ SIGN_PROBES = 3   # tangents with random signs per direction, for the per-elemen
 
 
 def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, determinism=True, transforms=(),
-                     **options):
+                     autodiff=None, **options):
     """A jax.custom_vjp's own fwd/bwd vs jax.vjp of f.fun, FD of f.fun and an optional reference.
 
     f: the object `@jax.custom_vjp` returns, with defvjp(fwd, bwd) called. primals: its
@@ -54,7 +55,13 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
     a varying order). transforms: some of fnnet.check.transforms.TRANSFORMS ("jit", "vmap",
     "scan", "remat", "vmap_grad"), whose check_transforms rows are added (default none: each
     compiles the rule again). Complex primals or outputs: checked by check_complex_vjp (JAX's
-    conjugation convention, real and imaginary parts as leaves .re, .im). options: as check_vjp (mode, detect, rtol, atol, jit, ...).
+    conjugation convention, real and imaginary parts as leaves .re, .im).
+    autodiff: a function computing what f.fun computes in plain jax.numpy, for an f.fun that
+    jax cannot differentiate (a pallas_call kernel, a pure_callback): jax.vjp is then taken
+    of autodiff, while f.fun still gives the outputs and the finite differences, and an
+    "autodiff= output" row compares autodiff's outputs with f.fun's (a spec of another
+    function would make jax.vjp a witness of the wrong thing). Real primals and outputs only.
+    options: as check_vjp (mode, detect, rtol, atol, jit, ...).
     """
     require_custom_vjp(f, "check_custom_vjp")
     primals, options = _bind_keywords(f, primals, options)
@@ -67,9 +74,28 @@ def check_custom_vjp(f, *primals, cotangent=None, key=None, reference=None, dete
 
     names = primal_names(f.fun, len(primals), options.pop("names", None))
     nondiff = nd + tuple(options.pop("nondiff", ()))
-    report = check_vjp(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
-                       nondiff=nondiff, names=names, title=f"custom_vjp {rule_name(f)}", **options)
-    extra = (_forward_row(f, primals, options.get("rtol")),)
+    title = f"custom_vjp {rule_name(f)}"
+    if autodiff is None:
+        try:
+            report = check_vjp(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
+                               nondiff=nondiff, names=names, title=title, **options)
+        except ValueError as e:
+            if "Linearization failed" not in str(e):
+                raise
+            raise TypeError(f"check_custom_vjp: jax cannot differentiate {rule_name(f)}'s f.fun (a pallas_call "
+                            f"or another primitive without reverse-mode autodiff), so jax.vjp cannot witness "
+                            f"its rule; pass autodiff=<the same function in jax.numpy>") from e
+        extra = ()
+    else:
+        if not callable(autodiff):
+            raise TypeError(f"check_custom_vjp: autodiff must be a function like f.fun, got {type(autodiff).__name__}")
+        if has_complex(primals) or complex_output(f.fun, primals):
+            raise TypeError("check_custom_vjp: autodiff= takes real primals and outputs only")
+        report = run_check(f.fun, vjp, *primals, cotangent=cotangent, key=key, reference=reference,
+                           nondiff=nondiff, names=names, title=title, oracle_fun=autodiff,
+                           oracle_text="jax.vjp of autodiff=", rule="the custom_vjp's bwd", **options)
+        extra = (_forward_row(f, primals, options.get("rtol"), first=autodiff),)
+    extra += (_forward_row(f, primals, options.get("rtol")),)
     if getattr(f, "symbolic_zeros", False):
         extra += check_symbolic_zeros(f, *primals, key=key, nondiff=nondiff,
                                       rtol=options.get("rtol"), jit=options.get("jit", True)).rows
@@ -159,34 +185,37 @@ def _bits(a):
     return np.array([x.tobytes() for x in a.reshape(-1)], dtype=object).reshape(a.shape)
 
 
-def _forward_row(f, primals, user_rtol):
-    """fwd's primal output vs f.fun's, leaf by leaf (the rule must be of the same function)."""
+def _forward_row(f, primals, user_rtol, first=None):
+    """fwd's primal output vs f.fun's, leaf by leaf (the rule must be of the same function);
+    first: another function's output in fwd's place (check_custom_vjp's autodiff=)."""
+    nd = tuple(int(i) for i in f.nondiff_argnums)
+    first_out = (lambda *p: call_fwd(f, p, nd)[0]) if first is None else first
+    label = "fwd output" if first is None else "autodiff= output"
     with x64_context(primals):
         try:     # one compiled call (eager ops compile one by one)
-            nd = tuple(int(i) for i in f.nondiff_argnums)
-            y_fwd, y_fun = jax.jit(lambda *p: (call_fwd(f, p, nd)[0], f.fun(*p)))(*primals)
+            y_fwd, y_fun = jax.jit(lambda *p: (first_out(*p), f.fun(*p)))(*primals)
         except (jax.errors.ConcretizationTypeError, jax.errors.TracerBoolConversionError,
                 jax.errors.TracerIntegerConversionError, TypeError):
-            y_fwd, y_fun = call_fwd(f, primals, tuple(int(i) for i in f.nondiff_argnums))[0], f.fun(*primals)
+            y_fwd, y_fun = first_out(*primals), f.fun(*primals)
         worst = None
         for a, b in zip(jax.tree.leaves(split(y_fwd)), jax.tree.leaves(split(y_fun))):   # complex: (re, im)
             if not jnp.issubdtype(np.asarray(b).dtype, jnp.inexact):     # an integer output: exactly equal
                 if np.shape(a) != np.shape(b) or not np.array_equal(np.asarray(a), np.asarray(b)):
-                    return Row("fwd output", "f.fun", "forward", Status.FAIL,
-                               note=f"fwd's integer output {np.asarray(a).dtype}{list(np.shape(a))} differs "
+                    return Row(label, "f.fun", "forward", Status.FAIL,
+                               note=f"{label}: integer output {np.asarray(a).dtype}{list(np.shape(a))} differs "
                                     f"from f.fun's {np.asarray(b).dtype}{list(np.shape(b))}")
                 continue
             a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
             if a64.shape != b64.shape:
-                return Row("fwd output", "f.fun", "forward", Status.FAIL,
-                           note=f"fwd returns shape {a64.shape}, f.fun {b64.shape}")
+                return Row(label, "f.fun", "forward", Status.FAIL,
+                           note=f"{label} has shape {a64.shape}, f.fun {b64.shape}")
             rt = user_rtol if user_rtol is not None else dtype_rtol(np.asarray(a).dtype)
             res = compare(a64, b64, rt, ROUNDINGS * eps(np.asarray(a).dtype) * np.abs(b64))
             if worst is None or not res.ok:
                 worst = res
     if worst is None:
-        return Row("fwd output", "f.fun", "forward", Status.NA, note="no output leaves")
-    return oracle_row("fwd output", "f.fun", "forward", worst, True, [])
+        return Row(label, "f.fun", "forward", Status.NA, note="no output leaves")
+    return oracle_row(label, "f.fun", "forward", worst, True, [])
 
 
 def check_jvp(f, *primals, jvp=None, tangents=None, directions=3, key=None, nondiff=(), step=1e-6,
