@@ -19,6 +19,8 @@
     check_per_example(fun, vjp, params, x)   # vmap of the backward == per-example loop; sums to the batch
     check_transforms(f, *primals)            # a custom_vjp (or fun, vjp=) under jit, vmap, lax.scan, remat
                                              # and vmap∘grad vs the rule alone: one row per transform
+    check_shard_map(f, *primals, mesh=, in_specs=, out_specs=)   # the rule inside jax.shard_map vs autodiff
+                                             # of f.fun there; each gradient sharded as its parameter
     check_adjoint(f, jvp, vjp, *primals)     # <u, Jᵀv> == <Ju, v>: a JVP and a VJP rule are each other's
                                              # transpose (custom_jvp: jvp, vjp None; custom_vjp: vjp None)
     taylor_test(fun, vjp, *primals)          # |f(x+hv) - f(x) - h<g, v>| falls as h² (slope 2) for a right
@@ -72,9 +74,10 @@ from fnnet.check.report import Report, Row
 from fnnet.check.symbolic_zeros import check_symbolic_zeros
 from fnnet.check.taylor import TaylorReport, taylor_test
 from fnnet.check.transforms import check_transforms
+from fnnet.check.sharded import check_shard_map
 from fnnet.check.precision import PrecisionReport, precision_report
 
 __all__ = ["check_vjp", "check_layer", "check_network", "check_loss", "check_custom_vjp", "check_jvp",
-           "check_second_order", "check_per_example", "check_transforms", "check_adjoint", "taylor_test",
+           "check_second_order", "check_per_example", "check_transforms", "check_shard_map", "check_adjoint", "taylor_test",
            "TaylorReport", "check_symbolic_zeros", "check_complex_vjp", "Report", "Row", "precision_report",
            "PrecisionReport"]
