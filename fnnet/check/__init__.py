@@ -6,6 +6,9 @@
     report.ok                  # every comparison passed
     print(report)              # primal | oracle | max abs err | rel err | worst index | actual | expected | tol | verdict
     report.raise_if_failed()   # AssertionError carrying the table
+    report.plot("where.png")   # per leaf, |actual - expected| / tol element by element (fnnet.check.plot)
+    ci.save_json(report)       # to $FNNET_CHECK_JSON/<title>.json for CI (fnnet.check.ci; a pytest
+                               # fixture: fnnet.check.pytest_plugin)
 
     check_layer(layer, params, x)            # layer.backward vs jax / reference / FD (integer x ok)
     check_network(net, params, x, y)         # fnnet.backprop (params and x) vs the same
@@ -64,6 +67,7 @@ fnnet.check.compare. Validation of what goes in and comes out: fnnet.check.input
 """
 from __future__ import annotations
 
+from fnnet.check import ci
 from fnnet.check.adjoint import check_adjoint
 from fnnet.check.complex_vjp import check_complex_vjp
 from fnnet.check.vjp import check_vjp
