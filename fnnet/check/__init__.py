@@ -20,6 +20,7 @@
     check_jvp(f, *primals)                   # a jax.custom_jvp's rule (or jvp=...) vs FD along directions
     check_second_order(fun, vjp, *primals)   # the backward's own VJP (Hessian-vector products) vs FD
     check_per_example(fun, vjp, params, x)   # vmap of the backward == per-example loop; sums to the batch
+                                             # (both also take a custom_vjp as it is: (f, *primals))
     check_transforms(f, *primals)            # a custom_vjp (or fun, vjp=) under jit, vmap, lax.scan, remat
                                              # and vmap∘grad vs the rule alone: one row per transform
     check_shard_map(f, *primals, mesh=, in_specs=, out_specs=)   # the rule inside jax.shard_map vs autodiff
@@ -36,7 +37,10 @@
                                              # checks above take complex rules in the same convention
 
 Non-differentiable inputs (integer indices, bool masks, PRNG keys, static config): nondiff=
-by position or name, or automatically for non-floating primals (fnnet.check.nondiff).
+by position or name, or automatically for non-floating primals (fnnet.check.nondiff). A
+module passed whole (an equinox Module with its activation functions, a flax nnx Module with
+its Rngs) is differentiated in its floating arrays, the other leaves held fixed, as
+eqx.filter_grad does.
 Overrides: rtol=, atol=. Rows show the ACTUAL (hand-written) and EXPECTED (oracle) values
 at the worst index.
 
