@@ -142,3 +142,9 @@ def test_a_module_cotangent_of_another_tree_is_an_error_naming_the_primal():
     x = normal(5, 3, seed=1)
     with pytest.raises(ValueError, match="cotangent for m whose tree is not m's"):
         check.check_vjp(lambda m, x: m(x), lambda m, x, ct: ({"w": m.w}, x), m, x)
+    # a floating non-zero "cotangent" at the held integer leaf is a failed structure row
+    def rule(m, x, ct):
+        dm, dx = gather_vjp("add")(m, x, ct)
+        return Gather(dm.w, jnp.ones(3), None), dx
+    rep = check.check_vjp(lambda m, x: m(x), rule, m, x)
+    assert [(r.primal, r.kind) for r in rep.failures] == [("m", "structure")], str(rep)
