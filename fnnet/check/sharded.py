@@ -116,13 +116,9 @@ def check_shard_map(f, *primals, mesh, in_specs, out_specs, vjp=None, cotangent=
                             note=f"the rule raised under shard_map: {type(e).__name__}: {str(e).splitlines()[0][:400]}"
                                  f" (a cotangent for an input not split over a mesh axis the computation "
                                  f"varies over must be summed over it: lax.psum)"))
-    for i, name in enumerate(names):
+    for i, name in enumerate(names if got is not None else ()):
         for (path, p), e in zip(jax.tree_util.tree_leaves_with_path(placed[i]), jax.tree.leaves(expected[i])):
-            leaf = name + jax.tree_util.keystr(path)
-            if got is None:
-                continue
-            g = _leaf_at(got[i], path)
-            rows += _leaf_rows(leaf, p, g, e, rtol)
+            rows += _leaf_rows(name + jax.tree_util.keystr(path), p, _leaf_at(got[i], path), e, rtol)
     header = (f"mesh {dict(mesh.shape)}; in_specs {in_specs}; out_specs {out_specs}; oracle: autodiff of the "
               f"undecorated body under the same shard_map; cotangent random normal")
     return Report(title or f"shard_map of {rule_name(f)}", tuple(rows), header, time.perf_counter() - t0)

@@ -7,7 +7,6 @@ writes each case's failed primals, row kinds and notes to OUT.json; the test ass
 """
 import json
 import sys
-import time
 import traceback
 
 import jax
@@ -84,5 +83,4 @@ def main(path):
 
 
 if __name__ == "__main__":
-    t = time.perf_counter()
     main(sys.argv[1])
