@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-import platform
 import sys
 
 SCHEDULER_FLAG = "xla_cpu_enable_concurrency_optimized_scheduler"
@@ -90,12 +89,18 @@ _USER_MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHO
 
 def _glibc_mallopt():
     """The process's mallopt, or None where the C library is not glibc."""
-    if not sys.platform.startswith("linux") or platform.libc_ver()[0] != "glibc":
+    try:
+        libc = os.confstr("CS_GNU_LIBC_VERSION") or ""    # "glibc 2.36" where the C library is glibc
+    except (AttributeError, ValueError, OSError):
+        return None
+    if not sys.platform.startswith("linux") or not libc.startswith("glibc"):
         return None
     try:
-        return ctypes.CDLL(None).mallopt
+        mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
         return None
+    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int   # int mallopt(int, int)
+    return mallopt
 
 
 def set_default_malloc(environ=None, mallopt=None):
