@@ -1,11 +1,14 @@
 """fnnet: functional neural networks on JAX with hand-written, proven backward passes."""
 from fnnet._version import __version__
-from fnnet._xla_cpu import set_default_xla_flags
+from fnnet._xla_cpu import set_default_malloc, set_default_xla_flags
 
 # Before any backend starts: XLA:CPU's concurrency-optimized scheduler off for every program
 # of this process (fnnet/_xla_cpu.py says why; XLA_FLAGS naming the flag, or FNNET_XLA_FLAGS=0,
 # keeps the user's choice).
 XLA_FLAGS_STATUS = set_default_xla_flags()
+# and glibc malloc keeps the large temporary block each XLA:CPU call allocates, instead of
+# page-faulting it in afresh every call (fnnet/_xla_cpu.py; FNNET_CPU_MALLOC=0 opts out)
+MALLOC_STATUS = set_default_malloc()
 from fnnet.layers.activations import (ELU, GELU, Identity, LeakyRelu, Relu, Sigmoid, SiLU, Softmax, Softplus,
                                       Tanh)
 from fnnet.layers.attention import AttentionParams, CausalSelfAttention
@@ -57,5 +60,7 @@ __all__ = [
     "fit", "FitResult", "History", "DivergedError", "TrainingInterrupted", "accuracy", "loss_with_manual_grad",
     # what import did to XLA_FLAGS (fnnet/_xla_cpu.py): "set", "user", "opted out", "too late"
     "XLA_FLAGS_STATUS",
+    # what import did to glibc malloc (fnnet/_xla_cpu.py): "set", "user", "opted out", "too late", ...
+    "MALLOC_STATUS",
     "LossGrowthWarning",
 ]

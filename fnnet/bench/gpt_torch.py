@@ -11,8 +11,9 @@ Systems (ms per training step, every one from the same initial params on the sam
     fnnet.fit           fnnet.fit(net, params, ids, targets, AdamW, batch B): its lax.scan
     fnnet jit step      a user's own jax.jit(step) of fnnet.value_and_grad + optax, called per batch
                         (under the process's XLA_FLAGS: `import fnnet` turns XLA:CPU's
-                        concurrency-optimized scheduler off, fnnet/_xla_cpu.py; the table
-                        records fnnet.XLA_FLAGS_STATUS and XLA_FLAGS)
+                        concurrency-optimized scheduler off, and makes glibc malloc keep each
+                        call's block of temporaries, fnnet/_xla_cpu.py; the table records
+                        fnnet.XLA_FLAGS_STATUS and XLA_FLAGS, the row fnnet.MALLOC_STATUS)
     jax.grad jit step   the same user step with jax.value_and_grad(fnnet.loss)
     torch eager         fnnet/bench/gpt_torch_model.py, torch.optim.AdamW (same hyperparameters)
     torch.compile       torch.compile of that module; if it fails, the row says why
@@ -140,7 +141,7 @@ def runners(cfg, steps, systems, torch_threads, log):
     for system, grad in (("fnnet jit step", "fnnet"), ("jax.grad jit step", "jax.grad")):
         if system in systems:
             fn = user_step(grad)
-            out.append(Runner(system, "float32", fn, warmup=fn))
+            out.append(Runner(system, "float32", fn, warmup=fn, note=f"glibc malloc: {fnnet.MALLOC_STATUS}"))
 
     torch_systems = [s for s in ("torch eager", "torch.compile") if s in systems]
     if torch_systems:

@@ -1,0 +1,91 @@
+#!/usr/bin/env python
+"""A/B of fnnet's glibc malloc setting (fnnet/_xla_cpu.py) on a user's own jitted GPT step and fit.
+
+mallopt is process-wide, so each side runs in its own child process, the children
+alternating (A B A B ...): "fnnet default" is a plain `import fnnet`, "malloc off" the same
+with FNNET_CPU_MALLOC=0. Each child times both a per-call jax.jit step and the same steps in
+one lax.scan (what fit runs) and reports per step: wall ms, process CPU ms (user + system,
+both threads), system ms and minor page faults, and the child's peak RSS. CPU and fault counts survive a loaded
+machine far better than wall time; the minimum over pairs is printed.
+
+    python scripts/bench_malloc.py [--pairs 3] [--steps 8] [--config M]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+
+CHILD = r"""
+import json, resource, sys, time
+import jax, jax.numpy as jnp, optax
+import fnnet
+from fnnet.bench.gpt_torch import CONFIGS, VOCAB, data
+cfg, steps = CONFIGS[sys.argv[1]], int(sys.argv[2])
+net = fnnet.gpt(VOCAB, cfg.context, cfg.layers, cfg.heads, cfg.dim)
+p0 = fnnet.init(net, jax.random.key(0)); opt = optax.adamw(1e-3); s0 = opt.init(p0)
+ids, tgt = data(cfg, steps)
+X, Y = jnp.asarray(ids).reshape(steps, cfg.batch, -1), jnp.asarray(tgt).reshape(steps, cfg.batch, -1)
+def step(p, s, x, y):
+    loss, g = fnnet.value_and_grad(net, p, x, y)
+    u, s = opt.update(g, s, p)
+    return optax.apply_updates(p, u), s, loss
+jstep = jax.jit(step)
+@jax.jit
+def scanned(p, s, X, Y):
+    def body(c, xy):
+        p, s, l = step(*c, *xy)
+        return (p, s), l
+    return jax.lax.scan(body, (p, s), (X, Y))
+def per_call():
+    p, s = p0, s0
+    for i in range(steps):
+        p, s, _ = jstep(p, s, X[i], Y[i])
+    jax.block_until_ready(p)
+def in_scan():
+    jax.block_until_ready(scanned(p0, s0, X, Y))
+out = {"status": fnnet.MALLOC_STATUS}
+for name, f in (("jit step", per_call), ("scan", in_scan)):
+    f()
+    r0, t = resource.getrusage(resource.RUSAGE_SELF), time.perf_counter()
+    f()
+    wall, r1 = time.perf_counter() - t, resource.getrusage(resource.RUSAGE_SELF)
+    out[name] = {"ms": 1e3 * wall / steps,
+                 "cpu_ms": 1e3 * (r1.ru_utime + r1.ru_stime - r0.ru_utime - r0.ru_stime) / steps,
+                 "sys_ms": 1e3 * (r1.ru_stime - r0.ru_stime) / steps,
+                 "faults": (r1.ru_minflt - r0.ru_minflt) / steps}
+out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(out))
+"""
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--pairs", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--config", default="M")
+    a = ap.parse_args()
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+    sides = {"fnnet default": {}, "malloc off": {"FNNET_CPU_MALLOC": "0"}}
+    out = {k: [] for k in sides}
+    load0 = os.getloadavg()
+    for _ in range(a.pairs):
+        for name, extra in sides.items():
+            env = {**os.environ, **extra, "PYTHONPATH": root}
+            r = subprocess.run([sys.executable, "-c", CHILD, a.config, str(a.steps)], env=env,
+                               capture_output=True, text=True, check=True)
+            out[name].append(json.loads(r.stdout.strip().splitlines()[-1]))
+            print(name, out[name][-1], flush=True)
+    load1 = os.getloadavg()
+    print(f"config {a.config}, {a.steps} steps, {a.pairs} pairs; 1-minute load before {load0[0]:.2f}, "
+          f"after {load1[0]:.2f}; minimum over pairs, per step:")
+    for name, runs in out.items():
+        for prog in ("jit step", "scan"):
+            best = {k: min(r[prog][k] for r in runs) for k in ("ms", "cpu_ms", "sys_ms", "faults")}
+            print(f"  {name:13s} {prog:8s} wall {best['ms']:7.2f} ms  CPU {best['cpu_ms']:7.2f} ms  "
+                  f"system {best['sys_ms']:6.2f} ms  minor faults {best['faults']:8.0f}  ({runs[0]['status']})")
+        print(f"  {name:13s} peak RSS of the child {max(r['peak_rss_mb'] for r in runs):.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
