@@ -196,6 +196,15 @@ def bench_cases(out):
     out["bench/devices"] = [r["devices"] for r in rows]
     out["bench/positive_times"] = all(r["median_s"] > 0 for r in rows)
     out["bench/max_rel_diff"] = max(r["max_rel_diff_params"] for r in rows)
+    # `fnnet bench --devices 4 --layouts`: every layout over the first 4 of the 8 devices
+    with tempfile.TemporaryDirectory() as d:
+        out["layouts/rc"] = cli.main(["--devices", "4", "--layouts", "--quick", "--workloads", "mlp",
+                                      "--out", d, "--quiet"])
+        out["layouts/files"] = sorted(os.listdir(d))
+        with open(os.path.join(d, "devices-cpu.json")) as f:
+            out["layouts/mlp"] = json.load(f)["workloads"]["mlp"]["rows"]
+        with open(os.path.join(d, "devices-cpu.md")) as f:
+            out["layouts/md"] = f.read()
 
 
 def main(path):

@@ -109,6 +109,44 @@ def test_bench_devices_table(cases):
     assert "simulated CPU devices sharing the same cores" in cases["bench/md"]
 
 
+def test_bench_layouts_table(cases):
+    # `fnnet bench --devices 4 --layouts` on the MLP [64, 32, 32, 10] (6 leaves: b [10] and
+    # Adam's count are the only ones that 4 does not split)
+    assert cases["layouts/rc"] == 0
+    assert cases["layouts/files"] == ["devices-cpu.json", "devices-cpu.md"]
+    rows = {r["layout"]: r for r in cases["layouts/mlp"]}
+    assert list(rows) == ["one device", "data", "fsdp", "data x fsdp", "data x model"]
+    assert rows["data x fsdp"]["mesh"] == {"data": 2, "fsdp": 2}
+    for name in ("data", "fsdp", "data x fsdp", "data x model"):
+        r = rows[name]
+        assert r["params_vs_one_device"] <= 1e-12                  # float64, 3 Adam steps
+        assert r["step_ms"] > 0 and r["compiled"]["argument_bytes"] > 0
+        assert r["collectives"]["all-to-all"] == r["collectives"]["collective-permute"] == 0
+    one = rows["one device"]["live_bytes_per_device"]
+    assert rows["data"]["live_bytes_per_device"] == one           # replicated
+    assert 0.25 <= rows["fsdp"]["live_share"] < 0.26              # 1/4 but b [10] and the count
+    assert 0.5 <= rows["data x fsdp"]["live_share"] < 0.51
+    assert 0.5 < rows["data x model"]["live_share"] < 1           # W1, b1, W2 split 2 ways
+    data = rows["data"]["collectives"]
+    assert (data["all-reduce"], data["all-gather"], data["reduce-scatter"]) == (1, 0, 0)
+    assert rows["fsdp"]["collectives"]["all-gather"] == rows["fsdp"]["collectives"]["reduce-scatter"] == 5
+    assert rows["data x model"]["collectives"]["all-reduce"] == 2    # "model": y of the row layer; "data"
+    assert rows["data x model"]["collectives"]["all-gather"] == 0
+    assert "simulated CPU devices sharing the same cores" in cases["layouts/md"]
+    assert "| fsdp | fsdp 4 |" in cases["layouts/md"]
+
+
+def test_bench_layouts_needs_an_even_device_count_of_at_least_four(capsys):
+    from fnnet.bench import cli, devices
+    for n in (2, 3, 5):
+        with pytest.raises(ValueError, match=f"--devices {n} --layouts: the device count must be even and >= 4"):
+            devices.meshes(n)
+    assert cli.main(["--layouts", "--quiet"]) == 2
+    assert "give --devices too" in capsys.readouterr().err
+    assert cli.main(["--devices", "1,2", "--layouts", "--quiet"]) == 2
+    assert "one device count, e.g. --devices 8" in capsys.readouterr().err
+
+
 # --- in this process: one CPU device ---------------------------------------------------
 
 NET = fnnet.mlp([5, 7, 3], activation="tanh", loss="softmax_cross_entropy", l2=1e-2)
