@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 import fnnet
+from _mesh_subprocess import child_env
 from helpers import rel_err
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 WORKER = os.path.join(HERE, "_multihost_worker.py")
 N = 160                # rows: 80 per process; full batches of 160 and minibatches of 36 and 40
 LAYOUTS = ("data/full", "data/minibatch", "fsdp/full", "data_fsdp/minibatch", "data_model/minibatch")
@@ -31,15 +31,8 @@ def _free_port():
         return s.getsockname()[1]
 
 
-def _env():
-    env = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
-               JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    return env
-
-
 def _launch(commands):
-    procs = [subprocess.Popen(c, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    procs = [subprocess.Popen(c, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for c in commands]
     logs = []
     try:
