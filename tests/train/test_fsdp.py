@@ -31,7 +31,7 @@ FIT = [("mlp", "full", "float64"), ("mlp", "full", "float32"), ("mlp", "minibatc
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    return launch("_fsdp_cases.py", tmp_path_factory)
+    return launch("_fsdp_cases.py", tmp_path_factory, fast_compile=True)
 
 
 @pytest.mark.parametrize("mesh", MESHES)

@@ -32,7 +32,7 @@ def _free_port():
 
 
 def _launch(commands):
-    procs = [subprocess.Popen(c, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    procs = [subprocess.Popen(c, env=child_env(fast_compile=True), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True) for c in commands]
     logs = []
     try:

@@ -26,7 +26,7 @@ BOUND = {"float64": FLOAT64, "float32": FLOAT32}
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    return launch("_sharding_state_cases.py", tmp_path_factory)
+    return launch("_sharding_state_cases.py", tmp_path_factory, fast_compile=True)
 
 
 FLOAT32_MODE = {"mlp": "minibatch", "cnn": "full", "gpt": "full"}      # as in the cases module
