@@ -9,7 +9,8 @@ built from jax.devices(). Each process reads only its own rows of DATA_DIR/x.npy
 (memory-mapped) and hands fit a global array made from them with
 jax.make_array_from_process_local_data; fit gathers the training set onto every device
 itself. Process 0 writes every layout's params (gathered whole across processes) and loss
-history as .npz. The coordinator listens on 127.0.0.1 only, and every JAX distributed
+history as .npz. The ("data", "fsdp") run's result is also saved by blocks, each process
+writing its own (multi), and restored onto ("fsdp",) x 8 (single, which runs after). The coordinator listens on 127.0.0.1 only, and every JAX distributed
 time-out is bounded, so a lost peer fails the run instead of hanging.
 """
 import sys
@@ -32,6 +33,8 @@ from jax.experimental import multihost_utils  # noqa: E402
 from jax.sharding import NamedSharding, PartitionSpec as P  # noqa: E402
 
 import fnnet  # noqa: E402
+import fnnet.checkpoint  # noqa: E402
+from fnnet.train import fsdp  # noqa: E402
 
 # name: (mesh shape, axis names, fit options). Minibatches of 40 split evenly over 8
 # devices (FSDP and the "data" axis of tensor parallelism ask for it); data parallelism's
@@ -62,6 +65,26 @@ def own_rows(sharding):
     return start, stop
 
 
+CHECKPOINTED = "data_fsdp/minibatch"      # its result is saved by blocks, and restored
+
+
+def sharded_checkpoint(params, opt_state, epoch, whole, optimizer):
+    """multi: both processes write their own devices' blocks of the FSDP result
+    (fnnet.checkpoint.save_sharded); single (run after multi): restore those blocks onto
+    ("fsdp",) x 8, another layout, and record them beside this process's own result."""
+    folder = os.path.join(data_dir, "sharded")
+    if mode == "multi":
+        fnnet.checkpoint.save_sharded(folder, net, params, opt_state=opt_state, epoch=epoch)
+        return
+    mesh8 = jax.make_mesh((8,), ("fsdp",))
+    ck = fnnet.checkpoint.restore_sharded(folder, fsdp.shardings(params, mesh8), optimizer)
+    out["ckpt/files"] = np.array(sorted(os.listdir(folder)))
+    out["ckpt/epoch"] = np.array(ck.epoch)
+    out["ckpt/specs"] = np.array([str(a.sharding.spec) for a in jax.tree.leaves(ck.params)])
+    for i, (a, b) in enumerate(zip(jax.tree.leaves((ck.params, ck.opt_state)), jax.tree.leaves(whole))):
+        out[f"ckpt/{i}"], out[f"ckpt/own/{i}"] = np.asarray(a), np.asarray(b)
+
+
 out, read = {f"init/{i}": np.asarray(leaf) for i, leaf in enumerate(jax.tree.leaves(p0))}, set()
 for name, (shape, axes, kw) in LAYOUTS.items():
     mesh = jax.make_mesh(shape, axes)
@@ -72,13 +95,15 @@ for name, (shape, axes, kw) in LAYOUTS.items():
     y = jax.make_array_from_process_local_data(rows, np.asarray(y_all[start:stop]), (n,))
     if "batch_size" in kw:
         kw = dict(kw, key=jax.random.key(1))
-    params, hist, opt_state, *_ = fnnet.fit(net, p0, x, y, mesh=mesh, **kw)
+    params, hist, opt_state, _, epoch = fnnet.fit(net, p0, x, y, mesh=mesh, **kw)
     assert {d.process_index for d in jax.tree.leaves(params)[0].sharding.device_set} == \
         ({0, 1} if mode == "multi" else {0})
-    whole = multihost_utils.process_allgather(params, tiled=True)    # split leaves: every block
-    for i, leaf in enumerate(jax.tree.leaves(whole)):
+    whole = multihost_utils.process_allgather((params, opt_state), tiled=True)   # every block
+    for i, leaf in enumerate(jax.tree.leaves(whole[0])):
         out[f"{name}/{i}"] = np.asarray(leaf)
     out[f"{name}/loss"] = hist.loss
+    if name == CHECKPOINTED:
+        sharded_checkpoint(params, opt_state, epoch, whole, kw["optimizer"])
 out["rows_read"] = np.array(sorted(read))
 if pid == 0:
     np.savez(path, **out)

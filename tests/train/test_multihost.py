@@ -82,3 +82,20 @@ def test_two_processes_equal_one_process(runs, layout):
     for i in range(4):                      # training really moved every leaf
         assert rel_err(single[f"{layout}/{i}"], single[f"init/{i}"]) > 0.01
 
+
+
+def test_sharded_checkpoint_written_by_two_processes_restores_onto_another_layout(runs):
+    # each process wrote its own devices' blocks of the ("data", "fsdp") 2 x 4 result; one
+    # process of 8 devices restores them onto ("fsdp",) x 8: params and Adam's state equal
+    # what the writers held (their own 1 x 8 run is within 1e-12 of it)
+    _, multi, single = runs
+    files = list(single["ckpt/files"])
+    assert "checkpoint.json" in files and sum(f.endswith((".p0.npz", ".p1.npz")) for f in files) == 2, files
+    assert int(single["ckpt/epoch"]) == 2
+    assert "P('fsdp',)" in list(single["ckpt/specs"])
+    restored = sorted(k for k in single.files if k.startswith("ckpt/") and k.split("/")[1].isdigit())
+    assert len(restored) == 4 + 1 + 4 + 4           # params, and Adam's count, mu and nu
+    for i in range(4):                              # the params the two processes saved, exactly
+        assert np.array_equal(single[f"ckpt/{i}"], multi[f"data_fsdp/minibatch/{i}"])
+    for k in restored:
+        assert rel_err(single[k], single[k.replace("ckpt/", "ckpt/own/")]) <= 1e-12, k
