@@ -89,6 +89,11 @@ def parser():
                         "each device count (simulated CPU devices on a CPU-only machine: they share "
                         "its cores, so this shows overhead, not speedup); default workloads W1,W3; "
                         "writes OUT/scaling-<backend>.md")
+    p.add_argument("--layouts", action="store_true",
+                   help="with --devices N (even, >= 4): instead, each way fit splits a run over N devices "
+                        "(data, fsdp, data x fsdp, data x model) against one device: equality, params and "
+                        "optimizer bytes per device, the compiled step's memory and collectives, step time "
+                        "(fnnet/bench/devices.py); workloads mlp,gpt; writes OUT/devices-<backend>.md")
     return p
 
 
@@ -171,6 +176,24 @@ def _scaling(args, log) -> int:
     return 0
 
 
+def _layouts(args, log) -> int:
+    """`--devices N --layouts`: fnnet/bench/devices.py (needs the devices before JAX starts)."""
+    from fnnet.train.sharding import data_mesh
+    try:
+        if not args.devices.strip().isdigit():
+            raise ValueError(f"--devices {args.devices!r} --layouts: one device count, e.g. --devices 8")
+        n = int(args.devices)
+        data_mesh(n)
+        from fnnet.bench import devices
+        devices.meshes(n)
+        names = _split(args.workloads or ",".join(devices.WORKLOADS), devices.WORKLOADS, "workload(s)")
+    except (SystemExit, ValueError) as e:
+        print(e if isinstance(e, SystemExit) else f"fnnet bench: {e}", file=sys.stderr)
+        return 2
+    devices.run(n, names, args.quick, args.out, log, args.repeats)
+    return 0
+
+
 def default_out():
     """A folder name of its own per run: fnnet-bench-<UTC date-time>."""
     return "fnnet-bench-" + time.strftime("%Y%m%d-%H%M%S", time.gmtime())
@@ -244,7 +267,10 @@ def run(args) -> int:
     from fnnet.bench import systems_jax as sj, systems_torch
 
     if args.devices is not None:
-        return _scaling(args, log)
+        return _layouts(args, log) if args.layouts else _scaling(args, log)
+    if args.layouts:
+        print("fnnet bench: --layouts measures the layouts over --devices N; give --devices too", file=sys.stderr)
+        return 2
     try:
         opts = _options(args)
     except (SystemExit, ValueError) as e:

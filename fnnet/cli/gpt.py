@@ -10,8 +10,11 @@ non-overlapping windows of --context characters. Model: fnnet.gpt. Optimizer:
 optax.adamw with a cosine decay of --lr over all steps. The baseline printed beside
 the GPT's validation loss is the add-α bigram model counted on the same training text
 (α chosen on the validation text, i.e. the bigram at its best). `gpt train` takes the
-same --save/--resume/--checkpoint-every/--plot/--json/--quiet as `fnnet train`
-(fnnet/cli/session.py).
+same --save/--resume/--checkpoint-every/--plot/--json/--quiet and --devices N
+[--fsdp | --tensor-parallel] as `fnnet train` (fnnet/cli/session.py):
+
+    fnnet gpt train --devices 8 --fsdp             # params and AdamW state split 8 ways
+    fnnet gpt train --devices 4 --tensor-parallel  # heads and MLP columns split 4 ways
 
 Exit status: 0 done; 1 training diverged or an output could not be written; 2 bad options
 (one line on stderr, before anything trains); 130 Ctrl-C (the last complete epoch saved to --save).
@@ -57,7 +60,10 @@ def parser():
                    help="characters to generate after training (0: none)")
     t.add_argument("--temperature", type=nonnegative_float, default=0.8, help="sampling temperature (0: greedy)")
     t.add_argument("--prompt", default="The ", help="text the samples start from (characters of the corpus)")
+    t.add_argument("--dtype", choices=("float32", "float64"), default="float32",
+                   help="precision of the params (float64 turns on jax_enable_x64)")
     session.add_options(t, what="run")
+    session.add_devices(t)
     s = sub.add_parser("sample", help="generate text from a net saved by `fnnet gpt train --save`",
                        description="Generate text from a GPT saved by `fnnet gpt train --save`.",
                        formatter_class=DefaultsFormatter, epilog="exit status: 0 done, 2 bad options or checkpoint")
@@ -88,14 +94,28 @@ def _samples(net, params, data, prompt, n, temperature, seed):
     return greedy, sampled
 
 
+def _with_dtype(args, run):
+    """run(args) with jax_enable_x64 on for --dtype float64, restored afterwards."""
+    import jax
+    x64 = bool(jax.config.jax_enable_x64)
+    if args.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+    try:
+        return run(args)
+    finally:
+        jax.config.update("jax_enable_x64", x64)
+
+
 def train(args):
     import jax
+    import jax.numpy as jnp
     import optax
     import fnnet
     from fnnet import text
     from fnnet.train.progress import ProgressBar
 
     t_start = time.time()
+    mesh = session.device_mesh(PROG, args)     # before anything starts JAX's backends
     data = fnnet.datasets.pydoc_text(max_chars=args.max_chars)
     _check_prompt(data, args.prompt)
     if args.dim % args.heads:
@@ -108,13 +128,13 @@ def train(args):
                                f"characters); lower --context or raise --max-chars")
     bigram, alpha = text.bigram_loss(data)
     net = fnnet.gpt(data.vocab, args.context, args.layers, args.heads, args.dim)
-    params = fnnet.init(net, jax.random.key(args.seed))
+    params = fnnet.init(net, jax.random.key(args.seed), jnp.dtype(args.dtype))
     n_params = sum(p.size for p in jax.tree.leaves(params))
     steps = args.epochs * -(-x.shape[0] // args.batch_size)
     opt = optax.adamw(optax.cosine_decay_schedule(args.lr, steps), weight_decay=args.weight_decay)
     opt_state, initial = None, 0
     if args.resume:
-        ck = session.resume(PROG, args.resume, net, opt, args.epochs, "float32", how="fnnet gpt train: AdamW")
+        ck = session.resume(PROG, args.resume, net, opt, args.epochs, args.dtype, how="fnnet gpt train: AdamW")
         params, opt_state, initial = ck.params, ck.opt_state, ck.epoch
     print(f"data: pydoc_text, {len(data.train)} train / {len(data.val)} val characters, vocab {data.vocab}; "
           f"{x.shape[0]} windows of {args.context}")
@@ -123,6 +143,9 @@ def train(args):
     print(f"bigram baseline (add-{alpha:.3g}, counted on train): val {bigram:.4f} nats/char")
     if args.resume:
         print(f"resuming: {args.resume}, after epoch {initial} of {args.epochs}")
+    if mesh is not None:
+        print(session.describe_devices(mesh))
+        session.check_split(PROG, net, mesh, x.shape[0], min(args.batch_size, x.shape[0]))
     sys.stdout.flush()
 
     saver = session.Saver(PROG, args.save, net)
@@ -132,7 +155,7 @@ def train(args):
     try:
         r = session.fit(PROG, args, net, params, x, y, optimizer=opt, epochs=args.epochs, initial_epoch=initial,
                         opt_state=opt_state, batch_size=args.batch_size, key=jax.random.key(args.seed + 1),
-                        grad=args.grad, validation=(xv, yv), progress=progress, saver=saver)
+                        grad=args.grad, validation=(xv, yv), progress=progress, saver=saver, mesh=mesh)
     except fnnet.DivergedError as e:
         print(f"{PROG}: {e}", file=sys.stderr)
         r = fnnet.FitResult(e.params, e.history, e.opt_state, None, initial + e.epoch)
@@ -222,10 +245,11 @@ def main(argv=None) -> int:
         args = p.parse_args(sys.argv[1:] if argv is None else list(argv))
         if args.action == "train":
             session.check_paths(args, p.train_parser)
+            session.check_devices(args, p.train_parser)
     except SystemExit as e:           # --help (0) and one-line argparse errors (2) as return codes
         return int(e.code or 0)
     try:
-        return train(args) if args.action == "train" else sample(args)
+        return _with_dtype(args, train) if args.action == "train" else sample(args)
     except session.Exit as e:
         return e.code
     except KeyboardInterrupt:         # outside fit (which stops at an epoch): nothing to keep

@@ -5,6 +5,7 @@ keeping work, and one way of resuming, checkpointing and stopping.
     --resume FILE.npz        continue a run saved by --save: bit-identical to never stopping
     --checkpoint-every N     also write --save every N epochs while training
     --plot FILE.png, --json FILE, --quiet
+    --devices N [--fsdp | --tensor-parallel]   the run split over N devices (add_devices)
 
 Every path is probed before anything trains (`check_paths`). Ctrl-C stops fit at the last
 complete epoch (fnnet.TrainingInterrupted), saves it to --save and exits 130 with one line
@@ -66,6 +67,71 @@ def add_options(p, *, what="run"):
                    help="write a machine-readable summary (settings, per-epoch losses and accuracy, "
                         "final metrics, time)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def add_devices(p):
+    """--devices N, and --fsdp / --tensor-parallel (one of them) on parser `p`."""
+    p.add_argument("--devices", type=int_at_least(1), metavar="N",
+                   help="data-parallel over N devices: each step's batch is split N ways and the "
+                        "hand-written gradients are all-reduced (fnnet.fit(mesh=...)); on a CPU-only "
+                        "machine N simulated CPU devices, which share its cores (overhead, not speedup)")
+    split = p.add_mutually_exclusive_group()
+    split.add_argument("--fsdp", action="store_true",
+                       help="with --devices N: fully sharded data parallelism, the params and optimizer "
+                            "state split N ways too (a mesh axis 'fsdp', fnnet/train/fsdp.py)")
+    split.add_argument("--tensor-parallel", action="store_true",
+                       help="with --devices N: each Dense -> activation -> Dense pair split N ways, and "
+                            "attention by heads (a mesh axis 'model', fnnet/train/tensor_parallel.py); "
+                            "the hidden widths and head counts must be multiples of N")
+
+
+def check_devices(args, parser):
+    """--fsdp / --tensor-parallel need --devices (parser.error, exit 2)."""
+    if (args.fsdp or args.tensor_parallel) and args.devices is None:
+        parser.error(f"{'--fsdp' if args.fsdp else '--tensor-parallel'} splits the run over devices: "
+                     f"give --devices N as well")
+
+
+def mesh_axis(args):
+    """The one mesh axis --devices builds: 'data' (the batch split), 'fsdp' or 'model'."""
+    return "fsdp" if args.fsdp else "model" if args.tensor_parallel else "data"
+
+
+def device_mesh(prog, args):
+    """--devices N as a one-axis mesh (mesh_axis), or None; call it before anything starts
+    JAX's backends, so that a CPU-only machine can get N simulated devices."""
+    if args.devices is None:
+        return None
+    from fnnet.train.sharding import data_mesh
+    try:
+        return data_mesh(args.devices, mesh_axis(args))
+    except ValueError as e:
+        fail(prog, e)
+
+
+def describe_devices(mesh):
+    """The line saying how --devices splits the run."""
+    dev = mesh.devices.flat[0]
+    shared = " (simulated: they share this machine's cores)" if dev.platform == "cpu" and mesh.size > 1 else ""
+    what = {"data": "each step's batch", "fsdp": "each step's batch, the params and optimizer state (FSDP)",
+            "model": "each Dense -> activation -> Dense pair and attention's heads (tensor parallel)"}
+    return f"devices: {mesh.size} {dev.platform}{shared}, {what[mesh.axis_names[0]]} split {mesh.size} ways"
+
+
+def check_split(prog, net, mesh, n, batch):
+    """--fsdp / --tensor-parallel: what fit would refuse (a batch the devices do not divide,
+    a width or head count the model axis does not divide), said as a usage error before
+    training. n: training examples; batch: examples per step."""
+    from fnnet.train import fsdp, tensor_parallel
+    axis = mesh.axis_names[0]
+    try:
+        if axis == "fsdp":
+            fsdp.check_batches(fsdp.setup(net, mesh), n, batch)
+        elif axis == "model":
+            tensor_parallel.check_batches(tensor_parallel.setup(net, mesh, where="fit"), n, batch)
+    except ValueError as e:
+        flag = "--fsdp" if axis == "fsdp" else "--tensor-parallel"
+        fail(prog, f"{flag} --devices {mesh.size}: {e}")
 
 
 def check_paths(args, parser):

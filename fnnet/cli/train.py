@@ -95,13 +95,7 @@ def main(argv=None) -> int:
     if s["dtype"] == "float64":
         jax.config.update("jax_enable_x64", True)
     try:
-        mesh = None
-        if args.devices is not None:      # before anything starts JAX's backends (simulated CPUs)
-            from fnnet.train.sharding import data_mesh
-            try:
-                mesh = data_mesh(args.devices, _mesh_axis(args))
-            except ValueError as e:
-                session.fail(PROG, e)
+        mesh = session.device_mesh(PROG, args)     # before anything starts JAX's backends
         return _train(s, args, t0, mesh)
     except session.Exit as e:
         return e.code
@@ -205,11 +199,7 @@ def _describe(s, args, net, data, start, mesh):
     if args.resume:
         print(f"resuming: {args.resume}, after epoch {start.initial} of {s['epochs']}", file=out)
     if mesh is not None:
-        dev = mesh.devices.flat[0]
-        shared = " (simulated: they share this machine's cores)" if dev.platform == "cpu" and mesh.size > 1 else ""
-        what = {"data": "each step's batch", "fsdp": "each step's batch, the params and optimizer state (FSDP)",
-                "model": "each Dense -> activation -> Dense pair (tensor parallel)"}[mesh.axis_names[0]]
-        print(f"devices: {mesh.size} {dev.platform}{shared}, {what} split {mesh.size} ways", file=out)
+        print(session.describe_devices(mesh), file=out)
     out.flush()
 
 
@@ -227,11 +217,6 @@ def _gradient_check(net, data, start) -> bool:
     if not report.ok:
         print("fnnet train: gradient check FAILED; not training", file=sys.stderr)
     return report.ok
-
-
-def _mesh_axis(args):
-    """The one mesh axis --devices builds: 'data' (the batch split), 'fsdp' or 'model'."""
-    return "fsdp" if args.fsdp else "model" if args.tensor_parallel else "data"
 
 
 def _summary(s, args, net, data, start, mesh) -> dict:
@@ -258,7 +243,7 @@ def _fit(s, args, net, data, start, mesh, saver, summary):
     # the batch order comes from a key folded out of --seed's
     k_shuffle = jax.random.fold_in(start.k_init, 1)
     if mesh is not None:
-        _check_split(net, mesh, len(x_tr), batch or len(x_tr))
+        session.check_split(PROG, net, mesh, len(x_tr), batch or len(x_tr))
     try:
         progress = None if args.quiet else ProgressBar(s["epochs"], label="test", initial=initial)   # test split
         result = session.fit(
@@ -280,21 +265,6 @@ def _fit(s, args, net, data, start, mesh, saver, summary):
               file=sys.stderr)
         summary.update(diverged=True, diverged_epoch=initial + e.epoch + 1, kept_finite_params=e.finite_loss)
         return result, 1
-
-
-def _check_split(net, mesh, n, batch):
-    """--fsdp / --tensor-parallel: what fit would refuse (a batch the devices do not divide,
-    a width the model axis does not divide), said as a usage error before training."""
-    from fnnet.train import fsdp, tensor_parallel
-    axis = mesh.axis_names[0]
-    try:
-        if axis == "fsdp":
-            fsdp.check_batches(fsdp.setup(net, mesh), n, batch)
-        elif axis == "model":
-            tensor_parallel.check_batches(tensor_parallel.setup(net, mesh, where="fit"), n, batch)
-    except ValueError as e:
-        flag = "--fsdp" if axis == "fsdp" else "--tensor-parallel"
-        session.fail(PROG, f"{flag} --devices {mesh.size}: {e}")
 
 
 def _report(s, args, net, data, result, status, summary, saver, fit_seconds, t0) -> int:

@@ -115,18 +115,7 @@ def build_parser():
     p.add_argument("--check", action="store_true",
                    help="before training, check the hand-written gradients of the initial params on a "
                         "few examples against the oracles (fnnet.check.check_network); exit 1 if they disagree")
-    p.add_argument("--devices", type=int_at_least(1), metavar="N",
-                   help="data-parallel over N devices: each step's batch is split N ways and the "
-                        "hand-written gradients are all-reduced (fnnet.fit(mesh=...)); on a CPU-only "
-                        "machine N simulated CPU devices, which share its cores (overhead, not speedup)")
-    split = p.add_mutually_exclusive_group()
-    split.add_argument("--fsdp", action="store_true",
-                       help="with --devices N: fully sharded data parallelism, the params and optimizer "
-                            "state split N ways too (a mesh axis 'fsdp', fnnet/train/fsdp.py)")
-    split.add_argument("--tensor-parallel", action="store_true",
-                       help="with --devices N: each Dense -> activation -> Dense pair split N ways "
-                            "(a mesh axis 'model', fnnet/train/tensor_parallel.py); the hidden widths "
-                            "must be multiples of N")
+    session.add_devices(p)
     return p
 
 
@@ -181,8 +170,6 @@ def resolve(args, parser):
     if args.dataset == "xor" and s["loss"] == "softmax_cross_entropy":
         parser.error("--loss softmax_cross_entropy needs >= 2 classes; xor has one 0/1 target "
                      "(use mse, half_sse or sigmoid_binary_cross_entropy)")
-    if (args.fsdp or args.tensor_parallel) and args.devices is None:
-        parser.error(f"{'--fsdp' if args.fsdp else '--tensor-parallel'} splits the run over devices: "
-                     f"give --devices N as well")
+    session.check_devices(args, parser)
     session.check_paths(args, parser)    # fail now, not after an hour of training
     return s

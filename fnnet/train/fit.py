@@ -34,6 +34,7 @@ import numpy as np
 
 from fnnet.train import progress as _fit_progress
 from fnnet.train import fsdp as _fsdp
+from fnnet.train import placement as _placement
 from fnnet.train import sharding as _sharding
 from fnnet.train import tensor_parallel as _tp
 from fnnet import state as _state
@@ -144,7 +145,7 @@ def fit(net, params, x, y, *, optimizer, epochs, batch_size=None, key=None, grad
     params = check_fit_params(net, params)
     if opt_state is not None:
         opt_state = check_opt_state(optimizer, params, opt_state)
-    x, y = check_data(net, params, x, y, "training data")
+    x, y = check_data(net, params, *_placement.whole((x, y), "training data"), "training data")
     n = x.shape[0]
     batch = n if batch_size is None else check_int("batch_size", batch_size, 1, n)
     if key is not None:
@@ -216,7 +217,7 @@ def _validation_data(net, params, validation, parallel):
         return ()
     if not (isinstance(validation, (tuple, list)) and len(validation) == 2):
         raise ValueError("fit: validation must be a pair (x_val, y_val)")
-    val = check_data(net, params, *validation, "validation data")
+    val = check_data(net, params, *_placement.whole(tuple(validation), "validation data"), "validation data")
     if parallel is not None:
         _sharding.check_placement(parallel, val, "validation data")
         val = _sharding.replicate(parallel, val)

@@ -41,6 +41,10 @@ Checkpoints: fnnet.save writes fit's split result whole; fnnet.checkpoint.save_s
 each device's blocks, and restore_sharded(path, shardings(params, mesh), optimizer) reads
 them onto this layout for any fsdp size.
 
+Multi-host: as data parallelism (sharding.py's docstring): jax.distributed.initialize() in
+every process, the mesh over jax.devices(), each process passing its own rows or all of them;
+2 processes x 4 devices equal 1 x 8 (tests/train/test_multihost.py).
+
 Not handled (refused with ValueError): layers with state or randomness (BatchNorm,
 Dropout), grad="autodiff", axes other than "data" and "fsdp" (a "model" axis alone
 selects fnnet/train/tensor_parallel.py in fit; the two do not combine yet).

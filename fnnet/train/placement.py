@@ -1,6 +1,7 @@
 """Where fit's arrays live on a data-parallel mesh (fnnet/train/sharding.py): placing the
-data and params replicated, refusing data committed to other devices, returning the trained
-tree on the caller's mesh, and building a 1-D mesh for `--devices N`.
+data and params replicated, gathering a training set that processes hold in parts,
+refusing data committed to other devices, returning the trained tree on the caller's mesh,
+and building a 1-D mesh for `--devices N`.
 
 dp: a sharding.DataParallel (its `replicated` sharding and `user_mesh`).
 """
@@ -30,6 +31,25 @@ def check_placement(dp, tree, what, where="fit"):
             raise ValueError(f"{where}: {what}{jax.tree_util.keystr(path)} is on devices {got}, "
                              f"the mesh is on {want}; pass NumPy arrays (fit places them) or "
                              f"arrays on the mesh's devices")
+
+
+def whole(tree, what, where="fit"):
+    """Each global array that spans processes in parts (jax.make_array_from_process_local_data:
+    every process holding only its own rows) gathered onto every device of its own mesh,
+    replicated, so that the checks and the epoch's shuffle can read all of it; every other
+    leaf as it is. A collective: every process calls it, in the same order.
+    Data parallelism, FSDP and tensor parallelism all keep the training set replicated
+    (each epoch's minibatches are gathered from it exactly as on one device)."""
+    def one(path, leaf):
+        if not isinstance(leaf, jax.Array) or leaf.is_fully_addressable or leaf.is_fully_replicated:
+            return leaf
+        mesh = getattr(leaf.sharding, "mesh", None)
+        if mesh is None:
+            raise ValueError(f"{where}: {what}{jax.tree_util.keystr(path)} spans processes with a "
+                             f"{type(leaf.sharding).__name__}; build it with a NamedSharding "
+                             f"(jax.make_array_from_process_local_data(NamedSharding(mesh, P('data')), rows))")
+        return jax.jit(lambda a: a, out_shardings=NamedSharding(mesh, P()))(leaf)
+    return jax.tree_util.tree_map_with_path(one, tree)
 
 
 def to_user_mesh(dp, tree):

@@ -24,8 +24,13 @@ instead (weights 1). Batches smaller than D (q = 0) run replicated on every devi
 The training set is replicated on every device: each epoch's shuffled minibatches are
 gathered exactly as on one device, which is what makes the result equal single-device
 fit; only the step's batch is split. Multi-host: call jax.distributed.initialize() in
-every process, build the mesh over jax.devices() (all processes' devices) and pass the
-same data in every process; fit places it with jax.make_array_from_process_local_data.
+every process and build the mesh over jax.devices() (all processes' devices); then either
+pass the same data in every process (fit places it with
+jax.make_array_from_process_local_data), or let each process read only its own rows and
+pass the global array jax.make_array_from_process_local_data(NamedSharding(mesh,
+P("data")), rows) builds: fit gathers it onto every device (placement.whole). The same
+holds for FSDP and tensor parallelism (tests/train/test_multihost.py: 2 processes x 4
+devices equal 1 x 8 in every layout).
 
 Placement: NumPy and uncommitted arrays are placed replicated; arrays on the mesh's
 devices in another layout are resharded once; arrays committed to other devices raise

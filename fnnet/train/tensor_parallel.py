@@ -32,6 +32,9 @@ So per transformer block: two all-reduces of [batch, T, C] forward and two backw
 is split over "data", each device's (loss, grads) weighted and psummed: the single-device
 mean). The optimizer updates each device's blocks where they are: no communication.
 
+Multi-host: as data parallelism (fnnet/train/sharding.py's docstring); 2 processes x 4
+devices equal 1 x 8 through fit (tests/train/test_multihost.py).
+
 W_qkv's layout: a device's heads' columns are three separate ranges in [Q | K | V]; `shard`
 permutes the columns to [Q_0 K_0 V_0 | Q_1 K_1 V_1 | ...] so that block m is contiguous,
 and `gather` undoes it. The optimizer state's params-shaped trees (Adam's moments) get the

@@ -196,10 +196,37 @@ def bench_cases(out):
     out["bench/devices"] = [r["devices"] for r in rows]
     out["bench/positive_times"] = all(r["median_s"] > 0 for r in rows)
     out["bench/max_rel_diff"] = max(r["max_rel_diff_params"] for r in rows)
+    # `fnnet bench --devices 4 --layouts`: every layout over the first 4 of the 8 devices
+    with tempfile.TemporaryDirectory() as d:
+        out["layouts/rc"] = cli.main(["--devices", "4", "--layouts", "--quick", "--workloads", "mlp",
+                                      "--out", d, "--quiet"])
+        out["layouts/files"] = sorted(os.listdir(d))
+        with open(os.path.join(d, "devices-cpu.json")) as f:
+            out["layouts/mlp"] = json.load(f)["workloads"]["mlp"]["rows"]
+        with open(os.path.join(d, "devices-cpu.md")) as f:
+            out["layouts/md"] = f.read()
+
+
+def cli_cases(out):
+    """`fnnet train --devices 3` (the first 3 of this process's 8 devices) and the same run
+    without --devices: blobs, full batch of 13500 = 3·4500, float64."""
+    import contextlib
+    import io
+    import tempfile
+    from fnnet.cli import train as cli_train
+    args = ["--dataset", "blobs", "--epochs", "25", "--dtype", "float64", "--quiet", "--json"]
+    with tempfile.TemporaryDirectory() as d:
+        for name, extra in (("three", ["--devices", "3"]), ("one", [])):
+            text = io.StringIO()
+            with contextlib.redirect_stdout(text):
+                out[f"cli/{name}/rc"] = cli_train.main([*extra, *args, os.path.join(d, name + ".json")])
+            out[f"cli/{name}/stdout"] = text.getvalue()
+            with open(os.path.join(d, name + ".json")) as f:
+                out[f"cli/{name}"] = json.load(f)
 
 
 def main(path):
-    run((value_and_grad_cases, fit_cases, hlo_cases, bad_input_cases, bench_cases), path)
+    run((value_and_grad_cases, fit_cases, hlo_cases, bad_input_cases, bench_cases, cli_cases), path)
 
 
 if __name__ == "__main__":

@@ -68,10 +68,9 @@ def one_device(net, params, optimizer, batches):
 
 def split(tp, params, optimizer, batches):
     p, s = tp.shard(params, optimizer.init(params))
-    step = tp.train_step(optimizer)
-    compiled = step.lower(p, s, *batches[0]).compile()
-    for x, y in batches:
-        p, s, _ = step(p, s, x, y)
+    compiled = tp.train_step(optimizer).lower(p, s, *batches[0]).compile()
+    for x, y in batches:                  # the compiled step itself: jit would compile it again
+        p, s, _ = compiled(p, s, x, y)
     return p, s, compiled
 
 

@@ -31,7 +31,7 @@ FIT = [("mlp", "full", "float64"), ("mlp", "full", "float32"), ("mlp", "minibatc
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    return launch("_fsdp_cases.py", tmp_path_factory)
+    return launch("_fsdp_cases.py", tmp_path_factory, fast_compile=True)
 
 
 @pytest.mark.parametrize("mesh", MESHES)
@@ -200,13 +200,21 @@ def test_split_axis_is_the_first_divisible_axis(shape, size, axis):
     assert fsdp.split_axis(shape, size) == axis
 
 
-@pytest.mark.parametrize("shape, names", [((1,), ("fsdp",)), ((1, 1), ("data", "fsdp"))])
-def test_one_device_fsdp_mesh_equals_plain_fit(shape, names):
+FIT = dict(optimizer=optax.adam(0.05), epochs=3, batch_size=4, key=jax.random.key(1))   # one object: one compile
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """(p0, fit's result without a mesh), shared by the one-device mesh cases."""
     x, y = _data(np.float64)
     p0 = fnnet.init(NET, jax.random.key(0), dtype=np.float64)
-    kw = dict(optimizer=optax.adam(0.05), epochs=3, batch_size=4, key=jax.random.key(1))
-    want = fnnet.fit(NET, p0, x, y, **kw)
-    got = fnnet.fit(NET, p0, x, y, mesh=jax.make_mesh(shape, names), **kw)
+    return p0, fnnet.fit(NET, p0, x, y, **FIT)
+
+
+@pytest.mark.parametrize("shape, names", [((1,), ("fsdp",)), ((1, 1), ("data", "fsdp"))])
+def test_one_device_fsdp_mesh_equals_plain_fit(plain, shape, names):
+    p0, want = plain
+    got = fnnet.fit(NET, p0, *_data(np.float64), mesh=jax.make_mesh(shape, names), **FIT)
     assert_trees_close(got.params, want.params, 1e-12, "params")
     assert_trees_close(got.opt_state, want.opt_state, 1e-12, "opt_state")
 

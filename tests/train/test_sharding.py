@@ -6,10 +6,6 @@ The bounds: sharded == single-device params to 1e-12 (float64) and 1e-6
 (float32) relative, after several epochs.
 """
 import dataclasses
-import json
-import os
-import subprocess
-import sys
 
 import jax
 import numpy as np
@@ -21,8 +17,6 @@ from fnnet.train import sharding
 from _mesh_subprocess import launch
 from helpers import assert_trees_close
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
 BOUND = {"float64": 1e-12, "float32": 1e-6}
 
 
@@ -109,6 +103,44 @@ def test_bench_devices_table(cases):
     assert "simulated CPU devices sharing the same cores" in cases["bench/md"]
 
 
+def test_bench_layouts_table(cases):
+    # `fnnet bench --devices 4 --layouts` on the MLP [64, 32, 32, 10] (6 leaves: b [10] and
+    # Adam's count are the only ones that 4 does not split)
+    assert cases["layouts/rc"] == 0
+    assert cases["layouts/files"] == ["devices-cpu.json", "devices-cpu.md"]
+    rows = {r["layout"]: r for r in cases["layouts/mlp"]}
+    assert list(rows) == ["one device", "data", "fsdp", "data x fsdp", "data x model"]
+    assert rows["data x fsdp"]["mesh"] == {"data": 2, "fsdp": 2}
+    for name in ("data", "fsdp", "data x fsdp", "data x model"):
+        r = rows[name]
+        assert r["params_vs_one_device"] <= 1e-12                  # float64, 3 Adam steps
+        assert r["step_ms"] > 0 and r["compiled"]["argument_bytes"] > 0
+        assert r["collectives"]["all-to-all"] == r["collectives"]["collective-permute"] == 0
+    one = rows["one device"]["live_bytes_per_device"]
+    assert rows["data"]["live_bytes_per_device"] == one           # replicated
+    assert 0.25 <= rows["fsdp"]["live_share"] < 0.26              # 1/4 but b [10] and the count
+    assert 0.5 <= rows["data x fsdp"]["live_share"] < 0.51
+    assert 0.5 < rows["data x model"]["live_share"] < 1           # W1, b1, W2 split 2 ways
+    data = rows["data"]["collectives"]
+    assert (data["all-reduce"], data["all-gather"], data["reduce-scatter"]) == (1, 0, 0)
+    assert rows["fsdp"]["collectives"]["all-gather"] == rows["fsdp"]["collectives"]["reduce-scatter"] == 5
+    assert rows["data x model"]["collectives"]["all-reduce"] == 2    # "model": y of the row layer; "data"
+    assert rows["data x model"]["collectives"]["all-gather"] == 0
+    assert "simulated CPU devices sharing the same cores" in cases["layouts/md"]
+    assert "| fsdp | fsdp 4 |" in cases["layouts/md"]
+
+
+def test_bench_layouts_needs_an_even_device_count_of_at_least_four(capsys):
+    from fnnet.bench import cli, devices
+    for n in (2, 3, 5):
+        with pytest.raises(ValueError, match=f"--devices {n} --layouts: the device count must be even and >= 4"):
+            devices.meshes(n)
+    assert cli.main(["--layouts", "--quiet"]) == 2
+    assert "give --devices too" in capsys.readouterr().err
+    assert cli.main(["--devices", "1,2", "--layouts", "--quiet"]) == 2
+    assert "one device count, e.g. --devices 8" in capsys.readouterr().err
+
+
 # --- in this process: one CPU device ---------------------------------------------------
 
 NET = fnnet.mlp([5, 7, 3], activation="tanh", loss="softmax_cross_entropy", l2=1e-2)
@@ -119,22 +151,26 @@ def _data(dtype):
     return rng.standard_normal((11, 5)).astype(dtype), rng.integers(0, 3, 11)
 
 
-def test_one_device_mesh_equals_plain_fit():
+FIT = dict(optimizer=optax.sgd(0.5), epochs=3, batch_size=4, key=jax.random.key(1))   # one object: one compile
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """(p0, params after FIT without a mesh), shared by the one-device mesh tests."""
     x, y = _data(np.float64)
     p0 = fnnet.init(NET, jax.random.key(0), dtype=np.float64)
-    kw = dict(optimizer=optax.sgd(0.5), epochs=3, batch_size=4, key=jax.random.key(1))
-    want, *_ = fnnet.fit(NET, p0, x, y, **kw)
-    got, *_ = fnnet.fit(NET, p0, x, y, mesh=jax.make_mesh((1,), ("data",)), **kw)
+    return p0, fnnet.fit(NET, p0, x, y, **FIT).params
+
+
+@pytest.mark.parametrize("axis", ["data", "batch"])
+def test_one_device_mesh_equals_plain_fit(plain, axis):
+    # a one-axis mesh's axis is the batch axis, whatever its name
+    p0, want = plain
+    got, *_ = fnnet.fit(NET, p0, *_data(np.float64), mesh=jax.make_mesh((1,), (axis,)), **FIT)
     assert_trees_close(got, want, 1e-12, "params")
 
 
-def test_a_one_axis_mesh_of_any_name_is_the_batch_axis():
-    x, y = _data(np.float64)
-    p0 = fnnet.init(NET, jax.random.key(0), dtype=np.float64)
-    kw = dict(optimizer=optax.sgd(0.5), epochs=2, batch_size=4, key=jax.random.key(1))
-    want, *_ = fnnet.fit(NET, p0, x, y, **kw)
-    got, *_ = fnnet.fit(NET, p0, x, y, mesh=jax.make_mesh((1,), ("batch",)), **kw)
-    assert_trees_close(got, want, 1e-12, "params")
+def test_batch_axis_none_on_a_one_axis_mesh_is_its_axis():
     assert sharding.setup(NET, jax.make_mesh((1,), ("devices",)), batch_axis=None).axis == "devices"
 
 
@@ -185,20 +221,13 @@ def test_loss_must_say_how_it_reduces_over_the_batch():
 
 
 
-def test_cli_devices_in_a_fresh_process(tmp_path, capsys):
-    # `fnnet train --devices 3` asks for 3 simulated CPU devices before JAX starts, and
-    # trains what the one-device run trains (blobs, full batch of 13500 = 3·4500).
-    from fnnet.cli import train as cli_train
-    args = ["--dataset", "blobs", "--epochs", "25", "--dtype", "float64", "--quiet", "--json"]
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
-    env.pop("XLA_FLAGS", None)
-    proc = subprocess.run([sys.executable, "-m", "fnnet", "train", "--devices", "3", *args,
-                           str(tmp_path / "three.json")], env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "devices: 3 cpu (simulated: they share this machine's cores)" in proc.stdout
-    assert cli_train.main([*args, str(tmp_path / "one.json")]) == 0
-    three, one = (json.loads((tmp_path / f).read_text()) for f in ("three.json", "one.json"))
+def test_cli_devices_trains_what_one_device_trains(cases):
+    # `fnnet train --devices 3` splits each step over 3 devices and trains what the one-device
+    # run trains (blobs, full batch of 13500 = 3·4500). That --devices asks for simulated
+    # CPU devices before JAX starts is shown in a fresh process by tests/cli/test_cli_gpt_devices.py.
+    assert cases["cli/three/rc"] == cases["cli/one/rc"] == 0
+    assert "devices: 3 cpu (simulated: they share this machine's cores)" in cases["cli/three/stdout"]
+    three, one = cases["cli/three"], cases["cli/one"]
     assert three["settings"]["devices"] == 3 and one["settings"]["devices"] is None
     for k in ("final_loss", "test_loss"):
         assert abs(three[k] - one[k]) <= 1e-12 * abs(one[k]), k

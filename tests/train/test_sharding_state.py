@@ -26,7 +26,7 @@ BOUND = {"float64": FLOAT64, "float32": FLOAT32}
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    return launch("_sharding_state_cases.py", tmp_path_factory)
+    return launch("_sharding_state_cases.py", tmp_path_factory, fast_compile=True)
 
 
 FLOAT32_MODE = {"mlp": "minibatch", "cnn": "full", "gpt": "full"}      # as in the cases module
@@ -116,15 +116,24 @@ def _bn_net():
                          "softmax_cross_entropy", (5,))
 
 
-@pytest.mark.parametrize("batch_stats", ["sync", "local"])
-def test_one_device_mesh_equals_plain_fit_with_state_and_key(batch_stats):
+FIT = dict(optimizer=optax.sgd(0.1), epochs=2, batch_size=5, key=jax.random.key(1))   # one object: one compile
+
+
+@pytest.fixture(scope="module")
+def plain():
+    """(x, y, p0, s0, fit's result without a mesh) for the BatchNorm + Dropout net."""
     net = _bn_net()
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((12, 5)), rng.integers(0, 3, 12)
     p0, s0 = fnnet.init(net, jax.random.key(0), np.float64), fnnet.init_state(net, np.float64)
-    kw = dict(optimizer=optax.sgd(0.1), epochs=2, batch_size=5, key=jax.random.key(1), state=s0)
-    want = fnnet.fit(net, p0, x, y, **kw)
-    got = fnnet.fit(net, p0, x, y, mesh=jax.make_mesh((1,), ("data",)), batch_stats=batch_stats, **kw)
+    return x, y, p0, s0, fnnet.fit(net, p0, x, y, state=s0, **FIT)
+
+
+@pytest.mark.parametrize("batch_stats", ["sync", "local"])
+def test_one_device_mesh_equals_plain_fit_with_state_and_key(plain, batch_stats):
+    x, y, p0, s0, want = plain
+    got = fnnet.fit(_bn_net(), p0, x, y, state=s0, mesh=jax.make_mesh((1,), ("data",)), batch_stats=batch_stats,
+                    **FIT)
     for a, b in zip(jax.tree.leaves((got.params, got.state)), jax.tree.leaves((want.params, want.state))):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
 
