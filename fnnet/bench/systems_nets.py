@@ -71,15 +71,20 @@ def fit_runner(w, system):
     return runner
 
 
-def final_loss(w, result):
-    """Loss of the trained params on the first eval_rows training rows, eval mode, float64 sum."""
+def final_losses(w, results):
+    """{system: loss of its trained params on the first eval_rows training rows, eval mode}
+    for results {system: (params, layer state or None)}. One jitted evaluation serves every
+    system (the same net and shapes): one compile, not one per eager op and system."""
     net = w.network()
-    params, state = result
     x, y = w.data()
     x, y = jnp.asarray(x[:w.eval_rows]), jnp.asarray(y[:w.eval_rows])
-    kw = {} if state is None else {"state": state}
-    value = fnnet.loss(net, params, x, y, train=False, **kw)
-    return float(value[0] if state is not None else value)
+
+    @jax.jit
+    def value(params, state, x, y):
+        if state is None:
+            return fnnet.loss(net, params, x, y, train=False)
+        return fnnet.loss(net, params, x, y, train=False, state=state)[0]
+    return {system: float(value(params, state, x, y)) for system, (params, state) in results.items()}
 
 
 def _bytes(compiled):
@@ -143,8 +148,8 @@ def run(w, systems, repeats, log):
     for r in runners:
         if r.compile_s is not None:
             log(f"    {r.key:<34} compiled in {r.compile_s:.2f} s")
-    losses = {r.system: final_loss(w, timings[r.system + "/float32"].params)
-              for r in runners if not isinstance(timings[r.system + "/float32"], str)}
+    losses = final_losses(w, {r.system: timings[r.system + "/float32"].params
+                              for r in runners if not isinstance(timings[r.system + "/float32"], str)})
     log("    step memory (compiled.memory_analysis) ...")
     memory = step_memory(w)
     extra = {}
