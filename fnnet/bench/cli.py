@@ -208,9 +208,6 @@ def _split_gpt_torch(text):
 
 def _gpt_torch(args, log) -> int:
     """`--workloads GPT-torch`: fnnet/bench/gpt_torch.py's tables -> OUT/gpt-torch-<backend>.*"""
-    import json
-    import os
-
     from fnnet.bench import gpt_torch, report, report_md, systems_torch, timing
     from fnnet.bench import systems_jax as sj
     import fnnet
@@ -239,11 +236,7 @@ def _gpt_torch(args, log) -> int:
             f"jax {m['jax']}, torch {m['torch']}; {m['date']}\n- XLA_FLAGS={m['xla_flags'] or '(unset)'} "
             f"(import fnnet: {m['fnnet_xla_flags_status']}); float32 matmul peak "
             f"({peak_n}x{peak_n} jnp.dot) {peak['gflops']:.1f} GFLOP/s\n\n")
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, f"gpt-torch-{m['backend']}")
-    report_md.write_text(stem + ".json", json.dumps(result, indent=1) + "\n")
-    report_md.write_text(stem + ".md", head + md)
-    log(f"wrote {stem}.json and {stem}.md")
+    report_md.write_result(args.out, f"gpt-torch-{m['backend']}", result, head + md, log)
     return 0
 
 

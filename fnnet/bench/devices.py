@@ -26,8 +26,6 @@ Writes OUT/devices-<backend>.json and OUT/devices-<backend>.md, each atomically.
 """
 from __future__ import annotations
 
-import json
-import os
 import re
 import statistics
 import time
@@ -195,11 +193,7 @@ def run(n, names, quick, out_dir, log=print, repeats=None):
                 f"{row['step_ms']:.2f} ms per step")
         result["workloads"][name] = {"description": what, "rows": rows}
     result["load_end"] = timing.loadavg()
-    os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, f"devices-{result['machine']['backend']}")
-    report_md.write_text(stem + ".json", json.dumps(result, indent=1) + "\n")
-    report_md.write_text(stem + ".md", markdown(result))
-    log(f"wrote {stem}.json and {stem}.md")
+    report_md.write_result(out_dir, f"devices-{result['machine']['backend']}", result, markdown(result), log)
     return result
 
 

@@ -158,3 +158,14 @@ def write_text(path, text):
     """Write a report file atomically: an interrupted run never leaves half a JSON file."""
     from fnnet import atomic
     atomic.write(path, lambda f: f.write(text.encode("utf-8")), where="fnnet bench")
+
+
+def write_result(out_dir, name, result, md, log):
+    """A result as out_dir/name.json and its Markdown `md` as out_dir/name.md (each atomically,
+    the folder made if missing); logs both paths and returns their common stem."""
+    os.makedirs(out_dir, exist_ok=True)
+    stem = os.path.join(out_dir, name)
+    write_text(stem + ".json", json.dumps(result, indent=1) + "\n")
+    write_text(stem + ".md", md)
+    log(f"wrote {stem}.json and {stem}.md")
+    return stem

@@ -11,8 +11,6 @@ Writes OUT/scaling-<backend>.json and OUT/scaling-<backend>.md.
 """
 from __future__ import annotations
 
-import json
-import os
 
 import jax
 import jax.numpy as jnp
@@ -79,11 +77,7 @@ def run(counts, workloads, repeats, out_dir, log=print, dtype="float32"):
         result["workloads"][w.name] = {"title": w.title, "description": w.describe(),
                                        "steps": w.steps, "rows": rows}
     result["load_end"] = timing.loadavg()
-    os.makedirs(out_dir, exist_ok=True)
-    stem = os.path.join(out_dir, f"scaling-{result['machine']['backend']}")
-    report_md.write_text(stem + ".json", json.dumps(result, indent=1) + "\n")
-    report_md.write_text(stem + ".md", markdown(result))
-    log(f"wrote {stem}.json and {stem}.md")
+    report_md.write_result(out_dir, f"scaling-{result['machine']['backend']}", result, markdown(result), log)
     return result
 
 
