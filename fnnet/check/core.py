@@ -49,30 +49,15 @@ def run_check(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     n = len(primals)
     diff_pos = [i for i in range(n) if i not in why]
     rule_out = lambda p, ct: (vjp(*p, ct), {})          # (cotangents, {name: nonzero flags})
-    oracle_fun_d, nd_rows = oracle_fun, []
+    nd_rows = []
     mixed = [i for i in diff_pos if _nd.is_mixed(primals[i])]
     if mixed:
-        # a module passed whole: its floating arrays are the primal every witness sees, the
-        # other leaves (functions, integers, keys) are put back for fun, the rule and the reference
-        held = {i: jax.tree.map(_nd.as_fixed, _nd.held_part(primals[i])) for i in mixed}
-        whole, cotangents = _nd.hold_leaves(mixed, held, n, diff_pos, names)
-        rule_out = lambda p, ct: cotangents(vjp(*whole(p), ct), rule)
-        fun = lambda *p, fun=fun: fun(*whole(p))
-        if oracle_fun is not None:
-            oracle_fun = oracle_fun_d = lambda *p, of=oracle_fun: of(*whole(p))
-        if callable(reference) or (isinstance(reference, tuple) and reference[0] is not None):
-            ref_fn, ref_why = reference if isinstance(reference, tuple) else (reference, "")
-            reference = (lambda *p64, ref_fn=ref_fn: cotangents(ref_fn(*whole(p64[:-1]), p64[-1]),
-                                                                 "the reference")[0], ref_why)
-        if cache_key is not None:
-            extra = _nd.hashable_values([held[i] for i in mixed])
-            cache_key = None if extra is None else (cache_key, tuple(mixed), extra)
-        for i in mixed:
-            kept = [type(l).__name__ for l in jax.tree.leaves(held[i])]
-            nd_rows.append(Row(names[i], "held fixed", "nondiff", Status.NA,
-                               note=f"its {len(kept)} non-floating leaves ({', '.join(sorted(set(kept)))}) held "
-                                    f"fixed, as eqx.filter_grad does; its floating arrays differentiated"))
-        primals = tuple(_nd.float_part(p) if i in held else p for i, p in enumerate(primals))
+        held = _held_module_leaves(mixed, primals, names, diff_pos, fun, vjp, oracle_fun, reference, cache_key,
+                                   rule)
+        fun, rule_out, oracle_fun, reference, cache_key, primals = (
+            held.fun, held.rule_out, held.oracle_fun, held.reference, held.cache_key, held.primals)
+        nd_rows.extend(held.rows)
+    oracle_fun_d = oracle_fun
     hand = rule_out
     if nd_pos:
         if not diff_pos:
@@ -119,6 +104,45 @@ def run_check(fun, vjp, *primals, cotangent=None, key=None, reference=None, nond
     if nd_rows:
         report = Report(report.title, tuple(nd_rows) + report.rows, report.header, report.seconds)
     return report
+
+
+@dataclasses.dataclass(frozen=True)
+class _HeldModules:
+    """run_check's inputs after modules passed whole were split: every witness sees their
+    floating arrays as the primal; fun, the rule and the reference get the held leaves back."""
+    fun: object
+    rule_out: object
+    oracle_fun: object
+    reference: object
+    cache_key: object
+    primals: tuple
+    rows: tuple
+
+
+def _held_module_leaves(mixed, primals, names, diff_pos, fun, vjp, oracle_fun, reference, cache_key, rule):
+    """Primals at positions `mixed` mix floating arrays with other leaves (an equinox Module's
+    functions and ints, an nnx Module's Rngs): hold the others fixed, as eqx.filter_grad does."""
+    n = len(primals)
+    held = {i: jax.tree.map(_nd.as_fixed, _nd.held_part(primals[i])) for i in mixed}
+    whole, cotangents = _nd.hold_leaves(mixed, held, n, diff_pos, names)
+    rule_out = lambda p, ct: cotangents(vjp(*whole(p), ct), rule)
+    fun_whole = lambda *p: fun(*whole(p))
+    if oracle_fun is not None:
+        oracle_fun = lambda *p, of=oracle_fun: of(*whole(p))
+    if callable(reference) or (isinstance(reference, tuple) and reference[0] is not None):
+        ref_fn, ref_why = reference if isinstance(reference, tuple) else (reference, "")
+        reference = (lambda *p64: cotangents(ref_fn(*whole(p64[:-1]), p64[-1]), "the reference")[0], ref_why)
+    if cache_key is not None:
+        extra = _nd.hashable_values([held[i] for i in mixed])
+        cache_key = None if extra is None else (cache_key, tuple(mixed), extra)
+    rows = []
+    for i in mixed:
+        kept = [type(l).__name__ for l in jax.tree.leaves(held[i])]
+        rows.append(Row(names[i], "held fixed", "nondiff", Status.NA,
+                        note=f"its {len(kept)} non-floating leaves ({', '.join(sorted(set(kept)))}) held "
+                             f"fixed, as eqx.filter_grad does; its floating arrays differentiated"))
+    primals = tuple(_nd.float_part(p) if i in held else p for i, p in enumerate(primals))
+    return _HeldModules(fun_whole, rule_out, oracle_fun, reference, cache_key, primals, tuple(rows))
 
 
 @dataclasses.dataclass(frozen=True)
