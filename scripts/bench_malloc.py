@@ -2,8 +2,8 @@
 """A/B of fnnet's glibc malloc setting (fnnet/_xla_cpu.py) on a user's own jitted GPT step and fit.
 
 mallopt is process-wide, so each side runs in its own child process, the children
-alternating (A B A B ...): "fnnet default" is a plain `import fnnet`, "malloc off" the same
-with FNNET_CPU_MALLOC=0. Each child times both a per-call jax.jit step and the same steps in
+alternating (A B A B ...): "malloc on" imports fnnet with FNNET_CPU_MALLOC=1, "fnnet
+default (off)" is a plain `import fnnet`. Each child times both a per-call jax.jit step and the same steps in
 one lax.scan (what fit runs) and reports per step: wall ms, process CPU ms (user + system,
 both threads), system ms and minor page faults, and the child's peak RSS. CPU and fault counts survive a loaded
 machine far better than wall time; the minimum over pairs is printed.
@@ -66,7 +66,7 @@ def main():
     ap.add_argument("--config", default="M")
     a = ap.parse_args()
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    sides = {"fnnet default": {}, "malloc off": {"FNNET_CPU_MALLOC": "0"}}
+    sides = {"malloc on": {"FNNET_CPU_MALLOC": "1"}, "fnnet default (off)": {}}
     out = {k: [] for k in sides}
     load0 = os.getloadavg()
     for _ in range(a.pairs):

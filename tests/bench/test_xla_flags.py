@@ -1,7 +1,7 @@
 """fnnet/_xla_cpu.py: `import fnnet` turns XLA:CPU's concurrency-optimized scheduler off for
 the process, unless the user chose (XLA_FLAGS names the flag, FNNET_XLA_FLAGS=0) or a
-backend already started (XLA would ignore a late change); and sets glibc malloc to keep the
-large block of temporaries each XLA:CPU call allocates (FNNET_CPU_MALLOC=0 opts out)."""
+backend already started (XLA would ignore a late change); and, with FNNET_CPU_MALLOC=1, sets glibc
+malloc to keep the large block of temporaries each XLA:CPU call allocates (off by default)."""
 import json
 import os
 import subprocess
@@ -12,6 +12,7 @@ import pytest
 from fnnet import _xla_cpu
 
 FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+ON = {"FNNET_CPU_MALLOC": "1"}                 # the malloc setting is opt-in
 
 
 def test_set_keeps_other_flags(monkeypatch):
@@ -63,15 +64,16 @@ class _Mallopt:
 def test_malloc_set_before_a_backend(monkeypatch):
     monkeypatch.setattr(_xla_cpu, "_backends_started", lambda: False)
     m = _Mallopt()
-    assert _xla_cpu.set_default_malloc({}, m) == "set"
+    assert _xla_cpu.set_default_malloc(ON, m) == "set"
     assert m.calls == [(-8, 1), (-4, 0), (-1, 1 << 30)]     # arena max 1, mmap max 0, trim threshold 1 GiB
-    assert _xla_cpu.set_default_malloc({}, _Mallopt(answer=0)) == "refused"
+    assert _xla_cpu.set_default_malloc(ON, _Mallopt(answer=0)) == "refused"
 
 
 @pytest.mark.parametrize("env, status", [
-    ({"FNNET_CPU_MALLOC": "0"}, "opted out"),
-    ({"MALLOC_ARENA_MAX": "4"}, "user"),
-    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, "user"),
+    ({"FNNET_CPU_MALLOC": "0"}, "off"),
+    ({}, "off"),
+    ({**ON, "MALLOC_ARENA_MAX": "4"}, "user"),
+    ({**ON, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, "user"),
 ])
 def test_malloc_user_choice_wins(monkeypatch, env, status):
     monkeypatch.setattr(_xla_cpu, "_backends_started", lambda: False)
@@ -82,9 +84,9 @@ def test_malloc_user_choice_wins(monkeypatch, env, status):
 def test_malloc_too_late_or_not_glibc(monkeypatch):
     m = _Mallopt()
     monkeypatch.setattr(_xla_cpu, "_backends_started", lambda: True)
-    assert _xla_cpu.set_default_malloc({}, m) == "too late" and m.calls == []
+    assert _xla_cpu.set_default_malloc(ON, m) == "too late" and m.calls == []
     monkeypatch.setattr(_xla_cpu, "_glibc_mallopt", lambda: None)
-    assert _xla_cpu.set_default_malloc({}) == "not glibc"
+    assert _xla_cpu.set_default_malloc(ON) == "not glibc"
 
 
 # A jitted program whose temporaries are one block above glibc's 32 MB mmap ceiling: the
@@ -116,15 +118,16 @@ def _faults(extra_env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_import_keeps_xla_temporaries_mapped_in_a_fresh_process():
-    status, faults, pages = _faults({})
+def test_opt_in_keeps_xla_temporaries_mapped_in_a_fresh_process():
+    status, faults, pages = _faults(ON)
     if status == "not glibc":
         pytest.skip("the malloc setting applies to glibc only")
     assert status == "set" and pages > 32 * 256          # the block is above the mmap ceiling
     assert faults < pages / 20, f"median {faults} minor faults per call for a {pages:.0f}-page block"
     # the control: without the setting every call faults the block in again (unless the
     # kernel backs anonymous memory with huge pages on its own, then faults are 512x fewer)
-    _, faults_off, _ = _faults({"FNNET_CPU_MALLOC": "0"})
+    status_off, faults_off, _ = _faults({})
+    assert status_off == "off"
     with open("/sys/kernel/mm/transparent_hugepage/enabled") as fh:
         thp_always = "[always]" in fh.read()
     if not thp_always:
