@@ -37,7 +37,7 @@ import numpy as np
 
 from fnnet.check import nondiff as _nd
 from fnnet.check.compare import ROUNDINGS, eps
-from fnnet.check.complex_vjp import merge, normal_like, split, wide
+from fnnet.check.complex_vjp import merge, normal_like, split, wide, widened_like
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.symbolic_zeros import call_rule
@@ -178,25 +178,11 @@ def _leaves_checked(w, d0, what, where):
     if not isinstance(w, (tuple, list)) or len(w) != len(d0):
         raise ValueError(f"{where}: {what} must give one cotangent per differentiable primal ({len(d0)}), "
                          f"got {type(w).__name__}")
-    return [_widened_like(wk, pk, "a cotangent", "the primal's", what, where) for wk, pk in zip(w, d0)]
+    return [widened_like(wk, pk, "a cotangent", "the primal's", what, where) for wk, pk in zip(w, d0)]
 
 
 def _output_checked(y_dot, out, what, where):
-    return _widened_like(y_dot, out, "y_dot", "the output's", what, where)
-
-
-def _widened_like(got, like, label, owner, what, where):
-    """got's leaves in float64/complex128, once its tree and every leaf's shape are like's."""
-    if jax.tree.structure(got) != jax.tree.structure(like):
-        raise ValueError(f"{where}: {what} returned {label} of tree {jax.tree.structure(got)}, "
-                         f"expected {owner} {jax.tree.structure(like)}")
-    leaves = []
-    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(like)):
-        if tuple(np.shape(a)) != tuple(b.shape):
-            raise ValueError(f"{where}: {what} returned {label} of shape {tuple(np.shape(a))}, "
-                             f"expected {owner} {tuple(b.shape)}")
-        leaves.append(wide(a))
-    return leaves
+    return widened_like(y_dot, out, "y_dot", "the output's", what, where)
 
 
 def _pair(u, w, y_dot, v, dtype, user_rtol):

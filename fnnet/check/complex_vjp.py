@@ -84,6 +84,21 @@ def wide(a):
     return a.astype(np.complex128 if np.iscomplexobj(a) else np.float64)
 
 
+def widened_like(got, like, label, owner, what, where):
+    """got's leaves as wide() copies, once its tree and every leaf's shape are like's; else a
+    ValueError: "<where>: <what> returned <label> of tree/shape ..., expected <owner> ..."."""
+    if jax.tree.structure(got) != jax.tree.structure(like):
+        raise ValueError(f"{where}: {what} returned {label} of tree {jax.tree.structure(got)}, "
+                         f"expected {owner} {jax.tree.structure(like)}")
+    leaves = []
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(like)):
+        if tuple(np.shape(a)) != tuple(b.shape):
+            raise ValueError(f"{where}: {what} returned {label} of shape {tuple(np.shape(a))}, "
+                             f"expected {owner} {tuple(b.shape)}")
+        leaves.append(wide(a))
+    return leaves
+
+
 def normal_like(rng, a):
     """Standard normal draws of a's shape (float64), complex (re and im each normal) where a is."""
     shape = np.shape(a)

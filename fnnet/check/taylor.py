@@ -50,7 +50,7 @@ import numpy as np
 
 from fnnet.check import nondiff as _nd
 from fnnet.check.compare import ROUNDINGS, eps
-from fnnet.check.complex_vjp import merge, normal_like, split, wide
+from fnnet.check.complex_vjp import merge, normal_like, split, wide, widened_like
 from fnnet.check.inputs import make_cotangent, primal_names, rng_for, to_device, x64_context
 from fnnet.check.report import Report, Row
 from fnnet.check.symbolic_zeros import call_rule
@@ -206,17 +206,8 @@ def _remainders(fun_of_diff, d0, ct, g_leaves, dtype, rng, directions, steps):
 
 def _flat(grad, d0, where):
     """The rule's gradient as float64 (complex128) leaves in d0's order, trees and shapes checked."""
-    out = []
-    for gk, pk in zip(grad, d0):
-        if jax.tree.structure(gk) != jax.tree.structure(pk):
-            raise ValueError(f"{where}: the rule's cotangent has tree {jax.tree.structure(gk)}, expected "
-                             f"the primal's {jax.tree.structure(pk)}")
-        for a, p in zip(jax.tree.leaves(gk), jax.tree.leaves(pk)):
-            if tuple(np.shape(a)) != tuple(p.shape):
-                raise ValueError(f"{where}: the rule's cotangent has shape {tuple(np.shape(a))}, expected "
-                                 f"the primal's {tuple(p.shape)}")
-            out.append(wide(a))
-    return out
+    return [a for gk, pk in zip(grad, d0)
+            for a in widened_like(gk, pk, "a cotangent", "the primal's", "the rule", where)]
 
 
 def _asymptotic_run(h, r, floor, above):
