@@ -1,5 +1,6 @@
 """What fnnet sets for the process at import so that XLA:CPU programs run fast (unless the
-user decided otherwise): one XLA:CPU flag, and glibc malloc's handling of large blocks.
+user decided otherwise): one XLA:CPU flag, and glibc malloc's handling of large blocks with
+jax's CPU dispatch mode.
 
 XLA:CPU's concurrency-optimized scheduler orders a program's ops to run independent ones
 on separate threads. A training step of a small transformer is hundreds of small fusions
@@ -25,46 +26,45 @@ it more are alive at once. A 12 x 256 ReLU net's SGD step at batch 512 (float32)
 of temporaries instead of 7.3 MB (jax.grad's step: 13.1 MB either way;
 tests/layers/test_activation_memory.py). A user short of memory sets FNNET_XLA_FLAGS=0.
 
-The malloc setting. Every call of a compiled program allocates its temporaries as ONE block
-(the GPT step at M: 56 MB; L: 81 MB; XL: 488 MB) from an XLA worker thread, and frees it on
-return. glibc serves a block above 32 MB with a fresh mmap and gives it back with munmap
-(a non-main thread's arena cannot keep it either: its heaps are at most 64 MB and are unmapped
-once empty), so each call page-faults the whole block in again: a per-call jitted GPT step at
-M took 14,000 minor faults and 20 ms of kernel time per step, where the same step inside
-fit's lax.scan (one call for many steps) took 1,700 and 1.4 ms, and that was the gap between
-a user's own jitted step and fit at M and L. set_default_malloc() makes glibc keep such
-blocks for reuse: one arena for every thread (M_ARENA_MAX 1), no mmap for large blocks
-(M_MMAP_MAX 0: they come from the main heap, which a freed block does not leave), and freed
-memory at the top of the heap returned to the system only beyond 1 GiB (M_TRIM_THRESHOLD).
-Measured with `python scripts/bench_malloc.py` (alternating child processes, minimum over
-pairs, process CPU time per step of a user's jitted step, which load disturbs far less than
-wall time): M 106 -> 80 ms (faults 14,000 -> 0; load 6), L 292 -> 252 ms (load 5), XL 1892 ->
-1732 ms (one pair, load 4), each now level with the same step inside lax.scan; S unchanged
-(its block is below 32 MB: no faults either way).
+The memory setting. Every call of a compiled program allocates its temporaries as ONE block
+(the GPT step at M: 56 MB; L: 81 MB; XL: 488 MB) and frees it on return. glibc serves a block
+above 32 MB with a fresh mmap and gives it back with munmap, so each call page-faulted the
+whole block in again: a per-call jitted GPT step at L took 20,000-25,000 minor faults a
+step, XL 130,000, and even fit's lax.scan (one call for many steps) 6,300 (L) and 60,000
+(XL), most of the gap between a user's own jitted step and fit, and a few per cent of fit.
+set_default_malloc() makes glibc keep such blocks for reuse, in three parts:
+  1. no mmap for large blocks (M_MMAP_MAX 0): they come from a heap;
+  2. freed memory at the top of a heap is returned to the system only beyond 1 GiB
+     (M_TRIM_THRESHOLD), so a freed block stays mapped for the next call;
+  3. jax's CPU client runs each single-device program on the calling thread
+     (jax_cpu_enable_async_dispatch False) instead of handing it to a worker thread. This
+     is what lets 1 and 2 work above 64 MB: a worker thread allocates from its own glibc
+     arena, whose heaps are at most 64 MB, so a larger block is mmapped whatever the
+     settings; the main thread's arena grows without that bound.
+Measured (fault counts per step, `python scripts/bench_malloc.py`): L 20,000 -> 8 (jitted
+step) and 6,300 -> 58 (lax.scan), XL 130,000 -> 500 and 60,000 -> 0.
 
-What it costs: memory. Freed blocks stay with the process for reuse (up to 1 GiB at the top
-of the heap) instead of going back to the system, and the heap settles only after a few
-calls have grown it: small allocations take pieces of a freed block, so the next block
-must go elsewhere. Resident memory then holds about 1.5-3 blocks more than without the
-setting and stays there (measured, a per-call jitted step: M +80 MB, L +190-270 MB, flat
-from the 30th to the 60th step; XL's peak +840 MB on its 488 MB block). A large array freed
-below a live one also stays resident (reused by later allocations) where mmap would have
-returned it. Threads share one arena, so heavily multi-threaded malloc traffic (not XLA's:
-one block per call) contends for its lock; PyTorch's eager GPT step in the same process ran
-as fast with it as without. Only where the C library is glibc; only before a backend starts
-(its threads would already have arenas); not if the user set MALLOC_ARENA_MAX,
-MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_, MALLOC_MMAP_THRESHOLD_ or a glibc.malloc tunable
-(their choice wins).
+An earlier form of this setting kept the blocks with ONE arena for every thread (M_ARENA_MAX
+1) instead of part 3; that arena's lock is what XLA's compiler threads then contended for:
+`fnnet check` (98 checks, compile-bound) took 51.9 s instead of 36.8 s. Parts 1-3 leave each
+thread its arena, so compiling is not slowed.
 
-Why it is opt-in (FNNET_CPU_MALLOC=1), not a default: one arena for every thread is what
-keeps the block (without M_ARENA_MAX 1 the L step still faulted 24,000 pages a call: an
-81 MB block does not fit a thread arena's 64 MB heap), and that one arena's lock is what
-XLA's compiler threads then contend for. Measured on the idle 2-core machine, `fnnet check`
-(98 checks, compile-bound) took 51.9 s with the setting and 36.8 s without (system time
-8.8 s vs 1.9 s), M_ARENA_MAX 1 alone 1.66x the time on a 14-check subset, the other two
-settings alone no slower. A library whose checker is its core must not make every compile
-40 % slower on import; a user training a large model through their own jitted step (M: 1.24x
-faster) turns it on.
+What it costs.
+- Memory: freed blocks stay with the process for reuse (up to 1 GiB at the top of the heap)
+  instead of going back to the system, and the heap settles only after a few calls have
+  grown it: small allocations take pieces of a freed block, so the next block must go
+  elsewhere. A large array freed below a live one also stays resident (reused by later
+  allocations) where mmap would have returned it; the user's own large NumPy arrays come
+  from the heap too.
+- No asynchronous dispatch on CPU: a jitted call returns when its result is ready, so Python
+  cannot prepare the next batch while a step runs. On CPU that work competes with XLA for
+  the same cores; a per-call MLP step with NumPy batch slicing ran faster without the hand-off.
+  Multi-device CPU programs are dispatched as before (jax's option covers single-device ones).
+Where: only where the C library is glibc; only before a backend starts (mallopt would still
+act, but the client's dispatch mode is fixed when it starts, and a half setting is worse
+than none); not if the user set MALLOC_ARENA_MAX, MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_,
+MALLOC_MMAP_THRESHOLD_, a glibc.malloc tunable or JAX_CPU_ENABLE_ASYNC_DISPATCH (their choice
+wins); FNNET_CPU_MALLOC=0 opts out. fnnet.MALLOC_STATUS says what happened.
 """
 from __future__ import annotations
 
@@ -101,9 +101,11 @@ def set_default_xla_flags(environ=None):
 
 
 # glibc's mallopt parameters (malloc.h) and the values fnnet sets: see the module docstring
-_M_TRIM_THRESHOLD, _M_MMAP_MAX, _M_ARENA_MAX = -1, -4, -8
-MALLOC_SETTINGS = ((_M_ARENA_MAX, 1), (_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30))
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
+MALLOC_SETTINGS = ((_M_MMAP_MAX, 0), (_M_TRIM_THRESHOLD, 1 << 30))
 _USER_MALLOC_ENV = ("MALLOC_ARENA_MAX", "MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_MMAP_THRESHOLD_")
+# jax's option that runs each CPU program on the calling thread instead of a worker thread
+ASYNC_DISPATCH = "jax_cpu_enable_async_dispatch"
 
 
 def _glibc_mallopt():
@@ -122,14 +124,20 @@ def _glibc_mallopt():
     return mallopt
 
 
-def set_default_malloc(environ=None, mallopt=None):
-    """-> what happened: "off" (the default: FNNET_CPU_MALLOC=1 asks for it), "set", "user"
-    (the environment sets glibc malloc options), "too late" (a backend started), "not glibc",
-    or "refused" (glibc rejected a setting; the others still apply, each is independent)."""
+def _run_on_calling_thread():
+    import jax
+    jax.config.update(ASYNC_DISPATCH, False)
+
+
+def set_default_malloc(environ=None, mallopt=None, run_on_calling_thread=None):
+    """-> what happened: "set", "opted out" (FNNET_CPU_MALLOC=0), "user" (the environment sets
+    glibc malloc options or jax's dispatch), "too late" (a backend started), "not glibc", or
+    "refused" (glibc rejected a setting; the others still apply, each is independent)."""
     env = os.environ if environ is None else environ
-    if env.get("FNNET_CPU_MALLOC", "0").strip() != "1":
-        return "off"
-    if any(k in env for k in _USER_MALLOC_ENV) or "glibc.malloc" in env.get("GLIBC_TUNABLES", ""):
+    if env.get("FNNET_CPU_MALLOC", "1").strip() == "0":
+        return "opted out"
+    if (any(k in env for k in _USER_MALLOC_ENV) or "glibc.malloc" in env.get("GLIBC_TUNABLES", "")
+            or ASYNC_DISPATCH.upper() in env):
         return "user"
     mallopt = _glibc_mallopt() if mallopt is None else mallopt
     if mallopt is None:
@@ -137,4 +145,5 @@ def set_default_malloc(environ=None, mallopt=None):
     if _backends_started():
         return "too late"
     ok = [mallopt(param, value) == 1 for param, value in MALLOC_SETTINGS]   # mallopt: 1 success, 0 error
+    (_run_on_calling_thread if run_on_calling_thread is None else run_on_calling_thread)()
     return "set" if all(ok) else "refused"

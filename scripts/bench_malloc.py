@@ -1,9 +1,10 @@
 #!/usr/bin/env python
-"""A/B of fnnet's glibc malloc setting (fnnet/_xla_cpu.py) on a user's own jitted GPT step and fit.
+"""A/B of fnnet's memory setting (glibc malloc and CPU dispatch, fnnet/_xla_cpu.py) on a
+user's own jitted GPT step and fit.
 
 mallopt is process-wide, so each side runs in its own child process, the children
-alternating (A B A B ...): "malloc on" imports fnnet with FNNET_CPU_MALLOC=1, "fnnet
-default (off)" is a plain `import fnnet`. Each child times both a per-call jax.jit step and the same steps in
+alternating (A B A B ...): "fnnet default" is a plain `import fnnet`, "opted out" imports it
+with FNNET_CPU_MALLOC=0. Each child times both a per-call jax.jit step and the same steps in
 one lax.scan (what fit runs) and reports per step: wall ms, process CPU ms (user + system,
 both threads), system ms and minor page faults, and the child's peak RSS. CPU and fault counts survive a loaded
 machine far better than wall time; the minimum over pairs is printed.
@@ -66,12 +67,12 @@ def main():
     ap.add_argument("--config", default="M")
     a = ap.parse_args()
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    sides = {"malloc on": {"FNNET_CPU_MALLOC": "1"}, "fnnet default (off)": {}}
+    sides = {"fnnet default": {}, "opted out": {"FNNET_CPU_MALLOC": "0"}}
     out = {k: [] for k in sides}
     load0 = os.getloadavg()
     for _ in range(a.pairs):
         for name, extra in sides.items():
-            env = {**os.environ, **extra, "PYTHONPATH": root}
+            env = {**{k: v for k, v in os.environ.items() if k != "FNNET_CPU_MALLOC"}, **extra, "PYTHONPATH": root}
             r = subprocess.run([sys.executable, "-c", CHILD, a.config, str(a.steps)], env=env,
                                capture_output=True, text=True, check=True)
             out[name].append(json.loads(r.stdout.strip().splitlines()[-1]))
