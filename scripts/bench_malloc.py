@@ -1,6 +1,7 @@
 #!/usr/bin/env python
 """A/B of fnnet's memory setting (glibc malloc and CPU dispatch, fnnet/_xla_cpu.py) on a
-user's own jitted GPT step and fit.
+user's own jitted step (a GPT config, or a small MLP whose batch the host slices from NumPy
+before each call: what asynchronous dispatch would overlap) and the same steps in fit's lax.scan.
 
 mallopt is process-wide, so each side runs in its own child process, the children
 alternating (A B A B ...): "fnnet default" is a plain `import fnnet`, "opted out" imports it
@@ -9,7 +10,7 @@ one lax.scan (what fit runs) and reports per step: wall ms, process CPU ms (user
 both threads), system ms and minor page faults, and the child's peak RSS. CPU and fault counts survive a loaded
 machine far better than wall time; the minimum over pairs is printed.
 
-    python scripts/bench_malloc.py [--pairs 3] [--steps 8] [--config M]
+    python scripts/bench_malloc.py [--pairs 3] [--steps 8] [--config M|L|XL|MLP]
 """
 import argparse
 import json
@@ -21,12 +22,20 @@ CHILD = r"""
 import json, resource, sys, time
 import jax, jax.numpy as jnp, optax
 import fnnet
+import numpy as np
 from fnnet.bench.gpt_torch import CONFIGS, VOCAB, data
-cfg, steps = CONFIGS[sys.argv[1]], int(sys.argv[2])
-net = fnnet.gpt(VOCAB, cfg.context, cfg.layers, cfg.heads, cfg.dim)
+steps = int(sys.argv[2])
+if sys.argv[1] == "MLP":            # a small step whose batch the host slices from NumPy each call
+    net, batch = fnnet.mlp([64, 256, 256, 10]), 32
+    rng = np.random.default_rng(0)
+    Xh = rng.normal(size=(steps * batch, 64)).astype(np.float32)
+    Yh = np.eye(10, dtype=np.float32)[rng.integers(0, 10, steps * batch)]
+else:
+    cfg = CONFIGS[sys.argv[1]]
+    net, batch = fnnet.gpt(VOCAB, cfg.context, cfg.layers, cfg.heads, cfg.dim), cfg.batch
+    Xh, Yh = data(cfg, steps)
 p0 = fnnet.init(net, jax.random.key(0)); opt = optax.adamw(1e-3); s0 = opt.init(p0)
-ids, tgt = data(cfg, steps)
-X, Y = jnp.asarray(ids).reshape(steps, cfg.batch, -1), jnp.asarray(tgt).reshape(steps, cfg.batch, -1)
+X, Y = jnp.asarray(Xh).reshape(steps, batch, *Xh.shape[1:]), jnp.asarray(Yh).reshape(steps, batch, *Yh.shape[1:])
 def step(p, s, x, y):
     loss, g = fnnet.value_and_grad(net, p, x, y)
     u, s = opt.update(g, s, p)
@@ -41,7 +50,8 @@ def scanned(p, s, X, Y):
 def per_call():
     p, s = p0, s0
     for i in range(steps):
-        p, s, _ = jstep(p, s, X[i], Y[i])
+        rows = slice(i * batch, (i + 1) * batch)          # the host's work for the next batch
+        p, s, _ = jstep(p, s, Xh[rows], Yh[rows])
     jax.block_until_ready(p)
 def in_scan():
     jax.block_until_ready(scanned(p0, s0, X, Y))
@@ -64,7 +74,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--pairs", type=int, default=3)
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--config", default="M")
+    ap.add_argument("--config", default="M", help="a GPT config (S, M, L, XL) or MLP (64-256-256-10, batch 32)")
     a = ap.parse_args()
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
     sides = {"fnnet default": {}, "opted out": {"FNNET_CPU_MALLOC": "0"}}
