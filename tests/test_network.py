@@ -1,6 +1,7 @@
 """Networks: the hand-written backward of whole nets vs jax.grad, reference and finite
 differences; random architectures; L2; a user's own layer; vmap; bad input."""
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -91,6 +92,12 @@ ACTS = ["relu", "leaky_relu", "sigmoid", "tanh", "identity"]
 LOSSES = ["mse", "half_sse", "softmax_cross_entropy", "sigmoid_binary_cross_entropy"]
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _backward_and_autodiff(net, params, x, y):
+    """(fnnet.backward, jax.grad of fnnet.loss): one program, so each new shape costs one compile."""
+    return fnnet.backward(net, params, x, y), jax.grad(lambda p: fnnet.loss(net, p, x, y))(params)
+
+
 @settings(max_examples=12, deadline=None)  # each new shape costs a compile; 12 x 5 axes of variation
 @given(sizes=st.lists(st.integers(1, 6), min_size=2, max_size=5), act=st.sampled_from(ACTS),
        loss=st.sampled_from(LOSSES), l2=st.sampled_from([0.0, 0.05]), batch=st.integers(1, 5),
@@ -99,8 +106,7 @@ def test_random_architectures(sizes, act, loss, l2, batch, seed):
     net = fnnet.mlp(sizes, activation=act, loss=loss, l2=l2)
     params = fnnet.init(net, jax.random.key(seed), jnp.float64)
     x, y = data(net, batch, jnp.float64, seed)
-    grads = jax.jit(fnnet.backward, static_argnums=0)(net, params, x, y)
-    oracle = jax.jit(jax.grad(lambda p: fnnet.loss(net, p, x, y)))(params)
+    grads, oracle = _backward_and_autodiff(net, params, x, y)
     assert_trees_close(grads, oracle, F64, "vs jax.grad")
     assert_trees_close(grads, ref_grads(net, params, x, y), F64, "vs reference")
 

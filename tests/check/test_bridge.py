@@ -1,6 +1,7 @@
-"""fnnet.check's bridge to reference/: every built-in layer and loss that `fnnet check` runs has
-its NumPy float64 twin as a witness (the reference row is a comparison, never "n/a"), and a bug
-planted in a built-in's backward is caught by the reference row itself.
+"""fnnet.check's bridge to reference/: a bug planted in a built-in's backward is caught by the
+reference row itself, and where there is no twin the row says so. That every built-in layer and
+loss that `fnnet check` runs has its NumPy float64 twin as a witness is tested with `fnnet check`
+itself, whose reports it reads (tests/cli/test_cli_check.py).
 
 Planted bugs are subclasses that keep the built-in's forward and override backward (fnnet's
 files are never edited); a subclass that changes the forward has no twin.
@@ -12,57 +13,10 @@ import pytest
 
 import fnnet
 from fnnet.check import bridge
-from fnnet.cli import check_cases
-
-# Public layers and losses whose reference row may be "n/a" in `fnnet check`, with the reason.
-# Empty: every public layer and loss has a twin in reference/.
-NO_TWIN = {}
-
-
-def _cases():
-    """fnnet check's layer and loss cases: {name: (build, subjects)}."""
-    return {name: (build, subjects) for name, kind, build, subjects in check_cases.cases(np.random.default_rng(0))
-            if kind in ("layer", "loss")}
-
-
-CASES = _cases()
-# float32 too for a mask drawn from the key, a padded recurrence, a twin composed of parts and
-# options (the twin always computes in float64; the float64 run covers the rest)
-FLOAT32 = ["dropout 0.3 (key fixed)", "groupnorm 2 groups", "lstm (padded)", "tiedlm (tiny gpt)",
-           "sequence_ce ignore 0, smoothing"]
-
-
-def _run(build, dtype):
-    fn, args, kw = build(dtype)
-    return getattr(fnnet.check, fn)(*args, **kw)
 
 
 def _reference_rows(report):
     return [r for r in report.rows if r.kind == "reference"]
-
-
-@pytest.mark.parametrize("dtype,name", [(np.float64, n) for n in CASES] + [(np.float32, n) for n in FLOAT32],
-                         ids=lambda v: v if isinstance(v, str) else np.dtype(v).name)
-def test_fnnet_check_cases_have_a_reference_witness(name, dtype):
-    build, subjects = CASES[name]
-    report = _run(build, dtype)
-    rows = _reference_rows(report)
-    assert rows, str(report)
-    if set(check_cases.covered(subjects)) & set(NO_TWIN):
-        return
-    assert all(r.status == "ok" for r in rows), str(report)
-    assert report.ok, str(report)
-
-
-def test_every_public_layer_and_loss_is_in_a_case_with_a_twin():
-    """Each public layer and loss is the subject of a layer/loss case (or a part of one, as
-    Sequential and Residual in the TiedLM), so the test above gives each a reference row."""
-    covered = set()
-    for _, subjects in CASES.values():
-        covered |= check_cases.covered(subjects)
-    public = set(check_cases.public_names())
-    assert public - covered - set(NO_TWIN) == set()
-    assert set(NO_TWIN) <= public, "the allow-list names only public layers and losses"
 
 
 def test_the_sequence_loss_has_its_default_reference():

@@ -1,6 +1,10 @@
-"""`fnnet check`: the four-way check of every built-in, run in-process; --list and --only
-run as a user runs them, in a subprocess."""
+"""`fnnet check`: the four-way check of every built-in, run in-process, and its layer and loss
+cases' NumPy float64 twin as a witness (the reference row is a comparison, never "n/a": the
+bridge to reference/, fnnet/check/bridge.py, whose planted bugs are tests/check/test_bridge.py);
+--list and --only run as a user runs them, in a subprocess."""
+import contextlib
 import dataclasses
+import io
 import os
 import subprocess
 import sys
@@ -27,9 +31,32 @@ PRIMITIVES = ["dense", "identity", "relu (kinks)", "leaky_relu (kinks)", "sigmoi
               "sequence_cross_entropy", "sequence_ce ignore 0, smoothing"]
 
 
-def test_all_builtins_pass(capsys):
-    assert _cli_check.main([]) == 0
-    out = capsys.readouterr().out
+# Public layers and losses whose reference row may be "n/a" in `fnnet check`, with the reason.
+# Empty: every public layer and loss has a twin in reference/.
+NO_TWIN = {}
+
+
+@pytest.fixture(scope="module")
+def builtins():
+    """`fnnet check` with no options, run once: (exit status, what it printed, its reports
+    {(case, dtype): report}). Its float64 reports are the reference-witness test's: the same
+    cases, built and checked as that test would (x64 on), so they are not checked twice."""
+    runs = []
+
+    def run(*args, **kwargs):
+        runs.append(real(*args, **kwargs))
+        return runs[-1]
+    real, text = _cli_check.run, io.StringIO()
+    with pytest.MonkeyPatch.context() as m, contextlib.redirect_stdout(text):
+        m.setattr(_cli_check, "run", run)
+        rc = _cli_check.main([])
+    (_, rows, _), = runs
+    return rc, text.getvalue(), {(row[0], row[1]): report for row, report in rows}
+
+
+def test_all_builtins_pass(builtins, capsys):
+    rc, out, _ = builtins
+    assert rc == 0
     rows = [l for l in out.splitlines() if l.rstrip().endswith(("ok", "FAIL"))]
     for name in PRIMITIVES:
         for dtype in ("float64", "float32"):
@@ -40,6 +67,42 @@ def test_all_builtins_pass(capsys):
     assert f"{2 * n} checks, 0 failed" in out and " s wall" in out
     with capsys.disabled():
         print("\n" + out.splitlines()[-1])
+
+
+WITNESSED = {name: (build, subjects) for name, kind, build, subjects in check_cases.cases(np.random.default_rng(0))
+             if kind in ("layer", "loss")}
+# float32 too for a mask drawn from the key, a padded recurrence, a twin composed of parts and
+# options (the twin always computes in float64; the float64 run covers the rest)
+FLOAT32 = ["dropout 0.3 (key fixed)", "groupnorm 2 groups", "lstm (padded)", "tiedlm (tiny gpt)",
+           "sequence_ce ignore 0, smoothing"]
+
+
+@pytest.mark.parametrize("dtype,name", [(np.float64, n) for n in WITNESSED] + [(np.float32, n) for n in FLOAT32],
+                         ids=lambda v: v if isinstance(v, str) else np.dtype(v).name)
+def test_fnnet_check_cases_have_a_reference_witness(builtins, name, dtype):
+    build, subjects = WITNESSED[name]
+    if dtype == np.float64:
+        report = builtins[2][(name, "float64")]
+    else:                                  # x64 on, unlike `fnnet check`'s float32 rows
+        fn, args, kw = build(dtype)
+        report = getattr(fnnet.check, fn)(*args, **kw)
+    rows = [r for r in report.rows if r.kind == "reference"]
+    assert rows, str(report)
+    if set(check_cases.covered(subjects)) & set(NO_TWIN):
+        return
+    assert all(r.status == "ok" for r in rows), str(report)
+    assert report.ok, str(report)
+
+
+def test_every_public_layer_and_loss_is_in_a_case_with_a_twin():
+    """Each public layer and loss is the subject of a layer/loss case (or a part of one, as
+    Sequential and Residual in the TiedLM), so the test above gives each a reference row."""
+    covered = set()
+    for _, subjects in WITNESSED.values():
+        covered |= check_cases.covered(subjects)
+    public = set(check_cases.public_names())
+    assert public - covered - set(NO_TWIN) == set()
+    assert set(NO_TWIN) <= public, "the allow-list names only public layers and losses"
 
 
 def test_dispatch_and_help(capsys):

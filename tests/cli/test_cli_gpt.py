@@ -1,5 +1,7 @@
 """`fnnet gpt train|sample`: a tiny run end to end with every output, resuming, and bad input
 (exit 2 and one line on stderr, never a traceback)."""
+import contextlib
+import io
 import json
 import shutil
 import subprocess
@@ -21,23 +23,26 @@ TINY = ["--max-chars", "4000", "--layers", "1", "--heads", "2", "--dim", "8", "-
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    """A tiny GPT checkpoint (2 epochs), shared by the tests that only read one."""
-    path = tmp_path_factory.mktemp("gpt") / "gpt.npz"
-    assert main(["gpt", "train", *TINY, "--epochs", "2", "--sample", "0", "--quiet", "--save", str(path)]) == 0
-    return path
+    """A tiny GPT trained for 2 epochs with every output, once: {"rc", "out", "err" (what it
+    printed), "json", "png", "ckpt" (the files it wrote)}. The checkpoint is also the one the
+    bad-input tests read."""
+    d = tmp_path_factory.mktemp("gpt")
+    run = {"json": d / "run.json", "png": d / "curves.png", "ckpt": d / "gpt.npz"}
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        run["rc"] = main(["gpt", "train", *TINY, "--epochs", "2", "--sample", "20", "--prompt", "T",
+                          "--save", str(run["ckpt"]), "--json", str(run["json"]), "--plot", str(run["png"])])
+    return {**run, "out": out.getvalue(), "err": err.getvalue()}
 
 
-def test_gpt_train_tiny_writes_every_output(capsys, tmp_path):
-    j, png, ck = tmp_path / "run.json", tmp_path / "curves.png", tmp_path / "gpt.npz"
-    rc = main(["gpt", "train", *TINY, "--epochs", "2", "--sample", "20", "--prompt", "T",
-               "--save", str(ck), "--json", str(j), "--plot", str(png)])
-    out, err = capsys.readouterr()
-    assert rc == 0, err
+def test_gpt_train_tiny_writes_every_output(capsys, trained):
+    out, err, ck = trained["out"], trained["err"], trained["ckpt"]
+    assert trained["rc"] == 0, err
     assert "bigram baseline" in out and "nats/char vs bigram" in out
     assert "epoch 2/2 (100%)" in err and "val_loss" in err                 # the progress bar
     assert "--- greedy ---" in out and "--- temperature 0.8 ---" in out
-    assert png.read_bytes()[:4] == b"\x89PNG"
-    summary = json.loads(j.read_text())
+    assert trained["png"].read_bytes()[:4] == b"\x89PNG"
+    summary = json.loads(trained["json"].read_text())
     assert summary["final_epoch"] == 2 and len(summary["history"]["val_loss"]) == 2
     assert summary["settings"]["dim"] == 8 and summary["bigram_val_loss"] > 0
     c = fnnet.restore(ck, optimizer=optax.adamw(optax.cosine_decay_schedule(3e-3, 1), weight_decay=0.01))
@@ -92,6 +97,7 @@ def test_bad_options_exit_2_with_one_line(capsys, argv, msg):
 
 
 def test_bad_prompts_checkpoints_and_shapes_exit_2_with_one_line(capsys, tmp_path, trained):
+    trained = trained["ckpt"]
     one_line_exit_2(capsys, ["gpt", "sample", str(trained), "--prompt", "€uro"],
                     "--prompt '€uro': characters '€' are not in the corpus's vocabulary")
     one_line_exit_2(capsys, ["gpt", "train", *TINY, "--prompt", "\x01"], "are not in the corpus's vocabulary")

@@ -1,5 +1,7 @@
 """Activations: forward vs reference; backward vs jax.vjp, reference and finite differences;
 kinks, saturation and the full softmax Jacobian."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,16 +56,24 @@ def test_activation_against_all_oracles(name, dtype, jit):
     assert_trees_close(dx, fd, max(rtol, FD_RTOL), f"{name} vs FD")
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _backward_and_vjp(layer, x, dy):
+    """(the layer's dx, jax.vjp's) in one program, compiled once per layer and shape."""
+    _, vjp = jax.vjp(lambda x: layer.forward((), x)[0], x)
+    return layer.backward((), layer.forward((), x)[1], dy)[1], vjp(dy)[0]
+
+
 @settings(max_examples=20, deadline=None)
 @given(name=st.sampled_from(list(CASES)), batch=st.integers(1, 5), width=st.integers(1, 6),
        seed=st.integers(0, 2**16))
 def test_activation_random_shapes(name, batch, width, seed):
+    # jitted, both sides in one program: each new shape costs one compile instead of one per op
+    # (the eager path runs in test_activation_against_all_oracles)
     layer, _, ref_bwd = CASES[name]
     x, dy = inputs((batch, width), jnp.float64, seed)
-    _, (_, dx) = run(layer, x, dy, jit=False)
+    dx, autodiff = _backward_and_vjp(layer, x, dy)
     assert_trees_close(dx, ref_bwd(np.asarray(x), np.asarray(dy)), RTOL[np.dtype("float64")])
-    _, vjp = jax.vjp(lambda x: layer.forward((), x)[0], x)
-    assert_trees_close(dx, vjp(dy)[0], RTOL[np.dtype("float64")])
+    assert_trees_close(dx, autodiff, RTOL[np.dtype("float64")])
 
 
 def test_kinks_use_the_documented_convention_and_match_jax():

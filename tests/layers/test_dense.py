@@ -1,4 +1,6 @@
 """Dense layer: forward vs reference; backward vs jax.vjp, reference and finite differences."""
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -47,15 +49,23 @@ def test_dense_against_all_oracles(dtype, jit):
     assert_trees_close((dp, dx), (fnnet.DenseParams(fw, fb), fx), max(rtol, FD_RTOL), "vs FD")
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _backward_and_vjp(layer, p, x, dy):
+    """(the layer's (dp, dx), jax.vjp's) in one program, compiled once per layer and shape."""
+    _, vjp = jax.vjp(lambda p, x: layer.forward(p, x)[0], p, x)
+    return layer.backward(p, layer.forward(p, x)[1], dy), vjp(dy)
+
+
 @settings(max_examples=25, deadline=None)
 @given(batch=st.integers(1, 6), d_in=st.integers(1, 5), d_out=st.integers(1, 5), seed=st.integers(0, 2**16))
 def test_dense_random_shapes(batch, d_in, d_out, seed):
+    # jitted, both sides in one program: each new shape costs one compile instead of one per op
+    # (the eager path runs in the fixed-shape tests above)
     layer, p, x, dy = make(batch, d_in, d_out, jnp.float64, seed)
-    dp, dx = layer.backward(p, layer.forward(p, x)[1], dy)
+    (dp, dx), autodiff = _backward_and_vjp(layer, p, x, dy)
     rw, rb, rx = reference.dense_backward(f64(x), f64(p.w), f64(p.b), f64(dy))
     assert_trees_close((dp, dx), (fnnet.DenseParams(rw, rb), rx), RTOL[np.dtype("float64")])
-    _, vjp = jax.vjp(lambda p, x: layer.forward(p, x)[0], p, x)
-    assert_trees_close((dp, dx), vjp(dy), RTOL[np.dtype("float64")])
+    assert_trees_close((dp, dx), autodiff, RTOL[np.dtype("float64")])
 
 
 def test_bias_gradient_is_summed_over_batch_not_averaged():

@@ -2,8 +2,8 @@
 
 The 8-device cases run once, in a subprocess (tests/train/_sharding_cases.py): simulated
 CPU devices must be configured before JAX starts, which this process has already done.
-The bounds: sharded == single-device params to 1e-12 (float64) and 1e-6
-(float32) relative, after several epochs.
+The bounds, relative: float64 1e-12 (measured <= 1.6e-15); float32 n·T·eps, derived in
+bound() from the longest reordered sum n and the optimizer steps T.
 """
 import dataclasses
 
@@ -17,52 +17,78 @@ from fnnet.train import sharding
 from _mesh_subprocess import launch
 from helpers import assert_trees_close
 
-BOUND = {"float64": 1e-12, "float32": 1e-6}
+F64 = 1e-12
+EPS32 = float(np.finfo(np.float32).eps)
+
+
+def bound(dtype, terms, steps=1):
+    """The relative error allowed between the 8-device and the one-device result.
+
+    float32: both runs add the same per-example terms, in other orders (each device its shard,
+    then the psum over devices, against one pass on one device; XLA picks each order when it
+    compiles, so the LLVM optimization level moves it too). Two orders of an n-term sum differ
+    by at most 2·γ_(n-1)·Σ|t_i| ≈ n·eps·Σ|t_i| (γ_k = k·u/(1 - k·u), u = eps/2: Higham,
+    Accuracy and Stability of Numerical Algorithms, §4.2), a relative error n·eps where Σ|t_i|
+    is of the leaf's size; each of T optimizer steps adds at most one such error to the params
+    (to first order: a few small steps do not amplify it), hence n·T·eps. n: the longest sum
+    whose order changes, a step's batch (a convolution kernel's gradient: batch·positions).
+    Measured at LLVM level 0 (the worker's): 1/10 of it (the 16-example gradient, 1.8e-7) to
+    1/7000 (the CNN); the full-batch fit 2.1e-6 of 1.45e-4. Real bugs sit far above it: a
+    missing psum (every device using one shard's gradient) gives 0.64 on the 203-example
+    gradient and 0.5 to 1.5 on the fits' params; a gradient summed instead of averaged over the 8 devices gives 0.875 on every gradient and
+    loss, 0.12 to 0.35 on the MLP fits' params (Adam's scale invariance hides it in the CNN,
+    without L2, 6.6e-5: its float64 bound catches it there).
+    """
+    return F64 if dtype == "float64" else terms * steps * EPS32
+
+
+STEPS = {"full": (203, 6), "minibatch": (50, 3 * 5)}     # (n, T): 203 = 4·50 + 3, five steps an epoch
 
 
 @pytest.fixture(scope="module")
 def cases(tmp_path_factory):
-    return launch("_sharding_cases.py", tmp_path_factory)
+    return launch("_sharding_cases.py", tmp_path_factory, fast_compile=True)
 
 
 @pytest.mark.parametrize("dtype, loss", [("float64", "mean"), ("float32", "mean"), ("float64", "sum")])
 @pytest.mark.parametrize("batch", [16, 203, 5])
 def test_value_and_grad_matches_one_device(cases, dtype, loss, batch):
     # 16 = 8·2; 203 = 8·25 + 3 left over; 5 < 8 devices. "sum" is half_sse (weights 1).
-    assert cases[f"vg/{loss}/{dtype}/b{batch}"] <= BOUND[dtype]
+    assert cases[f"vg/{loss}/{dtype}/b{batch}"] <= bound(dtype, batch)
 
 
 @pytest.mark.parametrize("batch", [16, 203, 5])
 def test_autodiff_rule_per_shard_is_not_psummed_twice(cases, batch):
-    assert cases[f"vg/mean/float64/b{batch}/autodiff"] <= BOUND["float64"]
+    assert cases[f"vg/mean/float64/b{batch}/autodiff"] <= F64
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 @pytest.mark.parametrize("mode", ["full", "minibatch"])
 def test_fit_on_8_devices_equals_one_device(cases, dtype, mode):
-    name = f"fit/{mode}/{dtype}"
+    name, most = f"fit/{mode}/{dtype}", bound(dtype, *STEPS[mode])
     assert cases[name + "/moved"] > 0.05                       # training really moved params
-    assert cases[name] <= BOUND[dtype], f"params rel err {cases[name]:.3g}"
-    assert cases[name + "/loss"] <= BOUND[dtype]               # history: per-epoch loss
+    assert cases[name] <= most, f"params rel err {cases[name]:.3g}"
+    assert cases[name + "/loss"] <= most                       # history: per-epoch loss
     assert cases[name + "/sharding"] == "P()" and cases[name + "/devices"] == 8
     epochs = 6 if mode == "full" else 3
     assert cases[name + "/progress"] == list(range(2, epochs, 2)) + [epochs]   # chunks of 2
     if mode == "minibatch":
-        assert cases[name + "/val_loss"] <= BOUND[dtype]
+        assert cases[name + "/val_loss"] <= most
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_fit_cnn_on_8_devices_equals_one_device(cases, dtype):
     assert cases[f"fit/cnn/{dtype}/moved"] > 0.01
-    assert cases[f"fit/cnn/{dtype}"] <= BOUND[dtype]
+    # float32: minibatches of 30, 2 epochs of 4 steps; the 'same' conv kernel's gradient sums 30·8·8
+    assert cases[f"fit/cnn/{dtype}"] <= bound(dtype, 30 * 8 * 8, 2 * 4)
 
 
 def test_fit_resumed_on_the_mesh_with_opt_state(cases):
-    assert cases["fit/resumed/float64"] <= BOUND["float64"]
+    assert cases["fit/resumed/float64"] <= F64
 
 
 def test_fit_on_2d_mesh_splits_only_the_batch_axis(cases):
-    assert cases["fit/mesh2d/float64"] <= BOUND["float64"]
+    assert cases["fit/mesh2d/float64"] <= F64
 
 
 @pytest.mark.parametrize("batch, steps", [(203, 1), (48, 2)])
@@ -87,7 +113,7 @@ def test_data_committed_to_other_devices_is_refused(cases):
 
 
 def test_data_sharded_on_the_mesh_is_accepted(cases):
-    assert cases["bad/presharded_ok"] <= BOUND["float32"]
+    assert cases["bad/presharded_ok"] <= bound("float32", 200, 2)   # full batch of 200, 2 epochs
 
 
 def test_mesh_without_the_batch_axis(cases):
