@@ -6,9 +6,10 @@ from fnnet._xla_cpu import set_default_malloc, set_default_xla_flags
 # of this process (fnnet/_xla_cpu.py says why; XLA_FLAGS naming the flag, or FNNET_XLA_FLAGS=0,
 # keeps the user's choice).
 XLA_FLAGS_STATUS = set_default_xla_flags()
-# and glibc malloc plus jax's CPU dispatch set so that the large block of temporaries each
-# XLA:CPU call allocates is kept for the next call instead of page-faulted in afresh
-# (fnnet/_xla_cpu.py says why and what it costs; FNNET_CPU_MALLOC=0 opts out).
+# and, only with FNNET_CPU_MALLOC=1, glibc malloc plus jax's CPU dispatch set so that the large
+# block of temporaries each XLA:CPU call allocates is kept for the next call instead of
+# page-faulted in afresh (fnnet/_xla_cpu.py says why, and why it is not a default: a small
+# step loses asynchronous dispatch).
 MALLOC_STATUS = set_default_malloc()
 from fnnet.layers.activations import (ELU, GELU, Identity, LeakyRelu, Relu, Sigmoid, SiLU, Softmax, Softplus,
                                       Tanh)
@@ -61,7 +62,7 @@ __all__ = [
     "fit", "FitResult", "History", "DivergedError", "TrainingInterrupted", "accuracy", "loss_with_manual_grad",
     # what import did to XLA_FLAGS (fnnet/_xla_cpu.py): "set", "user", "opted out", "too late"
     "XLA_FLAGS_STATUS",
-    # what import did to glibc malloc and CPU dispatch (fnnet/_xla_cpu.py): "set", "opted out", "user", ...
+    # what import did to glibc malloc and CPU dispatch (fnnet/_xla_cpu.py): "off" (default), "set", "user", ...
     "MALLOC_STATUS",
     "LossGrowthWarning",
 ]

@@ -41,8 +41,8 @@ set_default_malloc() makes glibc keep such blocks for reuse, in three parts:
      is what lets 1 and 2 work above 64 MB: a worker thread allocates from its own glibc
      arena, whose heaps are at most 64 MB, so a larger block is mmapped whatever the
      settings; the main thread's arena grows without that bound.
-Measured (fault counts per step, `python scripts/bench_malloc.py`): L 20,000 -> 8 (jitted
-step) and 6,300 -> 58 (lax.scan), XL 130,000 -> 500 and 60,000 -> 0.
+Measured (minor faults per step, `python scripts/bench_malloc.py`): L 23,759 -> 4 (jitted
+step) and 3,654 -> 1 (lax.scan), XL 127,757 -> 3 and 33,859 -> 3.
 
 An earlier form of this setting kept the blocks with ONE arena for every thread (M_ARENA_MAX
 1) instead of part 3; that arena's lock is what XLA's compiler threads then contended for:
@@ -57,14 +57,25 @@ What it costs.
   allocations) where mmap would have returned it; the user's own large NumPy arrays come
   from the heap too.
 - No asynchronous dispatch on CPU: a jitted call returns when its result is ready, so Python
-  cannot prepare the next batch while a step runs. On CPU that work competes with XLA for
-  the same cores; a per-call MLP step with NumPy batch slicing ran faster without the hand-off.
-  Multi-device CPU programs are dispatched as before (jax's option covers single-device ones).
+  cannot prepare the next batch while a step runs (the MLP row below). Multi-device CPU
+  programs are dispatched as before (jax's option covers single-device ones).
+- In one XL pair the same steps inside lax.scan ran 4 % slower with it (fewer faults, more
+  time): one pair at load 2, not settled.
+Why it is opt-in (FNNET_CPU_MALLOC=1), not a default: part 3 takes asynchronous dispatch
+away, and a small step is where that shows. `python scripts/bench_malloc.py` (alternating
+child processes, 2026-12-06, load 1.8-2.7, minimum over pairs, ms per step):
+  GPT L  jitted step 162.0 -> 136.6, in lax.scan 144.6 -> 138.6 (2 pairs)
+  GPT XL jitted step 1083.5 -> 968.3, in lax.scan 1008.1 -> 1050.8 (1 pair)
+  MLP 64-256-256-10, batch 32, sliced from NumPy per call: 0.34 -> 0.44 (3 pairs)
+and `fnnet check` (compile-bound) 41.0 s without, 42.5 s with (farm-bench, 3 pairs, a ratio
+of 0.94-1.15: no measurable cost). A learner's small model runs ~1.3x slower per call
+without the hand-off, which the default must not cost them; a user training a large model
+through their own jitted step turns it on.
 Where: only where the C library is glibc; only before a backend starts (mallopt would still
 act, but the client's dispatch mode is fixed when it starts, and a half setting is worse
 than none); not if the user set MALLOC_ARENA_MAX, MALLOC_MMAP_MAX_, MALLOC_TRIM_THRESHOLD_,
 MALLOC_MMAP_THRESHOLD_, a glibc.malloc tunable or JAX_CPU_ENABLE_ASYNC_DISPATCH (their choice
-wins); FNNET_CPU_MALLOC=0 opts out. fnnet.MALLOC_STATUS says what happened.
+wins). fnnet.MALLOC_STATUS says what happened.
 """
 from __future__ import annotations
 
@@ -130,12 +141,12 @@ def _run_on_calling_thread():
 
 
 def set_default_malloc(environ=None, mallopt=None, run_on_calling_thread=None):
-    """-> what happened: "set", "opted out" (FNNET_CPU_MALLOC=0), "user" (the environment sets
+    """-> what happened: "off" (the default: FNNET_CPU_MALLOC=1 asks for it), "set", "user" (the environment sets
     glibc malloc options or jax's dispatch), "too late" (a backend started), "not glibc", or
     "refused" (glibc rejected a setting; the others still apply, each is independent)."""
     env = os.environ if environ is None else environ
-    if env.get("FNNET_CPU_MALLOC", "1").strip() == "0":
-        return "opted out"
+    if env.get("FNNET_CPU_MALLOC", "0").strip() != "1":
+        return "off"
     if (any(k in env for k in _USER_MALLOC_ENV) or "glibc.malloc" in env.get("GLIBC_TUNABLES", "")
             or ASYNC_DISPATCH.upper() in env):
         return "user"

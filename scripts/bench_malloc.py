@@ -4,8 +4,8 @@ user's own jitted step (a GPT config, or a small MLP whose batch the host slices
 before each call: what asynchronous dispatch would overlap) and the same steps in fit's lax.scan.
 
 mallopt is process-wide, so each side runs in its own child process, the children
-alternating (A B A B ...): "fnnet default" is a plain `import fnnet`, "opted out" imports it
-with FNNET_CPU_MALLOC=0. Each child times both a per-call jax.jit step and the same steps in
+alternating (A B A B ...): "setting on" imports fnnet with FNNET_CPU_MALLOC=1, "fnnet default"
+is a plain `import fnnet` (off). Each child times both a per-call jax.jit step and the same steps in
 one lax.scan (what fit runs) and reports per step: wall ms, process CPU ms (user + system,
 both threads), system ms and minor page faults, and the child's peak RSS. CPU and fault counts survive a loaded
 machine far better than wall time; the minimum over pairs is printed.
@@ -77,7 +77,7 @@ def main():
     ap.add_argument("--config", default="M", help="a GPT config (S, M, L, XL) or MLP (64-256-256-10, batch 32)")
     a = ap.parse_args()
     root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
-    sides = {"fnnet default": {}, "opted out": {"FNNET_CPU_MALLOC": "0"}}
+    sides = {"setting on": {"FNNET_CPU_MALLOC": "1"}, "fnnet default": {}}
     out = {k: [] for k in sides}
     load0 = os.getloadavg()
     for _ in range(a.pairs):

@@ -11,8 +11,8 @@ Systems (ms per training step, every one from the same initial params on the sam
     fnnet.fit           fnnet.fit(net, params, ids, targets, AdamW, batch B): its lax.scan
     fnnet jit step      a user's own jax.jit(step) of fnnet.value_and_grad + optax, called per batch
                         (under the process's XLA_FLAGS: `import fnnet` turns XLA:CPU's
-                        concurrency-optimized scheduler off, and sets glibc malloc and CPU dispatch
-                        to keep each call's block of temporaries, fnnet/_xla_cpu.py; the table records
+                        concurrency-optimized scheduler off; with FNNET_CPU_MALLOC=1 glibc malloc and
+                        CPU dispatch keep each call's block of temporaries, fnnet/_xla_cpu.py; the table records
                         fnnet.XLA_FLAGS_STATUS and XLA_FLAGS, the row fnnet.MALLOC_STATUS)
     jax.grad jit step   the same user step with jax.value_and_grad(fnnet.loss)
     torch eager         fnnet/bench/gpt_torch_model.py, torch.optim.AdamW (same hyperparameters)

@@ -1,8 +1,8 @@
 """fnnet/_xla_cpu.py: `import fnnet` turns XLA:CPU's concurrency-optimized scheduler off for
 the process, unless the user chose (XLA_FLAGS names the flag, FNNET_XLA_FLAGS=0) or a
-backend already started (XLA would ignore a late change); and sets glibc malloc and jax's CPU
-dispatch so that the large block of temporaries each XLA:CPU call allocates is kept for the next
-call (FNNET_CPU_MALLOC=0 opts out)."""
+backend already started (XLA would ignore a late change); and, with FNNET_CPU_MALLOC=1, sets
+glibc malloc and jax's CPU dispatch so that the large block of temporaries each XLA:CPU call
+allocates is kept for the next call (off by default)."""
 import json
 import os
 import subprocess
@@ -11,6 +11,8 @@ import sys
 import pytest
 
 from fnnet import _xla_cpu
+
+ON = {"FNNET_CPU_MALLOC": "1"}                 # the memory setting is opt-in
 
 FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
 
@@ -68,17 +70,18 @@ def _no_dispatch_change():
 def test_malloc_set_before_a_backend(monkeypatch):
     monkeypatch.setattr(_xla_cpu, "_backends_started", lambda: False)
     m, dispatched = _Mallopt(), []
-    assert _xla_cpu.set_default_malloc({}, m, lambda: dispatched.append(1)) == "set"
+    assert _xla_cpu.set_default_malloc(ON, m, lambda: dispatched.append(1)) == "set"
     assert m.calls == [(-4, 0), (-1, 1 << 30)]     # mmap max 0, trim threshold 1 GiB
     assert dispatched == [1]                        # and programs run on the calling thread
-    assert _xla_cpu.set_default_malloc({}, _Mallopt(answer=0), lambda: None) == "refused"
+    assert _xla_cpu.set_default_malloc(ON, _Mallopt(answer=0), lambda: None) == "refused"
 
 
 @pytest.mark.parametrize("env, status", [
-    ({"FNNET_CPU_MALLOC": "0"}, "opted out"),
-    ({"MALLOC_ARENA_MAX": "4"}, "user"),
-    ({"GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, "user"),
-    ({"JAX_CPU_ENABLE_ASYNC_DISPATCH": "true"}, "user"),
+    ({"FNNET_CPU_MALLOC": "0"}, "off"),
+    ({}, "off"),
+    ({**ON, "MALLOC_ARENA_MAX": "4"}, "user"),
+    ({**ON, "GLIBC_TUNABLES": "glibc.malloc.hugetlb=1"}, "user"),
+    ({**ON, "JAX_CPU_ENABLE_ASYNC_DISPATCH": "true"}, "user"),
 ])
 def test_malloc_user_choice_wins(monkeypatch, env, status):
     monkeypatch.setattr(_xla_cpu, "_backends_started", lambda: False)
@@ -89,9 +92,9 @@ def test_malloc_user_choice_wins(monkeypatch, env, status):
 def test_malloc_too_late_or_not_glibc(monkeypatch):
     m = _Mallopt()
     monkeypatch.setattr(_xla_cpu, "_backends_started", lambda: True)
-    assert _xla_cpu.set_default_malloc({}, m, _no_dispatch_change) == "too late" and m.calls == []
+    assert _xla_cpu.set_default_malloc(ON, m, _no_dispatch_change) == "too late" and m.calls == []
     monkeypatch.setattr(_xla_cpu, "_glibc_mallopt", lambda: None)
-    assert _xla_cpu.set_default_malloc({}, None, _no_dispatch_change) == "not glibc"
+    assert _xla_cpu.set_default_malloc(ON, None, _no_dispatch_change) == "not glibc"
 
 
 # A jitted program whose temporaries are one block above 64 MB (the most a worker thread's
@@ -126,17 +129,17 @@ def _faults(extra_env):
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def test_import_keeps_xla_temporaries_mapped_in_a_fresh_process():
-    status, faults, pages, async_dispatch = _faults({})
+def test_opt_in_keeps_xla_temporaries_mapped_in_a_fresh_process():
+    status, faults, pages, async_dispatch = _faults(ON)
     if status == "not glibc":
         pytest.skip("the malloc setting applies to glibc only")
     assert status == "set" and async_dispatch is False
     assert pages > 64 * 256                              # the block is above a thread arena's heap
     assert faults < pages / 20, f"median {faults} minor faults per call for a {pages:.0f}-page block"
-    # the control: opted out, every call faults the block in again (unless the kernel backs
+    # the control: without it every call faults the block in again (unless the kernel backs
     # anonymous memory with huge pages on its own, then faults are 512x fewer)
-    status_off, faults_off, _, async_off = _faults({"FNNET_CPU_MALLOC": "0"})
-    assert status_off == "opted out" and async_off is True
+    status_off, faults_off, _, async_off = _faults({})
+    assert status_off == "off" and async_off is True
     with open("/sys/kernel/mm/transparent_hugepage/enabled") as fh:
         thp_always = "[always]" in fh.read()
     if not thp_always:
