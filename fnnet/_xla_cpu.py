@@ -61,6 +61,7 @@ What it costs.
   programs are dispatched as before (jax's option covers single-device ones).
 - In one XL pair the same steps inside lax.scan ran 4 % slower with it (fewer faults, more
   time): one pair at load 2, not settled.
+
 Why it is opt-in (FNNET_CPU_MALLOC=1), not a default: part 3 takes asynchronous dispatch
 away, and a small step is where that shows. `python scripts/bench_malloc.py` (alternating
 child processes, 2026-12-06, load 1.8-2.7, minimum over pairs, ms per step):
@@ -141,9 +142,10 @@ def _run_on_calling_thread():
 
 
 def set_default_malloc(environ=None, mallopt=None, run_on_calling_thread=None):
-    """-> what happened: "off" (the default: FNNET_CPU_MALLOC=1 asks for it), "set", "user" (the environment sets
-    glibc malloc options or jax's dispatch), "too late" (a backend started), "not glibc", or
-    "refused" (glibc rejected a setting; the others still apply, each is independent)."""
+    """-> what happened: "off" (the default: FNNET_CPU_MALLOC=1 asks for it), "set", "user"
+    (the environment sets glibc malloc options or jax's dispatch), "too late" (a backend
+    started), "not glibc", or "refused" (glibc rejected a setting; the others still apply,
+    each is independent)."""
     env = os.environ if environ is None else environ
     if env.get("FNNET_CPU_MALLOC", "0").strip() != "1":
         return "off"
